@@ -1,0 +1,920 @@
+// tsdistill native addon: tensor handles, one generic operator call through the c10 dispatcher, and a few
+// helpers (autograd, grad mode, RNG, threads, version). Everything else lives in TypeScript.
+#include <napi.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/function_schema.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/generated/variable_factories.h>
+#include <torch/version.h>
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------- tensor handles
+
+struct Holder {
+  at::Tensor t;
+  int64_t bytes = 0;
+  bool disposed = false;
+};
+
+std::atomic<int64_t> g_live{0};
+
+int64_t accountedBytes(const at::Tensor& t) {
+  return t.defined() ? static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size()) : 0;
+}
+
+void finalizeHolder(Napi::Env env, Holder* h) {
+  if (!h->disposed) {
+    g_live--;
+    Napi::MemoryManagement::AdjustExternalMemory(env, -h->bytes);
+  }
+  delete h;
+}
+
+Napi::Value wrapTensor(Napi::Env env, at::Tensor t) {
+  if (!t.defined()) return env.Null();
+  auto* h = new Holder();
+  h->t = std::move(t);
+  h->bytes = accountedBytes(h->t);
+  g_live++;
+  if (h->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
+  return Napi::External<Holder>::New(env, h, finalizeHolder);
+}
+
+std::string jsTypeName(const Napi::Value& v) {
+  switch (v.Type()) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "boolean";
+    case napi_number: return "number";
+    case napi_string: return "string";
+    case napi_symbol: return "symbol";
+    case napi_object: return v.IsArray() ? "array" : "object";
+    case napi_function: return "function";
+    case napi_external: return "tensor handle";
+    case napi_bigint: return "bigint";
+  }
+  return "unknown";
+}
+
+Holder* holderOf(const Napi::Value& v, const char* what) {
+  if (!v.IsExternal()) throw std::invalid_argument(std::string(what) + ": expected a Tensor, got " + jsTypeName(v));
+  auto* h = v.As<Napi::External<Holder>>().Data();
+  if (h->disposed) throw std::invalid_argument(std::string(what) + ": Tensor used after dispose()");
+  return h;
+}
+
+at::Tensor& tensorOf(const Napi::Value& v, const char* what = "tensor") { return holderOf(v, what)->t; }
+
+// ---------------------------------------------------------------- names
+
+at::ScalarType parseDtype(const std::string& s) {
+  if (s == "float32" || s == "float") return at::kFloat;
+  if (s == "float64" || s == "double") return at::kDouble;
+  if (s == "float16" || s == "half") return at::kHalf;
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "int64" || s == "long") return at::kLong;
+  if (s == "int32" || s == "int") return at::kInt;
+  if (s == "int16" || s == "short") return at::kShort;
+  if (s == "int8") return at::kChar;
+  if (s == "uint8") return at::kByte;
+  if (s == "bool") return at::kBool;
+  if (s == "complex64") return at::kComplexFloat;
+  if (s == "complex128") return at::kComplexDouble;
+  throw std::invalid_argument("unknown dtype '" + s +
+                              "' (expected one of float32, float64, float16, bfloat16, int64, int32, int16, int8, "
+                              "uint8, bool, complex64, complex128)");
+}
+
+const char* dtypeName(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    case at::kComplexFloat: return "complex64";
+    case at::kComplexDouble: return "complex128";
+    default: return c10::toString(t);
+  }
+}
+
+at::Layout parseLayout(const std::string& s) {
+  if (s == "strided") return at::kStrided;
+  if (s == "sparse_coo" || s == "sparse") return at::kSparse;
+  throw std::invalid_argument("unknown layout '" + s + "' (expected strided or sparse_coo)");
+}
+
+at::MemoryFormat parseMemoryFormat(const std::string& s) {
+  if (s == "contiguous") return at::MemoryFormat::Contiguous;
+  if (s == "channels_last") return at::MemoryFormat::ChannelsLast;
+  if (s == "channels_last_3d") return at::MemoryFormat::ChannelsLast3d;
+  if (s == "preserve") return at::MemoryFormat::Preserve;
+  throw std::invalid_argument("unknown memory format '" + s +
+                              "' (expected contiguous, channels_last, channels_last_3d or preserve)");
+}
+
+// ---------------------------------------------------------------- warnings -> process.emitWarning
+
+class CollectingWarningHandler : public c10::WarningHandler {
+ public:
+  void process(const c10::SourceLocation&, const std::string& msg, const bool) override {
+    std::lock_guard<std::mutex> lock(mu);
+    pending.push_back(msg);
+  }
+  std::mutex mu;
+  std::vector<std::string> pending;
+};
+
+CollectingWarningHandler g_warnings;
+std::atomic<bool> g_hasWarnings{false};
+
+struct WarningScope {
+  // The handler is global; flushing happens on the JS thread after each call.
+  void flush(Napi::Env env) {
+    std::vector<std::string> msgs;
+    {
+      std::lock_guard<std::mutex> lock(g_warnings.mu);
+      if (g_warnings.pending.empty()) return;
+      msgs.swap(g_warnings.pending);
+    }
+    Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+    Napi::Function emit = process.Get("emitWarning").As<Napi::Function>();
+    for (auto& m : msgs) emit.Call(process, {Napi::String::New(env, m), Napi::String::New(env, "TorchWarning")});
+  }
+};
+
+// ---------------------------------------------------------------- operator table
+
+enum class Kind : uint8_t {
+  Tensor, Int, Float, Bool, Scalar, Str, Device, ScalarType, Layout, MemoryFormat, Generator,
+  IntList, FloatList, BoolList, TensorList, OptTensorList, Unsupported
+};
+
+struct ArgInfo {
+  std::string name;
+  Kind kind = Kind::Unsupported;
+  bool optional = false;
+  int64_t n = -1;  // fixed list length (int[2]) or -1
+  bool hasDefault = false;
+  c10::IValue defaultValue;
+};
+
+struct RetInfo {
+  bool mutatedAlias = false;  // Tensor(a!) return: the caller already holds it
+};
+
+struct OpInfo {
+  c10::OperatorHandle handle;
+  std::string display;
+  std::vector<ArgInfo> args;
+  std::vector<RetInfo> rets;
+};
+
+std::vector<std::unique_ptr<OpInfo>> g_ops;
+
+Kind baseKind(const c10::TypePtr& t, bool* isList, bool* elemOptional) {
+  using c10::TypeKind;
+  *isList = false;
+  *elemOptional = false;
+  switch (t->kind()) {
+    case TypeKind::TensorType: return Kind::Tensor;
+    case TypeKind::IntType:
+    case TypeKind::SymIntType: return Kind::Int;
+    case TypeKind::FloatType:
+    case TypeKind::SymFloatType: return Kind::Float;
+    case TypeKind::BoolType: return Kind::Bool;
+    case TypeKind::NumberType: return Kind::Scalar;
+    case TypeKind::StringType: return Kind::Str;
+    case TypeKind::DeviceObjType: return Kind::Device;
+    case TypeKind::ScalarTypeType: return Kind::ScalarType;
+    case TypeKind::LayoutType: return Kind::Layout;
+    case TypeKind::MemoryFormatType: return Kind::MemoryFormat;
+    case TypeKind::GeneratorType: return Kind::Generator;
+    case TypeKind::ListType: {
+      *isList = true;
+      auto elem = t->expectRef<c10::ListType>().getElementType();
+      switch (elem->kind()) {
+        case TypeKind::IntType:
+        case TypeKind::SymIntType: return Kind::IntList;
+        case TypeKind::FloatType: return Kind::FloatList;
+        case TypeKind::BoolType: return Kind::BoolList;
+        case TypeKind::TensorType: return Kind::TensorList;
+        case TypeKind::OptionalType:
+          if (elem->expectRef<c10::OptionalType>().getElementType()->kind() == TypeKind::TensorType) {
+            *elemOptional = true;
+            return Kind::OptTensorList;
+          }
+          return Kind::Unsupported;
+        default: return Kind::Unsupported;
+      }
+    }
+    default: return Kind::Unsupported;
+  }
+}
+
+ArgInfo describeArg(const c10::Argument& a) {
+  ArgInfo info;
+  info.name = a.name();
+  c10::TypePtr t = a.real_type();
+  if (t->kind() == c10::TypeKind::OptionalType) {
+    info.optional = true;
+    t = t->expectRef<c10::OptionalType>().getElementType();
+  }
+  bool isList, elemOpt;
+  info.kind = baseKind(t, &isList, &elemOpt);
+  if (a.N()) info.n = *a.N();
+  if (a.default_value()) {
+    info.hasDefault = true;
+    info.defaultValue = *a.default_value();
+  }
+  return info;
+}
+
+const char* kindName(Kind k) {
+  switch (k) {
+    case Kind::Tensor: return "Tensor";
+    case Kind::Int: return "int";
+    case Kind::Float: return "float";
+    case Kind::Bool: return "bool";
+    case Kind::Scalar: return "Scalar";
+    case Kind::Str: return "str";
+    case Kind::Device: return "Device";
+    case Kind::ScalarType: return "ScalarType";
+    case Kind::Layout: return "Layout";
+    case Kind::MemoryFormat: return "MemoryFormat";
+    case Kind::Generator: return "Generator";
+    case Kind::IntList: return "int[]";
+    case Kind::FloatList: return "float[]";
+    case Kind::BoolList: return "bool[]";
+    case Kind::TensorList: return "Tensor[]";
+    case Kind::OptTensorList: return "Tensor?[]";
+    case Kind::Unsupported: return "unsupported";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------- JS -> IValue
+
+[[noreturn]] void badArg(const OpInfo& op, const ArgInfo& a, const std::string& expected, const Napi::Value& v) {
+  throw std::invalid_argument(op.display + ": argument '" + a.name + "' expected " + expected + ", got " +
+                              jsTypeName(v));
+}
+
+int64_t toInt(const OpInfo& op, const ArgInfo& a, const Napi::Value& v) {
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (std::nearbyint(d) != d || !std::isfinite(d))
+      throw std::invalid_argument(op.display + ": argument '" + a.name + "' expected an integer, got " +
+                                  std::to_string(d));
+    return static_cast<int64_t>(d);
+  }
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Int64Value(&lossless);
+  }
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1 : 0;
+  badArg(op, a, "int", v);
+}
+
+c10::Scalar toScalar(const OpInfo& op, const ArgInfo& a, const Napi::Value& v) {
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (std::isfinite(d) && std::nearbyint(d) == d && std::fabs(d) < 9007199254740992.0)
+      return c10::Scalar(static_cast<int64_t>(d));
+    return c10::Scalar(d);
+  }
+  if (v.IsBoolean()) return c10::Scalar(v.As<Napi::Boolean>().Value());
+  if (v.IsBigInt()) {
+    bool lossless;
+    return c10::Scalar(v.As<Napi::BigInt>().Int64Value(&lossless));
+  }
+  badArg(op, a, "a number (Scalar)", v);
+}
+
+at::Tensor toTensorArg(const OpInfo& op, const ArgInfo& a, const Napi::Value& v) {
+  if (v.IsExternal()) {
+    auto* h = v.As<Napi::External<Holder>>().Data();
+    if (h->disposed)
+      throw std::invalid_argument(op.display + ": argument '" + a.name + "' is a Tensor used after dispose()");
+    return h->t;
+  }
+  if (v.IsNumber() || v.IsBoolean() || v.IsBigInt()) {
+    // A plain number where a Tensor is expected becomes a wrapped number, as in PyTorch, so that
+    // type promotion treats it like a Python scalar.
+    at::Tensor t = c10::scalar_to_tensor(toScalar(op, a, v));
+    t.unsafeGetTensorImpl()->set_wrapped_number(true);
+    return t;
+  }
+  badArg(op, a, "a Tensor", v);
+}
+
+c10::IValue toIValue(const OpInfo& op, const ArgInfo& a, const Napi::Value& v) {
+  if (v.IsUndefined()) {
+    if (a.hasDefault) return a.defaultValue;
+    if (a.optional) return c10::IValue();
+    throw std::invalid_argument(op.display + ": missing required argument '" + a.name + "' (" + kindName(a.kind) +
+                                ")");
+  }
+  if (v.IsNull()) {
+    if (a.optional) return c10::IValue();
+    throw std::invalid_argument(op.display + ": argument '" + a.name + "' is not optional, got null");
+  }
+  switch (a.kind) {
+    case Kind::Tensor: return toTensorArg(op, a, v);
+    case Kind::Int: return toInt(op, a, v);
+    case Kind::Float:
+      if (v.IsNumber()) return v.As<Napi::Number>().DoubleValue();
+      badArg(op, a, "a number", v);
+    case Kind::Bool:
+      if (v.IsBoolean()) return v.As<Napi::Boolean>().Value();
+      badArg(op, a, "a boolean", v);
+    case Kind::Scalar: return toScalar(op, a, v);
+    case Kind::Str:
+      if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+      badArg(op, a, "a string", v);
+    case Kind::Device:
+      if (v.IsString()) return c10::Device(v.As<Napi::String>().Utf8Value());
+      badArg(op, a, "a device string ('cpu', 'cuda', 'cuda:1')", v);
+    case Kind::ScalarType:
+      if (v.IsString()) return static_cast<int64_t>(parseDtype(v.As<Napi::String>().Utf8Value()));
+      badArg(op, a, "a dtype string", v);
+    case Kind::Layout:
+      if (v.IsString()) return static_cast<int64_t>(parseLayout(v.As<Napi::String>().Utf8Value()));
+      badArg(op, a, "a layout string", v);
+    case Kind::MemoryFormat:
+      if (v.IsString()) return static_cast<int64_t>(parseMemoryFormat(v.As<Napi::String>().Utf8Value()));
+      badArg(op, a, "a memory format string", v);
+    case Kind::Generator: badArg(op, a, "nothing (generators are not supported; use manualSeed)", v);
+    case Kind::IntList: {
+      if (v.IsNumber() && a.n > 0) return std::vector<int64_t>(a.n, toInt(op, a, v));
+      if (!v.IsArray()) badArg(op, a, a.n > 0 ? "an int or int[" + std::to_string(a.n) + "]" : "an int[]", v);
+      auto arr = v.As<Napi::Array>();
+      std::vector<int64_t> out(arr.Length());
+      for (uint32_t i = 0; i < arr.Length(); i++) out[i] = toInt(op, a, arr.Get(i));
+      return out;
+    }
+    case Kind::FloatList: {
+      if (v.IsNumber() && a.n > 0) return std::vector<double>(a.n, v.As<Napi::Number>().DoubleValue());
+      if (!v.IsArray()) badArg(op, a, "a float[]", v);
+      auto arr = v.As<Napi::Array>();
+      std::vector<double> out(arr.Length());
+      for (uint32_t i = 0; i < arr.Length(); i++) out[i] = arr.Get(i).As<Napi::Number>().DoubleValue();
+      return out;
+    }
+    case Kind::BoolList: {
+      if (!v.IsArray()) badArg(op, a, "a bool[]", v);
+      auto arr = v.As<Napi::Array>();
+      c10::List<bool> out;
+      for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(arr.Get(i).ToBoolean().Value());
+      return out;
+    }
+    case Kind::TensorList: {
+      if (!v.IsArray()) badArg(op, a, "a Tensor[]", v);
+      auto arr = v.As<Napi::Array>();
+      std::vector<at::Tensor> out;
+      out.reserve(arr.Length());
+      for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(toTensorArg(op, a, arr.Get(i)));
+      return out;
+    }
+    case Kind::OptTensorList: {
+      if (!v.IsArray()) badArg(op, a, "a (Tensor|null)[]", v);
+      auto arr = v.As<Napi::Array>();
+      c10::List<c10::optional<at::Tensor>> out;
+      for (uint32_t i = 0; i < arr.Length(); i++) {
+        Napi::Value e = arr.Get(i);
+        if (e.IsNull() || e.IsUndefined()) out.push_back(c10::nullopt);
+        else out.push_back(toTensorArg(op, a, e));
+      }
+      return out;
+    }
+    case Kind::Unsupported: break;
+  }
+  throw std::invalid_argument(op.display + ": argument '" + a.name + "' has a type the binding does not support");
+}
+
+// ---------------------------------------------------------------- IValue -> JS
+
+Napi::Value fromIValue(Napi::Env env, c10::IValue&& v) {
+  if (v.isTensor()) return wrapTensor(env, std::move(v).toTensor());
+  if (v.isNone()) return env.Undefined();
+  if (v.isDouble()) return Napi::Number::New(env, v.toDouble());
+  if (v.isInt()) return Napi::Number::New(env, static_cast<double>(v.toInt()));
+  if (v.isBool()) return Napi::Boolean::New(env, v.toBool());
+  if (v.isTensorList()) {
+    auto list = v.toTensorList();
+    auto arr = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); i++) arr.Set(static_cast<uint32_t>(i), wrapTensor(env, list.get(i)));
+    return arr;
+  }
+  if (v.isIntList()) {
+    auto list = v.toIntVector();
+    auto arr = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, list[i]));
+    return arr;
+  }
+  if (v.isDoubleList()) {
+    auto list = v.toDoubleVector();
+    auto arr = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, list[i]));
+    return arr;
+  }
+  if (v.isTuple()) {
+    auto elems = v.toTupleRef().elements();
+    auto arr = Napi::Array::New(env, elems.size());
+    for (size_t i = 0; i < elems.size(); i++) arr.Set(static_cast<uint32_t>(i), fromIValue(env, c10::IValue(elems[i])));
+    return arr;
+  }
+  if (v.isString()) return Napi::String::New(env, v.toStringRef());
+  if (v.isList()) {
+    auto list = v.toList();
+    auto arr = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); i++) arr.Set(static_cast<uint32_t>(i), fromIValue(env, list.get(i)));
+    return arr;
+  }
+  if (v.isDevice()) return Napi::String::New(env, v.toDevice().str());
+  if (v.isComplexDouble()) return Napi::Number::New(env, v.toComplexDouble().real());
+  throw std::runtime_error(std::string("cannot convert a result of type ") + v.tagKind() + " to JavaScript");
+}
+
+// ---------------------------------------------------------------- error handling
+
+std::string describeArgsForError(const OpInfo& op, const Napi::CallbackInfo& info) {
+  std::ostringstream os;
+  os << op.display << "(";
+  bool first = true;
+  for (size_t i = 0; i < op.args.size() && i + 1 < info.Length(); i++) {
+    Napi::Value v = info[i + 1];
+    if (!v.IsExternal()) continue;
+    auto* h = v.As<Napi::External<Holder>>().Data();
+    if (h->disposed || !h->t.defined()) continue;
+    if (!first) os << ", ";
+    first = false;
+    os << op.args[i].name << ": " << dtypeName(h->t.scalar_type()) << h->t.sizes();
+    if (!h->t.device().is_cpu()) os << " on " << h->t.device();
+  }
+  os << ")";
+  return os.str();
+}
+
+template <typename F>
+Napi::Value guarded(const Napi::CallbackInfo& info, F&& f) {
+  Napi::Env env = info.Env();
+  try {
+    Napi::Value out = f();
+    if (!g_warnings.pending.empty()) WarningScope().flush(env);
+    return out;
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    WarningScope().flush(env);
+    throw Napi::Error::New(env, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    WarningScope().flush(env);
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// ---------------------------------------------------------------- exported functions
+
+// op(name, overload) -> id
+Napi::Value OpLookup(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    std::string name = info[0].As<Napi::String>().Utf8Value();
+    std::string overload = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+    auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
+    if (!handle) {
+      std::ostringstream os;
+      os << "unknown operator " << name << (overload.empty() ? "" : "." + overload);
+      std::vector<std::string> candidates;
+      for (const auto& on : c10::Dispatcher::singleton().getAllOpNames())
+        if (on.name == name) candidates.push_back(on.overload_name.empty() ? "(default)" : on.overload_name);
+      if (!candidates.empty()) {
+        os << "; overloads of " << name << ":";
+        for (auto& c : candidates) os << " " << c;
+      }
+      throw std::invalid_argument(os.str());
+    }
+    auto op = std::make_unique<OpInfo>(OpInfo{*handle, name + (overload.empty() ? "" : "." + overload), {}, {}});
+    const auto& schema = handle->schema();
+    for (const auto& a : schema.arguments()) op->args.push_back(describeArg(a));
+    for (const auto& r : schema.returns()) op->rets.push_back(RetInfo{r.alias_info() && r.alias_info()->isWrite()});
+    g_ops.push_back(std::move(op));
+    return Napi::Number::New(info.Env(), static_cast<double>(g_ops.size() - 1));
+  });
+}
+
+// call(id, ...args) -> result (single value, array for several returns, undefined for none).
+// Returns that alias a mutated argument (Tensor(a!)) come back as undefined: the caller already holds them.
+Napi::Value Call(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const OpInfo* opp = nullptr;
+  try {
+    uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+    if (id >= g_ops.size()) throw std::invalid_argument("invalid operator id " + std::to_string(id));
+    const OpInfo& op = *g_ops[id];
+    opp = &op;
+    if (info.Length() - 1 > op.args.size())
+      throw std::invalid_argument(op.display + ": expected at most " + std::to_string(op.args.size()) +
+                                  " arguments, got " + std::to_string(info.Length() - 1));
+    torch::jit::Stack stack;
+    stack.reserve(op.args.size());
+    for (size_t i = 0; i < op.args.size(); i++) {
+      Napi::Value v = i + 1 < info.Length() ? info[i + 1] : env.Undefined();
+      stack.push_back(toIValue(op, op.args[i], v));
+    }
+    op.handle.callBoxed(&stack);
+    if (!g_warnings.pending.empty()) WarningScope().flush(env);
+    size_t nret = op.rets.size();
+    if (nret == 0) return env.Undefined();
+    if (nret == 1) return op.rets[0].mutatedAlias ? env.Undefined() : fromIValue(env, std::move(stack[0]));
+    auto arr = Napi::Array::New(env, nret);
+    for (size_t i = 0; i < nret; i++)
+      arr.Set(static_cast<uint32_t>(i), op.rets[i].mutatedAlias ? env.Undefined() : fromIValue(env, std::move(stack[i])));
+    return arr;
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    WarningScope().flush(env);
+    std::string prefix = opp ? describeArgsForError(*opp, info) + ": " : "";
+    throw Napi::Error::New(env, prefix + e.what_without_backtrace());
+  } catch (const std::invalid_argument& e) {
+    WarningScope().flush(env);
+    throw Napi::TypeError::New(env, e.what());
+  } catch (const std::exception& e) {
+    WarningScope().flush(env);
+    std::string prefix = opp ? describeArgsForError(*opp, info) + ": " : "";
+    throw Napi::Error::New(env, prefix + e.what());
+  }
+}
+
+Napi::Value ivalueToJsLiteral(Napi::Env env, const c10::IValue& v) {
+  if (v.isNone()) return env.Null();
+  if (v.isBool()) return Napi::Boolean::New(env, v.toBool());
+  if (v.isInt()) return Napi::Number::New(env, static_cast<double>(v.toInt()));
+  if (v.isDouble()) return Napi::Number::New(env, v.toDouble());
+  if (v.isString()) return Napi::String::New(env, v.toStringRef());
+  if (v.isIntList()) {
+    auto l = v.toIntVector();
+    auto arr = Napi::Array::New(env, l.size());
+    for (size_t i = 0; i < l.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, l[i]));
+    return arr;
+  }
+  if (v.isDoubleList()) {
+    auto l = v.toDoubleVector();
+    auto arr = Napi::Array::New(env, l.size());
+    for (size_t i = 0; i < l.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, l[i]));
+    return arr;
+  }
+  if (v.isBoolList()) {
+    auto l = v.toBoolList();
+    auto arr = Napi::Array::New(env, l.size());
+    for (size_t i = 0; i < l.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Boolean::New(env, l.get(i)));
+    return arr;
+  }
+  if (v.isList() && v.toListRef().empty()) return Napi::Array::New(env, 0);
+  std::ostringstream os;
+  os << v;
+  return Napi::String::New(env, "<" + os.str() + ">");
+}
+
+// schemas() -> every registered operator schema, for the op generator.
+Napi::Value Schemas(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto names = c10::Dispatcher::singleton().getAllOpNames();
+    auto out = Napi::Array::New(env);
+    uint32_t k = 0;
+    for (const auto& on : names) {
+      auto handle = c10::Dispatcher::singleton().findSchema(on);
+      if (!handle || !handle->hasSchema()) continue;
+      const auto& schema = handle->schema();
+      auto o = Napi::Object::New(env);
+      o.Set("name", on.name);
+      o.Set("overload", on.overload_name);
+      std::ostringstream os;
+      os << schema;
+      o.Set("schema", os.str());
+      auto args = Napi::Array::New(env);
+      uint32_t ai = 0;
+      for (const auto& a : schema.arguments()) {
+        ArgInfo d = describeArg(a);
+        auto ao = Napi::Object::New(env);
+        ao.Set("name", a.name());
+        ao.Set("type", a.real_type()->str());
+        ao.Set("kind", kindName(d.kind));
+        ao.Set("optional", d.optional);
+        if (d.n > 0) ao.Set("n", Napi::Number::New(env, static_cast<double>(d.n)));
+        ao.Set("kwargOnly", a.kwarg_only());
+        ao.Set("hasDefault", d.hasDefault);
+        if (d.hasDefault) ao.Set("default", ivalueToJsLiteral(env, d.defaultValue));
+        ao.Set("mutated", a.alias_info() != nullptr && a.alias_info()->isWrite());
+        if (a.alias_info() && !a.alias_info()->beforeSets().empty())
+          ao.Set("alias", a.alias_info()->beforeSets().begin()->toUnqualString());
+        args.Set(ai++, ao);
+      }
+      o.Set("args", args);
+      auto rets = Napi::Array::New(env);
+      uint32_t ri = 0;
+      for (const auto& r : schema.returns()) {
+        auto ro = Napi::Object::New(env);
+        ro.Set("name", r.name());
+        ro.Set("type", r.real_type()->str());
+        ro.Set("mutated", r.alias_info() != nullptr && r.alias_info()->isWrite());
+        if (r.alias_info() && !r.alias_info()->beforeSets().empty())
+          ro.Set("alias", r.alias_info()->beforeSets().begin()->toUnqualString());
+        rets.Set(ri++, ro);
+      }
+      o.Set("returns", rets);
+      o.Set("isVararg", schema.is_vararg());
+      out.Set(k++, o);
+    }
+    return out;
+  });
+}
+
+// fromBuffer(view: ArrayBufferView, shape: number[], dtype: string) -> handle. Copies the bytes.
+Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() && !info[0].IsDataView() && !info[0].IsBuffer())
+      throw std::invalid_argument("fromBuffer: expected a TypedArray, got " + jsTypeName(info[0]));
+    auto ta = info[0].As<Napi::TypedArray>();
+    size_t byteLength = ta.ByteLength();
+    auto* src = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    auto shapeArr = info[1].As<Napi::Array>();
+    std::vector<int64_t> shape(shapeArr.Length());
+    int64_t numel = 1;
+    for (uint32_t i = 0; i < shapeArr.Length(); i++) {
+      shape[i] = shapeArr.Get(i).As<Napi::Number>().Int64Value();
+      if (shape[i] < 0) throw std::invalid_argument("fromBuffer: negative dimension in shape");
+      numel *= shape[i];
+    }
+    at::ScalarType dt = parseDtype(info[2].As<Napi::String>().Utf8Value());
+    size_t need = static_cast<size_t>(numel) * c10::elementSize(dt);
+    if (need != byteLength) {
+      std::ostringstream os;
+      os << "fromBuffer: shape " << c10::IntArrayRef(shape) << " of " << dtypeName(dt) << " needs " << need
+         << " bytes, got " << byteLength;
+      throw std::invalid_argument(os.str());
+    }
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dt));
+    if (need) std::memcpy(t.data_ptr(), src, need);
+    return wrapTensor(info.Env(), std::move(t));
+  });
+}
+
+// toBuffer(handle) -> ArrayBuffer holding the tensor's elements, contiguous, on the CPU.
+Napi::Value ToBuffer(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    at::Tensor t = tensorOf(info[0]);
+    t = t.detach().to(at::kCPU).contiguous();
+    size_t n = t.numel() * t.element_size();
+    auto buf = Napi::ArrayBuffer::New(info.Env(), n);
+    if (n) std::memcpy(buf.Data(), t.data_ptr(), n);
+    return buf;
+  });
+}
+
+// meta(handle) -> [shape, dtype, device, requiresGrad]
+Napi::Value Meta(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const at::Tensor& t = tensorOf(info[0]);
+    auto sizes = t.sizes();
+    auto shape = Napi::Array::New(env, sizes.size());
+    for (size_t i = 0; i < sizes.size(); i++) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, sizes[i]));
+    auto out = Napi::Array::New(env, 4);
+    out.Set(0u, shape);
+    out.Set(1u, Napi::String::New(env, dtypeName(t.scalar_type())));
+    out.Set(2u, Napi::String::New(env, t.device().str()));
+    out.Set(3u, Napi::Boolean::New(env, t.requires_grad()));
+    return out;
+  });
+}
+
+Napi::Value Shape(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto sizes = tensorOf(info[0]).sizes();
+    auto shape = Napi::Array::New(env, sizes.size());
+    for (size_t i = 0; i < sizes.size(); i++) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, sizes[i]));
+    return shape;
+  });
+}
+
+Napi::Value Dtype(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), dtypeName(tensorOf(info[0]).scalar_type()));
+  });
+}
+
+Napi::Value Dispose(const Napi::CallbackInfo& info) {
+  if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "dispose: expected a tensor handle");
+  auto* h = info[0].As<Napi::External<Holder>>().Data();
+  if (!h->disposed) {
+    h->disposed = true;
+    h->t.reset();
+    g_live--;
+    if (h->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -h->bytes);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), info[0].As<Napi::External<Holder>>().Data()->disposed);
+}
+
+Napi::Value LiveTensors(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(g_live.load()));
+}
+
+// ---------------------------------------------------------------- autograd
+
+Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    tensorOf(info[0]).set_requires_grad(info[1].ToBoolean().Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Grad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return wrapTensor(info.Env(), tensorOf(info[0]).grad()); });
+}
+
+Napi::Value SetGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    at::Tensor& t = tensorOf(info[0]);
+    if (info[1].IsNull() || info[1].IsUndefined()) t.mutable_grad() = at::Tensor();
+    else t.mutable_grad() = tensorOf(info[1], "grad");
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value AutogradInfo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const at::Tensor& t = tensorOf(info[0]);
+    auto out = Napi::Array::New(env, 2);
+    out.Set(0u, Napi::Boolean::New(env, t.is_leaf()));
+    auto fn = t.grad_fn();
+    out.Set(1u, fn ? Napi::Value(Napi::String::New(env, fn->name())) : env.Null());
+    return out;
+  });
+}
+
+// backward(tensor, grad | null, retainGraph, createGraph, inputs[] | null)
+Napi::Value Backward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    at::Tensor t = tensorOf(info[0], "backward: tensor");
+    std::vector<at::Tensor> grads;
+    if (!info[1].IsNull() && !info[1].IsUndefined()) grads.push_back(tensorOf(info[1], "backward: gradient"));
+    c10::optional<bool> retain;
+    if (info[2].IsBoolean()) retain = info[2].As<Napi::Boolean>().Value();
+    bool create = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+    std::vector<at::Tensor> inputs;
+    if (info.Length() > 4 && info[4].IsArray()) {
+      auto arr = info[4].As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); i++) inputs.push_back(tensorOf(arr.Get(i), "backward: inputs"));
+    }
+    if (!t.requires_grad())
+      throw std::invalid_argument(
+          "backward: the tensor does not require grad and has no grad_fn (was it computed under noGrad, or from "
+          "tensors that do not require grad?)");
+    torch::autograd::backward({t}, grads, retain, create, inputs);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
+  bool prev = at::GradMode::is_enabled();
+  at::GradMode::set_enabled(info[0].ToBoolean().Value());
+  return Napi::Boolean::New(info.Env(), prev);
+}
+
+Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled());
+}
+
+// ---------------------------------------------------------------- runtime
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    at::manual_seed(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    return info.Env().Undefined();
+  });
+}
+
+using openblas_set_fn = void (*)(int);
+using openblas_get_fn = int (*)();
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int n = info[0].As<Napi::Number>().Int32Value();
+    if (n < 1) throw std::invalid_argument("setNumThreads: expected a positive integer, got " + std::to_string(n));
+    at::set_num_threads(n);
+    bool blas = false;
+    for (const char* sym : {"openblas_set_num_threads", "goto_set_num_threads"}) {
+      if (auto fn = reinterpret_cast<openblas_set_fn>(dlsym(RTLD_DEFAULT, sym))) {
+        fn(n);
+        blas = true;
+        break;
+      }
+    }
+    return Napi::Boolean::New(info.Env(), blas);
+  });
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = Napi::Object::New(env);
+  out.Set("torch", at::get_num_threads());
+  out.Set("interop", at::get_num_interop_threads());
+  if (auto fn = reinterpret_cast<openblas_get_fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads")))
+    out.Set("openblas", fn());
+  else
+    out.Set("openblas", env.Null());
+  return out;
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto out = Napi::Object::New(env);
+    out.Set("built", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                         std::to_string(TORCH_VERSION_PATCH));
+    std::string cfg = at::show_config();
+    std::string runtime;
+    auto pos = cfg.find("TORCH_VERSION=");
+    if (pos != std::string::npos) {
+      auto end = cfg.find_first_of(", \n", pos);
+      runtime = cfg.substr(pos + 14, end == std::string::npos ? std::string::npos : end - pos - 14);
+    }
+    out.Set("runtime", runtime.empty() ? env.Null() : Napi::Value(Napi::String::New(env, runtime)));
+    out.Set("config", cfg);
+    out.Set("cuda", at::hasCUDA());
+    Dl_info dl;
+    if (dladdr(reinterpret_cast<void*>(&at::show_config), &dl) && dl.dli_fname)
+      out.Set("library", std::string(dl.dli_fname));
+    return out;
+  });
+}
+
+Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), at::hasCUDA() ? static_cast<double>(at::detail::getCUDAHooks().getNumGPUs()) : 0);
+  });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  c10::Warning::set_warning_handler(&g_warnings);
+  exports.Set("op", Napi::Function::New(env, OpLookup, "op"));
+  exports.Set("call", Napi::Function::New(env, Call, "call"));
+  exports.Set("schemas", Napi::Function::New(env, Schemas, "schemas"));
+  exports.Set("fromBuffer", Napi::Function::New(env, FromBuffer, "fromBuffer"));
+  exports.Set("toBuffer", Napi::Function::New(env, ToBuffer, "toBuffer"));
+  exports.Set("meta", Napi::Function::New(env, Meta, "meta"));
+  exports.Set("shape", Napi::Function::New(env, Shape, "shape"));
+  exports.Set("dtype", Napi::Function::New(env, Dtype, "dtype"));
+  exports.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  exports.Set("isDisposed", Napi::Function::New(env, IsDisposed, "isDisposed"));
+  exports.Set("liveTensors", Napi::Function::New(env, LiveTensors, "liveTensors"));
+  exports.Set("setRequiresGrad", Napi::Function::New(env, SetRequiresGrad, "setRequiresGrad"));
+  exports.Set("grad", Napi::Function::New(env, Grad, "grad"));
+  exports.Set("setGrad", Napi::Function::New(env, SetGrad, "setGrad"));
+  exports.Set("autogradInfo", Napi::Function::New(env, AutogradInfo, "autogradInfo"));
+  exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
+  exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled, "setGradEnabled"));
+  exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled, "isGradEnabled"));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("version", Napi::Function::New(env, Version, "version"));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tsdistill_native, Init)
