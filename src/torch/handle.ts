@@ -1,0 +1,113 @@
+// The boundary to the native addon. Loads it once (checking that the libtorch it runs against is the one it was
+// built for) and holds the small helpers the generated op wrappers use to pass tensors in and wrap results.
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Tensor } from './tensor';
+
+/** Opaque native tensor handle (an N-API external). */
+export type Handle = { readonly __handle: unique symbol };
+
+export interface NativeVersion {
+  built: string;
+  runtime: string | null;
+  config: string;
+  cuda: boolean;
+  library?: string;
+}
+
+export interface Native {
+  op(name: string, overload: string): number;
+  call(id: number, ...args: unknown[]): any;
+  schemas(): any[];
+  fromBuffer(view: ArrayBufferView, shape: number[], dtype: string): Handle;
+  toBuffer(h: Handle): ArrayBuffer;
+  meta(h: Handle): [number[], string, string, boolean];
+  shape(h: Handle): number[];
+  dtype(h: Handle): string;
+  dispose(h: Handle): void;
+  isDisposed(h: Handle): boolean;
+  liveTensors(): number;
+  setRequiresGrad(h: Handle, on: boolean): void;
+  grad(h: Handle): Handle | null;
+  setGrad(h: Handle, g: Handle | null): void;
+  autogradInfo(h: Handle): [boolean, string | null];
+  backward(h: Handle, grad: Handle | null, retainGraph: boolean | undefined, createGraph: boolean, inputs: Handle[] | null): void;
+  setGradEnabled(on: boolean): boolean;
+  isGradEnabled(): boolean;
+  manualSeed(seed: number): void;
+  setNumThreads(n: number): boolean;
+  getNumThreads(): { torch: number; interop: number; openblas: number | null };
+  version(): NativeVersion;
+  cudaDeviceCount(): number;
+}
+
+function findAddon(): string {
+  const root = path.resolve(__dirname, '..', '..', '..');
+  const candidates = [
+    process.env.TSDISTILL_NATIVE,
+    path.join(root, 'build', 'Release', 'tsdistill_native.node'),
+    path.resolve(__dirname, '..', '..', 'build', 'Release', 'tsdistill_native.node'),
+  ].filter((p): p is string => !!p);
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) {
+    throw new Error(
+      'tsdistill: the native addon is not built. Looked in:\n' +
+        candidates.map((c) => '  - ' + c).join('\n') +
+        '\nRun `npm install` (it builds the addon with node-gyp). libtorch is found through $LIBTORCH, ' +
+        'LIBTORCH_USE_PYTORCH=1, or Debian\'s libtorch-dev (apt-get install libtorch-dev libopenblas0-pthread).',
+    );
+  }
+  return found;
+}
+
+function load(): Native {
+  const file = findAddon();
+  let mod: Native;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    mod = require(file) as Native;
+  } catch (e) {
+    throw new Error(
+      `tsdistill: could not load the native addon ${file}: ${(e as Error).message}\n` +
+        'If libtorch moved or was upgraded, rebuild with `npm rebuild tsdistill` (or `npm install` in this project).',
+    );
+  }
+  const v = mod.version();
+  if (v.runtime && v.runtime !== v.built) {
+    throw new Error(
+      `tsdistill: the native addon was built against libtorch ${v.built} but runs against ${v.runtime} ` +
+        `(${v.library ?? 'unknown library'}). Rebuild it: npm rebuild tsdistill`,
+    );
+  }
+  return mod;
+}
+
+export const native: Native = load();
+
+/** Resolves an operator to a cached id; throws listing the overloads when it does not exist. */
+export function op(name: string, overload: string): number {
+  return native.op(name, overload);
+}
+
+let TensorCtor: new (h: Handle) => Tensor;
+/** Called once by tensor.ts so that wrappers can build Tensors without an import cycle. */
+export function setTensorClass(ctor: new (h: Handle) => Tensor): void {
+  TensorCtor = ctor;
+}
+
+/** Tensor (or number, or null) to what the addon takes. */
+export function h(x: any): any {
+  return x === null || x === undefined || typeof x !== 'object' ? x : x._h;
+}
+export function hl(xs: any[] | undefined | null): any {
+  if (xs === undefined || xs === null) return xs;
+  const out = new Array(xs.length);
+  for (let i = 0; i < xs.length; i++) out[i] = h(xs[i]);
+  return out;
+}
+export function wrap(x: Handle | null): Tensor {
+  return (x === null ? null : new TensorCtor(x)) as Tensor;
+}
+export function wrapList(xs: (Handle | null)[]): Tensor[] {
+  return xs.map((x) => wrap(x));
+}

@@ -1,0 +1,6 @@
+export { Tensor, type IndexSpec } from './tensor';
+export * from './types';
+export * from './factory';
+export * from './runtime';
+export { tidy, keep, dispose, liveTensors, nextTick, memory } from './scope';
+export * as ops from './ops.generated';

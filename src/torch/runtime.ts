@@ -1,0 +1,60 @@
+// Autograd mode, RNG, threads, devices and version.
+import { native } from './handle';
+import { LIBTORCH_VERSION } from './ops.generated';
+
+/** Runs `fn` with gradient recording off (like `torch.no_grad()`), restoring the previous mode after. */
+export function noGrad<T>(fn: () => T): T {
+  const prev = native.setGradEnabled(false);
+  try {
+    return fn();
+  } finally {
+    native.setGradEnabled(prev);
+  }
+}
+/** Runs `fn` with gradient recording on, restoring the previous mode after. */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = native.setGradEnabled(true);
+  try {
+    return fn();
+  } finally {
+    native.setGradEnabled(prev);
+  }
+}
+export function isGradEnabled(): boolean {
+  return native.isGradEnabled();
+}
+/** Sets the global grad mode; returns the previous one. */
+export function setGradEnabled(on: boolean): boolean {
+  return native.setGradEnabled(on);
+}
+
+/** Seeds libtorch's default generators (CPU and CUDA). Data loaders take their own seed derived from the run's. */
+export function manualSeed(seed: number): void {
+  if (!Number.isInteger(seed) || seed < 0) throw new Error(`manualSeed: expected a non-negative integer, got ${seed}`);
+  native.manualSeed(seed);
+}
+
+/** Sets intra-op threads for libtorch and for its BLAS (OpenBLAS ignores libtorch's setting on its own). */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`setNumThreads: expected a positive integer, got ${n}`);
+  native.setNumThreads(n);
+}
+export function getNumThreads(): { torch: number; interop: number; openblas: number | null } {
+  return native.getNumThreads();
+}
+
+export const cuda = {
+  isAvailable(): boolean {
+    return native.version().cuda && native.cudaDeviceCount() > 0;
+  },
+  deviceCount(): number {
+    return native.cudaDeviceCount();
+  },
+};
+
+export function version(): { tsdistill: string; libtorch: string; built: string; generatedFrom: string; cuda: boolean; library?: string } {
+  const v = native.version();
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const pkg = require('../../../package.json');
+  return { tsdistill: pkg.version, libtorch: v.runtime ?? v.built, built: v.built, generatedFrom: LIBTORCH_VERSION, cuda: v.cuda, library: v.library };
+}

@@ -1,0 +1,86 @@
+// Shared test utilities: leak checks and float64 central-difference gradient checks.
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach } from 'node:test';
+import { Tensor, liveTensors, noGrad, tidy, randn } from '../src/torch';
+
+/** Asserts after each test of the current suite that the live-tensor count is back to its value before the test. */
+export function checkLeaks(): void {
+  let base = 0;
+  beforeEach(() => {
+    base = liveTensors();
+  });
+  afterEach(() => {
+    assert.equal(liveTensors(), base, `live tensors: ${liveTensors()} after the test, ${base} before`);
+  });
+}
+
+/**
+ * Compares autograd gradients of `fn()` with float64 central differences, for every element of every tensor in
+ * `wrt` (leaf tensors that `fn` reads and that require grad; use float64). The scalar checked is
+ * sum(fn() * w) for a fixed random w, so every output element contributes. Disposes everything it creates.
+ */
+export function gradcheck(
+  fn: () => Tensor,
+  wrt: Tensor[],
+  opts: { eps?: number; atol?: number; rtol?: number; label?: string } = {},
+): void {
+  const eps = opts.eps ?? 1e-6;
+  const atol = opts.atol ?? 1e-5;
+  const rtol = opts.rtol ?? 1e-3;
+  const label = opts.label ?? 'gradcheck';
+  for (const t of wrt) {
+    assert.equal(t.dtype, 'float64', `${label}: gradcheck needs float64 tensors, got ${t.dtype}`);
+    assert.ok(t.requiresGrad, `${label}: every tensor checked must require grad`);
+  }
+  const w = tidy(() => {
+    const out = noGrad(() => fn());
+    return randn(out.shape, { dtype: 'float64' });
+  });
+  const objective = (): number =>
+    tidy(() => noGrad(() => fn().mul(w).sum().item()));
+  // analytic
+  for (const t of wrt) t.grad = null;
+  tidy(() => {
+    fn().mul(w).sum().backward();
+  });
+  const analytic = wrt.map((t) => {
+    const g = t.grad;
+    if (g === null) return new Float64Array(t.numel());
+    const d = g.data() as Float64Array;
+    g.dispose();
+    return d;
+  });
+  // numeric
+  try {
+    wrt.forEach((t, k) => {
+      const n = t.numel();
+      for (let i = 0; i < n; i++) {
+        const bump = (delta: number) =>
+          tidy(() => noGrad(() => { t.view(-1).select(0, i).add_(delta); }));
+        bump(eps);
+        const fp = objective();
+        bump(-2 * eps);
+        const fm = objective();
+        bump(eps);
+        const num = (fp - fm) / (2 * eps);
+        const ana = analytic[k][i];
+        const tol = atol + rtol * Math.abs(num);
+        if (!(Math.abs(num - ana) <= tol)) {
+          assert.fail(`${label}: tensor #${k} [${t.shape}] element ${i}: analytic ${ana} vs numeric ${num} (tolerance ${tol})`);
+        }
+      }
+    });
+  } finally {
+    w.dispose();
+    for (const t of wrt) t.grad = null;
+  }
+}
+
+/** Max absolute difference between a tensor and expected numbers. */
+export function maxAbsDiff(t: Tensor, expected: ArrayLike<number>): number {
+  const d = t.toArray();
+  assert.equal(d.length, expected.length, `length ${d.length} vs expected ${expected.length}`);
+  let m = 0;
+  for (let i = 0; i < d.length; i++) m = Math.max(m, Math.abs(d[i] - expected[i]));
+  return m;
+}
