@@ -57,7 +57,8 @@ function flattenChecked(data: Nested, shape: number[], out: number[], depth = 0)
 
 /**
  * A tensor from JS data. Typed arrays keep their dtype (pass `shape` to reshape them); nested number arrays are
- * int64 when every element is an integer and float32 otherwise, as `torch.tensor` does; booleans give bool.
+ * float32 unless `dtype` says otherwise (JavaScript cannot tell `1` from `1.0`, so the PyTorch rule of inferring
+ * int64 from integral literals would silently turn `[1.0, 2.0]` into integers); booleans give bool.
  */
 export function tensor(data: Nested | TypedInput, opts: TensorOptions & { shape?: number[] } = {}): Tensor {
   if (ArrayBuffer.isView(data)) {
@@ -78,7 +79,7 @@ export function tensor(data: Nested | TypedInput, opts: TensorOptions & { shape?
   const flat: number[] = [];
   flattenChecked(data as Nested, shape, flat);
   const isBool = shape.length === 0 ? typeof data === 'boolean' : flat.length > 0 && typeof firstLeaf(data as Nested) === 'boolean';
-  const dtype = opts.dtype ?? (isBool ? 'bool' : flat.every(Number.isInteger) ? 'int64' : 'float32');
+  const dtype = opts.dtype ?? (isBool ? 'bool' : 'float32');
   let t: Tensor;
   if (dtype === 'float32') t = wrap(native.fromBuffer(Float32Array.from(flat), shape, 'float32'));
   else if (dtype === 'float64') t = wrap(native.fromBuffer(Float64Array.from(flat), shape, 'float64'));
