@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import {
   Tensor, arange, cat, dispose, full, keep, liveTensors, manualSeed, noGrad, enableGrad, isGradEnabled, ones,
   ops, rand, randn, randint, tensor, tidy, version, zeros, getNumThreads, setNumThreads, nextTick, scalarTensor,
@@ -213,10 +215,10 @@ describe('memory: scopes, keep, dispose, live count', () => {
     assert.equal(liveTensors(), before);
   });
   it('unreferenced handles are freed by the garbage collector as a backstop', async () => {
-    const gc = (globalThis as any).gc as (() => void) | undefined;
+    let gc = (globalThis as any).gc as (() => void) | undefined;
     if (!gc) {
-      // node --expose-gc is needed to force a collection; the count check below still runs on the disposed path
-      return;
+      v8.setFlagsFromString('--expose-gc');
+      gc = vm.runInNewContext('gc') as () => void;
     }
     const before = liveTensors();
     (() => { for (let i = 0; i < 100; i++) zeros([10]); })();
