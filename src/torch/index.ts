@@ -4,3 +4,5 @@ export * from './factory';
 export * from './runtime';
 export { tidy, keep, dispose, liveTensors, nextTick, memory } from './scope';
 export * as ops from './ops.generated';
+export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, readSafetensorsHeader, type SafetensorsHeader } from './safetensors';
+export { writeFileAtomic, appendLineDurable, removeStaleTempFiles } from './atomic';
