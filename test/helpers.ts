@@ -84,3 +84,22 @@ export function maxAbsDiff(t: Tensor, expected: ArrayLike<number>): number {
   for (let i = 0; i < d.length; i++) m = Math.max(m, Math.abs(d[i] - expected[i]));
   return m;
 }
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { tensor as makeTensor } from '../src/torch';
+
+export const FIXTURES = path.join(__dirname, '..', '..', 'test', 'fixtures');
+/** A JSON fixture made by test/fixtures/make_fixtures.py (PyTorch 1.13). */
+export function fixture(name: string): any {
+  return JSON.parse(fs.readFileSync(path.join(FIXTURES, name), 'utf8'));
+}
+/** A fixture tensor `{shape, values}` as a float64 (or given dtype) Tensor. */
+export function fx(t: { shape: number[]; values: number[] }, dtype: 'float64' | 'float32' | 'int64' = 'float64'): Tensor {
+  return makeTensor(Float64Array.from(t.values), { shape: t.shape, dtype });
+}
+/** Max |a - b| over two tensors. */
+export function maxDiff(a: Tensor, b: Tensor): number {
+  assert.deepEqual(a.shape, b.shape, `shape ${JSON.stringify(a.shape)} vs ${JSON.stringify(b.shape)}`);
+  return tidy(() => (a.numel() === 0 ? 0 : a.double().sub(b.double()).abs().max().item()));
+}
