@@ -1,5 +1,5 @@
 // Layers with PyTorch's names, options, parameter names and default initialisations.
-import { Tensor, empty, ones, ops, zeros, noGrad } from '../torch';
+import { Tensor, empty, ones, ops, zeros, noGrad, tidy } from '../torch';
 import { Module } from './module';
 import * as init from './init';
 
@@ -158,7 +158,7 @@ export class Embedding extends Module {
     super();
     this.weight = this.registerParameter('weight', empty([numEmbeddings, embeddingDim]));
     init.normal_(this.weight);
-    if (opts.paddingIdx !== undefined) noGrad(() => this.weight.select(0, opts.paddingIdx!).zero_());
+    if (opts.paddingIdx !== undefined) tidy(() => noGrad(() => { this.weight.select(0, opts.paddingIdx!).zero_(); }));
   }
   forward(indices: Tensor): Tensor {
     return ops.embedding(this.weight, indices, this.opts.paddingIdx ?? -1);
