@@ -220,6 +220,9 @@ export class Tensor {
   square(): Tensor { return ops.square(this); }
   sign(): Tensor { return ops.sign(this); }
   reciprocal(): Tensor { return ops.reciprocal(this); }
+  remainder(other: TensorLike): Tensor { return ops.remainder_Tensor(this, other); }
+  floor(): Tensor { return ops.floor(this); }
+  round(): Tensor { return ops.round(this); }
   clamp(min?: number | null, max?: number | null): Tensor { return ops.clamp(this, min ?? null, max ?? null); }
   matmul(other: Tensor): Tensor { return ops.matmul(this, other); }
   mm(other: Tensor): Tensor { return ops.mm(this, other); }
