@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, liveTensors, manualSeed, nextTick, noGrad, ops, randint, randn, setNumThreads, tidy } from '../src/torch';
-import { Conv2d, Linear, Module } from '../src/nn';
+import { LeNet5, LeNet5Half } from '../src/models';
 import { SGD } from '../src/optim';
 
 function arg(name: string, dflt: number): number {
@@ -32,43 +32,6 @@ function buildCpp(): string {
   return bin;
 }
 
-class LeNet5 extends Module {
-  conv1 = new Conv2d(1, 6, 5, { padding: 2 });
-  conv2 = new Conv2d(6, 16, 5);
-  fc1 = new Linear(400, 120);
-  fc2 = new Linear(120, 84);
-  fc3 = new Linear(84, 10);
-  constructor() {
-    super();
-    this.registerModule('conv1', this.conv1);
-    this.registerModule('conv2', this.conv2);
-    this.registerModule('fc1', this.fc1);
-    this.registerModule('fc2', this.fc2);
-    this.registerModule('fc3', this.fc3);
-  }
-  forward(x: Tensor): Tensor {
-    x = ops.max_pool2d(this.conv1.call(x).relu(), 2);
-    x = ops.max_pool2d(this.conv2.call(x).relu(), 2);
-    x = x.flatten(1);
-    x = this.fc1.call(x).relu();
-    x = this.fc2.call(x).relu();
-    return this.fc3.call(x);
-  }
-}
-
-class Student extends Module {
-  conv = new Conv2d(1, 3, 5);
-  fc = new Linear(432, 10);
-  constructor() {
-    super();
-    this.registerModule('conv', this.conv);
-    this.registerModule('fc', this.fc);
-  }
-  forward(x: Tensor): Tensor {
-    return this.fc.call(ops.max_pool2d(this.conv.call(x).relu(), 2).flatten(1));
-  }
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -80,7 +43,7 @@ async function main() {
   const teacher = new LeNet5();
   teacher.eval();
   teacher.requiresGrad_(false);
-  const student = new Student();
+  const student = new LeNet5Half();
   const opt = new SGD(student.parameters(), { lr: 0.01, momentum: 0.9 });
   const x = randn([64, 1, 28, 28]).keep();
   const y = randint(0, 10, [64]).keep();

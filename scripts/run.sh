@@ -37,7 +37,7 @@ setup_npm
 case "$job" in
   setup) ;;
   test) npm test ;;
-  demo) npm run build --silent && node dist/src/examples/demo.js "$@" ;;
+  demo) npm run build --silent && node dist/examples/mnist-kd.js "$@" ;;
   bench) npm run bench:engine --silent -- "$@" ;;
   *) echo "unknown job '$job' (expected demo, test, bench or setup)" >&2; exit 2 ;;
 esac

@@ -1,0 +1,6 @@
+// tsdistill: knowledge distillation for TypeScript on libtorch.
+export * from './torch';
+export * as nn from './nn';
+export * as optim from './optim';
+export * as data from './data';
+export * as models from './models';

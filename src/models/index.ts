@@ -1,0 +1,1 @@
+export { LeNet5, LeNet5Half } from './lenet';
