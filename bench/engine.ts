@@ -19,17 +19,22 @@ const THREADS = arg('threads', 1);
 
 const root = path.resolve(__dirname, '..', '..');
 
-function buildCpp(): string {
+function buildCppAddon(): { init(threads: number): void; steps(n: number): number[]; opOverheadUs(): number } {
   const src = path.join(root, 'bench', 'kd_step.cc');
-  const bin = path.join(root, 'build', 'kd_step_cpp');
-  if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs > fs.statSync(src).mtimeMs) return bin;
-  const find = path.join(root, 'native', 'find-libtorch.js');
-  const q = (flag: string) => execFileSync(process.execPath, [find, flag], { encoding: 'utf8' }).trim().split(/\s+/).filter(Boolean);
-  const args = ['-O2', '-std=c++17', ...q('--cflags'), ...q('--include').map((d) => `-I${d}`), src, '-o', bin, ...q('--libs'), '-lpthread'];
-  process.stderr.write('bench: building the C++ reference step (g++, about a minute)...\n');
-  fs.mkdirSync(path.dirname(bin), { recursive: true });
-  execFileSync('g++', args, { stdio: 'inherit' });
-  return bin;
+  const bin = path.join(root, 'build', 'kd_bench.node');
+  if (!(fs.existsSync(bin) && fs.statSync(bin).mtimeMs > fs.statSync(src).mtimeMs)) {
+    const find = path.join(root, 'native', 'find-libtorch.js');
+    const q = (flag: string) => execFileSync(process.execPath, [find, flag], { encoding: 'utf8' }).trim().split(/\s+/).filter(Boolean);
+    const nodeInclude = [path.resolve(path.dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node'].find((d) => fs.existsSync(path.join(d, 'node_api.h')));
+    if (!nodeInclude) throw new Error('bench: Node headers (node_api.h) not found next to the node binary or in /usr/include/node');
+    const napi = require('node-addon-api').include_dir as string;
+    const args = ['-O2', '-std=c++17', '-shared', '-fPIC', '-DKD_BENCH_ADDON', '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', ...q('--cflags'),
+      `-I${nodeInclude}`, `-I${napi}`, ...q('--include').map((d) => `-I${d}`), src, '-o', bin, ...q('--libs')];
+    process.stderr.write('bench: building the C++ reference step (g++, about 20 s)...\n');
+    fs.mkdirSync(path.dirname(bin), { recursive: true });
+    execFileSync('g++', args, { stdio: 'inherit' });
+  }
+  return require(bin);
 }
 
 function median(xs: number[]): number {
@@ -62,9 +67,37 @@ async function main() {
       opt.step();
     });
 
-  // op overhead: small out-of-place add, new wrapper + dispose each time
-  const a = randn(10).keep();
-  const b = randn(10).keep();
+  // KD step, Node and C++ interleaved in rounds inside this process so that both see the same machine state.
+  // (the live-tensor baseline is taken after the first step, which creates the optimizer's momentum buffers)
+  const cpp = buildCppAddon();
+  cpp.init(THREADS);
+  step();
+  await nextTick();
+  const baseline = liveTensors();
+  const nodeTimes: number[] = [];
+  const cppTimes: number[] = [];
+  const ROUNDS = 10;
+  const per = Math.ceil(STEPS / ROUNDS);
+  for (let i = 0; i < WARMUP; i++) { step(); await nextTick(); }
+  cpp.steps(WARMUP);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < per; i++) {
+      const t0 = process.hrtime.bigint();
+      step();
+      nodeTimes.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await nextTick();
+    }
+    cppTimes.push(...cpp.steps(per));
+    await nextTick();
+  }
+  const kdStepNode = median(nodeTimes);
+  const kdStepCpp = median(cppTimes);
+  const opOverheadCpp = cpp.opOverheadUs();
+
+  // op overhead (after the step timings, so the garbage it leaves cannot slow them): small out-of-place add,
+  // new wrapper + dispose each time
+  const a = randn(10);
+  const b = randn(10);
   const reps: number[] = [];
   const N = 200000;
   for (let r = 0; r < 5; r++) {
@@ -76,40 +109,9 @@ async function main() {
   const t0i = process.hrtime.bigint();
   for (let i = 0; i < N; i++) a.add_(b);
   const inplaceUs = Number(process.hrtime.bigint() - t0i) / N / 1000;
-
-  // KD step (the live-tensor baseline is taken after the first step, which creates the optimizer's momentum buffers)
-  step();
+  a.dispose();
+  b.dispose();
   await nextTick();
-  const baseline = liveTensors();
-  const times: number[] = [];
-  for (let i = 0; i < WARMUP + STEPS; i++) {
-    const t0 = process.hrtime.bigint();
-    step();
-    const dt = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (i >= WARMUP) times.push(dt);
-    await nextTick();
-  }
-  const kdStep = median(times);
-
-  // C++ reference, same process tree, same libtorch
-  let cpp = { kd_step_cpp_ms: NaN, op_overhead_cpp_us: NaN };
-  try {
-    const bin = buildCpp();
-    const out = execFileSync(bin, [String(STEPS), String(WARMUP), String(THREADS)], { encoding: 'utf8' });
-    cpp = JSON.parse(out.trim().split('\n').pop()!);
-  } catch (e) {
-    process.stderr.write(`bench: C++ reference failed: ${(e as Error).message}\n`);
-  }
-
-  // a second Node measurement after the C++ run, to even out machine noise; the median of both is reported
-  const times2: number[] = [];
-  for (let i = 0; i < STEPS; i++) {
-    const t0 = process.hrtime.bigint();
-    step();
-    times2.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    await nextTick();
-  }
-  const kdStepNode = median([...times, ...times2]);
 
   // RSS over a long run
   const rss: number[] = [];
@@ -121,10 +123,10 @@ async function main() {
   const liveLast = liveTensors() - baseline;
 
   const rows: [string, string, string][] = [
-    ['op overhead, a.add(b) new tensor (µs)', opOverhead.toFixed(3), cpp.op_overhead_cpp_us.toFixed(3)],
+    ['op overhead, a.add(b) new tensor (µs)', opOverhead.toFixed(3), opOverheadCpp.toFixed(3)],
     ['in-place a.add_(b) (µs)', inplaceUs.toFixed(3), ''],
-    [`KD step, batch 64, ${THREADS} thread(s) (ms, median)`, kdStepNode.toFixed(3), cpp.kd_step_cpp_ms.toFixed(3)],
-    ['KD step ratio Node / C++', (kdStepNode / cpp.kd_step_cpp_ms).toFixed(3), ''],
+    [`KD step, batch 64, ${THREADS} thread(s) (ms, median)`, kdStepNode.toFixed(3), kdStepCpp.toFixed(3)],
+    ['KD step ratio Node / C++', (kdStepNode / kdStepCpp).toFixed(3), ''],
     [`RSS first / last over ${RSS_STEPS} steps (MB)`, `${rss[0].toFixed(1)} / ${rss[rss.length - 1].toFixed(1)}`, ''],
     ['live tensors after the run, vs baseline', String(liveLast), ''],
   ];
@@ -132,15 +134,14 @@ async function main() {
   console.log(`${'measure'.padEnd(w0)} | ${'Node'.padStart(14)} | ${'C++'.padStart(8)}`);
   console.log(`${'-'.repeat(w0)}-|-${'-'.repeat(14)}-|-${'-'.repeat(8)}`);
   for (const r of rows) console.log(`${r[0].padEnd(w0)} | ${r[1].padStart(14)} | ${r[2].padStart(8)}`);
-  void kdStep;
   console.log(
     JSON.stringify({
       op_overhead_us: +opOverhead.toFixed(4),
-      op_overhead_cpp_us: cpp.op_overhead_cpp_us,
+      op_overhead_cpp_us: +opOverheadCpp.toFixed(4),
       inplace_op_us: +inplaceUs.toFixed(4),
       kd_step_ms: +kdStepNode.toFixed(4),
-      kd_step_cpp_ms: cpp.kd_step_cpp_ms,
-      kd_step_ratio: +(kdStepNode / cpp.kd_step_cpp_ms).toFixed(4),
+      kd_step_cpp_ms: +kdStepCpp.toFixed(4),
+      kd_step_ratio: +(kdStepNode / kdStepCpp).toFixed(4),
       rss_mb_first: +rss[0].toFixed(1),
       rss_mb_last: +rss[rss.length - 1].toFixed(1),
       rss_steps: RSS_STEPS,
@@ -150,7 +151,7 @@ async function main() {
   );
   teacher.dispose();
   student.dispose();
-  for (const t of [x, y, a, b]) t.dispose();
+  for (const t of [x, y]) t.dispose();
 }
 
 main().catch((e) => {
