@@ -57,7 +57,7 @@ async function main() {
 
   const step = () =>
     tidy(() => {
-      const tlogits = noGrad(() => teacher.call(x));
+      const tlogits = tidy(() => noGrad(() => teacher.call(x))); // teacher activations freed at once, as in C++
       const slogits = student.call(x);
       const ce = ops.cross_entropy_loss(slogits, y);
       const kl = ops.kl_div(slogits.div(T).logSoftmax(1), tlogits.div(T).logSoftmax(1), 2 /* sum */, { log_target: true }).div(64);
