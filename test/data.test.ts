@@ -164,3 +164,79 @@ describe('text files', () => {
     assert.ok(test.every((e) => e.label === 0 || e.label === 1));
   });
 });
+
+describe('image folders', () => {
+  checkLeaks();
+  it('decodes PNG and JPEG class folders once and reuses the cache', () => {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { PNG } = require('pngjs');
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const jpeg = require('jpeg-js');
+    const dir = tmp();
+    const cache = tmp();
+    const png = (r: number, g: number, b: number) => {
+      const p = new PNG({ width: 2, height: 3 });
+      for (let i = 0; i < 6; i++) p.data.set([r, g, b, 255], 4 * i);
+      return PNG.sync.write(p);
+    };
+    fs.mkdirSync(path.join(dir, 'cat'));
+    fs.mkdirSync(path.join(dir, 'dog'));
+    fs.writeFileSync(path.join(dir, 'cat', 'a.png'), png(10, 20, 30));
+    fs.writeFileSync(path.join(dir, 'dog', 'b.png'), png(200, 100, 0));
+    const raw = Buffer.alloc(2 * 3 * 4, 128);
+    fs.writeFileSync(path.join(dir, 'dog', 'c.jpg'), jpeg.encode({ data: raw, width: 2, height: 3 }, 95).data);
+    fs.writeFileSync(path.join(dir, 'dog', 'notes.txt'), 'ignored');
+    const { loadImageFolder } = require('../src/data') as typeof import('../src/data');
+    const ds = loadImageFolder(dir, { cacheDir: cache });
+    assert.deepEqual(ds.classes, ['cat', 'dog']);
+    tidy(() => {
+      assert.deepEqual(ds.images.shape, [3, 3, 3, 2]);
+      assert.deepEqual(ds.labels.toArray(), [0, 1, 1]);
+      assert.deepEqual(ds.images.index(0, '...', 0, 0).toArray(), [10, 20, 30]);
+      assert.deepEqual(ds.images.index(1, '...', 2, 1).toArray(), [200, 100, 0]);
+      const j = ds.images.index(2).toArray();
+      assert.ok(j.every((v) => Math.abs(v - 128) <= 2), 'JPEG pixels near 128');
+    });
+    const cached = fs.readdirSync(path.join(cache, 'imagefolder'));
+    assert.equal(cached.length, 1);
+    const again = loadImageFolder(dir, { cacheDir: cache });
+    tidy(() => assert.deepEqual(again.images.toArray(), ds.images.toArray()));
+    // a changed folder gets a new cache entry
+    fs.writeFileSync(path.join(dir, 'cat', 'd.png'), png(1, 2, 3));
+    const changed = loadImageFolder(dir, { cacheDir: cache });
+    assert.equal(changed.length, 4);
+    assert.equal(fs.readdirSync(path.join(cache, 'imagefolder')).length, 2);
+    // a differently sized image is named
+    const p = new PNG({ width: 4, height: 4 });
+    fs.writeFileSync(path.join(dir, 'cat', 'e.png'), PNG.sync.write(p));
+    assert.throws(() => loadImageFolder(dir, { cacheDir: cache }), /e\.png: image is 4x4, the folder's first image is 2x3/);
+    fs.writeFileSync(path.join(dir, 'cat', 'e.png'), 'garbage');
+    assert.throws(() => loadImageFolder(dir, { cacheDir: cache }), /e\.png: cannot decode image: not a JPEG or PNG file/);
+    for (const d of [ds, again, changed]) d.dispose();
+    fs.rmSync(dir, { recursive: true });
+    fs.rmSync(cache, { recursive: true });
+  });
+  it('extracts a tar.gz archive once', () => {
+    const { extractTarGz } = require('../src/data') as typeof import('../src/data');
+    const dir = tmp();
+    // a one-file ustar archive written by hand
+    const hdr = Buffer.alloc(512);
+    hdr.write('x/hello.txt', 0);
+    hdr.write('0000644\0', 100);
+    hdr.write('00000000005\0', 124);
+    hdr[156] = 48;
+    hdr.write('ustar\0', 257);
+    hdr.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of hdr) sum += b;
+    hdr.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+    const body = Buffer.alloc(512);
+    body.write('hello');
+    const tgz = path.join(dir, 'a.tar.gz');
+    fs.writeFileSync(tgz, zlib.gzipSync(Buffer.concat([hdr, body, Buffer.alloc(1024)])));
+    const out = extractTarGz(tgz, path.join(dir, 'out'));
+    assert.equal(fs.readFileSync(path.join(out, 'x', 'hello.txt'), 'utf8'), 'hello');
+    assert.ok(fs.existsSync(path.join(out, '.extracted')));
+    fs.rmSync(dir, { recursive: true });
+  });
+});

@@ -5,3 +5,4 @@ export * from './dataloader';
 export * from './transforms';
 export * from './text';
 export { Rng, mixSeed } from './rng';
+export * from './imagefolder';
