@@ -3,3 +3,4 @@ export * from './layers';
 export * from './attention';
 export * as init from './init';
 export * as F from './functional';
+export { saveWeights, loadWeights } from './checkpoint';
