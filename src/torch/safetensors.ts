@@ -1,7 +1,6 @@
 // The safetensors format: u64 little-endian header length N, N bytes of JSON header (space-padded to a multiple of
 // 8), then the data section. Files open in Python's `safetensors` and PyTorch and back.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { native, wrap } from './handle';
 import { Tensor } from './tensor';
 import { DType, DeviceLike } from './types';
@@ -129,7 +128,7 @@ export function parseSafetensors(buf: Buffer, opts: { source?: string; device?: 
   try {
     for (const [name, e] of Object.entries(h.entries)) {
       const start = h.dataStart + e.data_offsets[0];
-      // copy into an aligned buffer: fromBuffer copies again, but typed views need no alignment that way
+      // a byte view needs no alignment; fromBuffer copies the bytes into the new tensor
       const bytes = new Uint8Array(buf.buffer, buf.byteOffset + start, e.data_offsets[1] - e.data_offsets[0]);
       let t = wrap(native.fromBuffer(bytes, e.shape, FROM_ST[e.dtype]));
       if (opts.device && opts.device !== 'cpu') {
@@ -154,7 +153,7 @@ export function loadSafetensors(file: string, opts: { device?: DeviceLike } = {}
   } catch (e) {
     throw new Error(`${file}: cannot read: ${(e as Error).message}`);
   }
-  return parseSafetensors(buf, { source: path.basename(file) === file ? file : file, device: opts.device });
+  return parseSafetensors(buf, { source: file, device: opts.device });
 }
 
 /** Names, dtypes and shapes in a safetensors file, reading only its header. */
