@@ -1,1 +1,6 @@
 export { LeNet5, LeNet5Half } from './lenet';
+export { Mlp, type MlpOptions } from './mlp';
+export { ResNetCifar, BasicBlock } from './resnet';
+export { WideResNet } from './wrn';
+export { Vgg, VGG_CONFIGS } from './vgg';
+export { createModel, registerModel, registerBuiltinModels, modelNames, type ModelFactory, type ModelOptions } from './registry';
