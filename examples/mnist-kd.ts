@@ -9,6 +9,7 @@ import { F, Module } from '../src/nn';
 import { SGD } from '../src/optim';
 import { DataLoader, ImageDataset, loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
+import { responseKD } from '../src/distill';
 
 const arg = (name: string, dflt: number | string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -91,10 +92,10 @@ async function main() {
 
   manualSeed(1);
   const kdStudent = new LeNet5Half(10, true);
+  const kd = responseKD({ temperature: T, alpha: ALPHA });
   const k = await train('kd-student', kdStudent, trainSet, test, (logits, x, y) => {
     const tl = tidy(() => noGrad(() => teacher.call(x))); // frees the teacher's activations at once
-    const soft = F.klDiv(F.logSoftmax(logits, 1, { temperature: T }), F.logSoftmax(tl, 1, { temperature: T }), { reduction: 'batchmean', logTarget: true });
-    return F.crossEntropy(logits, y).mul(ALPHA).add(soft.mul((1 - ALPHA) * T * T));
+    return kd(logits, tl, y).loss;
   });
 
   const gap = (k.best - p.best) / (t.best - p.best);
