@@ -42,7 +42,7 @@ export class DataLoader {
     this.transforms = opts.transforms ?? [];
     this.scale = opts.scale ?? true;
   }
-  private readonly scale: boolean;
+  readonly scale: boolean;
 
   /** Number of batches per epoch. */
   get length(): number {

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { manualSeed, noGrad, tidy, tensor } from '../src/torch';
+import { DataLoader, loadMnist, normalize, randomHorizontalFlip } from '../src/data';
+import { LeNet5Half } from '../src/models';
+import { hashModule, teacherLogits } from '../src/distill';
+import { checkLeaks, maxDiff } from './helpers';
+
+describe('teacher-output cache', () => {
+  checkLeaks();
+  it('computes once, reuses from disk, and follows the teacher\'s weights', async () => {
+    manualSeed(0);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-cache-'));
+    const data = loadMnist({ split: 'test', limit: 700 });
+    const teacher = new LeNet5Half();
+    const loader = new DataLoader(data, { batchSize: 64, shuffle: true, seed: 3, transforms: [normalize([0.1307], [0.3081])] });
+    const a = await teacherLogits(teacher, loader, dir);
+    assert.equal(a.fromCache, false);
+    assert.deepEqual(a.logits.shape, [700, 10]);
+    const b = await teacherLogits(teacher, loader, dir);
+    assert.equal(b.fromCache, true);
+    assert.equal(b.file, a.file);
+    assert.equal(maxDiff(a.logits, b.logits), 0);
+    // rows match running the teacher on a shuffled training batch
+    const batch = loader.batchAt(2);
+    tidy(() => {
+      teacher.eval();
+      const direct = noGrad(() => teacher.call(batch.x));
+      const cached = b.logits.indexSelect(0, tensor(batch.indices).long());
+      assert.ok(maxDiff(direct, cached) < 1e-5);
+      teacher.train();
+    });
+    // other weights, other key
+    const h0 = hashModule(teacher);
+    tidy(() => noGrad(() => { teacher.fc.bias!.add_(1); }));
+    assert.notEqual(hashModule(teacher), h0);
+    const c = await teacherLogits(teacher, loader, dir);
+    assert.equal(c.fromCache, false);
+    assert.notEqual(c.file, a.file);
+    // random augmentation is refused, a damaged file is named
+    const aug = new DataLoader(data, { batchSize: 64, transforms: [randomHorizontalFlip()] });
+    await assert.rejects(teacherLogits(teacher, aug, dir), /random transforms \(randomHorizontalFlip\(0\.5\)\)/);
+    fs.truncateSync(c.file, 1000);
+    await assert.rejects(teacherLogits(teacher, loader, dir), (e: Error) => e.message.startsWith(c.file) && /corrupt or truncated/.test(e.message));
+    for (const r of [a, b, c]) r.logits.dispose();
+    batch.x.dispose();
+    batch.y.dispose();
+    teacher.dispose();
+    data.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+});
