@@ -1,0 +1,144 @@
+// Run configurations are data (YAML or JSON), validated against one schema before anything trains. Unknown keys are
+// errors that suggest the closest valid key; values are type- and range-checked; referenced files must exist.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
+import { closest } from '../nn';
+
+const modelSpec = z
+  .object({
+    model: z.string().min(1),
+    options: z.record(z.string(), z.unknown()).default({}),
+    /** Weights to start from (safetensors). */
+    checkpoint: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    name: z.string().default('run'),
+    seed: z.number().int().min(0).default(0),
+    data: z
+      .object({
+        dataset: z.enum(['mnist', 'fashion-mnist']),
+        batchSize: z.number().int().positive().default(64),
+        /** Use only the first N training images. */
+        limit: z.number().int().positive().optional(),
+        normalize: z.boolean().default(true),
+        augment: z.object({ crop: z.number().int().min(0).default(0), flip: z.boolean().default(false) }).strict().optional(),
+      })
+      .strict(),
+    teacher: modelSpec.optional(),
+    student: modelSpec,
+    distill: z
+      .object({
+        temperature: z.number().positive().default(4),
+        alpha: z.number().min(0).max(1).default(0.1),
+        softLoss: z.enum(['kl', 'soft_ce', 'logit_mse']).default('kl'),
+        cache: z.boolean().default(true),
+      })
+      .strict()
+      .default({ temperature: 4, alpha: 0.1, softLoss: 'kl', cache: true }),
+    training: z
+      .object({
+        epochs: z.number().int().positive().default(10),
+        optimizer: z.enum(['sgd', 'adam', 'adamw']).default('sgd'),
+        lr: z.number().positive().default(0.01),
+        momentum: z.number().min(0).max(1).default(0.9),
+        weightDecay: z.number().min(0).default(0),
+        schedule: z.enum(['constant', 'cosine', 'step']).default('constant'),
+        warmupEpochs: z.number().int().min(0).default(0),
+        threads: z.number().int().positive().optional(),
+        device: z.enum(['cpu', 'cuda']).default('cpu'),
+      })
+      .strict()
+      .default({ epochs: 10, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupEpochs: 0, device: 'cpu' }),
+    output: z
+      .object({ dir: z.string().default('runs/run'), checkpointEvery: z.number().int().min(0).default(1) })
+      .strict()
+      .default({ dir: 'runs/run', checkpointEvery: 1 }),
+  })
+  .strict();
+
+export type RunConfig = z.infer<typeof configSchema>;
+
+/** Valid keys at a path of the schema, for "did you mean" messages. */
+function keysAt(schema: z.ZodTypeAny, pathParts: (string | number)[]): string[] {
+  let cur: any = schema;
+  for (const p of [...pathParts, null]) {
+    while (cur && (cur.def?.type === 'default' || cur.def?.type === 'optional' || cur.def?.type === 'nullable')) cur = cur.def.innerType;
+    if (p === null) break;
+    cur = cur?.shape?.[p];
+  }
+  return cur?.shape ? Object.keys(cur.shape) : [];
+}
+
+function describe(issues: z.core.$ZodIssue[], source: string): string {
+  const lines = issues.flatMap((iss) => {
+    const where = iss.path.length ? iss.path.join('.') : '(top level)';
+    if (iss.code === 'unrecognized_keys') {
+      const valid = keysAt(configSchema, iss.path as (string | number)[]);
+      return iss.keys.map((k) => {
+        const full = [...iss.path, k].join('.');
+        const near = closest(k, valid, 1)[0];
+        return `  ${full}: unknown key${near ? `; did you mean '${[...iss.path, near].join('.')}'?` : ''} (valid here: ${valid.join(', ')})`;
+      });
+    }
+    return [`  ${where}: ${iss.message}`];
+  });
+  return `${source}: invalid configuration:\n${lines.join('\n')}`;
+}
+
+/** Applies `a.b.c=value` overrides; values are parsed as YAML scalars (numbers, booleans, strings). */
+export function applyOverrides(raw: Record<string, unknown>, sets: string[]): Record<string, unknown> {
+  const out = structuredClone(raw);
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) throw new Error(`--set ${s}: expected key.path=value`);
+    const keys = s.slice(0, eq).split('.');
+    const value = parseYaml(s.slice(eq + 1));
+    let cur: any = out;
+    for (const k of keys.slice(0, -1)) {
+      if (cur[k] === undefined) cur[k] = {};
+      if (typeof cur[k] !== 'object' || cur[k] === null) throw new Error(`--set ${s}: '${k}' is not a section`);
+      cur = cur[k];
+    }
+    cur[keys[keys.length - 1]] = value;
+  }
+  return out;
+}
+
+/** Validates a raw configuration object; `source` names it in errors. */
+export function validateConfig(raw: unknown, source = 'config'): RunConfig {
+  const r = configSchema.safeParse(raw);
+  if (!r.success) throw new Error(describe(r.error.issues, source));
+  const cfg = r.data;
+  const baseDir = source.endsWith('.yaml') || source.endsWith('.yml') || source.endsWith('.json') ? path.dirname(source) : '.';
+  for (const [role, spec] of [['teacher', cfg.teacher], ['student', cfg.student]] as const) {
+    if (spec?.checkpoint) {
+      const file = path.resolve(baseDir, spec.checkpoint);
+      if (!fs.existsSync(file)) throw new Error(`${source}: ${role}.checkpoint: file not found: ${file}`);
+      spec.checkpoint = file;
+    }
+  }
+  return cfg;
+}
+
+/** Reads a YAML or JSON file, applies overrides and validates. */
+export function loadConfig(file: string, sets: string[] = []): RunConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${file}: the configuration must be a mapping`);
+  return validateConfig(applyOverrides(raw as Record<string, unknown>, sets), file);
+}
