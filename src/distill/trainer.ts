@@ -1,0 +1,195 @@
+// The training loop shared by `train` (a teacher or a plain student) and `distill` (a student against a frozen
+// teacher). Async, yielding every step; per-epoch evaluation; metrics appended durably to metrics.jsonl; checkpoints
+// written atomically at each epoch end with state.json written last as the commit point, so `resume` continues from the
+// last finished epoch and ends with the same weights as an uninterrupted run (data order, augmentation and libtorch's
+// RNG are all derived from (seed, epoch)).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Tensor, dispose, loadSafetensors, manualSeed, nextTick, noGrad, saveSafetensors, tensor, tidy, writeFileAtomic, appendLineDurable, removeStaleTempFiles } from '../torch';
+import { F, Module } from '../nn';
+import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, Optimizer, SGD, StepLR } from '../optim';
+import { DataLoader, ImageDataset } from '../data';
+import { responseKD } from './response';
+import { teacherLogits } from './teacher-cache';
+
+export interface TrainOptions {
+  model: Module;
+  train: DataLoader;
+  test: ImageDataset;
+  testTransforms: DataLoader['transforms'];
+  epochs: number;
+  seed: number;
+  optimizer: { kind: 'sgd' | 'adam' | 'adamw'; lr: number; momentum: number; weightDecay: number };
+  schedule: 'constant' | 'cosine' | 'step';
+  outDir: string;
+  resume?: boolean;
+  force?: boolean;
+  checkpointEvery?: number;
+  /** Distillation: a frozen teacher and the response-KD settings. */
+  teacher?: Module;
+  kd?: { temperature: number; alpha: number; softLoss: 'kl' | 'soft_ce' | 'logit_mse'; cache: boolean };
+  log?: (line: string) => void;
+  name?: string;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  loss: number;
+  hard?: number;
+  soft?: number;
+  train_acc: number;
+  test_acc: number;
+  lr: number;
+  epoch_s: number;
+  samples_per_s: number;
+}
+
+export interface TrainSummary {
+  name: string;
+  epochs: number;
+  best_test_acc: number;
+  best_epoch: number;
+  final_test_acc: number;
+  mean_epoch_s: number;
+  out_dir: string;
+  teacher_cache?: 'built' | 'loaded' | 'off';
+  resumed_from_epoch?: number;
+}
+
+function makeOptimizer(o: TrainOptions['optimizer'], params: Tensor[]): Optimizer<any> {
+  if (o.kind === 'sgd') return new SGD(params, { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+  if (o.kind === 'adam') return new Adam(params, { lr: o.lr, weightDecay: o.weightDecay });
+  return new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
+}
+function makeSchedule(kind: TrainOptions['schedule'], opt: Optimizer<any>, epochs: number): LRScheduler {
+  if (kind === 'cosine') return new CosineAnnealingLR(opt, epochs);
+  if (kind === 'step') return new StepLR(opt, Math.max(1, Math.floor(epochs / 3)), 0.1);
+  return new LambdaLR(opt, () => 1);
+}
+
+/** Accuracy (percent) of `model` on a data set, in eval mode under no-grad. */
+export async function evaluate(model: Module, test: ImageDataset, transforms: DataLoader['transforms'] = []): Promise<number> {
+  const was = model.training;
+  model.eval();
+  let correct = 0;
+  const loader = new DataLoader(test, { batchSize: 1000, transforms });
+  for (const b of loader) {
+    correct += tidy(() => noGrad(() => (model.call(b.x) as Tensor).argmax(1).eq(b.y).sum().item()));
+    dispose([b.x, b.y]);
+    await nextTick();
+  }
+  model.train(was);
+  return (100 * correct) / test.length;
+}
+
+export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
+  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const name = o.name ?? 'run';
+  const state = path.join(o.outDir, 'state.json');
+  const metricsFile = path.join(o.outDir, 'metrics.jsonl');
+  if (fs.existsSync(state) && !o.resume && !o.force)
+    throw new Error(`${o.outDir} holds another run (state.json present): pass --resume to continue it or --force to overwrite it`);
+  if (o.force && !o.resume) for (const f of ['state.json', 'metrics.jsonl', 'last.safetensors', 'last.optim.safetensors', 'best.safetensors']) fs.rmSync(path.join(o.outDir, f), { force: true });
+  fs.mkdirSync(o.outDir, { recursive: true });
+  removeStaleTempFiles(o.outDir);
+
+  const opt = makeOptimizer(o.optimizer, o.model.parameters());
+  const sched = makeSchedule(o.schedule, opt, o.epochs);
+  let startEpoch = 0;
+  let best = { acc: -1, epoch: -1 };
+  let resumedFrom: number | undefined;
+  if (o.resume && fs.existsSync(state)) {
+    const st = JSON.parse(fs.readFileSync(state, 'utf8'));
+    const w = loadSafetensors(path.join(o.outDir, 'last.safetensors'));
+    try { o.model.loadStateDict(w.tensors); } finally { dispose(w.tensors); }
+    const os_ = loadSafetensors(path.join(o.outDir, 'last.optim.safetensors'));
+    try { opt.loadStateDict({ tensors: os_.tensors, meta: JSON.parse(os_.metadata.meta) }); } finally { dispose(os_.tensors); }
+    sched.loadStateDict(st.scheduler);
+    startEpoch = st.epoch + 1;
+    best = st.best;
+    resumedFrom = st.epoch + 1;
+    // metrics beyond the committed epoch belong to an interrupted attempt
+    if (fs.existsSync(metricsFile)) {
+      const keepLines = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l && JSON.parse(l).epoch <= st.epoch + 1);
+      writeFileAtomic(metricsFile, keepLines.map((l) => l + '\n').join(''));
+    }
+    log(`${name}: resuming after epoch ${startEpoch} of ${o.epochs}`);
+  } else if (o.resume) log(`${name}: nothing to resume in ${o.outDir}; starting`);
+
+  let cached: Tensor | null = null;
+  let cacheState: TrainSummary['teacher_cache'] = o.teacher ? 'off' : undefined;
+  const kd = o.kd ? responseKD({ temperature: o.kd.temperature, alpha: o.kd.alpha, softLoss: o.kd.softLoss }) : null;
+  if (o.teacher) {
+    o.teacher.eval();
+    o.teacher.requiresGrad_(false);
+    if (o.kd?.cache && !o.train.transforms.some((t) => t.random)) {
+      const r = await teacherLogits(o.teacher, o.train, path.join(o.outDir, '..', '.teacher-cache'));
+      cached = r.logits;
+      cacheState = r.fromCache ? 'loaded' : 'built';
+    }
+  }
+
+  const times: number[] = [];
+  let lastAcc = 0;
+  try {
+    for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
+      manualSeed(o.seed * 1000 + epoch);
+      o.train.setEpoch(epoch);
+      o.model.train();
+      const t0 = Date.now();
+      let sum = 0, hardSum = 0, softSum = 0, correct = 0, seen = 0, step = 0;
+      for await (const b of o.train) {
+        const r = tidy(() => {
+          const logits = o.model.call(b.x) as Tensor;
+          let loss: Tensor, hard: Tensor | null = null, soft: Tensor | null = null;
+          if (kd) {
+            const t = cached ? cached.indexSelect(0, tensor(b.indices).long()) : tidy(() => noGrad(() => o.teacher!.call(b.x) as Tensor));
+            ({ loss, hard, soft } = kd(logits, t, b.y));
+          } else loss = F.crossEntropy(logits, b.y);
+          const value = loss.item();
+          if (!Number.isFinite(value)) return { value, hard: NaN, soft: NaN, correct: 0 };
+          opt.zeroGrad();
+          loss.backward();
+          opt.step();
+          return { value, hard: hard ? hard.item() : NaN, soft: soft ? soft.item() : NaN, correct: noGrad(() => logits.argmax(1).eq(b.y).sum().item()) };
+        });
+        const n = b.y.shape[0];
+        dispose([b.x, b.y]);
+        if (!Number.isFinite(r.value))
+          throw new Error(`${name}: loss is ${r.value} at epoch ${epoch + 1}, step ${step + 1}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
+        sum += r.value * n; hardSum += r.hard * n; softSum += r.soft * n; correct += r.correct; seen += n; step++;
+      }
+      const epochS = (Date.now() - t0) / 1000;
+      times.push(epochS);
+      lastAcc = await evaluate(o.model, o.test, o.testTransforms);
+      const lr = opt.paramGroups[0].options.lr;
+      sched.step();
+      const m: EpochMetrics = {
+        epoch: epoch + 1, loss: sum / seen, train_acc: (100 * correct) / seen, test_acc: lastAcc, lr, epoch_s: epochS, samples_per_s: seen / epochS,
+        ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}),
+      };
+      // checkpoint files first, then state.json (the commit point), then the metrics line
+      if (lastAcc > best.acc) {
+        best = { acc: lastAcc, epoch: epoch + 1 };
+        saveSafetensors(path.join(o.outDir, 'best.safetensors'), o.model.stateDict(), { epoch: String(epoch + 1), test_acc: lastAcc.toFixed(2) });
+      }
+      const every = o.checkpointEvery ?? 1;
+      if (every > 0 && (epoch + 1) % every === 0) saveSafetensors(path.join(o.outDir, `epoch-${epoch + 1}.safetensors`), o.model.stateDict());
+      saveSafetensors(path.join(o.outDir, 'last.safetensors'), o.model.stateDict(), { epoch: String(epoch + 1) });
+      const osd = opt.stateDict();
+      saveSafetensors(path.join(o.outDir, 'last.optim.safetensors'), osd.tensors, { meta: JSON.stringify(osd.meta) });
+      writeFileAtomic(state, JSON.stringify({ epoch, best, scheduler: sched.stateDict() }));
+      appendLineDurable(metricsFile, JSON.stringify(m));
+      log(`${name} epoch ${epoch + 1}/${o.epochs}  loss ${m.loss.toFixed(4)}${kd ? ` (hard ${m.hard!.toFixed(4)}, soft ${m.soft!.toFixed(4)})` : ''}  train ${m.train_acc.toFixed(2)} %  test ${lastAcc.toFixed(2)} %  ${m.samples_per_s.toFixed(0)} samples/s  ${epochS.toFixed(1)} s`);
+    }
+    if (times.length === 0) lastAcc = await evaluate(o.model, o.test, o.testTransforms);
+  } finally {
+    cached?.dispose();
+    opt.dispose();
+  }
+  return {
+    name, epochs: o.epochs, best_test_acc: best.acc, best_epoch: best.epoch, final_test_acc: lastAcc,
+    mean_epoch_s: times.length ? times.reduce((a, b) => a + b, 0) / times.length : 0, out_dir: o.outDir,
+    ...(cacheState ? { teacher_cache: cacheState } : {}), ...(resumedFrom !== undefined ? { resumed_from_epoch: resumedFrom } : {}),
+  };
+}

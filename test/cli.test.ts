@@ -1,0 +1,78 @@
+// The tsdistill command end to end on a small MNIST subset: train a teacher, distill, evaluate; kill -9 during a run
+// and resume to the same weights; refusals and errors.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+
+const root = path.join(__dirname, '..', '..');
+const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
+const config = path.join(root, 'examples', 'seed-mnist-lenet.yaml');
+const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+const common = ['--set', 'data.limit=3000', '--set', 'distill.cache=false', '--threads', '1'];
+
+describe('tsdistill CLI', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-cli-'));
+  it('trains a teacher, distills a student and evaluates it', () => {
+    const t = run(['train', config, '--epochs', '1', '--out', out, ...common]);
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stdout, /teacher: best test accuracy \d+\.\d+ %/);
+    const d = run(['distill', config, '--epochs', '3', '--out', out, '--json', ...common]);
+    assert.equal(d.status, 0, d.stderr);
+    const summary = JSON.parse(d.stdout.trim().split('\n').pop()!);
+    assert.equal(summary.epochs, 3);
+    assert.ok(summary.best_test_acc > 30, `distilled accuracy ${summary.best_test_acc}`);
+    const metrics = fs.readFileSync(path.join(out, 'distilled', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(metrics.map((m) => m.epoch), [1, 2, 3]);
+    assert.ok(metrics.every((m) => Number.isFinite(m.hard) && Number.isFinite(m.soft)));
+    const e = run(['eval', config, '--out', out, '--role', 'student', '--weights', path.join(out, 'distilled', 'best.safetensors'), '--json']);
+    assert.equal(e.status, 0, e.stderr);
+    assert.equal(JSON.parse(e.stdout.trim().split('\n').pop()!).test_acc, summary.best_test_acc);
+  });
+  it('refuses to overwrite a run unless --resume or --force', () => {
+    const r = run(['distill', config, '--epochs', '3', '--out', out, ...common]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /holds another run \(state\.json present\): pass --resume to continue it or --force to overwrite it/);
+  });
+  it('a run killed with SIGKILL and resumed ends with the same weights', async () => {
+    const out2 = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-cli-'));
+    fs.cpSync(path.join(out, 'teacher'), path.join(out2, 'teacher'), { recursive: true });
+    const args = ['distill', config, '--epochs', '3', '--out', out2, ...common];
+    const child = spawn(process.execPath, [cli, ...args], { stdio: 'ignore' });
+    const metrics = path.join(out2, 'distilled', 'metrics.jsonl');
+    let killedAt = -1;
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        const n = fs.existsSync(metrics) ? fs.readFileSync(metrics, 'utf8').trim().split('\n').filter(Boolean).length : 0;
+        if (n >= 1) {
+          child.kill('SIGKILL');
+          killedAt = n;
+          clearInterval(poll);
+        }
+      }, 5);
+      child.on('exit', () => { clearInterval(poll); resolve(); });
+    });
+    assert.ok(killedAt >= 1 && killedAt < 3, `the run was killed after ${killedAt} epoch(s)`);
+    const r = run([...args, '--resume']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /resuming after epoch \d of 3/);
+    const a = fs.readFileSync(path.join(out, 'distilled', 'last.safetensors'));
+    const b = fs.readFileSync(path.join(out2, 'distilled', 'last.safetensors'));
+    assert.ok(a.equals(b), 'resumed weights equal the uninterrupted run byte for byte');
+    const lines = fs.readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l).epoch);
+    assert.deepEqual(lines, [1, 2, 3]);
+    fs.rmSync(out2, { recursive: true });
+  });
+  it('reports config and usage errors', () => {
+    const bad = run(['distill', config, '--set', 'training.lrr=1']);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /training\.lrr: unknown key; did you mean 'training\.lr'\?/);
+    const cmd = run(['distil', config]);
+    assert.match(cmd.stderr, /unknown command 'distil'; did you mean 'distill'\?/);
+    const model = run(['train', config, '--set', 'teacher.model=lenet6', '--out', path.join(out, 'x')]);
+    assert.match(model.stderr, /unknown model 'lenet6'\. Closest: lenet5/);
+    fs.rmSync(out, { recursive: true });
+  });
+});
