@@ -65,6 +65,21 @@ describe('tsdistill CLI', () => {
     assert.deepEqual(lines, [1, 2, 3]);
     fs.rmSync(out2, { recursive: true });
   });
+  it('compare trains what is missing and prints the verdict', () => {
+    const r = run(['compare', config, '--epochs', '3', '--out', out, '--json', ...common]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /student alone/);
+    assert.match(r.stdout, /top-1 agreement with teacher \(%\)/);
+    assert.match(r.stdout, /teacher gap closed by distillation: -?\d+\.\d %/);
+    const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    for (const k of ['teacher_acc', 'plain_acc', 'kd_acc', 'gap_closed', 'teacher_epoch_s', 'plain_epoch_s', 'kd_epoch_s', 'kd_cached_epoch_s'])
+      assert.ok(k in j, k);
+    assert.ok(Math.abs(j.gap_closed - (j.kd_acc - j.plain_acc) / (j.teacher_acc - j.plain_acc)) < 1e-12);
+    assert.ok(fs.existsSync(path.join(out, 'student', 'best.safetensors')));
+    const saved = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+    assert.equal(saved.reports.student.params, 4408);
+    assert.equal(saved.reports.teacher.params, 61706);
+  });
   it('reports config and usage errors', () => {
     const bad = run(['distill', config, '--set', 'training.lrr=1']);
     assert.equal(bad.status, 1);
