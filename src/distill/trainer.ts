@@ -30,6 +30,8 @@ export interface TrainOptions {
   kd?: { temperature: number; alpha: number; softLoss: 'kl' | 'soft_ce' | 'logit_mse'; cache: boolean };
   log?: (line: string) => void;
   name?: string;
+  /** Progress display: a bar per epoch on a TTY, otherwise a line every quarter epoch. Default: on. */
+  progress?: boolean;
 }
 
 export interface EpochMetrics {
@@ -138,6 +140,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
       o.model.train();
       const t0 = Date.now();
       let sum = 0, hardSum = 0, softSum = 0, correct = 0, seen = 0, step = 0;
+      const progress = o.progress === false ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, o.train.length, log);
       for await (const b of o.train) {
         const r = tidy(() => {
           const logits = o.model.call(b.x) as Tensor;
@@ -158,7 +161,12 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
         if (!Number.isFinite(r.value))
           throw new Error(`${name}: loss is ${r.value} at epoch ${epoch + 1}, step ${step + 1}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
         sum += r.value * n; hardSum += r.hard * n; softSum += r.soft * n; correct += r.correct; seen += n; step++;
+        progress?.update(step, {
+          loss: sum / seen, ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), acc: (100 * correct) / seen,
+          rate: seen / Math.max(1e-3, (Date.now() - t0) / 1000),
+        });
       }
+      progress?.stop();
       const epochS = (Date.now() - t0) / 1000;
       times.push(epochS);
       lastAcc = await evaluate(o.model, o.test, o.testTransforms);
@@ -192,4 +200,33 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     mean_epoch_s: times.length ? times.reduce((a, b) => a + b, 0) / times.length : 0, out_dir: o.outDir,
     ...(cacheState ? { teacher_cache: cacheState } : {}), ...(resumedFrom !== undefined ? { resumed_from_epoch: resumedFrom } : {}),
   };
+}
+
+/** A progress bar per epoch on a TTY (cli-progress), plain lines every quarter epoch elsewhere. */
+class Progress {
+  private bar: any = null;
+  private nextLine: number;
+  constructor(private readonly label: string, private readonly total: number, private readonly log: (l: string) => void) {
+    this.nextLine = Math.ceil(total / 4);
+    if (process.stdout.isTTY) {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { SingleBar, Presets } = require('cli-progress');
+      this.bar = new SingleBar(
+        { format: `${label} [{bar}] {value}/{total} batches | {terms} | acc {acc} % | {rate} samples/s | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: true },
+        Presets.shades_classic,
+      );
+      this.bar.start(total, 0, { terms: '', acc: '0.00', rate: '0' });
+    }
+  }
+  update(step: number, m: { loss: number; hard?: number; soft?: number; acc: number; rate: number }): void {
+    const terms = `loss ${m.loss.toFixed(4)}${m.hard !== undefined ? ` hard ${m.hard.toFixed(4)} soft ${m.soft!.toFixed(4)}` : ''}`;
+    if (this.bar) this.bar.update(step, { terms, acc: m.acc.toFixed(2), rate: m.rate.toFixed(0) });
+    else if (step >= this.nextLine && step < this.total) {
+      this.log(`${this.label}  batch ${step}/${this.total}  ${terms}  acc ${m.acc.toFixed(2)} %  ${m.rate.toFixed(0)} samples/s`);
+      this.nextLine += Math.ceil(this.total / 4);
+    }
+  }
+  stop(): void {
+    this.bar?.stop();
+  }
 }
