@@ -45,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, file] = positionals;
   if (values.help || !command) {
     console.log(USAGE);
-    return command ? 0 : 2;
+    return values.help ? 0 : 2;
   }
   if (!COMMANDS.includes(command)) throw new Error(`unknown command '${command}'; did you mean '${closest(command, COMMANDS, 1)[0]}'?\n${USAGE}`);
   if (!file) throw new Error(`tsdistill ${command}: a config file is required\n${USAGE}`);
