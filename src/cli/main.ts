@@ -142,7 +142,7 @@ async function runKind(cfg: RunConfig, kind: RunKind, data: Data, flags: Flags):
     const summary = await trainModel({
       name: `${cfg.name}/${kind}`, model, train: loader, test: data.test, testTransforms: norm, epochs: cfg.training.epochs, seed: cfg.seed,
       optimizer: { kind: cfg.training.optimizer, lr: cfg.training.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay },
-      schedule: cfg.training.schedule, outDir: out, resume: flags.resume, force: flags.force, checkpointEvery: cfg.output.checkpointEvery,
+      schedule: cfg.training.schedule, warmupEpochs: cfg.training.warmupEpochs, outDir: out, resume: flags.resume, force: flags.force, checkpointEvery: cfg.output.checkpointEvery,
       teacher, kd: kind === 'distilled' ? cfg.distill : undefined,
     });
     writeFileAtomic(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2));

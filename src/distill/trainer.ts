@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, dispose, loadSafetensors, manualSeed, nextTick, noGrad, saveSafetensors, tensor, tidy, writeFileAtomic, appendLineDurable, removeStaleTempFiles } from '../torch';
 import { F, Module } from '../nn';
-import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, Optimizer, SGD, StepLR } from '../optim';
+import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, Optimizer, SGD, StepLR, warmup } from '../optim';
 import { DataLoader, ImageDataset } from '../data';
 import { responseKD } from './response';
 import { teacherLogits } from './teacher-cache';
@@ -21,6 +21,8 @@ export interface TrainOptions {
   seed: number;
   optimizer: { kind: 'sgd' | 'adam' | 'adamw'; lr: number; momentum: number; weightDecay: number };
   schedule: 'constant' | 'cosine' | 'step';
+  /** Linear warm-up over this many epochs before the schedule (0 = none). */
+  warmupEpochs?: number;
   outDir: string;
   resume?: boolean;
   force?: boolean;
@@ -63,10 +65,11 @@ function makeOptimizer(o: TrainOptions['optimizer'], params: Tensor[]): Optimize
   if (o.kind === 'adam') return new Adam(params, { lr: o.lr, weightDecay: o.weightDecay });
   return new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
 }
-function makeSchedule(kind: TrainOptions['schedule'], opt: Optimizer<any>, epochs: number): LRScheduler {
-  if (kind === 'cosine') return new CosineAnnealingLR(opt, epochs);
-  if (kind === 'step') return new StepLR(opt, Math.max(1, Math.floor(epochs / 3)), 0.1);
-  return new LambdaLR(opt, () => 1);
+function makeSchedule(kind: TrainOptions['schedule'], opt: Optimizer<any>, epochs: number, warmupEpochs: number): LRScheduler {
+  const rest = Math.max(1, epochs - warmupEpochs);
+  const main =
+    kind === 'cosine' ? new CosineAnnealingLR(opt, rest) : kind === 'step' ? new StepLR(opt, Math.max(1, Math.floor(rest / 3)), 0.1) : new LambdaLR(opt, () => 1);
+  return warmup(opt, warmupEpochs, main);
 }
 
 /** Accuracy (percent) of `model` on a data set, in eval mode under no-grad. */
@@ -96,7 +99,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   removeStaleTempFiles(o.outDir);
 
   const opt = makeOptimizer(o.optimizer, o.model.parameters());
-  const sched = makeSchedule(o.schedule, opt, o.epochs);
+  const sched = makeSchedule(o.schedule, opt, o.epochs, o.warmupEpochs ?? 0);
   let startEpoch = 0;
   let best = { acc: -1, epoch: -1 };
   let resumedFrom: number | undefined;
