@@ -139,6 +139,11 @@ describe('gradients of every layer match central differences', () => {
     });
     idx.dispose();
     p.dispose();
+    const last = new Embedding(4, 2, { paddingIdx: -1 });
+    assert.equal(last.paddingIdx, 3);
+    tidy(() => assert.deepEqual(last.weight.index(3).toArray(), [0, 0]));
+    last.dispose();
+    assert.throws(() => new Embedding(4, 2, { paddingIdx: 4 }), /paddingIdx 4 out of range for 4 embeddings/);
   });
 });
 

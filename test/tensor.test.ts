@@ -155,6 +155,8 @@ describe('errors that name the op, argument and shapes', () => {
       assert.throws(() => ops.sum_dim_IntList(zeros([2]), 'x' as any), /aten::sum\.dim_IntList: argument 'dim' expected an int or int\[1\], got string/);
       assert.throws(() => ops.narrow(zeros([4]), 0, 1.5, 1), /argument 'start' expected an integer, got 1.5/);
       assert.throws(() => (ops as any).add_Tensor(zeros([1])), /missing required argument 'other'/);
+      // an options object where a tensor belongs is an error, not a silent default
+      assert.throws(() => ops.conv2d(zeros([1, 1, 3, 3]), zeros([1, 1, 1, 1]), { padding: 1 } as any), /argument 'bias' expected a Tensor, got object/);
     });
   });
   it('libtorch warnings become process warnings', async () => {

@@ -154,14 +154,20 @@ export class LayerNorm extends Module {
 
 export class Embedding extends Module {
   readonly weight: Tensor;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, readonly opts: { paddingIdx?: number } = {}) {
+  readonly paddingIdx: number | null;
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: { paddingIdx?: number } = {}) {
     super();
+    const p = opts.paddingIdx;
+    if (p !== undefined && (!Number.isInteger(p) || p >= numEmbeddings || p < -numEmbeddings))
+      throw new Error(`Embedding: paddingIdx ${p} out of range for ${numEmbeddings} embeddings`);
+    // a negative index counts from the end, as in PyTorch
+    this.paddingIdx = p === undefined ? null : p < 0 ? numEmbeddings + p : p;
     this.weight = this.registerParameter('weight', empty([numEmbeddings, embeddingDim]));
     init.normal_(this.weight);
-    if (opts.paddingIdx !== undefined) tidy(() => noGrad(() => { this.weight.select(0, opts.paddingIdx!).zero_(); }));
+    if (this.paddingIdx !== null) tidy(() => noGrad(() => { this.weight.select(0, this.paddingIdx!).zero_(); }));
   }
   forward(indices: Tensor): Tensor {
-    return ops.embedding(this.weight, indices, this.opts.paddingIdx ?? -1);
+    return ops.embedding(this.weight, indices, this.paddingIdx ?? -1);
   }
 }
 

@@ -97,7 +97,8 @@ export function setTensorClass(ctor: new (h: Handle) => Tensor): void {
 
 /** Tensor (or number, or null) to what the addon takes. */
 export function h(x: any): any {
-  return x === null || x === undefined || typeof x !== 'object' ? x : x._h;
+  // a non-Tensor object goes through as is, so the addon reports "expected a Tensor, got object" instead of a default
+  return x === null || typeof x !== "object" ? x : (x._h ?? x);
 }
 export function hl(xs: any[] | undefined | null): any {
   if (xs === undefined || xs === null) return xs;
