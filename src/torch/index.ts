@@ -4,5 +4,6 @@ export * from './factory';
 export * from './runtime';
 export { tidy, keep, dispose, liveTensors, nextTick, memory } from './scope';
 export * as ops from './ops.generated';
-export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, readSafetensorsHeader, type SafetensorsHeader } from './safetensors';
-export { writeFileAtomic, appendLineDurable, removeStaleTempFiles } from './atomic';
+export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, readSafetensorsHeader, parseHeader,
+  type SafetensorsHeader, type SafetensorsEntry, type SafetensorsContents } from './safetensors';
+export { writeFileAtomic, appendLineDurable, removeStaleTempFiles, tempPathFor } from './atomic';
