@@ -86,7 +86,7 @@ describe('parity with PyTorch 1.13: losses', () => {
       'crossEntropy K-dim probs+smoothing mean', 'crossEntropy unbatched', 'nllLoss weight+ignore mean',
       'klDiv batchmean logTarget', 'klDiv mean', 'klDiv none logTarget', 'cosineEmbeddingLoss y margin 0.3 none',
       'cosineEmbeddingLoss y_neg margin -0.2 sum', 'smoothL1Loss beta 0.0 mean', 'binaryCrossEntropyWithLogits weight+posWeight none',
-      'softTargetCrossEntropy sum',
+      'softTargetCrossEntropy sum', 'binaryCrossEntropy weight none', 'huberLoss delta 0.5 sum',
     ]) assert.ok(names.has(n), `fixture case '${n}' is missing`);
     assert.equal(LOSSES.torch.slice(0, 4), '1.13');
   });
@@ -168,6 +168,13 @@ describe('hand-computed values', () => {
       // probability targets: -sum p log q
       close(F.crossEntropy(logits, f64([[0.5, 0.5], [1, 0]])).item(), (0.5 * Math.log(4) + 0.5 * Math.log(4 / 3) + Math.log(4 / 3)) / 2);
       close(F.softTargetCrossEntropy(logits, f64([[0.5, 0.5], [1, 0]]), { reduction: 'sum' }).item(), 0.5 * Math.log(4) + 0.5 * Math.log(4 / 3) + Math.log(4 / 3));
+      // probabilities with class weights and smoothing: -sum_c w_c q_c log p_c with q = (1 - s) p + s / C, 'mean'
+      // dividing by the number of rows (not by the weights)
+      const q = [[0.5, 0.5], [1, 0]].map((row) => row.map((v) => (1 - s) * v + s / 2));
+      const logp = [[Math.log(1 / 4), Math.log(3 / 4)], [Math.log(3 / 4), Math.log(1 / 4)]];
+      const wv = [1, 3];
+      const rows = q.map((row, i) => -row.reduce((acc, qc, c) => acc + wv[c] * qc * logp[i][c], 0));
+      close(F.crossEntropy(logits, f64([[0.5, 0.5], [1, 0]]), { weight: w, labelSmoothing: s }).item(), (rows[0] + rows[1]) / 2);
     });
   });
 
@@ -205,6 +212,22 @@ describe('hand-computed values', () => {
       // |d| = 0.5 < beta 1: 0.5 * 0.25 / 1; |d| = 2: 2 - 0.5
       close(F.smoothL1Loss(a, b, { reduction: 'sum' }).item(), 0.125 + 1.5);
       close(F.binaryCrossEntropyWithLogits(f64([0]), f64([1])).item(), Math.log(2));
+      close(F.binaryCrossEntropy(f64([0.25, 0.5]), f64([1, 0])).item(), (Math.log(4) + Math.log(2)) / 2);
+      // Huber with delta 2: |d| = 0.5 -> 0.5 * 0.25; |d| = 2 is not below delta -> 2 * (2 - 1)
+      close(F.huberLoss(a, b, { delta: 2, reduction: 'sum' }).item(), 0.125 + 2);
+    });
+  });
+
+  it('leakyRelu, elu, softplus on a few numbers', () => {
+    tidy(() => {
+      const x = f64([-2, 0.5]);
+      assert.deepEqual(F.leakyRelu(x).toArray(), [-0.02, 0.5]);
+      const e = F.elu(x, 0.5).toArray();
+      close(e[0], 0.5 * (Math.exp(-2) - 1));
+      close(e[1], 0.5);
+      const sp = F.softplus(x, { beta: 2, threshold: 0.9 }).toArray();
+      close(sp[0], Math.log1p(Math.exp(-4)) / 2);
+      close(sp[1], 0.5); // beta * x = 1 > threshold: linear
     });
   });
 
@@ -295,6 +318,12 @@ describe('gradients (float64 central differences)', () => {
     ['gelu', () => [r([3, 4])], (x) => F.gelu(x)],
     ['gelu tanh', () => [r([3, 4])], (x) => F.gelu(x, { approximate: 'tanh' })],
     ['silu', () => [r([3, 4])], (x) => F.silu(x)],
+    ['mish', () => [r([3, 4])], (x) => F.mish(x)],
+    ['hardswish', () => [r([3, 4])], (x) => F.hardswish(x)],
+    ['logSigmoid', () => [r([3, 4])], (x) => F.logSigmoid(x)],
+    ['leakyRelu 0.2', () => [awayFromZero([3, 4])], (x) => F.leakyRelu(x, 0.2)],
+    ['elu alpha 0.5', () => [awayFromZero([3, 4])], (x) => F.elu(x, 0.5)],
+    ['softplus beta 2 threshold 1', () => [r([3, 4])], (x) => F.softplus(x, { beta: 2, threshold: 1 })],
     ['tanh', () => [r([3, 4])], (x) => F.tanh(x)],
     ['sigmoid', () => [r([3, 4])], (x) => F.sigmoid(x)],
     ['softmax', () => [r([3, 4])], (x) => F.softmax(x, 1)],
@@ -340,6 +369,11 @@ describe('gradients (float64 central differences)', () => {
       (x, t) => F.binaryCrossEntropyWithLogits(x, t)],
     ['binaryCrossEntropyWithLogits weight+posWeight', () => [r([3, 4]), probsLeaf([3, 4])],
       (x, t) => F.binaryCrossEntropyWithLogits(x, t, { weight: f64([1, 0.5, 2, 1]), posWeight: f64([2, 1, 0.5, 3]), reduction: 'sum' })],
+    ['binaryCrossEntropy weight (input and target)', () => [
+      noGrad(() => tidy(() => rand([3, 4], { dtype: 'float64' }).mul(0.8).add(0.1))).requiresGrad_(true), probsLeaf([3, 4])],
+    (p, t) => F.binaryCrossEntropy(p, t, { weight: f64([1, 0.5, 2, 1]) })],
+    ['huberLoss delta 0.5', () => [r([3, 4]), r([3, 4])], (a, b) => F.huberLoss(a, b, { delta: 0.5 })],
+    ['huberLoss delta 2 none', () => [r([3, 4]), r([3, 4])], (a, b) => F.huberLoss(a, b.mul(3), { delta: 2, reduction: 'none' })],
     // layers as functions
     ['linear', () => [r([3, 4]), r([2, 4]), r([2])], (x, w, b) => F.linear(x, w, b)],
     ['conv1d', () => [r([1, 2, 5]), r([3, 2, 3]), r([3])], (x, w, b) => F.conv1d(x, w, b, { padding: 1, stride: 2 })],
@@ -379,6 +413,13 @@ describe('bad inputs give messages naming the function, shapes and dtypes', () =
       /^crossEntropy: class-index target must have shape \[4\] \(logits \[4, 3\] without the class dimension\), got \[5\]$/],
     ['crossEntropy K-dim target shape', () => F.crossEntropy(randn([2, 3, 5]), i64([[0, 1, 2, 0], [0, 1, 2, 0]])),
       /must have shape \[2, 5\] \(logits \[2, 3, 5\] without the class dimension\), got \[2, 4\]/],
+    ['crossEntropy float target shaped like class indices', () => F.crossEntropy(randn([4, 3]), tensor([0, 1, 2, 0])),
+      /^crossEntropy: target float32 \[4\] has the shape of class indices for logits \[4, 3\], but class indices must be int64 \(convert with target\.long\(\)\); probability targets must have the logits' shape$/],
+    ['crossEntropy integer logits', () => F.crossEntropy(i64([[1, 2]]), i64([0])), /^crossEntropy: logits must be a floating-point tensor, got int64$/],
+    ['crossEntropy weight dtype', () => F.crossEntropy(randn([2, 3], { dtype: 'float64' }), i64([0, 1]), { weight: ones([3]) }),
+      /^crossEntropy: weight is float32 but logits is float64; they must have the same dtype$/],
+    ['crossEntropy ignoreIndex with probabilities', () => F.crossEntropy(randn([2, 3]), rand([2, 3]), { ignoreIndex: 1 }),
+      /^crossEntropy: ignoreIndex \(1\) applies to class-index targets only; with probability targets leave it unset$/],
     ['crossEntropy scalar logits', () => F.crossEntropy(randn([]), i64([0])), /crossEntropy: logits needs a class dimension, got a scalar/],
     ['crossEntropy weight shape', () => F.crossEntropy(randn([4, 3]), i64([0, 1, 2, 0]), { weight: ones([4]) }),
       /^crossEntropy: weight must be 1-D with one entry per class \(3\), got \[4\]$/],
@@ -390,6 +431,10 @@ describe('bad inputs give messages naming the function, shapes and dtypes', () =
       /^crossEntropy: reduction must be one of 'mean', 'sum', 'none', got "batchmean"$/],
     ['crossEntropy target out of range (from aten)', () => F.crossEntropy(randn([2, 3]), i64([0, 5])),
       /aten::cross_entropy_loss.*Target 5 is out of bounds/s],
+    ['nllLoss weight dtype', () => F.nllLoss(randn([2, 3]), i64([0, 1]), { weight: ones([3], { dtype: 'float64' }) }),
+      /^nllLoss: weight is float64 but input is float32; they must have the same dtype$/],
+    ['softTargetCrossEntropy integer logits', () => F.softTargetCrossEntropy(i64([[1, 2]]), rand([1, 2])),
+      /^softTargetCrossEntropy: student logits must be a floating-point tensor, got int64$/],
     ['nllLoss float target', () => F.nllLoss(randn([2, 3]), randn([2, 3])), /^nllLoss: targets must be int64 class indices, got float32$/],
     ['nllLoss target shape', () => F.nllLoss(randn([2, 3]), i64([[0, 1]])), /nllLoss: class-index target must have shape \[2\] \(input \[2, 3\]/],
     ['klDiv shapes', () => F.klDiv(randn([2, 3]), randn([3, 2])), /^klDiv: input \[2, 3\] and target \[3, 2\] must have the same shape$/],
@@ -408,6 +453,12 @@ describe('bad inputs give messages naming the function, shapes and dtypes', () =
       /binaryCrossEntropyWithLogits: logits \[2, 3\] and target \[3\] must have the same shape/],
     ['binaryCrossEntropyWithLogits int target', () => F.binaryCrossEntropyWithLogits(randn([2]), i64([0, 1])),
       /binaryCrossEntropyWithLogits: target must be a floating-point tensor, got int64/],
+    ['binaryCrossEntropy shapes', () => F.binaryCrossEntropy(rand([2, 3]), rand([3, 2])), /binaryCrossEntropy: input \[2, 3\] and target \[3, 2\] must have the same shape/],
+    ['binaryCrossEntropy int target', () => F.binaryCrossEntropy(rand([2]), i64([0, 1])), /binaryCrossEntropy: target must be a floating-point tensor, got int64/],
+    ['huberLoss delta', () => F.huberLoss(randn([2]), randn([2]), { delta: 0 }), /huberLoss: delta must be positive, got 0/],
+    ['huberLoss shapes', () => F.huberLoss(randn([2]), randn([2, 1])), /huberLoss: input \[2\] and target \[2, 1\] must have the same shape/],
+    ['softplus beta', () => F.softplus(randn([2]), { beta: 0 }), /softplus: beta must be a finite non-zero number, got 0/],
+    ['leakyRelu slope', () => F.leakyRelu(randn([2]), NaN), /leakyRelu: negativeSlope must be a finite number, got NaN/],
     ['softTargetCrossEntropy index target', () => F.softTargetCrossEntropy(randn([2, 3]), i64([0, 1])),
       /softTargetCrossEntropy: teacher probabilities must be a floating-point tensor, got int64/],
     ['softTargetCrossEntropy shapes', () => F.softTargetCrossEntropy(randn([2, 3]), rand([2, 4])),

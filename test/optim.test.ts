@@ -145,6 +145,55 @@ describe('optimizers follow PyTorch 1.13 step by step', () => {
     opt.dispose();
     pr.free();
   });
+  it('a group mixing float32 and float64 parameters updates each as a group of its own dtype would', () => {
+    for (const make of [
+      (ps: Tensor[]) => new SGD(ps, { lr: 0.1, momentum: 0.9, weightDecay: 0.01 }),
+      (ps: Tensor[]) => new AdamW(ps, { lr: 0.01, weightDecay: 0.1, amsgrad: true }),
+    ]) {
+      const mixed = [problem('float64'), problem('float32')];
+      const alone = [problem('float64'), problem('float32')];
+      const optMixed = make([mixed[0].W, mixed[1].b]);
+      const optAlone = [make([alone[0].W]), make([alone[1].b])];
+      for (let i = 0; i < 3; i++) {
+        for (const pr of [...mixed, ...alone]) {
+          pr.W.grad = null;
+          pr.b.grad = null;
+          tidy(() => noGrad(() => {
+            pr.W.grad = pr.W.mul(0.3).sub(0.1);
+            pr.b.grad = pr.b.mul(-0.2).add(0.05);
+          }));
+        }
+        optMixed.step();
+        for (const o of optAlone) o.step();
+      }
+      assert.equal(mixed[0].W.dtype, 'float64');
+      assert.equal(mixed[1].b.dtype, 'float32');
+      assert.equal(maxDiff(mixed[0].W, alone[0].W), 0);
+      assert.equal(maxDiff(mixed[1].b, alone[1].b), 0);
+      assert.ok(Math.abs(mixed[0].W.toArray()[0] - S.W0.values[0]) > 1e-3, 'the parameters moved');
+      for (const o of [optMixed, ...optAlone]) o.dispose();
+      for (const pr of [...mixed, ...alone]) pr.free();
+    }
+  });
+  it('bfloat16 parameters (number operands passed as Scalars) follow the SGD rule written out with tensor methods', () => {
+    const p = tidy(() => fx(S.W0).to('bfloat16').keep()).requiresGrad_(true);
+    const ref = tidy(() => fx(S.W0).to('bfloat16').keep());
+    const g = tidy(() => fx(S.X).narrow(0, 0, 3).to('bfloat16').keep());
+    const buf = tidy(() => g.clone().keep());
+    const opt = new SGD([p], { lr: 0.1, momentum: 0.9, dampening: 0.25 });
+    for (let i = 0; i < 4; i++) {
+      tidy(() => { p.grad = g.clone(); });
+      opt.step();
+      if (i > 0) buf.mul_(0.9).add_(g, 0.75);
+      ref.add_(buf, -0.1);
+    }
+    assert.equal(p.dtype, 'bfloat16');
+    assert.equal(maxDiff(p, ref), 0);
+    assert.ok(Math.abs(p.toArray()[0] - S.W0.values[0]) > 0.05, 'the parameter moved');
+    opt.dispose();
+    p.grad = null;
+    dispose([p, ref, g, buf]);
+  });
   it('parameters without a gradient are skipped and get no state', () => {
     const pr = problem();
     const opt = new Adam([pr.W, pr.b]);

@@ -59,6 +59,29 @@ export function gelu(x: Tensor, opts: { approximate?: GeluApproximate } | GeluAp
 }
 
 export const silu = (x: Tensor): Tensor => ops.silu(x);
+export const mish = (x: Tensor): Tensor => ops.mish(x);
+export const hardswish = (x: Tensor): Tensor => ops.hardswish(x);
+export const logSigmoid = (x: Tensor): Tensor => ops.log_sigmoid(x);
+
+/** max(0, x) + negativeSlope * min(0, x). PyTorch's default slope: 0.01. */
+export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
+  if (typeof negativeSlope !== 'number' || !Number.isFinite(negativeSlope))
+    throw new Error(`leakyRelu: negativeSlope must be a finite number, got ${negativeSlope}`);
+  return ops.leaky_relu(x, negativeSlope);
+}
+
+/** x where x > 0, alpha * (exp(x) - 1) elsewhere. PyTorch's default alpha: 1. */
+export function elu(x: Tensor, alpha = 1): Tensor {
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new Error(`elu: alpha must be a finite number, got ${alpha}`);
+  return ops.elu(x, alpha);
+}
+
+/** log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold. Defaults beta = 1, threshold = 20. */
+export function softplus(x: Tensor, opts: { beta?: number; threshold?: number } = {}): Tensor {
+  const beta = opts.beta ?? 1, threshold = opts.threshold ?? 20;
+  if (typeof beta !== 'number' || !Number.isFinite(beta) || beta === 0) throw new Error(`softplus: beta must be a finite non-zero number, got ${beta}`);
+  return ops.softplus(x, beta, threshold);
+}
 export const tanh = (x: Tensor): Tensor => ops.tanh(x);
 export const sigmoid = (x: Tensor): Tensor => ops.sigmoid(x);
 
@@ -300,31 +323,40 @@ export interface CrossEntropyOptions {
 /** Checks logits/log-probabilities [N, C, ...] or [C] against a target and an optional class weight. */
 function checkClassification(op: string, inputName: string, input: Tensor, target: Tensor, weight: Tensor | null | undefined, allowProbs: boolean): void {
   if (input.ndim === 0) throw new Error(`${op}: ${inputName} needs a class dimension, got a scalar`);
+  requireFloat(op, inputName, input);
   const C = input.ndim === 1 ? input.shape[0] : input.shape[1];
   const td = target.dtype;
+  const indexShape = input.ndim === 1 ? [] : [input.shape[0], ...input.shape.slice(2)];
   if (allowProbs && isFloatingDType(td)) {
-    if (!sameShape(input.shape, target.shape))
+    if (!sameShape(input.shape, target.shape)) {
+      if (sameShape(indexShape, target.shape))
+        throw new Error(`${op}: target ${td} ${fmt(target)} has the shape of class indices for ${inputName} ${fmt(input)}, ` +
+          `but class indices must be int64 (convert with target.long()); probability targets must have the ${inputName}' shape`);
       throw new Error(`${op}: probability targets must have the ${inputName}' shape: ${inputName} ${fmt(input)}, target ${fmt(target)}`);
+    }
   } else {
     if (td !== 'int64') {
       const what = allowProbs ? 'class-index targets must be int64 (or floating-point probabilities)' : 'targets must be int64 class indices';
       throw new Error(`${op}: ${what}, got ${td}${isFloatingDType(td) ? '' : ' (convert with target.long())'}`);
     }
-    const expected = input.ndim === 1 ? [] : [input.shape[0], ...input.shape.slice(2)];
-    if (!sameShape(expected, target.shape))
-      throw new Error(`${op}: class-index target must have shape ${fmt(expected)} (${inputName} ${fmt(input)} without the class dimension), got ${fmt(target)}`);
+    if (!sameShape(indexShape, target.shape))
+      throw new Error(`${op}: class-index target must have shape ${fmt(indexShape)} (${inputName} ${fmt(input)} without the class dimension), got ${fmt(target)}`);
   }
   if (weight) {
+    if (!(weight instanceof Tensor)) throw new Error(`${op}: weight must be a Tensor or null`);
     if (weight.ndim !== 1 || weight.shape[0] !== C)
       throw new Error(`${op}: weight must be 1-D with one entry per class (${C}), got ${fmt(weight)}`);
     requireFloat(op, 'weight', weight);
+    if (weight.dtype !== input.dtype)
+      throw new Error(`${op}: weight is ${weight.dtype} but ${inputName} is ${input.dtype}; they must have the same dtype`);
   }
 }
 
 /**
  * Cross-entropy between logits [N, C, d1, ...] (or unbatched [C]) and either class indices [N, d1, ...] (int64) or
  * class probabilities shaped like the logits (floating point), as torch.nn.functional.cross_entropy in PyTorch 1.13.
- * With probability targets, `ignoreIndex` has no effect and 'mean' divides by the number of samples.
+ * With probability targets, 'mean' divides by the number of samples (times the extra dimensions d1, ...), class weights
+ * scale each class's term, and `ignoreIndex` must stay negative (PyTorch rejects it for probability targets).
  */
 export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   checkClassification('crossEntropy', 'logits', logits, target, opts.weight, true);
@@ -333,6 +365,8 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyO
   if (typeof ls !== 'number' || !(ls >= 0 && ls <= 1)) throw new Error(`crossEntropy: labelSmoothing must be in [0, 1], got ${ls}`);
   const ignoreIndex = opts.ignoreIndex ?? -100;
   requireInteger('crossEntropy', 'ignoreIndex', ignoreIndex);
+  if (ignoreIndex >= 0 && isFloatingDType(target.dtype))
+    throw new Error(`crossEntropy: ignoreIndex (${ignoreIndex}) applies to class-index targets only; with probability targets leave it unset`);
   return ops.cross_entropy_loss(logits, target, opts.weight ?? null, red, ignoreIndex, ls);
 }
 
@@ -408,6 +442,25 @@ export function cosineEmbeddingLoss(x1: Tensor, x2: Tensor, y: Tensor, opts: { m
 }
 
 /**
+ * Binary cross-entropy on probabilities in [0, 1] (after a sigmoid); `weight` rescales each element (broadcast).
+ * `binaryCrossEntropyWithLogits` is the numerically stable form and the one to train with.
+ */
+export function binaryCrossEntropy(probs: Tensor, target: Tensor, opts: { weight?: Tensor | null; reduction?: Reduction } = {}): Tensor {
+  requireSameShape('binaryCrossEntropy', 'input', probs, 'target', target);
+  requireFloat('binaryCrossEntropy', 'input', probs);
+  requireFloat('binaryCrossEntropy', 'target', target);
+  return ops.binary_cross_entropy(probs, target, opts.weight ?? null, reductionEnum('binaryCrossEntropy', opts.reduction));
+}
+
+/** 0.5 d^2 where |d| < delta, delta * (|d| - 0.5 delta) elsewhere. Default delta 1 (then equal to smoothL1Loss). */
+export function huberLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction; delta?: number } = {}): Tensor {
+  requireSameShape('huberLoss', 'input', input, 'target', target);
+  const delta = opts.delta ?? 1;
+  if (typeof delta !== 'number' || !(delta > 0)) throw new Error(`huberLoss: delta must be positive, got ${delta}`);
+  return ops.huber_loss(input, target, reductionEnum('huberLoss', opts.reduction), delta);
+}
+
+/**
  * Binary cross-entropy on logits (numerically stable sigmoid + BCE). `weight` rescales each element (broadcast),
  * `posWeight` the positive term per class (broadcast along the last dimension).
  */
@@ -427,6 +480,7 @@ export function binaryCrossEntropyWithLogits(
  * The same fused kernel as `crossEntropy` with probability targets.
  */
 export function softTargetCrossEntropy(studentLogits: Tensor, teacherProbs: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  requireFloat('softTargetCrossEntropy', 'student logits', studentLogits);
   requireFloat('softTargetCrossEntropy', 'teacher probabilities', teacherProbs);
   requireSameShape('softTargetCrossEntropy', 'student logits', studentLogits, 'teacher probabilities', teacherProbs);
   return ops.cross_entropy_loss(studentLogits, teacherProbs, null, reductionEnum('softTargetCrossEntropy', opts.reduction), -100, 0);

@@ -1,4 +1,5 @@
 import { Tensor, ops, zerosLike } from '../torch';
+import { addScalar_, divScalar_, mulScalar_ } from './foreach';
 import { powi } from './math';
 import { Optimizer, ParamsArg } from './optimizer';
 
@@ -63,12 +64,13 @@ abstract class AdamBase extends Optimizer<AdamOptions> {
 
     let g = o.maximize ? ops._foreach_neg(grads) : grads;
     if (o.weightDecay !== 0) {
-      if (this.decoupled) ops._foreach_mul__Scalar(params, 1 - o.lr * o.weightDecay);
+      if (this.decoupled) mulScalar_(params, 1 - o.lr * o.weightDecay);
+      else if (o.maximize) ops._foreach_add__List(g, params, { alpha: o.weightDecay });
       else g = ops._foreach_add_List(g, params, { alpha: o.weightDecay });
     }
-    ops._foreach_mul__Scalar(m, b1);
+    mulScalar_(m, b1);
     ops._foreach_add__List(m, g, { alpha: 1 - b1 });
-    ops._foreach_mul__Scalar(v, b2);
+    mulScalar_(v, b2);
     ops._foreach_addcmul__Scalar(v, g, g, 1 - b2);
     if (o.amsgrad) ops._foreach_maximum__List(vmax, v);
     const second = o.amsgrad ? vmax : v;
@@ -93,8 +95,8 @@ abstract class AdamBase extends Optimizer<AdamOptions> {
     const stepSize = o.lr / (1 - powi(b1, step));
     const bc2Sqrt = Math.sqrt(1 - powi(b2, step));
     const denom = ops._foreach_sqrt(second);
-    ops._foreach_div__Scalar(denom, bc2Sqrt);
-    ops._foreach_add__Scalar(denom, o.eps);
+    divScalar_(denom, bc2Sqrt);
+    addScalar_(denom, o.eps);
     ops._foreach_addcdiv__Scalar(params, m, denom, -stepSize);
   }
 }

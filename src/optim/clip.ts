@@ -1,5 +1,6 @@
 // Gradient clipping, as torch.nn.utils.clip_grad_norm_ and clip_grad_value_ (PyTorch 1.13).
 import { Tensor, noGrad, ops, tidy } from '../torch';
+import { mulScalar_ } from './foreach';
 
 function gradsOf(params: Tensor | Iterable<Tensor>): Tensor[] {
   const list = params instanceof Tensor ? [params] : Array.from(params);
@@ -38,7 +39,8 @@ export function clipGradNorm(
           '(pass errorIfNonfinite: false to scale them anyway)');
       // clip_coef = max_norm / (total + 1e-6), clamped to 1, in the norm's dtype (float32 for float32 gradients)
       const coef = ops.clamp(ops.mul_Tensor(ops.reciprocal(ops.add_Scalar(totalT, 1e-6)), maxNorm), null, 1).item();
-      if (coef !== 1) ops._foreach_mul__Scalar(grads, coef);
+      // (the coefficient holds a value of the gradients' dtype, so multiplying by the number is PyTorch's product)
+      if (coef !== 1) mulScalar_(grads, coef);
       return total;
     }),
   );

@@ -1,4 +1,5 @@
 import { Tensor, ops } from '../torch';
+import { mulScalar_ } from './foreach';
 import { Optimizer, ParamsArg } from './optimizer';
 
 export interface SGDOptions {
@@ -38,8 +39,18 @@ export class SGD extends Optimizer<SGDOptions> {
   }
 
   protected update(params: Tensor[], grads: Tensor[], o: SGDOptions): void {
-    let d = o.maximize ? ops._foreach_neg(grads) : grads;
-    if (o.weightDecay !== 0) d = ops._foreach_add_List(d, params, { alpha: o.weightDecay });
+    // `d` starts as the gradients (read-only); once it is a temporary of this step it is updated in place
+    let d = grads;
+    let own = false;
+    if (o.maximize) {
+      d = ops._foreach_neg(grads);
+      own = true;
+    }
+    if (o.weightDecay !== 0) {
+      if (own) ops._foreach_add__List(d, params, { alpha: o.weightDecay });
+      else d = ops._foreach_add_List(d, params, { alpha: o.weightDecay });
+      own = true;
+    }
     if (o.momentum !== 0) {
       const n = params.length;
       const bufs: Tensor[] = new Array(n);
@@ -50,9 +61,10 @@ export class SGD extends Optimizer<SGDOptions> {
         else bufs[i] = b;
       }
       if (missing === 0) {
-        ops._foreach_mul__Scalar(bufs, o.momentum);
+        mulScalar_(bufs, o.momentum);
         ops._foreach_add__List(bufs, d, { alpha: 1 - o.dampening });
       } else {
+        // first update of some parameters: their buffer starts as a copy of d (PyTorch's `clone(d_p).detach()`)
         const old: Tensor[] = [];
         const oldD: Tensor[] = [];
         for (let i = 0; i < n; i++) {
@@ -60,11 +72,13 @@ export class SGD extends Optimizer<SGDOptions> {
           else { old.push(bufs[i]); oldD.push(d[i]); }
         }
         if (old.length !== 0) {
-          ops._foreach_mul__Scalar(old, o.momentum);
+          mulScalar_(old, o.momentum);
           ops._foreach_add__List(old, oldD, { alpha: 1 - o.dampening });
         }
       }
-      d = o.nesterov ? ops._foreach_add_List(d, bufs, { alpha: o.momentum }) : bufs;
+      if (!o.nesterov) d = bufs;
+      else if (own) ops._foreach_add__List(d, bufs, { alpha: o.momentum });
+      else d = ops._foreach_add_List(d, bufs, { alpha: o.momentum });
     }
     ops._foreach_add__List(params, d, { alpha: -o.lr });
   }
