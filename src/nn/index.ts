@@ -1,6 +1,12 @@
-export { Module, closest, type ForwardHook } from './module';
+// tsdistill/nn: the module system (Module, layers, attention), parameter initialisation, the functional API and
+// weight files.
+export * from './module';
 export * from './layers';
 export * from './attention';
 export * as init from './init';
 export * as F from './functional';
+export * from './functional';
+// names that both the layers and the functional API export: the layer ones win here (the functional ones stay
+// available as F.*)
+export type { ConvOptions, BatchNormOptions, MaxPool2dOptions, AvgPool2dOptions } from './layers';
 export { saveWeights, loadWeights } from './checkpoint';
