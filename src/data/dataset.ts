@@ -1,19 +1,42 @@
 // Datasets held as resident tensors: images as one compact uint8 tensor, labels as int64.
-import { Tensor, keep } from '../torch';
+import { Tensor, keep, noGrad, tensor, tidy } from '../torch';
 
+/** Anything indexable: `length` samples, `get(i)` for 0 <= i < length. */
 export interface Dataset<T = unknown> {
   readonly length: number;
   get(i: number): T;
 }
 
-/** Rows of aligned tensors (first dimension = sample). Batches gather rows with index_select. */
+/**
+ * What a generic (non-tensor) dataset's `get(i)` returns for the DataLoader: an input tensor and a target (a tensor
+ * or a class index), as `{ x, y }` or `[x, y]`. The loader disposes the tensors it receives.
+ */
+export type Sample = { x: Tensor; y: Tensor | number } | [Tensor, Tensor | number];
+
+function checkIndices(indices: ArrayLike<number>, n: number, who: string): Int32Array {
+  const out = new Int32Array(indices.length);
+  for (let k = 0; k < indices.length; k++) {
+    const i = indices[k];
+    if (!Number.isInteger(i) || i < 0 || i >= n) throw new Error(`${who}: index ${i} (position ${k}) out of range [0, ${n})`);
+    out[k] = i;
+  }
+  return out;
+}
+
+/**
+ * Rows of aligned tensors (dimension 0 = sample). The data set owns its tensors: the constructor exempts them from
+ * `tidy` scopes, and `dispose()` releases them. The DataLoader gathers batches with index_select.
+ */
 export class TensorDataset implements Dataset<Tensor[]> {
   readonly tensors: Tensor[];
   constructor(...tensors: Tensor[]) {
     if (tensors.length === 0) throw new Error('TensorDataset: needs at least one tensor');
+    tensors.forEach((t, i) => {
+      if (t.ndim === 0) throw new Error(`TensorDataset: tensor ${i} is 0-dimensional; dimension 0 must index the samples`);
+    });
     const n = tensors[0].shape[0];
     tensors.forEach((t, i) => {
-      if (t.shape[0] !== n) throw new Error(`TensorDataset: tensor ${i} has ${t.shape[0]} rows, tensor 0 has ${n}`);
+      if (t.shape[0] !== n) throw new Error(`TensorDataset: tensor ${i} has ${t.shape[0]} rows [${t.shape}], tensor 0 has ${n} [${tensors[0].shape}]`);
     });
     this.tensors = tensors.map((t) => keep(t));
   }
@@ -22,20 +45,33 @@ export class TensorDataset implements Dataset<Tensor[]> {
   }
   /** Row i of every tensor (new handles: dispose them). */
   get(i: number): Tensor[] {
-    if (!(i >= 0 && i < this.length)) throw new Error(`TensorDataset: index ${i} out of range [0, ${this.length})`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new Error(`TensorDataset: index ${i} out of range [0, ${this.length})`);
     return this.tensors.map((t) => t.select(0, i));
+  }
+  /** The rows at `indices` (copied), as a new data set that owns its tensors. */
+  subset(indices: ArrayLike<number>): TensorDataset {
+    const rows = this.gatherRows(indices, 'TensorDataset.subset');
+    return new TensorDataset(...rows);
+  }
+  /** @internal */
+  protected gatherRows(indices: ArrayLike<number>, who: string): Tensor[] {
+    const idx = checkIndices(indices, this.length, who);
+    return tidy(() => noGrad(() => {
+      const i = tensor(idx, { dtype: 'int64', device: this.tensors[0].device });
+      return this.tensors.map((t) => t.indexSelect(0, i));
+    }));
   }
   dispose(): void {
     for (const t of this.tensors) t.dispose();
   }
 }
 
-/** An image classification set: uint8 images [N, C, H, W], int64 labels [N]. */
+/** An image classification set: uint8 images [N, C, H, W], int64 labels [N], class names. */
 export class ImageDataset extends TensorDataset {
   constructor(readonly name: string, images: Tensor, labels: Tensor, readonly classes: string[]) {
-    super(images, labels);
     if (images.dtype !== 'uint8' || images.ndim !== 4) throw new Error(`${name}: images must be uint8 [N, C, H, W], got ${images.dtype} [${images.shape}]`);
-    if (labels.dtype !== 'int64') throw new Error(`${name}: labels must be int64, got ${labels.dtype}`);
+    if (labels.dtype !== 'int64' || labels.ndim !== 1) throw new Error(`${name}: labels must be int64 [N], got ${labels.dtype} [${labels.shape}]`);
+    super(images, labels);
   }
   get images(): Tensor {
     return this.tensors[0];
@@ -46,5 +82,9 @@ export class ImageDataset extends TensorDataset {
   /** [C, H, W] */
   get imageShape(): number[] {
     return this.images.shape.slice(1);
+  }
+  override subset(indices: ArrayLike<number>, name = `${this.name}-subset`): ImageDataset {
+    const [images, labels] = this.gatherRows(indices, `${this.name}.subset`);
+    return new ImageDataset(name, images, labels, this.classes);
   }
 }

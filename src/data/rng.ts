@@ -1,12 +1,13 @@
-// A small seeded generator (PCG32 over BigInt-free 32-bit math via splitmix-style mixing) for data order and
-// augmentation, independent of libtorch's RNG so a loader's order depends only on its seed and epoch.
+// A small seeded generator (xoshiro128**, state filled by splitmix32) for data order and augmentation. It is
+// independent of libtorch's generator, so a loader's order and augmentation depend only on its seed, the epoch and
+// the batch number, never on how many random numbers the model drew.
 export class Rng {
   private s0: number;
   private s1: number;
   private s2: number;
   private s3: number;
   constructor(seed: number) {
-    // splitmix32 to fill the xoshiro128** state
+    if (!Number.isFinite(seed)) throw new Error(`Rng: seed must be a finite number, got ${seed}`);
     let x = seed >>> 0;
     const next = () => {
       x = (x + 0x9e3779b9) >>> 0;
@@ -26,11 +27,11 @@ export class Rng {
     this.s3 = rotl(this.s3, 11);
     return r;
   }
-  /** Uniform in [0, 1). */
+  /** Uniform in [0, 1) with 32 random bits. */
   random(): number {
     return this.nextU32() / 4294967296;
   }
-  /** Uniform integer in [0, n). */
+  /** Uniform integer in [0, n), n >= 1. */
   int(n: number): number {
     return Math.floor(this.random() * n);
   }
@@ -48,7 +49,7 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
-/** Mixes a seed and an epoch into one 32-bit seed. */
+/** Mixes a seed and a counter (epoch, batch number) into one 32-bit seed. */
 export function mixSeed(seed: number, epoch: number): number {
   let h = (seed ^ Math.imul(epoch + 1, 0x9e3779b1)) >>> 0;
   h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;

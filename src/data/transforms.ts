@@ -1,65 +1,127 @@
-// Batch transforms on float image batches [B, C, H, W]; each returns a new tensor and leaves its input alone. Random transforms draw from the loader's seeded Rng, so a
-// (seed, epoch) pair reproduces the same augmentation.
-import { Tensor, ops, tensor, tidy } from '../torch';
+// Batch transforms on float image batches [B, C, H, W]. Each returns a new tensor and leaves its input alone, and
+// works on the whole batch with a few tensor ops (no per-sample tensor calls).
+//
+// Randomness: random transforms draw only from the `Rng` they are given. The DataLoader passes a generator seeded by
+// (loader seed, epoch, batch number), so augmentation is reproducible, independent of libtorch's generator and of
+// `manualSeed`, and the same whichever order batches are produced in (e.g. after a resume). The draws per batch are,
+// in sample order: randomCrop one (top, left) pair per sample; randomHorizontalFlip one uniform number per sample.
+import { Tensor, arange, ops, tensor, tidy } from '../torch';
 import type { Rng } from './rng';
 
 export interface BatchTransform {
+  /** A description that identifies the transform and its parameters (used in cache keys). */
   readonly name: string;
+  /** Whether the output depends on the random draws. */
   readonly random: boolean;
   apply(x: Tensor, rng: Rng): Tensor;
 }
 
-/** (x - mean[c]) / std[c] per channel. */
+function check4d(x: Tensor, who: string): number[] {
+  const s = x.shape;
+  if (s.length !== 4) throw new Error(`${who}: expected an image batch [B, C, H, W], got [${s}]`);
+  return s;
+}
+
+/** (x - mean[c]) / std[c] per channel, as torchvision's Normalize. */
 export function normalize(mean: number[], std: number[]): BatchTransform {
-  if (mean.length !== std.length) throw new Error(`normalize: ${mean.length} means but ${std.length} stds`);
-  if (std.some((s) => !(s > 0))) throw new Error(`normalize: std must be positive, got [${std}]`);
+  if (mean.length !== std.length || mean.length === 0) throw new Error(`normalize: ${mean.length} means but ${std.length} stds`);
+  if (std.some((s) => !(s > 0) || !Number.isFinite(s))) throw new Error(`normalize: std must be positive, got [${std}]`);
+  if (mean.some((m) => !Number.isFinite(m))) throw new Error(`normalize: mean must be finite, got [${mean}]`);
+  const m32 = Float32Array.from(mean);
+  const s32 = Float32Array.from(std);
   return {
     name: `normalize(mean=[${mean}], std=[${std}])`,
     random: false,
     apply(x) {
       const c = x.shape[1];
-      if (c !== mean.length) throw new Error(`normalize: ${mean.length} channel statistics for a batch with ${c} channels [${x.shape}]`);
-      return tidy(() => x.sub(tensor(Float32Array.from(mean), { shape: [1, c, 1, 1] })).div(tensor(Float32Array.from(std), { shape: [1, c, 1, 1] })));
+      if (x.ndim < 2 || c !== mean.length)
+        throw new Error(`normalize: ${mean.length} channel statistics for a batch with ${x.ndim < 2 ? 'no channel dimension' : `${c} channels`} [${x.shape}]`);
+      const view = [1, c, ...new Array(x.ndim - 2).fill(1)];
+      return tidy(() =>
+        x.sub(tensor(m32, { shape: view, device: x.device })).div_(tensor(s32, { shape: view, device: x.device })),
+      );
     },
   };
 }
 
-/** Flips each sample left-right with probability p. */
+/** Flips each sample left-right (last dimension) with probability p. */
 export function randomHorizontalFlip(p = 0.5): BatchTransform {
+  if (!(p >= 0 && p <= 1)) throw new Error(`randomHorizontalFlip: p must be in [0, 1], got ${p}`);
   return {
     name: `randomHorizontalFlip(${p})`,
     random: true,
     apply(x, rng) {
+      check4d(x, 'randomHorizontalFlip');
       const b = x.shape[0];
       const pick: number[] = [];
       for (let i = 0; i < b; i++) if (rng.random() < p) pick.push(i);
       return tidy(() => {
+        if (pick.length === b) return ops.flip(x, [3]);
         const out = x.clone();
         if (pick.length === 0) return out;
-        const idx = tensor(pick, { dtype: 'int64' });
+        const idx = tensor(Int32Array.from(pick), { dtype: 'int64', device: x.device });
         return ops.index_copy_(out, 0, idx, ops.flip(x.indexSelect(0, idx), [3]));
       });
     },
   };
 }
 
-/** Pads each side by `padding` (zeros) and crops a random size×size window per sample. */
-export function randomCrop(size: number, padding = 0): BatchTransform {
+/** How randomCrop fills the border: zeros, mirror without repeating the edge (reflect), or repeat the edge (replicate). */
+export type PaddingMode = 'zeros' | 'reflect' | 'replicate';
+
+/**
+ * Pads every side by `padding` and crops a random size×size (or [h, w]) window per sample, as torchvision's
+ * RandomCrop(size, padding, padding_mode). Put it before `normalize`, so zero padding means black.
+ */
+export function randomCrop(size: number | [number, number], padding = 0, paddingMode: PaddingMode = 'zeros'): BatchTransform {
+  const [ch, cw] = typeof size === 'number' ? [size, size] : size;
+  if (![ch, cw].every((v) => Number.isInteger(v) && v > 0)) throw new Error(`randomCrop: size must be positive integers, got ${JSON.stringify(size)}`);
+  if (!Number.isInteger(padding) || padding < 0) throw new Error(`randomCrop: padding must be a non-negative integer, got ${padding}`);
+  if (!['zeros', 'reflect', 'replicate'].includes(paddingMode))
+    throw new Error(`randomCrop: paddingMode must be 'zeros', 'reflect' or 'replicate', got '${paddingMode}'`);
+  const sizeText = typeof size === 'number' ? `${size}` : `[${ch}, ${cw}]`;
   return {
-    name: `randomCrop(${size}, padding=${padding})`,
+    name: `randomCrop(${sizeText}, padding=${padding}${paddingMode === 'zeros' ? '' : `, mode=${paddingMode}`})`,
     random: true,
     apply(x, rng) {
+      const [b, c, h, w] = check4d(x, 'randomCrop');
+      if (paddingMode === 'reflect' && (padding >= h || padding >= w))
+        throw new Error(`randomCrop: reflect padding ${padding} needs images larger than the padding, got ${h}x${w} [${x.shape}]`);
+      const hp = h + 2 * padding, wp = w + 2 * padding;
+      if (ch > hp || cw > wp) throw new Error(`randomCrop: crop ${ch}x${cw} larger than the padded image ${hp}x${wp} (batch [${x.shape}], padding ${padding})`);
+      // Window corners in padded coordinates, drawn in sample order (top, then left).
+      const top = new Float64Array(b);
+      const left = new Float64Array(b);
+      for (let i = 0; i < b; i++) {
+        top[i] = rng.int(hp - ch + 1);
+        left[i] = rng.int(wp - cw + 1);
+      }
       return tidy(() => {
-        const padded = padding > 0 ? ops.constant_pad_nd(x, [padding, padding, padding, padding], 0) : x;
-        const [b, , h, w] = padded.shape;
-        if (size > h || size > w) throw new Error(`randomCrop: crop ${size} larger than padded image ${h}x${w}`);
-        const parts: Tensor[] = [];
-        for (let i = 0; i < b; i++) {
-          const top = rng.int(h - size + 1);
-          const left = rng.int(w - size + 1);
-          parts.push(padded.narrow(0, i, 1).narrow(2, top, size).narrow(3, left, size));
+        const opts = { dtype: 'int64' as const, device: x.device };
+        const src = x.contiguous();
+        if (paddingMode === 'zeros') {
+          // Pad, then one gather: index[i, k, r, q] = i*C*hp*wp + k*hp*wp + (top[i] + r)*wp + left[i] + q.
+          const padded = padding > 0 ? ops.constant_pad_nd(src, [padding, padding, padding, padding], 0) : src;
+          if (ch === hp && cw === wp) return padding > 0 ? padded : src.clone();
+          const plane = hp * wp;
+          const start = tensor(top, opts).mul_(wp).add_(tensor(left, opts)).add_(arange(0, b * c * plane, c * plane, opts));
+          const index = start.view(b, 1, 1, 1)
+            .add(arange(0, c * plane, plane, opts).view(1, c, 1, 1))
+            .add(arange(0, ch * wp, wp, opts).view(1, 1, ch, 1))
+            .add(arange(0, cw, 1, opts).view(1, 1, 1, cw));
+          return ops.take(padded, index);
         }
-        return ops.cat(parts, 0);
+        // reflect / replicate: map each output row and column back into the unpadded image and gather from it
+        // directly (no padded copy). reflect(r) = (n-1) - |(n-1) - |r||, valid for padding < n; replicate clamps.
+        const fold = (t: Tensor, n: number) =>
+          paddingMode === 'reflect' ? t.abs().mul_(-1).add_(n - 1).abs().mul_(-1).add_(n - 1) : t.clamp(0, n - 1);
+        const rows = fold(tensor(top, { ...opts, shape: [b, 1] }).add(arange(-padding, ch - padding, 1, opts).view(1, ch)), h);
+        const cols = fold(tensor(left, { ...opts, shape: [b, 1] }).add(arange(-padding, cw - padding, 1, opts).view(1, cw)), w);
+        const index = arange(0, b * c * h * w, c * h * w, opts).view(b, 1, 1, 1)
+          .add(arange(0, c * h * w, h * w, opts).view(1, c, 1, 1))
+          .add(rows.mul_(w).view(b, 1, ch, 1))
+          .add(cols.view(b, 1, 1, cw));
+        return ops.take(src, index);
       });
     },
   };
