@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Entry point for a fresh Debian/Ubuntu machine: installs what is missing (apt packages, npm dependencies, the
 # native addon), then runs the requested job.
-#   bash scripts/run.sh demo    a real distillation on MNIST (teacher LeNet-5 -> half-width student)
+#   bash scripts/run.sh demo    the seed recipe on MNIST: teacher LeNet-5, student alone, student + KD, and the verdict
 #   bash scripts/run.sh test    the test suite
 #   bash scripts/run.sh bench   the engine benchmark
 #   bash scripts/run.sh setup   set-up only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3)
+APT_PACKAGES=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3 chromium)
 
 setup_apt() {
   local missing=()
@@ -37,7 +37,7 @@ setup_npm
 case "$job" in
   setup) ;;
   test) npm test ;;
-  demo) npm run build --silent && node dist/examples/mnist-kd.js "$@" ;;
+  demo) npm run build --silent && node dist/src/cli/main.js compare examples/seed-mnist-lenet.yaml --threads "$(nproc)" "$@" ;;
   bench) npm run bench:engine --silent -- "$@" ;;
   *) echo "unknown job '$job' (expected demo, test, bench or setup)" >&2; exit 2 ;;
 esac

@@ -65,6 +65,44 @@ describe('tsdistill CLI', () => {
     assert.deepEqual(lines, [1, 2, 3]);
     fs.rmSync(out2, { recursive: true });
   });
+  it('Ctrl-C saves mid-epoch, exits 130, and --resume ends with the same weights', async () => {
+    const out3 = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-cli-'));
+    fs.cpSync(path.join(out, 'teacher'), path.join(out3, 'teacher'), { recursive: true });
+    const args = ['distill', config, '--epochs', '3', '--out', out3, ...common];
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const metrics = path.join(out3, 'distilled', 'metrics.jsonl');
+    const code = await new Promise<number | null>((resolve) => {
+      let sent = false;
+      const poll = setInterval(() => {
+        if (!sent && fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').trim()) {
+          // a few steps into the second epoch
+          setTimeout(() => child.kill('SIGINT'), 40);
+          sent = true;
+        }
+      }, 5);
+      child.on('exit', (c) => { clearInterval(poll); resolve(c); });
+    });
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted at epoch [23], step \d+: the model and optimizer state are saved in .*; continue with --resume/);
+    const state = JSON.parse(fs.readFileSync(path.join(out3, 'distilled', 'state.json'), 'utf8'));
+    const r = run([...args, '--resume']);
+    assert.equal(r.status, 0, r.stderr);
+    if (state.partial) assert.match(r.stdout, new RegExp(`resuming at epoch 2 of 3, step ${state.partial.step} of \\d+`));
+    const a = fs.readFileSync(path.join(out, 'distilled', 'last.safetensors'));
+    const b = fs.readFileSync(path.join(out3, 'distilled', 'last.safetensors'));
+    assert.ok(a.equals(b), 'weights after Ctrl-C and --resume equal the uninterrupted run byte for byte');
+    const m = fs.readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const ref = fs.readFileSync(path.join(out, 'distilled', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(m.map((x) => [x.epoch, x.loss, x.test_acc]), ref.map((x) => [x.epoch, x.loss, x.test_acc]));
+    fs.rmSync(out3, { recursive: true });
+  });
+  it('refuses an output directory holding a run of another configuration', () => {
+    const r = run(['distill', config, '--epochs', '3', '--out', out, '--resume', ...common, '--set', 'distill.temperature=2']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /holds a run of another configuration \(distill\.temperature: 4 there, 2 here\); choose another --out, or pass --force/);
+  });
   it('compare trains what is missing and prints the verdict', () => {
     const r = run(['compare', config, '--epochs', '3', '--out', out, '--json', ...common]);
     assert.equal(r.status, 0, r.stderr);

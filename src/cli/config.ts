@@ -6,9 +6,19 @@ import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { closest } from '../nn';
 
+const augmentSpec = z
+  .object({
+    /** Random translation by up to this many pixels (zero padding, then a random crop back to the image size). */
+    crop: z.number().int().min(0).default(0),
+    flip: z.boolean().default(false),
+  })
+  .strict();
+
 const modelSpec = z
   .object({
     model: z.string().min(1),
+    /** Augmentation for this model's own training run (overrides data.augment). */
+    augment: augmentSpec.optional(),
     options: z.record(z.string(), z.unknown()).default({}),
     /** Weights to start from (safetensors). */
     checkpoint: z.string().optional(),
@@ -26,7 +36,7 @@ export const configSchema = z
         /** Use only the first N training images. */
         limit: z.number().int().positive().optional(),
         normalize: z.boolean().default(true),
-        augment: z.object({ crop: z.number().int().min(0).default(0), flip: z.boolean().default(false) }).strict().optional(),
+        augment: augmentSpec.optional(),
       })
       .strict(),
     teacher: modelSpec.optional(),
@@ -50,7 +60,7 @@ export const configSchema = z
         schedule: z.enum(['constant', 'cosine', 'step']).default('constant'),
         warmupEpochs: z.number().int().min(0).default(0),
         threads: z.number().int().positive().optional(),
-        device: z.enum(['cpu', 'cuda']).default('cpu'),
+        device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
       })
       .strict()
       .default({ epochs: 10, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupEpochs: 0, device: 'cpu' }),

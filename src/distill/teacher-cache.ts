@@ -5,7 +5,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, cat, keep, noGrad, tensor, tidy, writeFileAtomic } from '../torch';
+import { Tensor, keep, noGrad, ops, tensor, tidy, writeFileAtomic } from '../torch';
 import { native } from '../torch/handle';
 import type { Module } from '../nn';
 import { DataLoader, TensorDataset } from '../data';
@@ -40,60 +40,118 @@ export interface TeacherLogitsResult {
   file: string;
 }
 
-/**
- * The teacher's logits for every sample of `loader.dataset`, in data set order, from `cacheDir` when a file for the
- * same (teacher, data, transforms) exists, otherwise computed in eval mode under no-grad and written atomically.
- */
-export async function teacherLogits(teacher: Module, loader: DataLoader, cacheDir: string): Promise<TeacherLogitsResult> {
+function refuseRandom(loader: DataLoader): void {
   const random = loader.transforms.filter((t) => t.random);
   if (random.length)
     throw new Error(
       `teacher cache: the loader applies random transforms (${random.map((t) => t.name).join(', ')}); the teacher's outputs ` +
         'change every epoch, so they cannot be cached. Run the teacher on each batch instead.',
     );
-  const key = crypto
-    .createHash('sha256')
-    .update(`${hashModule(teacher)}\0${hashDataset(loader.dataset as TensorDataset)}\0${loader.transforms.map((t) => t.name).join('|')}\0${loader.scale}`)
-    .digest('hex')
-    .slice(0, 32);
-  const file = path.join(cacheDir, `teacher-logits-${key}.bin`);
-  const n = loader.dataset.length;
-  if (fs.existsSync(file)) {
-    const buf = fs.readFileSync(file);
-    const hl = buf.readUInt32LE(0);
-    const meta = JSON.parse(buf.subarray(4, 4 + hl).toString('utf8'));
-    const bytes = buf.length - 4 - hl;
-    if (meta.n !== n || bytes !== meta.n * meta.c * 4)
-      throw new Error(`${file}: cache file is corrupt or truncated (${bytes} logit bytes for ${meta.n}×${meta.c}); delete it to recompute`);
-    const data = new Float32Array(meta.n * meta.c);
-    new Uint8Array(data.buffer).set(buf.subarray(4 + hl));
-    return { logits: keep(tensor(data, { shape: [meta.n, meta.c] })), fromCache: true, file };
-  }
-  const wasTraining = teacher.training;
-  teacher.eval();
-  const parts: Tensor[] = [];
-  let c = 0;
-  try {
-    // batches in data set order: an unshuffled view of the same data and transforms
-    const ordered = new DataLoader(loader.dataset as TensorDataset, { batchSize: 512, transforms: loader.transforms, seed: loader.seed, scale: loader.scale });
-    for (let b = 0; b < ordered.length; b++) {
-      const batch = ordered.batchAt(b);
-      const out = tidy(() => noGrad(() => (teacher.call(batch.x) as Tensor).float()));
-      batch.x.dispose();
-      batch.y.dispose();
-      c = out.shape[1];
-      parts.push(out);
-      await new Promise<void>((r) => setImmediate(r));
-    }
-  } finally {
-    teacher.train(wasTraining);
-  }
-  const logits = keep(noGrad(() => cat(parts, 0)));
-  for (const p of parts) p.dispose();
-  const meta = Buffer.from(JSON.stringify({ n, c, teacher: teacher.constructor.name }), 'utf8');
-  const head = Buffer.alloc(4);
-  head.writeUInt32LE(meta.length, 0);
-  writeFileAtomic(file, Buffer.concat([head, meta, Buffer.from(native.toBuffer(logits._h))]));
-  return { logits, fromCache: false, file };
 }
 
+/**
+ * The cache file for (teacher weights, `loader.dataset`, the loader's transforms) in `cacheDir`. Throws when the loader
+ * applies random transforms.
+ */
+export function teacherCacheFile(teacher: Module, loader: DataLoader, cacheDir: string): string {
+  refuseRandom(loader);
+  if (!(loader.dataset instanceof TensorDataset)) throw new Error('teacher cache: the data set must be resident (a TensorDataset) to be identified');
+  const key = crypto
+    .createHash('sha256')
+    .update(`${hashModule(teacher)}\0${hashDataset(loader.dataset)}\0${loader.transforms.map((t) => t.name).join('|')}\0${loader.scale}`)
+    .digest('hex')
+    .slice(0, 32);
+  return path.join(cacheDir, `teacher-logits-${key}.bin`);
+}
+
+/** Reads a cache file written by `writeTeacherCache`; null when it does not exist. Checks the row count. */
+export function readTeacherCache(file: string, n: number): Tensor | null {
+  if (!fs.existsSync(file)) return null;
+  const buf = fs.readFileSync(file);
+  let meta: { n: number; c: number };
+  let hl = 0;
+  try {
+    hl = buf.readUInt32LE(0);
+    meta = JSON.parse(buf.subarray(4, 4 + hl).toString('utf8'));
+  } catch {
+    throw new Error(`${file}: cache file is corrupt or truncated (unreadable header); delete it to recompute`);
+  }
+  const bytes = buf.length - 4 - hl;
+  if (!Number.isInteger(meta.n) || !Number.isInteger(meta.c) || bytes !== meta.n * meta.c * 4)
+    throw new Error(`${file}: cache file is corrupt or truncated (${bytes} logit bytes for ${meta.n}×${meta.c}); delete it to recompute`);
+  if (meta.n !== n) throw new Error(`${file}: cache file holds ${meta.n} rows, the data set has ${n}; delete it to recompute`);
+  const data = new Float32Array(meta.n * meta.c);
+  new Uint8Array(data.buffer).set(buf.subarray(4 + hl));
+  return keep(tensor(data, { shape: [meta.n, meta.c] }));
+}
+
+/** Writes [N, C] logits atomically (a small JSON header, then float32 rows). */
+export function writeTeacherCache(file: string, logits: Tensor, teacherName = 'teacher'): void {
+  const [n, c] = logits.shape;
+  const meta = Buffer.from(JSON.stringify({ n, c, teacher: teacherName }), 'utf8');
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(meta.length, 0);
+  const data = tidy(() => logits.float().cpu().contiguous());
+  try {
+    writeFileAtomic(file, Buffer.concat([head, meta, Buffer.from(native.toBuffer(data._h))]));
+  } finally {
+    if (data !== logits) data.dispose();
+  }
+}
+
+/**
+ * Runs the frozen teacher (eval mode, no-grad) over the loader's batches of epoch 0 (the same batches, hence the same
+ * bits, as a first training epoch that fills the cache as it goes) and returns the logits in data set order.
+ */
+export async function computeTeacherLogits(teacher: Module, loader: DataLoader): Promise<Tensor> {
+  refuseRandom(loader);
+  const wasTraining = teacher.training;
+  const epoch = loader.currentEpoch;
+  teacher.eval();
+  let out: Tensor | null = null;
+  try {
+    loader.setEpoch(0);
+    let covered = 0;
+    for (let b = 0; b < loader.length; b++) {
+      const batch = loader.batchAt(b);
+      try {
+        tidy(() => {
+          const t = noGrad(() => (teacher.call(batch.x) as Tensor).float());
+          if (!out) out = keep(ops.zeros([loader.dataset.length, t.shape[1]], { dtype: 'float32', device: t.device }));
+          noGrad(() => ops.index_copy_(out!, 0, tensor(batch.indices, { dtype: 'int64', device: t.device }), t));
+        });
+      } finally {
+        batch.dispose();
+      }
+      covered += batch.indices.length;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    if (covered !== loader.dataset.length)
+      throw new Error(`teacher cache: the loader's batches cover ${covered} of ${loader.dataset.length} samples (dropLast?); every sample needs a row`);
+  } catch (e) {
+    (out as Tensor | null)?.dispose();
+    throw e;
+  } finally {
+    loader.setEpoch(epoch);
+    teacher.train(wasTraining);
+  }
+  return out!;
+}
+
+/**
+ * The teacher's logits for every sample of `loader.dataset`, in data set order, from `cacheDir` when a file for the
+ * same (teacher, data, transforms) exists, otherwise computed in eval mode under no-grad and written atomically.
+ */
+export async function teacherLogits(teacher: Module, loader: DataLoader, cacheDir: string): Promise<TeacherLogitsResult> {
+  const file = teacherCacheFile(teacher, loader, cacheDir);
+  const found = readTeacherCache(file, loader.dataset.length);
+  if (found) return { logits: found, fromCache: true, file };
+  const logits = await computeTeacherLogits(teacher, loader);
+  try {
+    writeTeacherCache(file, logits, teacher.constructor.name);
+  } catch (e) {
+    logits.dispose();
+    throw e;
+  }
+  return { logits, fromCache: false, file };
+}

@@ -5,12 +5,12 @@
 // RNG are all derived from (seed, epoch)).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, dispose, loadSafetensors, manualSeed, nextTick, noGrad, saveSafetensors, tensor, tidy, writeFileAtomic, appendLineDurable, removeStaleTempFiles } from '../torch';
+import { Tensor, dispose, keep, loadSafetensors, manualSeed, nextTick, noGrad, ops, saveSafetensors, tensor, tidy, writeFileAtomic, appendLineDurable, removeStaleTempFiles } from '../torch';
 import { F, Module } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, Optimizer, SGD, StepLR, warmup } from '../optim';
-import { DataLoader, ImageDataset } from '../data';
+import { DataLoader, ImageDataset, mixSeed } from '../data';
 import { responseKD } from './response';
-import { teacherLogits } from './teacher-cache';
+import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
 
 export interface TrainOptions {
   model: Module;
@@ -34,6 +34,10 @@ export interface TrainOptions {
   name?: string;
   /** Progress display: a bar per epoch on a TTY, otherwise a line every quarter epoch. Default: on. */
   progress?: boolean;
+  /** Stops the run after the current step, saving a resumable state (e.g. on Ctrl-C); trainModel then throws TrainingInterrupted. */
+  signal?: AbortSignal;
+  /** Where teacher logits are cached (default: `.teacher-cache` next to outDir). */
+  cacheDir?: string;
 }
 
 export interface EpochMetrics {
@@ -46,6 +50,8 @@ export interface EpochMetrics {
   lr: number;
   epoch_s: number;
   samples_per_s: number;
+  /** Distillation: whether the teacher ran on every batch or its cached logits were used. */
+  teacher?: 'live' | 'cached';
 }
 
 export interface TrainSummary {
@@ -57,6 +63,10 @@ export interface TrainSummary {
   mean_epoch_s: number;
   out_dir: string;
   teacher_cache?: 'built' | 'loaded' | 'off';
+  /** Mean epoch time with the teacher run on every batch (the epoch that fills the cache counts here). */
+  live_teacher_epoch_s?: number;
+  /** Mean epoch time with teacher logits read from the cache. */
+  cached_teacher_epoch_s?: number;
   resumed_from_epoch?: number;
 }
 
@@ -72,12 +82,17 @@ function makeSchedule(kind: TrainOptions['schedule'], opt: Optimizer<any>, epoch
   return warmup(opt, warmupEpochs, main);
 }
 
+/** The device of a module's first parameter (CPU when it has none). */
+export function deviceOf(m: Module): string {
+  return m.parameters()[0]?.device ?? 'cpu';
+}
+
 /** Accuracy (percent) of `model` on a data set, in eval mode under no-grad. */
 export async function evaluate(model: Module, test: ImageDataset, transforms: DataLoader['transforms'] = []): Promise<number> {
   const was = model.training;
   model.eval();
   let correct = 0;
-  const loader = new DataLoader(test, { batchSize: 1000, transforms });
+  const loader = new DataLoader(test, { batchSize: 1000, transforms, device: deviceOf(model) });
   for (const b of loader) {
     correct += tidy(() => noGrad(() => (model.call(b.x) as Tensor).argmax(1).eq(b.y).sum().item()));
     dispose([b.x, b.y]);
@@ -87,6 +102,30 @@ export async function evaluate(model: Module, test: ImageDataset, transforms: Da
   return (100 * correct) / test.length;
 }
 
+/** Thrown by `trainModel` when its `signal` aborts: the state after the last finished step is saved for `resume`. */
+export class TrainingInterrupted extends Error {
+  constructor(readonly outDir: string, readonly epoch: number, readonly step: number) {
+    super(`interrupted at epoch ${epoch}, step ${step}: the model and optimizer state are saved in ${outDir}; continue with resume`);
+    this.name = 'TrainingInterrupted';
+  }
+}
+
+/** libtorch's generator is reseeded before every step from (seed, epoch, step), so a run can resume at any step. */
+function stepSeed(seed: number, epoch: number, step: number): number {
+  return mixSeed(mixSeed(seed, epoch), step) & 0x7fffffff;
+}
+
+interface PartialEpoch {
+  epoch: number;
+  step: number;
+  sum: number;
+  hardSum: number;
+  softSum: number;
+  correct: number;
+  seen: number;
+  elapsed: number;
+}
+
 export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
   const name = o.name ?? 'run';
@@ -94,7 +133,9 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   const metricsFile = path.join(o.outDir, 'metrics.jsonl');
   if (fs.existsSync(state) && !o.resume && !o.force)
     throw new Error(`${o.outDir} holds another run (state.json present): pass --resume to continue it or --force to overwrite it`);
-  if (o.force && !o.resume) for (const f of ['state.json', 'metrics.jsonl', 'last.safetensors', 'last.optim.safetensors', 'best.safetensors']) fs.rmSync(path.join(o.outDir, f), { force: true });
+  if (o.force && !o.resume)
+    for (const f of fs.existsSync(o.outDir) ? fs.readdirSync(o.outDir) : [])
+      if (f === 'state.json' || f === 'metrics.jsonl' || f === 'summary.json' || f.endsWith('.safetensors')) fs.rmSync(path.join(o.outDir, f), { force: true });
   fs.mkdirSync(o.outDir, { recursive: true });
   removeStaleTempFiles(o.outDir);
 
@@ -103,6 +144,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   let startEpoch = 0;
   let best = { acc: -1, epoch: -1 };
   let resumedFrom: number | undefined;
+  let partial: PartialEpoch | null = null;
   if (o.resume && fs.existsSync(state)) {
     const st = JSON.parse(fs.readFileSync(state, 'utf8'));
     const w = loadSafetensors(path.join(o.outDir, 'last.safetensors'));
@@ -112,44 +154,77 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     sched.loadStateDict(st.scheduler);
     startEpoch = st.epoch + 1;
     best = st.best;
+    partial = st.partial ?? null;
     resumedFrom = st.epoch + 1;
     // metrics beyond the committed epoch belong to an interrupted attempt
     if (fs.existsSync(metricsFile)) {
       const keepLines = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l && JSON.parse(l).epoch <= st.epoch + 1);
       writeFileAtomic(metricsFile, keepLines.map((l) => l + '\n').join(''));
     }
-    log(`${name}: resuming after epoch ${startEpoch} of ${o.epochs}`);
+    log(partial ? `${name}: resuming at epoch ${partial.epoch + 1} of ${o.epochs}, step ${partial.step} of ${o.train.length}` : `${name}: resuming after epoch ${startEpoch} of ${o.epochs}`);
   } else if (o.resume) log(`${name}: nothing to resume in ${o.outDir}; starting`);
 
   let cached: Tensor | null = null;
   let cacheState: TrainSummary['teacher_cache'] = o.teacher ? 'off' : undefined;
+  let cacheFile: string | null = null;
   const kd = o.kd ? responseKD({ temperature: o.kd.temperature, alpha: o.kd.alpha, softLoss: o.kd.softLoss }) : null;
   if (o.teacher) {
     o.teacher.eval();
     o.teacher.requiresGrad_(false);
     if (o.kd?.cache && !o.train.transforms.some((t) => t.random)) {
-      const r = await teacherLogits(o.teacher, o.train, path.join(o.outDir, '..', '.teacher-cache'));
-      cached = r.logits;
-      cacheState = r.fromCache ? 'loaded' : 'built';
+      const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
+      fs.mkdirSync(cacheDir, { recursive: true });
+      cacheFile = teacherCacheFile(o.teacher, o.train, cacheDir);
+      cached = readTeacherCache(cacheFile, o.train.dataset.length);
+      const device = deviceOf(o.model);
+      if (cached && cached.device !== device) {
+        const moved = keep(cached.to({ device }));
+        cached.dispose();
+        cached = moved;
+      }
+      if (cached) cacheState = 'loaded';
+      else if (startEpoch > 0 || partial || o.train.dropLast) {
+        // the first epoch will not cover every sample from the start: compute the rows now, from the same batches
+        cached = await computeTeacherLogits(o.teacher, o.train);
+        writeTeacherCache(cacheFile, cached, o.teacher.constructor.name);
+        cacheState = 'built';
+      }
+      // otherwise the first epoch runs the teacher on every batch and fills the cache as it goes
     }
   }
 
   const times: number[] = [];
+  const liveTimes: number[] = [];
+  const cachedTimes: number[] = [];
   let lastAcc = 0;
+  let filling: Tensor | null = null;
   try {
-    for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
-      manualSeed(o.seed * 1000 + epoch);
+    for (let epoch = partial ? partial.epoch : startEpoch; epoch < o.epochs; epoch++) {
       o.train.setEpoch(epoch);
       o.model.train();
-      const t0 = Date.now();
-      let sum = 0, hardSum = 0, softSum = 0, correct = 0, seen = 0, step = 0;
-      const progress = o.progress === false ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, o.train.length, log);
-      for await (const b of o.train) {
+      const from = partial && partial.epoch === epoch ? partial : null;
+      partial = null;
+      let { sum, hardSum, softSum, correct, seen } = from ?? { sum: 0, hardSum: 0, softSum: 0, correct: 0, seen: 0 };
+      const t0 = Date.now() - (from?.elapsed ?? 0) * 1000;
+      const teacherMode: 'live' | 'cached' | null = o.teacher ? (cached ? 'cached' : 'live') : null;
+      const steps = o.train.length;
+      const progress = o.progress === false ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, steps, log, from?.step ?? 0);
+      for (let step = from?.step ?? 0; step < steps; step++) {
+        const b = o.train.batchAt(step);
+        manualSeed(stepSeed(o.seed, epoch, step));
         const r = tidy(() => {
           const logits = o.model.call(b.x) as Tensor;
           let loss: Tensor, hard: Tensor | null = null, soft: Tensor | null = null;
           if (kd) {
-            const t = cached ? cached.indexSelect(0, tensor(b.indices).long()) : tidy(() => noGrad(() => o.teacher!.call(b.x) as Tensor));
+            let t: Tensor;
+            if (cached) t = cached.indexSelect(0, tensor(b.indices, { dtype: 'int64', device: cached.device }));
+            else {
+              t = tidy(() => noGrad(() => o.teacher!.call(b.x) as Tensor));
+              if (cacheFile) {
+                if (!filling) filling = keep(ops.zeros([o.train.dataset.length, t.shape[1]], { dtype: 'float32', device: t.device }));
+                noGrad(() => ops.index_copy_(filling!, 0, tensor(b.indices, { dtype: 'int64', device: t.device }), t.float()));
+              }
+            }
             ({ loss, hard, soft } = kd(logits, t, b.y));
           } else loss = F.crossEntropy(logits, b.y);
           const value = loss.item();
@@ -160,24 +235,43 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
           return { value, hard: hard ? hard.item() : NaN, soft: soft ? soft.item() : NaN, correct: noGrad(() => logits.argmax(1).eq(b.y).sum().item()) };
         });
         const n = b.y.shape[0];
-        dispose([b.x, b.y]);
+        b.dispose();
         if (!Number.isFinite(r.value))
           throw new Error(`${name}: loss is ${r.value} at epoch ${epoch + 1}, step ${step + 1}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
-        sum += r.value * n; hardSum += r.hard * n; softSum += r.soft * n; correct += r.correct; seen += n; step++;
-        progress?.update(step, {
+        sum += r.value * n; hardSum += r.hard * n; softSum += r.soft * n; correct += r.correct; seen += n;
+        progress?.update(step + 1, {
           loss: sum / seen, ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), acc: (100 * correct) / seen,
           rate: seen / Math.max(1e-3, (Date.now() - t0) / 1000),
         });
+        await new Promise<void>((res) => setImmediate(res));
+        if (o.signal?.aborted && step + 1 < steps) {
+          progress?.stop();
+          const p: PartialEpoch = { epoch, step: step + 1, sum, hardSum, softSum, correct, seen, elapsed: (Date.now() - t0) / 1000 };
+          saveSafetensors(path.join(o.outDir, 'last.safetensors'), o.model.stateDict(), { epoch: String(epoch), step: String(step + 1) });
+          const osd = opt.stateDict();
+          saveSafetensors(path.join(o.outDir, 'last.optim.safetensors'), osd.tensors, { meta: JSON.stringify(osd.meta) });
+          writeFileAtomic(state, JSON.stringify({ epoch: epoch - 1, best, scheduler: sched.stateDict(), partial: p }));
+          throw new TrainingInterrupted(o.outDir, epoch + 1, step + 1);
+        }
       }
       progress?.stop();
       const epochS = (Date.now() - t0) / 1000;
       times.push(epochS);
+      if (teacherMode === 'live') liveTimes.push(epochS);
+      else if (teacherMode === 'cached') cachedTimes.push(epochS);
+      if (filling && cacheFile) {
+        // every row was written by this epoch's batches: the cache is complete
+        writeTeacherCache(cacheFile, filling, o.teacher!.constructor.name);
+        cached = filling;
+        filling = null;
+        cacheState = 'built';
+      }
       lastAcc = await evaluate(o.model, o.test, o.testTransforms);
       const lr = opt.paramGroups[0].options.lr;
       sched.step();
       const m: EpochMetrics = {
         epoch: epoch + 1, loss: sum / seen, train_acc: (100 * correct) / seen, test_acc: lastAcc, lr, epoch_s: epochS, samples_per_s: seen / epochS,
-        ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}),
+        ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), ...(teacherMode ? { teacher: teacherMode } : {}),
       };
       // checkpoint files first, then state.json (the commit point), then the metrics line
       if (lastAcc > best.acc) {
@@ -192,16 +286,21 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
       writeFileAtomic(state, JSON.stringify({ epoch, best, scheduler: sched.stateDict() }));
       appendLineDurable(metricsFile, JSON.stringify(m));
       log(`${name} epoch ${epoch + 1}/${o.epochs}  loss ${m.loss.toFixed(4)}${kd ? ` (hard ${m.hard!.toFixed(4)}, soft ${m.soft!.toFixed(4)})` : ''}  train ${m.train_acc.toFixed(2)} %  test ${lastAcc.toFixed(2)} %  ${m.samples_per_s.toFixed(0)} samples/s  ${epochS.toFixed(1)} s`);
+      if (o.signal?.aborted && epoch + 1 < o.epochs) throw new TrainingInterrupted(o.outDir, epoch + 2, 0);
     }
     if (times.length === 0) lastAcc = await evaluate(o.model, o.test, o.testTransforms);
   } finally {
     cached?.dispose();
+    (filling as Tensor | null)?.dispose();
     opt.dispose();
   }
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
   return {
     name, epochs: o.epochs, best_test_acc: best.acc, best_epoch: best.epoch, final_test_acc: lastAcc,
-    mean_epoch_s: times.length ? times.reduce((a, b) => a + b, 0) / times.length : 0, out_dir: o.outDir,
-    ...(cacheState ? { teacher_cache: cacheState } : {}), ...(resumedFrom !== undefined ? { resumed_from_epoch: resumedFrom } : {}),
+    mean_epoch_s: mean(times), out_dir: o.outDir,
+    ...(cacheState ? { teacher_cache: cacheState } : {}),
+    ...(liveTimes.length ? { live_teacher_epoch_s: mean(liveTimes) } : {}), ...(cachedTimes.length ? { cached_teacher_epoch_s: mean(cachedTimes) } : {}),
+    ...(resumedFrom !== undefined ? { resumed_from_epoch: resumedFrom } : {}),
   };
 }
 
@@ -209,8 +308,9 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
 class Progress {
   private bar: any = null;
   private nextLine: number;
-  constructor(private readonly label: string, private readonly total: number, private readonly log: (l: string) => void) {
+  constructor(private readonly label: string, private readonly total: number, private readonly log: (l: string) => void, start = 0) {
     this.nextLine = Math.ceil(total / 4);
+    while (this.nextLine <= start) this.nextLine += Math.ceil(total / 4);
     if (process.stdout.isTTY) {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
       const { SingleBar, Presets } = require('cli-progress');
@@ -218,7 +318,7 @@ class Progress {
         { format: `${label} [{bar}] {value}/{total} batches | {terms} | acc {acc} % | {rate} samples/s | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: true },
         Presets.shades_classic,
       );
-      this.bar.start(total, 0, { terms: '', acc: '0.00', rate: '0' });
+      this.bar.start(total, start, { terms: '', acc: '0.00', rate: '0' });
     }
   }
   update(step: number, m: { loss: number; hard?: number; soft?: number; acc: number; rate: number }): void {

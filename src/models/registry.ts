@@ -31,8 +31,10 @@ export function createModel(name: string, opts: ModelOptions = {}): Module {
 }
 
 /** Registers the built-in zoo (call once; nothing registers on import). */
+let builtinsRegistered = false;
 export function registerBuiltinModels(): void {
-  if (registry.size > 0) return;
+  if (builtinsRegistered) return;
+  builtinsRegistered = true;
   const nc = (o: ModelOptions) => o.numClasses ?? 10;
   registerModel('lenet5', (o) => new LeNet5(nc(o)));
   registerModel('lenet5-half', (o) => new LeNet5Half(nc(o), (o.outputRelu as boolean | undefined) ?? false));
