@@ -4,4 +4,4 @@ export * as nn from './nn';
 export * as optim from './optim';
 export * as data from './data';
 export * as models from './models';
-export * as distill from './distill';
+export * from './distill';
