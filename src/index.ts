@@ -5,3 +5,4 @@ export * as optim from './optim';
 export * as data from './data';
 export * as models from './models';
 export * from './distill';
+export * as report from './report';

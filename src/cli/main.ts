@@ -8,16 +8,18 @@ import { registerBuiltinModels } from '../models';
 import {
   RunKind, TrainingInterrupted, buildModel, checkDevice, claimOutputDir, compareFromConfig, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
 } from '../distill';
+import { writeReport } from '../report';
 import { loadConfig } from './config';
 
-const COMMANDS = ['train', 'distill', 'eval', 'compare'];
+const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report'];
 const USAGE = `usage: tsdistill <command> <config.yaml|json> [options]
 commands:
   train     train a model alone: --role teacher (default) or --role student
   distill   train the student against the frozen teacher (teacher.checkpoint, or the teacher run's best weights)
   compare   teacher vs plain student vs distilled student (trains what is missing): accuracy, size, speed,
             agreement, calibration and the share of the teacher gap closed
-            and writes summary.json
+            and writes summary.json and report.html (charts per epoch and the table; opens offline)
+  report    (re)write report.html for the compare run in the output directory
   eval      test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student
 options:
   --set key.path=value   override a config value (repeatable)
@@ -55,6 +57,10 @@ async function main(argv: string[]): Promise<number> {
   registerBuiltinModels();
   const role = (values.role ?? (command === 'distill' ? 'student' : 'teacher')) as 'teacher' | 'student';
   if (role !== 'teacher' && role !== 'student') throw new Error(`--role must be teacher or student, got '${role}'`);
+  if (command === 'report') {
+    console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name })}`);
+    return 0;
+  }
   if (command !== 'eval') claimOutputDir(cfg, { file, force: values.force });
   const data = loadDataset(cfg.data.dataset, cfg.data.limit);
   try {
@@ -64,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
       console.log('');
       for (const line of formatTable(table)) console.log(line);
       console.log(`\nteacher gap closed by distillation: ${(100 * result.gap_closed).toFixed(1)} %`);
+      console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name })}`);
       if (values.json) console.log(JSON.stringify(result));
       return 0;
     }

@@ -1,0 +1,1 @@
+export { writeReport, renderReport, readReportData, type ReportData, type ReportRun } from './render';
