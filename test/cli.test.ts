@@ -118,6 +118,19 @@ describe('tsdistill CLI', () => {
     assert.equal(saved.reports.student.params, 4408);
     assert.equal(saved.reports.teacher.params, 61706);
   });
+  it('compare --seeds runs one comparison per seed and reports mean ± std', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-cli-'));
+    const r = run(['compare', config, '--seeds', '0,1', '--epochs', '1', '--out', dir, '--json', ...common, '--set', 'data.limit=1000']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /mean ± std +\d+\.\d\d ± \d+\.\d\d/);
+    const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.deepEqual(j.seeds, [0, 1]);
+    const per = [0, 1].map((s) => JSON.parse(fs.readFileSync(path.join(dir, `seed-${s}`, 'summary.json'), 'utf8')));
+    assert.ok(Math.abs(j.mean.kd_acc - (per[0].kd_acc + per[1].kd_acc) / 2) < 1e-9);
+    assert.ok(Math.abs(j.std.kd_acc - Math.abs(per[0].kd_acc - per[1].kd_acc) / Math.SQRT2) < 1e-9);
+    for (const s of [0, 1]) assert.ok(fs.existsSync(path.join(dir, `seed-${s}`, 'report.html')), `seed-${s}/report.html`);
+    fs.rmSync(dir, { recursive: true });
+  });
   it('reports config and usage errors', () => {
     const bad = run(['distill', config, '--set', 'training.lrr=1']);
     assert.equal(bad.status, 1);

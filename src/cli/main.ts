@@ -6,7 +6,7 @@ import { setNumThreads } from '../torch';
 import { loadWeights, closest } from '../nn';
 import { registerBuiltinModels } from '../models';
 import {
-  RunKind, TrainingInterrupted, buildModel, checkDevice, claimOutputDir, compareFromConfig, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
+  RunKind, TrainingInterrupted, buildModel, checkDevice, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
 } from '../distill';
 import { writeReport } from '../report';
 import { loadConfig } from './config';
@@ -24,6 +24,7 @@ commands:
 options:
   --set key.path=value   override a config value (repeatable)
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
+  --seeds 0,1,2          compare: one run per seed (in DIR/seed-N), then mean ± std
   --resume               continue the run in the output directory (after Ctrl-C or a crash)
   --force                overwrite a finished or interrupted run
   --json                 print the run summary as one JSON line at the end`;
@@ -33,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     options: {
-      set: { type: 'string', multiple: true }, epochs: { type: 'string' }, threads: { type: 'string' }, seed: { type: 'string' },
+      set: { type: 'string', multiple: true }, epochs: { type: 'string' }, threads: { type: 'string' }, seed: { type: 'string' }, seeds: { type: 'string' },
       out: { type: 'string' }, device: { type: 'string' }, role: { type: 'string' }, weights: { type: 'string' },
       resume: { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
@@ -65,6 +66,16 @@ async function main(argv: string[]): Promise<number> {
   const data = loadDataset(cfg.data.dataset, cfg.data.limit);
   try {
     const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
+    if (command === 'compare' && values.seeds) {
+      const seeds = values.seeds.split(',').map((v) => Number(v.trim()));
+      const { result, table } = await compareSeeds(cfg, seeds, data, flags);
+      for (const s of seeds) writeReport(path.join(cfg.output.dir, `seed-${s}`), { title: `${cfg.name} (seed ${s})` });
+      console.log('');
+      for (const line of formatTable(table)) console.log(line);
+      console.log(`reports: ${path.join(cfg.output.dir, 'seed-*', 'report.html')}`);
+      if (values.json) console.log(JSON.stringify({ seeds: result.seeds, mean: result.mean, std: result.std }));
+      return 0;
+    }
     if (command === 'compare') {
       const { result, table } = await compareFromConfig(cfg, data, flags);
       console.log('');

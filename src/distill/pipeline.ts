@@ -414,3 +414,42 @@ export function formatTable(rows: string[][]): string[] {
   });
   return lines;
 }
+
+export interface SeedsResult {
+  seeds: number[];
+  /** Per-seed results, in seed order. */
+  runs: CompareResult[];
+  /** Mean and sample standard deviation over seeds of every numeric field. */
+  mean: Record<string, number>;
+  std: Record<string, number>;
+}
+
+/**
+ * `compareFromConfig` once per seed (each in `<output.dir>/seed-<n>`), then mean ± standard deviation: distillation
+ * results of small students depend on the initialisation, so one seed is an anecdote.
+ */
+export async function compareSeeds(cfg: RunConfig, seeds: number[], data: DataSplits, flags: RunFlags): Promise<{ result: SeedsResult; table: string[][] }> {
+  if (!seeds.length || seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`--seeds: expected non-negative integers, got ${seeds.join(',')}`);
+  const runs: CompareResult[] = [];
+  for (const seed of seeds) {
+    const c = { ...cfg, seed, output: { ...cfg.output, dir: path.join(cfg.output.dir, `seed-${seed}`) } };
+    claimOutputDir(c, flags);
+    runs.push((await compareFromConfig(c, data, flags)).result);
+  }
+  const keys = Object.keys(runs[0]).filter((k) => runs.every((r) => typeof (r as any)[k] === 'number'));
+  const mean: Record<string, number> = {}, std: Record<string, number> = {};
+  for (const k of keys) {
+    const xs = runs.map((r) => (r as any)[k] as number);
+    mean[k] = xs.reduce((a, b) => a + b, 0) / xs.length;
+    std[k] = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean[k]) ** 2, 0) / (xs.length - 1)) : 0;
+  }
+  const pm = (k: string, scale = 1, d = 2) => `${(mean[k] * scale).toFixed(d)} ± ${(std[k] * scale).toFixed(d)}`;
+  const table = [
+    ['seed', 'teacher acc (%)', 'student alone (%)', 'student + KD (%)', 'gap closed (%)'],
+    ...runs.map((r, i) => [String(seeds[i]), r.teacher_acc.toFixed(2), r.plain_acc.toFixed(2), r.kd_acc.toFixed(2), (100 * r.gap_closed).toFixed(1)]),
+    ['mean ± std', pm('teacher_acc'), pm('plain_acc'), pm('kd_acc'), pm('gap_closed', 100, 1)],
+  ];
+  const result = { seeds, runs, mean, std };
+  writeFileAtomic(path.join(cfg.output.dir, 'seeds.json'), JSON.stringify({ name: cfg.name, ...result }, null, 2));
+  return { result, table };
+}
