@@ -3,4 +3,5 @@ export { Mlp, type MlpOptions } from './mlp';
 export { ResNetCifar, BasicBlock } from './resnet';
 export { WideResNet } from './wrn';
 export { Vgg, VGG_CONFIGS } from './vgg';
+export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from './mobilenetv2';
 export { createModel, registerModel, registerBuiltinModels, modelNames, type ModelFactory, type ModelOptions } from './registry';

@@ -2,6 +2,7 @@
 import { Module, closest } from '../nn';
 import { LeNet5, LeNet5Half } from './lenet';
 import { Mlp } from './mlp';
+import { MobileNetV2 } from './mobilenetv2';
 import { ResNetCifar } from './resnet';
 import { VGG_CONFIGS, Vgg } from './vgg';
 import { WideResNet } from './wrn';
@@ -46,4 +47,8 @@ export function registerBuiltinModels(): void {
   registerModel('resnet32x4', (o) => new ResNetCifar(32, [32, 64, 128, 256], nc(o)));
   for (const [d, w] of [[16, 2], [40, 1], [40, 2], [16, 1], [28, 10]]) registerModel(`wrn-${d}-${w}`, (o) => new WideResNet(d, w, nc(o), (o.dropout as number) ?? 0));
   for (const name of Object.keys(VGG_CONFIGS)) registerModel(name, (o) => new Vgg(VGG_CONFIGS[name], nc(o)));
+  const mobilenet = (width: number) => (o: ModelOptions) =>
+    new MobileNetV2({ width: (o.width as number) ?? width, numClasses: nc(o), inChannels: o.inChannels as number, smallInput: o.smallInput as boolean, dropout: o.dropout as number });
+  registerModel('mobilenetv2', mobilenet(1));
+  registerModel('mobilenetv2-0.5', mobilenet(0.5));
 }

@@ -484,6 +484,12 @@ export class ReLU extends Module {
     return ops.relu(x);
   }
 }
+/** min(max(x, 0), 6) (MobileNets). */
+export class ReLU6 extends Module {
+  forward(x: Tensor): Tensor {
+    return ops.hardtanh(x, 0, 6);
+  }
+}
 export class GELU extends Module {
   readonly approximate: 'none' | 'tanh';
   constructor(approximate: 'none' | 'tanh' | { approximate?: 'none' | 'tanh' } = 'none') {
