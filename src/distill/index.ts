@@ -1,6 +1,7 @@
 export { responseKD, hintonKD, softTargetLoss, type ResponseKDOptions, type KDLossTerms, type SoftLoss } from './response';
 export { teacherLogits, hashModule, hashDataset, teacherCacheFile, readTeacherCache, writeTeacherCache, computeTeacherLogits, type TeacherLogitsResult } from './teacher-cache';
 export { trainModel, evaluate, deviceOf, TrainingInterrupted, type TrainOptions, type TrainSummary, type EpochMetrics } from './trainer';
+export * from './losses';
 export {
   distill, loadDataset, runFromConfig, compareFromConfig, compareSeeds, type SeedsResult, measureModel, claimOutputDir, formatTable, transformsFor, buildModel, runDir, teacherWeights,
   DATASET_STATS, checkDevice, type DistillOptions, type ModelSpec, type DataSplits, type DatasetName, type RunKind, type RunFlags, type ModelReport, type CompareResult,
