@@ -4,6 +4,7 @@
 // holds the independent PyTorch versions the tests compare against.
 import { Tensor, ops, tidy } from '../torch';
 import { F } from '../nn';
+import { softTargetLoss } from './response';
 
 const fmt = (t: Tensor) => `[${t.shape.join(', ')}]`;
 
@@ -298,4 +299,9 @@ export function relationKlLoss(student: Tensor, teacher: Tensor, opts: { heads?:
     const rs = selfRelation(student, heads), rt = selfRelation(teacher, heads);
     return rt.exp().mul(rt.sub(rs)).sum(-1).mean();
   });
+}
+
+/** Response KD on logits: KL(softmax(t/T) ‖ softmax(s/T))·T² (or soft cross-entropy ·T²), batch mean. Default T = 4. */
+export function kdLoss(student: Tensor, teacher: Tensor, opts: { temperature?: number; kind?: 'kl' | 'soft_ce' } = {}): Tensor {
+  return softTargetLoss(student, teacher, positive('kd', 'temperature', opts.temperature ?? 4), opts.kind ?? 'kl');
 }

@@ -1,0 +1,294 @@
+// Feature matching: teacher layer → student layer pairs, each with a loss from the registry and a weight, and
+// trainable projections inserted where the shapes differ (found by a dry run). The projections train with the student
+// and are not part of it: the student's own state_dict never holds them.
+//
+//   const fm = new FeatureMatcher(student, teacher, [{ teacher: 'layer3', student: 'layer3', loss: 'hint' }]);
+//   fm.probe(x);                                 // shapes → projections
+//   const { logits, terms } = fm.forward(x, y);  // student logits + one loss tensor per match (weighted)
+import { Tensor, keep, noGrad, ops, tidy } from '../torch';
+import { BatchNorm2d, Conv2d, Linear, Module, ModuleList, closest } from '../nn';
+import * as L from './losses';
+
+// ------------------------------------------------------------------------------------------------ the loss registry
+
+/**
+ * What a loss needs of the two sides' tensors: 'same' shape (a projection makes it so), 'spatial' (equal H×W; channels
+ * may differ — resized when not), 'batch' (only the batch dimension in common: relation losses).
+ */
+export type LossNeeds = 'same' | 'spatial' | 'batch';
+
+export interface LossContext {
+  /** The batch's labels (class indices), for losses that use them (DKD). */
+  labels?: Tensor;
+}
+
+export interface LossDef {
+  needs: LossNeeds;
+  /** Number of layers per side (FSP uses pairs); default 1. */
+  arity?: 1 | 2;
+  /** The loss on captured tensors (one per layer of the match, per side). */
+  fn: (student: Tensor[], teacher: Tensor[], ctx: LossContext, opts: Record<string, unknown>) => Tensor;
+  /** One line for listings. */
+  doc?: string;
+}
+
+const losses = new Map<string, LossDef>();
+
+/** Adds a loss that configs can name in `matches[].loss`. */
+export function registerLoss(name: string, def: LossDef): void {
+  if (!/^[a-z][a-z0-9_.-]*$/i.test(name)) throw new Error(`registerLoss: '${name}' is not a valid loss name (letters, digits, _ . -)`);
+  if (losses.has(name)) throw new Error(`registerLoss: a loss named '${name}' is already registered`);
+  if (typeof def?.fn !== 'function' || !['same', 'spatial', 'batch'].includes(def.needs))
+    throw new Error(`registerLoss('${name}'): expected { needs: 'same' | 'spatial' | 'batch', fn }`);
+  losses.set(name, def);
+}
+export function lossNames(): string[] {
+  return [...losses.keys()].sort();
+}
+export function getLoss(name: string): LossDef {
+  const d = losses.get(name);
+  if (!d) {
+    const known = lossNames();
+    throw new Error(`unknown loss '${name}'. Closest: ${closest(name, known, 3).join(', ')}. Known losses: ${known.join(', ')}`);
+  }
+  return d;
+}
+
+let builtinLosses = false;
+/** Registers the built-in loss zoo (call once; nothing registers on import). */
+export function registerBuiltinLosses(): void {
+  if (builtinLosses) return;
+  builtinLosses = true;
+  const num = (o: Record<string, unknown>, k: string) => o[k] as number | undefined;
+  const one = (needs: LossNeeds, doc: string, f: (s: Tensor, t: Tensor, ctx: LossContext, o: Record<string, unknown>) => Tensor): LossDef =>
+    ({ needs, doc, fn: (s, t, ctx, o) => f(s[0], t[0], ctx, o) });
+  registerLoss('kd', one('same', 'KL(softmax(t/T) ‖ softmax(s/T))·T² on logits', (s, t, _c, o) => L.kdLoss(s, t, { temperature: num(o, 'temperature') })));
+  registerLoss('soft_ce', one('same', 'soft cross-entropy on logits ·T²', (s, t, _c, o) => L.kdLoss(s, t, { temperature: num(o, 'temperature'), kind: 'soft_ce' })));
+  registerLoss('logit_mse', one('same', 'MSE between logits', (s, t) => L.hintLoss(s, t)));
+  registerLoss('dkd', one('same', 'decoupled KD (target / non-target terms) on logits', (s, t, c, o) => {
+    if (!c.labels) throw new Error('dkd: needs the batch labels');
+    return L.dkdLoss(s, t, c.labels, { alpha: num(o, 'alpha'), beta: num(o, 'beta'), temperature: num(o, 'temperature') });
+  }));
+  registerLoss('hint', one('same', 'FitNets hint: MSE through a projection', (s, t) => L.hintLoss(s, t)));
+  registerLoss('hidden_mse', one('same', 'TinyBERT hidden-state MSE', (s, t) => L.hiddenMseLoss(s, t)));
+  registerLoss('cosine', one('same', 'DistilBERT cosine embedding loss', (s, t) => L.cosineLoss(s, t)));
+  registerLoss('at', one('spatial', 'attention transfer (p = 2)', (s, t, _c, o) => L.atLoss(s, t, { p: num(o, 'p') })));
+  registerLoss('nst', one('spatial', 'neuron selectivity transfer (polynomial-kernel MMD)', (s, t) => L.nstLoss(s, t)));
+  registerLoss('pkt', one('batch', 'probabilistic knowledge transfer', (s, t) => L.pktLoss(s, t)));
+  registerLoss('rkd', one('batch', 'relational KD: 25·distance + 50·angle', (s, t, _c, o) => L.rkdLoss(s, t, { distanceWeight: num(o, 'distanceWeight'), angleWeight: num(o, 'angleWeight') })));
+  registerLoss('rkd_distance', one('batch', 'relational KD, distance term', (s, t) => L.rkdDistanceLoss(s, t)));
+  registerLoss('rkd_angle', one('batch', 'relational KD, angle term', (s, t) => L.rkdAngleLoss(s, t)));
+  registerLoss('sp', one('batch', 'similarity-preserving KD', (s, t) => L.spLoss(s, t)));
+  registerLoss('cc', one('batch', 'correlation congruence (Gaussian kernel, Taylor order 2)', (s, t, _c, o) => L.ccLoss(s, t, { gamma: num(o, 'gamma'), order: num(o, 'order') })));
+  registerLoss('attention_mse', one('same', 'TinyBERT attention-map MSE', (s, t) => L.attentionMseLoss(s, t)));
+  registerLoss('attention_kl', one('same', 'MiniLM attention-distribution KL', (s, t) => L.attentionKlLoss(s, t)));
+  registerLoss('relation_kl', one('batch', 'MiniLMv2 self-attention relation KL', (s, t, _c, o) => L.relationKlLoss(s, t, { heads: num(o, 'heads') })));
+  registerLoss('fsp', { needs: 'batch', arity: 2, doc: 'FSP matrices of a pair of layers per side', fn: (s, t) => L.fspLoss([s[0], s[1]], [t[0], t[1]]) });
+}
+
+// ------------------------------------------------------------------------------------------------------ projections
+
+/**
+ * Maps a student tensor to the teacher's shape: a 1×1 convolution + batch norm for feature maps whose channels differ,
+ * average pooling or bilinear resizing when H×W differ, a linear layer on the last dimension for vectors and token
+ * states. Trained with the student; not part of it.
+ */
+export class Projection extends Module {
+  conv: Conv2d | null = null;
+  bn: BatchNorm2d | null = null;
+  linear: Linear | null = null;
+  constructor(readonly fromShape: number[], readonly toShape: number[], readonly resizeOnly = false) {
+    const from = fromShape, to = toShape;
+    super();
+    if (from.length === 4) {
+      if (!resizeOnly && from[1] !== to[1]) {
+        this.conv = this.registerModule('conv', new Conv2d(from[1], to[1], 1, { bias: false }));
+        this.bn = this.registerModule('bn', new BatchNorm2d(to[1]));
+      }
+    } else if (!resizeOnly && from[from.length - 1] !== to[to.length - 1]) {
+      this.linear = this.registerModule('linear', new Linear(from[from.length - 1], to[to.length - 1]));
+    }
+  }
+  forward(x: Tensor): Tensor {
+    if (this.fromShape.length !== 4) return this.linear ? this.linear.call(x) : ops.alias(x);
+    let h = x;
+    if (this.conv) h = this.bn!.call(this.conv.call(h));
+    const [H, W] = [this.toShape[2], this.toShape[3]];
+    if (h.shape[2] !== H || h.shape[3] !== W)
+      h = h.shape[2] >= H && h.shape[3] >= W ? ops.adaptive_avg_pool2d(h, [H, W]) : ops.upsample_bilinear2d(h, [H, W], false);
+    return h === x ? ops.alias(x) : h;
+  }
+  override extraRepr(): string {
+    return `[${this.fromShape.slice(1).join(', ')}] -> [${this.toShape.slice(1).join(', ')}]`;
+  }
+}
+
+/** Decides the projection a match needs, or explains why none can make the shapes fit. */
+export function planProjection(loss: string, needs: LossNeeds, s: number[], t: number[], mode: 'auto' | 'none'): Projection | null {
+  const f = (x: number[]) => `[${x.join(', ')}]`;
+  if (s[0] !== t[0]) throw new Error(`match '${loss}': batch sizes differ (student ${f(s)}, teacher ${f(t)})`);
+  if (needs === 'batch') return null;
+  if (s.length !== t.length)
+    throw new Error(`match '${loss}': student ${f(s)} and teacher ${f(t)} differ in rank; no projection maps one onto the other (match layers of the same kind)`);
+  const same = s.every((d, i) => d === t[i]);
+  if (needs === 'spatial') {
+    if (s.length < 3) throw new Error(`match '${loss}': needs feature maps [B, C, H, W], got student ${f(s)}`);
+    if (s.slice(2).every((d, i) => d === t[i + 2])) return null;
+    if (mode === 'none') throw new Error(`match '${loss}': spatial sizes differ (student ${f(s)}, teacher ${f(t)}) and proj is 'none'`);
+    if (s.length !== 4) throw new Error(`match '${loss}': cannot resize ${f(s)} to ${f(t)}`);
+    return new Projection(s, t, true);
+  }
+  if (same) return null;
+  if (mode === 'none') throw new Error(`match '${loss}': shapes differ (student ${f(s)}, teacher ${f(t)}) and proj is 'none'`);
+  if (s.length !== 4 && s.slice(0, -1).some((d, i) => d !== t[i]))
+    throw new Error(`match '${loss}': student ${f(s)} and teacher ${f(t)} differ in more than the last dimension; a linear projection cannot fix that`);
+  return new Projection(s, t);
+}
+
+// ---------------------------------------------------------------------------------------------------- the matcher
+
+export interface MatchSpec {
+  /** Module path in the teacher ('logits' for its output); two paths for pair losses (fsp). */
+  teacher: string | string[];
+  student: string | string[];
+  loss: string;
+  /** Default 1. */
+  weight?: number;
+  /** 'auto' (default) inserts a projection where the loss needs equal shapes and they differ; 'none' refuses. */
+  proj?: 'auto' | 'none';
+  /** Options passed to the loss (temperature, p, heads, ...). */
+  options?: Record<string, unknown>;
+}
+
+interface Match {
+  spec: MatchSpec;
+  name: string;
+  def: LossDef;
+  t: string[];
+  s: string[];
+  weight: number;
+  proj: Projection | null;
+}
+
+const LOGITS = 'logits';
+
+/** All module paths of a model, for error messages. */
+function paths(m: Module): string[] {
+  return m.namedModules().map(([p]) => p).filter((p) => p !== '');
+}
+
+/**
+ * Teacher → student layer matching with a loss per pair. `probe(x)` runs both models once on x to learn the shapes
+ * and builds the projections; `forward(x, labels)` then returns the student's logits and each match's weighted loss.
+ */
+export class FeatureMatcher {
+  readonly matches: Match[];
+  /** The projections (trainable; give `parameters()` to the optimizer with the student's). */
+  readonly projections = new ModuleList();
+  private probed = false;
+
+  constructor(readonly student: Module, readonly teacher: Module, specs: MatchSpec[]) {
+    registerBuiltinLosses();
+    if (!Array.isArray(specs) || specs.length === 0) throw new Error('FeatureMatcher: give at least one match');
+    const check = (m: Module, side: string, p: string, i: number) => {
+      if (p === LOGITS) return;
+      const all = paths(m);
+      if (!all.includes(p))
+        throw new Error(`matches[${i}].${side}: '${p}' is not a module of the ${side} (${m.constructor.name}). Closest: ${closest(p, all, 5).join(', ')}`);
+    };
+    const names = new Map<string, number>();
+    this.matches = specs.map((spec, i) => {
+      const def = getLoss(spec.loss);
+      const t = Array.isArray(spec.teacher) ? spec.teacher : [spec.teacher];
+      const s = Array.isArray(spec.student) ? spec.student : [spec.student];
+      const arity = def.arity ?? 1;
+      if (t.length !== arity || s.length !== arity)
+        throw new Error(`matches[${i}]: loss '${spec.loss}' takes ${arity} layer(s) per side, got teacher ${JSON.stringify(spec.teacher)} and student ${JSON.stringify(spec.student)}`);
+      t.forEach((p) => check(teacher, 'teacher', p, i));
+      s.forEach((p) => check(student, 'student', p, i));
+      const weight = spec.weight ?? 1;
+      if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) throw new Error(`matches[${i}].weight must be a non-negative number, got ${weight}`);
+      const base = `${spec.loss}:${s.join('+')}`;
+      const k = names.get(base) ?? 0;
+      names.set(base, k + 1);
+      return { spec, name: k ? `${base}#${k}` : base, def, t, s, weight, proj: null };
+    });
+  }
+
+  /** Loss-term names, in match order (as logged). */
+  get termNames(): string[] {
+    return this.matches.map((m) => m.name);
+  }
+
+  /** Trainable parameters of the projections. */
+  parameters(): Tensor[] {
+    return this.projections.parameters();
+  }
+
+  private capture(model: Module, wanted: string[], x: Tensor): { logits: Tensor; features: Map<string, Tensor> } {
+    const inner = [...new Set(wanted.filter((p) => p !== LOGITS))];
+    const { result, features } = model.captureFeatures(inner, () => model.call(x) as Tensor);
+    features.set(LOGITS, result);
+    return { logits: result, features };
+  }
+
+  /** Runs both models once on x (eval mode, no grad) and builds a projection wherever a match needs one. */
+  probe(x: Tensor): void {
+    const sTrain = this.student.training, tTrain = this.teacher.training;
+    this.student.eval();
+    this.teacher.eval();
+    try {
+      tidy(() =>
+        noGrad(() => {
+          const s = this.capture(this.student, this.matches.flatMap((m) => m.s), x);
+          const t = this.capture(this.teacher, this.matches.flatMap((m) => m.t), x);
+          for (const m of this.matches) {
+            if (m.proj) continue;
+            if ((m.def.arity ?? 1) > 1) continue;
+            m.proj = planProjection(m.spec.loss, m.def.needs, s.features.get(m.s[0])!.shape, t.features.get(m.t[0])!.shape, m.spec.proj ?? 'auto');
+            if (m.proj) this.projections.append(m.proj);
+          }
+        }),
+      );
+    } finally {
+      this.student.train(sTrain);
+      this.teacher.train(tTrain);
+    }
+    this.probed = true;
+  }
+
+  /**
+   * The student's logits and each match's weighted loss for input x (teacher under no-grad). Call inside a scope;
+   * the returned tensors belong to it.
+   */
+  forward(x: Tensor, labels?: Tensor): { logits: Tensor; terms: Map<string, Tensor> } {
+    if (!this.probed) this.probe(x);
+    const t = tidy(() => noGrad(() => {
+      const r = this.capture(this.teacher, this.matches.flatMap((m) => m.t), x);
+      return [...r.features.entries()].map(([k, v]) => [k, keep(v)] as const);
+    }));
+    const tf = new Map(t);
+    try {
+      const s = this.capture(this.student, this.matches.flatMap((m) => m.s), x);
+      const terms = new Map<string, Tensor>();
+      for (const m of this.matches) {
+        const sv = m.s.map((p) => s.features.get(p)!);
+        const tv = m.t.map((p) => tf.get(p)!);
+        const sp = m.proj ? [m.proj.call(sv[0]) as Tensor] : sv;
+        terms.set(m.name, m.def.fn(sp, tv, { labels }, m.spec.options ?? {}).mul(m.weight));
+      }
+      return { logits: s.logits, terms };
+    } finally {
+      for (const v of tf.values()) v.dispose();
+    }
+  }
+
+  /** Train/eval mode for the projections (batch norm); follows the student's mode in training loops. */
+  train(on = true): void {
+    this.projections.train(on);
+  }
+
+  dispose(): void {
+    this.projections.dispose();
+  }
+}
