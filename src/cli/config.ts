@@ -25,6 +25,21 @@ const modelSpec = z
   })
   .strict();
 
+const layerPath = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2)]);
+const matchSpec = z
+  .object({
+    /** Teacher module path ('logits' for the output); two paths for pair losses (fsp). */
+    teacher: layerPath,
+    student: layerPath,
+    /** A registered loss: hint, at, sp, rkd, pkt, cc, nst, fsp, dkd, kd, cosine, hidden_mse, ... */
+    loss: z.string().min(1),
+    weight: z.number().min(0).default(1),
+    /** 'auto' inserts a trainable projection where the loss needs equal shapes and they differ. */
+    proj: z.enum(['auto', 'none']).default('auto'),
+    options: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     name: z.string().default('run'),
@@ -47,9 +62,11 @@ export const configSchema = z
         alpha: z.number().min(0).max(1).default(0.1),
         softLoss: z.enum(['kl', 'soft_ce', 'logit_mse']).default('kl'),
         cache: z.boolean().default(true),
+        /** Feature / relation matches added to the response-KD loss (the teacher then runs on every batch). */
+        matches: z.array(matchSpec).default([]),
       })
       .strict()
-      .default({ temperature: 4, alpha: 0.1, softLoss: 'kl', cache: true }),
+      .default({ temperature: 4, alpha: 0.1, softLoss: 'kl', cache: true, matches: [] }),
     training: z
       .object({
         epochs: z.number().int().positive().default(10),
@@ -79,7 +96,7 @@ function keysAt(schema: z.ZodTypeAny, pathParts: (string | number)[]): string[] 
   for (const p of [...pathParts, null]) {
     while (cur && (cur.def?.type === 'default' || cur.def?.type === 'optional' || cur.def?.type === 'nullable')) cur = cur.def.innerType;
     if (p === null) break;
-    cur = cur?.shape?.[p];
+    cur = typeof p === 'number' && cur?.def?.type === 'array' ? cur.def.element : cur?.shape?.[p];
   }
   return cur?.shape ? Object.keys(cur.shape) : [];
 }

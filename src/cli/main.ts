@@ -6,7 +6,7 @@ import { setNumThreads } from '../torch';
 import { loadWeights, closest } from '../nn';
 import { registerBuiltinModels } from '../models';
 import {
-  RunKind, TrainingInterrupted, buildModel, checkDevice, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
+  RunKind, TrainingInterrupted, buildModel, checkDevice, checkMatches, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
 } from '../distill';
 import { writeReport } from '../report';
 import { loadConfig } from './config';
@@ -56,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
   checkDevice(cfg.training.device);
   if (cfg.training.threads) setNumThreads(cfg.training.threads);
   registerBuiltinModels();
+  checkMatches(cfg, file);
   const role = (values.role ?? (command === 'distill' ? 'student' : 'teacher')) as 'teacher' | 'student';
   if (role !== 'teacher' && role !== 'student') throw new Error(`--role must be teacher or student, got '${role}'`);
   if (command === 'report') {

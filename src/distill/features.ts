@@ -261,7 +261,7 @@ export class FeatureMatcher {
    * The student's logits and each match's weighted loss for input x (teacher under no-grad). Call inside a scope;
    * the returned tensors belong to it.
    */
-  forward(x: Tensor, labels?: Tensor): { logits: Tensor; terms: Map<string, Tensor> } {
+  forward(x: Tensor, labels?: Tensor): { logits: Tensor; teacherLogits: Tensor; terms: Map<string, Tensor> } {
     if (!this.probed) this.probe(x);
     const t = tidy(() => noGrad(() => {
       const r = this.capture(this.teacher, this.matches.flatMap((m) => m.t), x);
@@ -277,7 +277,7 @@ export class FeatureMatcher {
         const sp = m.proj ? [m.proj.call(sv[0]) as Tensor] : sv;
         terms.set(m.name, m.def.fn(sp, tv, { labels }, m.spec.options ?? {}).mul(m.weight));
       }
-      return { logits: s.logits, terms };
+      return { logits: s.logits, teacherLogits: ops.alias(tf.get(LOGITS)!), terms };
     } finally {
       for (const v of tf.values()) v.dispose();
     }

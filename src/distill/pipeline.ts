@@ -3,12 +3,13 @@
 // (train a teacher or a plain student, distill, or compare all three and measure them).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, cuda, dispose, manualSeed, nextTick, noGrad, tidy, version, writeFileAtomic } from '../torch';
+import { Tensor, cuda, dispose, manualSeed, nextTick, noGrad, tidy, version, writeFileAtomic, zeros } from '../torch';
 import { Module, loadWeights } from '../nn';
 import { BatchTransform, DataLoader, ImageDataset, Rng, loadFashionMnist, loadMnist, normalize, randomCrop, randomHorizontalFlip } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
 import type { RunConfig } from '../cli/config';
 import { TrainOptions, TrainSummary, deviceOf, trainModel } from './trainer';
+import { FeatureMatcher, type MatchSpec } from './features';
 import type { SoftLoss } from './response';
 
 /** Mean and standard deviation of the training images, per data set (one channel). */
@@ -68,6 +69,8 @@ export interface DistillOptions {
   softLoss?: SoftLoss;
   /** Reuse the teacher's logits from disk when the training transforms are deterministic (default true). */
   cache?: boolean;
+  /** Feature / relation matches added to the response-KD loss (see FeatureMatcher); the teacher then runs live. */
+  matches?: MatchSpec[];
   optimizer?: Partial<TrainOptions['optimizer']>;
   schedule?: TrainOptions['schedule'];
   warmupEpochs?: number;
@@ -98,6 +101,7 @@ export async function distill(o: DistillOptions): Promise<TrainSummary> {
   const testTransforms = o.testTransforms ?? transforms.filter((t) => !t.random);
   const teacher = resolveModel(o.teacher, seed, 'teacher');
   let student: { module: Module; owned: boolean } | null = null;
+  let features: FeatureMatcher | undefined;
   try {
     student = resolveModel(o.student, seed, 'student');
     const device = checkDevice(o.device ?? 'cpu');
@@ -106,17 +110,19 @@ export async function distill(o: DistillOptions): Promise<TrainSummary> {
       student.module.to(device);
     }
     const loader = new DataLoader(data.train, { batchSize: o.batchSize ?? 64, shuffle: true, seed, transforms, device });
+    features = o.matches?.length ? new FeatureMatcher(student.module, teacher.module, o.matches) : undefined;
     const summary = await trainModel({
       name: o.name ?? 'distilled', model: student.module, teacher: teacher.module, train: loader, test: data.test, testTransforms,
       epochs: o.epochs ?? 10, seed,
       optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, ...o.optimizer },
       schedule: o.schedule ?? 'constant', warmupEpochs: o.warmupEpochs, outDir: o.outDir, resume: o.resume, force: o.force,
-      kd: { temperature: o.temperature ?? 4, alpha: o.alpha ?? 0.1, softLoss: o.softLoss ?? 'kl', cache: o.cache ?? true },
+      kd: { temperature: o.temperature ?? 4, alpha: o.alpha ?? 0.1, softLoss: o.softLoss ?? 'kl', cache: o.cache ?? true }, features,
       progress: o.progress, signal: o.signal, log: o.log,
     });
     writeFileAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
     return summary;
   } finally {
+    features?.dispose();
     if (teacher.owned) teacher.module.dispose();
     if (student?.owned) student.module.dispose();
     if (typeof o.data === 'string') {
@@ -219,6 +225,7 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
   if (!spec) throw new Error(`${flags.file}: no '${kind === 'teacher' ? 'teacher' : 'student'}' section`);
   const model = buildModel(spec, cfg.seed);
   let teacher: Module | undefined;
+  let features: FeatureMatcher | undefined;
   try {
     if (spec.checkpoint && kind !== 'distilled') loadWeights(model, spec.checkpoint);
     if (kind === 'distilled') {
@@ -238,18 +245,44 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
     const { norm, aug } = transformsFor(cfg, kind);
     const loader = new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device });
     const out = runDir(cfg, kind);
+    features = kind === 'distilled' && cfg.distill.matches.length ? new FeatureMatcher(model, teacher!, cfg.distill.matches as MatchSpec[]) : undefined;
     const summary = await trainModel({
       name: `${cfg.name}/${kind}`, model, train: loader, test: data.test, testTransforms: norm, epochs: cfg.training.epochs, seed: cfg.seed,
       optimizer: { kind: cfg.training.optimizer, lr: cfg.training.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay },
       schedule: cfg.training.schedule, warmupEpochs: cfg.training.warmupEpochs, outDir: out, resume: flags.resume, force: flags.force,
-      checkpointEvery: cfg.output.checkpointEvery, teacher, kd: kind === 'distilled' ? cfg.distill : undefined,
+      checkpointEvery: cfg.output.checkpointEvery, teacher, kd: kind === 'distilled' ? cfg.distill : undefined, features,
       cacheDir: path.join(cfg.output.dir, '.teacher-cache'), signal: flags.signal, progress: flags.progress, log: flags.log,
     });
     writeFileAtomic(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2));
     return summary;
   } finally {
+    features?.dispose();
     model.dispose();
     teacher?.dispose();
+  }
+}
+
+/**
+ * Checks `distill.matches` before anything trains: loss names, module paths, layer counts, and (by a dry run of fresh
+ * models on a blank batch of the data's image size) shapes that no projection can reconcile.
+ */
+export function checkMatches(cfg: RunConfig, file: string): void {
+  if (!cfg.distill.matches.length) return;
+  if (!cfg.teacher) throw new Error(`${file}: distill.matches needs a 'teacher' section`);
+  const teacher = createModel(cfg.teacher.model, { numClasses: 10, ...cfg.teacher.options });
+  const student = createModel(cfg.student.model, { numClasses: 10, ...cfg.student.options });
+  try {
+    const fm = new FeatureMatcher(student, teacher, cfg.distill.matches as MatchSpec[]);
+    try {
+      tidy(() => fm.probe(zeros([2, 1, 28, 28])));
+    } finally {
+      fm.dispose();
+    }
+  } catch (e) {
+    throw new Error(`${file}: distill.matches: ${(e as Error).message}`);
+  } finally {
+    teacher.dispose();
+    student.dispose();
   }
 }
 

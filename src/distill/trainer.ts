@@ -10,6 +10,7 @@ import { F, Module } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, Optimizer, SGD, StepLR, warmup } from '../optim';
 import { DataLoader, ImageDataset, mixSeed } from '../data';
 import { responseKD } from './response';
+import type { FeatureMatcher } from './features';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
 
 export interface TrainOptions {
@@ -30,6 +31,11 @@ export interface TrainOptions {
   /** Distillation: a frozen teacher and the response-KD settings. */
   teacher?: Module;
   kd?: { temperature: number; alpha: number; softLoss: 'kl' | 'soft_ce' | 'logit_mse'; cache: boolean };
+  /**
+   * Feature / relation matches between teacher and student (needs `teacher`): each match's weighted loss is added to
+   * the response-KD loss (or to the cross-entropy without `kd`). The teacher then runs on every batch (no cache).
+   */
+  features?: FeatureMatcher;
   log?: (line: string) => void;
   name?: string;
   /** Progress display: a bar per epoch on a TTY, otherwise a line every quarter epoch. Default: on. */
@@ -52,6 +58,8 @@ export interface EpochMetrics {
   samples_per_s: number;
   /** Distillation: whether the teacher ran on every batch or its cached logits were used. */
   teacher?: 'live' | 'cached';
+  /** Feature matches: each match's weighted loss, mean over the epoch. */
+  terms?: Record<string, number>;
 }
 
 export interface TrainSummary {
@@ -124,6 +132,7 @@ interface PartialEpoch {
   correct: number;
   seen: number;
   elapsed: number;
+  terms?: Record<string, number>;
 }
 
 export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
@@ -139,7 +148,21 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   fs.mkdirSync(o.outDir, { recursive: true });
   removeStaleTempFiles(o.outDir);
 
-  const opt = makeOptimizer(o.optimizer, o.model.parameters());
+  const fm = o.features ?? null;
+  if (fm) {
+    if (!o.teacher) throw new Error(`${name}: feature matches need a teacher`);
+    if (fm.student !== o.model || fm.teacher !== o.teacher) throw new Error(`${name}: the FeatureMatcher was built for other models than this run's student and teacher`);
+    // a dry run on the first batch fixes the shapes and builds the projections (before the optimizer sees them)
+    o.train.setEpoch(0);
+    const b0 = o.train.batchAt(0);
+    try {
+      fm.probe(b0.x);
+    } finally {
+      b0.dispose();
+    }
+  }
+  const projFile = path.join(o.outDir, 'last.proj.safetensors');
+  const opt = makeOptimizer(o.optimizer, fm ? [...o.model.parameters(), ...fm.parameters()] : o.model.parameters());
   const sched = makeSchedule(o.schedule, opt, o.epochs, o.warmupEpochs ?? 0);
   let startEpoch = 0;
   let best = { acc: -1, epoch: -1 };
@@ -149,6 +172,10 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     const st = JSON.parse(fs.readFileSync(state, 'utf8'));
     const w = loadSafetensors(path.join(o.outDir, 'last.safetensors'));
     try { o.model.loadStateDict(w.tensors); } finally { dispose(w.tensors); }
+    if (fm && fm.projections.length) {
+      const pw = loadSafetensors(projFile);
+      try { fm.projections.loadStateDict(pw.tensors); } finally { dispose(pw.tensors); }
+    }
     const os_ = loadSafetensors(path.join(o.outDir, 'last.optim.safetensors'));
     try { opt.loadStateDict({ tensors: os_.tensors, meta: JSON.parse(os_.metadata.meta) }); } finally { dispose(os_.tensors); }
     sched.loadStateDict(st.scheduler);
@@ -171,7 +198,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   if (o.teacher) {
     o.teacher.eval();
     o.teacher.requiresGrad_(false);
-    if (o.kd?.cache && !o.train.transforms.some((t) => t.random)) {
+    if (o.kd?.cache && !fm && !o.train.transforms.some((t) => t.random)) {
       const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
       fs.mkdirSync(cacheDir, { recursive: true });
       cacheFile = teacherCacheFile(o.teacher, o.train, cacheDir);
@@ -202,9 +229,12 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     for (let epoch = partial ? partial.epoch : startEpoch; epoch < o.epochs; epoch++) {
       o.train.setEpoch(epoch);
       o.model.train();
+      fm?.train(true);
       const from = partial && partial.epoch === epoch ? partial : null;
       partial = null;
       let { sum, hardSum, softSum, correct, seen } = from ?? { sum: 0, hardSum: 0, softSum: 0, correct: 0, seen: 0 };
+      const termSums: Record<string, number> = { ...(from?.terms ?? {}) };
+      if (fm) for (const k of fm.termNames) termSums[k] ??= 0;
       const t0 = Date.now() - (from?.elapsed ?? 0) * 1000;
       const teacherMode: 'live' | 'cached' | null = o.teacher ? (cached ? 'cached' : 'live') : null;
       const steps = o.train.length;
@@ -213,9 +243,18 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
         const b = o.train.batchAt(step);
         manualSeed(stepSeed(o.seed, epoch, step));
         const r = tidy(() => {
-          const logits = o.model.call(b.x) as Tensor;
+          let logits: Tensor;
           let loss: Tensor, hard: Tensor | null = null, soft: Tensor | null = null;
-          if (kd) {
+          let terms: Map<string, Tensor> | null = null;
+          if (fm) {
+            const f = fm.forward(b.x, b.y);
+            logits = f.logits;
+            terms = f.terms;
+            if (kd) ({ loss, hard, soft } = kd(logits, f.teacherLogits, b.y));
+            else loss = F.crossEntropy(logits, b.y);
+            for (const t of terms.values()) loss = loss.add(t);
+          } else if (kd) {
+            logits = o.model.call(b.x) as Tensor;
             let t: Tensor;
             if (cached) t = cached.indexSelect(0, tensor(b.indices, { dtype: 'int64', device: cached.device }));
             else {
@@ -226,28 +265,38 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
               }
             }
             ({ loss, hard, soft } = kd(logits, t, b.y));
-          } else loss = F.crossEntropy(logits, b.y);
+          } else {
+            logits = o.model.call(b.x) as Tensor;
+            loss = F.crossEntropy(logits, b.y);
+          }
           const value = loss.item();
-          if (!Number.isFinite(value)) return { value, hard: NaN, soft: NaN, correct: 0 };
+          const termVals = terms ? [...terms].map(([k, v]) => [k, v.item()] as const) : null;
+          if (!Number.isFinite(value)) {
+            const bad = termVals?.filter(([, v]) => !Number.isFinite(v)).map(([k]) => k) ?? [];
+            return { value, hard: NaN, soft: NaN, correct: 0, termVals, bad };
+          }
           opt.zeroGrad();
           loss.backward();
           opt.step();
-          return { value, hard: hard ? hard.item() : NaN, soft: soft ? soft.item() : NaN, correct: noGrad(() => logits.argmax(1).eq(b.y).sum().item()) };
+          return { value, hard: hard ? hard.item() : NaN, soft: soft ? soft.item() : NaN, correct: noGrad(() => logits.argmax(1).eq(b.y).sum().item()), termVals, bad: [] as string[] };
         });
         const n = b.y.shape[0];
         b.dispose();
         if (!Number.isFinite(r.value))
-          throw new Error(`${name}: loss is ${r.value} at epoch ${epoch + 1}, step ${step + 1}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
+          throw new Error(`${name}: loss is ${r.value} at epoch ${epoch + 1}, step ${step + 1}${r.bad.length ? ` (non-finite terms: ${r.bad.join(', ')})` : ''}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
         sum += r.value * n; hardSum += r.hard * n; softSum += r.soft * n; correct += r.correct; seen += n;
+        if (r.termVals) for (const [k, v] of r.termVals) termSums[k] += v * n;
         progress?.update(step + 1, {
           loss: sum / seen, ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), acc: (100 * correct) / seen,
+          ...(fm ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen])) } : {}),
           rate: seen / Math.max(1e-3, (Date.now() - t0) / 1000),
         });
         await new Promise<void>((res) => setImmediate(res));
         if (o.signal?.aborted && step + 1 < steps) {
           progress?.stop();
-          const p: PartialEpoch = { epoch, step: step + 1, sum, hardSum, softSum, correct, seen, elapsed: (Date.now() - t0) / 1000 };
+          const p: PartialEpoch = { epoch, step: step + 1, sum, hardSum, softSum, correct, seen, elapsed: (Date.now() - t0) / 1000, ...(fm ? { terms: termSums } : {}) };
           saveSafetensors(path.join(o.outDir, 'last.safetensors'), o.model.stateDict(), { epoch: String(epoch), step: String(step + 1) });
+          if (fm && fm.projections.length) saveSafetensors(projFile, fm.projections.stateDict());
           const osd = opt.stateDict();
           saveSafetensors(path.join(o.outDir, 'last.optim.safetensors'), osd.tensors, { meta: JSON.stringify(osd.meta) });
           writeFileAtomic(state, JSON.stringify({ epoch: epoch - 1, best, scheduler: sched.stateDict(), partial: p }));
@@ -272,6 +321,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
       const m: EpochMetrics = {
         epoch: epoch + 1, loss: sum / seen, train_acc: (100 * correct) / seen, test_acc: lastAcc, lr, epoch_s: epochS, samples_per_s: seen / epochS,
         ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), ...(teacherMode ? { teacher: teacherMode } : {}),
+        ...(fm ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen])) } : {}),
       };
       // checkpoint files first, then state.json (the commit point), then the metrics line
       if (lastAcc > best.acc) {
@@ -281,11 +331,13 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
       const every = o.checkpointEvery ?? 1;
       if (every > 0 && (epoch + 1) % every === 0) saveSafetensors(path.join(o.outDir, `epoch-${epoch + 1}.safetensors`), o.model.stateDict());
       saveSafetensors(path.join(o.outDir, 'last.safetensors'), o.model.stateDict(), { epoch: String(epoch + 1) });
+      if (fm && fm.projections.length) saveSafetensors(projFile, fm.projections.stateDict());
       const osd = opt.stateDict();
       saveSafetensors(path.join(o.outDir, 'last.optim.safetensors'), osd.tensors, { meta: JSON.stringify(osd.meta) });
       writeFileAtomic(state, JSON.stringify({ epoch, best, scheduler: sched.stateDict() }));
       appendLineDurable(metricsFile, JSON.stringify(m));
-      log(`${name} epoch ${epoch + 1}/${o.epochs}  loss ${m.loss.toFixed(4)}${kd ? ` (hard ${m.hard!.toFixed(4)}, soft ${m.soft!.toFixed(4)})` : ''}  train ${m.train_acc.toFixed(2)} %  test ${lastAcc.toFixed(2)} %  ${m.samples_per_s.toFixed(0)} samples/s  ${epochS.toFixed(1)} s`);
+      const termText = m.terms ? ` [${Object.entries(m.terms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}]` : '';
+      log(`${name} epoch ${epoch + 1}/${o.epochs}  loss ${m.loss.toFixed(4)}${kd ? ` (hard ${m.hard!.toFixed(4)}, soft ${m.soft!.toFixed(4)})` : ''}${termText}  train ${m.train_acc.toFixed(2)} %  test ${lastAcc.toFixed(2)} %  ${m.samples_per_s.toFixed(0)} samples/s  ${epochS.toFixed(1)} s`);
       if (o.signal?.aborted && epoch + 1 < o.epochs) throw new TrainingInterrupted(o.outDir, epoch + 2, 0);
     }
     if (times.length === 0) lastAcc = await evaluate(o.model, o.test, o.testTransforms);
@@ -321,8 +373,9 @@ class Progress {
       this.bar.start(total, start, { terms: '', acc: '0.00', rate: '0' });
     }
   }
-  update(step: number, m: { loss: number; hard?: number; soft?: number; acc: number; rate: number }): void {
-    const terms = `loss ${m.loss.toFixed(4)}${m.hard !== undefined ? ` hard ${m.hard.toFixed(4)} soft ${m.soft!.toFixed(4)}` : ''}`;
+  update(step: number, m: { loss: number; hard?: number; soft?: number; acc: number; rate: number; terms?: Record<string, number> }): void {
+    const extra = m.terms ? Object.entries(m.terms).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('') : '';
+    const terms = `loss ${m.loss.toFixed(4)}${m.hard !== undefined ? ` hard ${m.hard.toFixed(4)} soft ${m.soft!.toFixed(4)}` : ''}${extra}`;
     if (this.bar) this.bar.update(step, { terms, acc: m.acc.toFixed(2), rate: m.rate.toFixed(0) });
     else if (step >= this.nextLine && step < this.total) {
       this.log(`${this.label}  batch ${step}/${this.total}  ${terms}  acc ${m.acc.toFixed(2)} %  ${m.rate.toFixed(0)} samples/s`);
