@@ -4,7 +4,7 @@ import { Tensor, dispose, manualSeed, randint, randn, tidy } from '../src/torch'
 import { F } from '../src/nn';
 import { SGD } from '../src/optim';
 import { createModel, registerBuiltinModels } from '../src/models';
-import { FeatureMatcher, Projection, getLoss, lossNames, registerLoss } from '../src/distill';
+import { FeatureMatcher, Projection, expandPattern, getLoss, lossNames, mapLayers, registerLoss } from '../src/distill';
 import { checkLeaks } from './helpers';
 
 registerBuiltinModels();
@@ -82,6 +82,22 @@ describe('feature matching', () => {
     const none = new FeatureMatcher(student, teacher, [{ teacher: 'layer3', student: 'layer3', loss: 'hint', proj: 'none' }]);
     assert.throws(() => none.probe(x), /shapes differ \(student \[2, 64, 8, 8\], teacher \[2, 256, 8, 8\]\) and proj is 'none'/);
     x.dispose();
+    teacher.dispose();
+    student.dispose();
+  });
+  it('layer patterns and mappings: uniform (TinyBERT), last_k, explicit', () => {
+    const t = ['t1', 't2', 't3', 't4', 't5', 't6'], s = ['s1', 's2', 's3'];
+    assert.deepEqual(mapLayers(t, s, 'uniform'), [['t2', 's1'], ['t4', 's2'], ['t6', 's3']]);
+    assert.deepEqual(mapLayers(t, s, 'last_k'), [['t4', 's1'], ['t5', 's2'], ['t6', 's3']]);
+    assert.deepEqual(mapLayers(['a', 'b'], ['x', 'y'], 'explicit'), [['a', 'x'], ['b', 'y']]);
+    assert.throws(() => mapLayers(['a', 'b', 'c', 'd'], s, 'uniform'), /multiple of the student's \(3\)/);
+    assert.throws(() => mapLayers(['a'], s, 'last_k'), /at least as many teacher layers \(1\) as student layers \(3\)/);
+    const teacher = createModel('resnet20'), student = createModel('resnet8');
+    assert.deepEqual(expandPattern(teacher, 'layer3.*'), ['layer3.0', 'layer3.1', 'layer3.2']);
+    assert.throws(() => expandPattern(student, 'layer4.*'), /'layer4\.\*' matches no module of ResNetCifar\. Closest:/);
+    const fm = new FeatureMatcher(student, teacher, [{ teacher: 'layer*', student: 'layer*', loss: 'hint', map: 'explicit' }, { teacher: 'layer2.*', student: 'layer2.*', loss: 'at', map: 'last_k' }]);
+    assert.deepEqual(fm.matches.map((m) => [m.t[0], m.s[0]]), [['layer1', 'layer1'], ['layer2', 'layer2'], ['layer3', 'layer3'], ['layer2.2', 'layer2.0']]);
+    fm.dispose();
     teacher.dispose();
     student.dispose();
   });

@@ -37,6 +37,8 @@ const matchSpec = z
     /** 'auto' inserts a trainable projection where the loss needs equal shapes and they differ. */
     proj: z.enum(['auto', 'none']).default('auto'),
     options: z.record(z.string(), z.unknown()).default({}),
+    /** How paths with a '*' (one segment, e.g. 'layer3.*') pair up: uniform (TinyBERT), last_k, explicit. */
+    map: z.enum(['uniform', 'last_k', 'explicit']).default('uniform'),
   })
   .strict();
 

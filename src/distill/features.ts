@@ -158,6 +158,8 @@ export interface MatchSpec {
   proj?: 'auto' | 'none';
   /** Options passed to the loss (temperature, p, heads, ...). */
   options?: Record<string, unknown>;
+  /** How `*` patterns pair up (uniform, last_k, explicit); default uniform. */
+  map?: LayerMap;
 }
 
 interface Match {
@@ -197,6 +199,7 @@ export class FeatureMatcher {
         throw new Error(`matches[${i}].${side}: '${p}' is not a module of the ${side} (${m.constructor.name}). Closest: ${closest(p, all, 5).join(', ')}`);
     };
     const names = new Map<string, number>();
+    specs = expandMatches(teacher, student, specs);
     this.matches = specs.map((spec, i) => {
       const def = getLoss(spec.loss);
       const t = Array.isArray(spec.teacher) ? spec.teacher : [spec.teacher];
@@ -291,4 +294,65 @@ export class FeatureMatcher {
   dispose(): void {
     this.projections.dispose();
   }
+}
+
+// ---------------------------------------------------------------------------------------------- layer-mapping helpers
+
+/**
+ * Module paths of `model` matching `pattern`, where `*` stands for one path segment (`layer3.*`, `encoder.layer.*`),
+ * in registration order. An empty result lists the closest paths.
+ */
+export function expandPattern(model: Module, pattern: string): string[] {
+  const all = paths(model);
+  if (!pattern.includes('*')) return [pattern];
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]+')}$`);
+  const found = all.filter((p) => re.test(p));
+  if (!found.length) throw new Error(`'${pattern}' matches no module of ${model.constructor.name}. Closest: ${closest(pattern, all, 5).join(', ')}`);
+  return found;
+}
+
+export type LayerMap = 'uniform' | 'last_k' | 'explicit';
+
+/**
+ * Pairs M student layers with N teacher layers: 'uniform' (TinyBERT's g(m) = m·N/M, student layer m of 1..M learns
+ * from teacher layer m·N/M), 'last_k' (the student's layers with the teacher's last M), 'explicit' (equal counts, in
+ * order). Returns [teacher, student] path pairs.
+ */
+export function mapLayers(teacherLayers: string[], studentLayers: string[], how: LayerMap = 'uniform'): [string, string][] {
+  const M = studentLayers.length, N = teacherLayers.length;
+  if (M === 0 || N === 0) throw new Error('mapLayers: both sides need at least one layer');
+  if (how === 'explicit') {
+    if (M !== N) throw new Error(`mapLayers: 'explicit' needs as many teacher layers as student layers, got ${N} and ${M}`);
+    return studentLayers.map((s, i) => [teacherLayers[i], s]);
+  }
+  if (M > N) throw new Error(`mapLayers: '${how}' needs at least as many teacher layers (${N}) as student layers (${M})`);
+  if (how === 'last_k') return studentLayers.map((s, i) => [teacherLayers[N - M + i], s]);
+  if (how === 'uniform') {
+    if (N % M) throw new Error(`mapLayers: 'uniform' needs the teacher's layer count (${N}) to be a multiple of the student's (${M})`);
+    return studentLayers.map((s, i) => [teacherLayers[((i + 1) * N) / M - 1], s]);
+  }
+  throw new Error(`mapLayers: unknown mapping '${how as string}' (expected uniform, last_k or explicit)`);
+}
+
+/**
+ * Expands matches whose paths hold a `*` (one path segment) into one match per layer pair, paired by `map`
+ * (default 'uniform'); other matches pass through unchanged.
+ */
+export function expandMatches(teacher: Module, student: Module, specs: MatchSpec[]): MatchSpec[] {
+  return specs.flatMap((spec, i) => {
+    const t = typeof spec.teacher === 'string' ? spec.teacher : null, s = typeof spec.student === 'string' ? spec.student : null;
+    if (!(t?.includes('*') || s?.includes('*'))) {
+      const { map: _m, ...rest } = spec;
+      return [rest];
+    }
+    if (!t || !s) throw new Error(`matches[${i}]: a '*' pattern needs a single path on each side`);
+    let pairs: [string, string][];
+    try {
+      pairs = mapLayers(expandPattern(teacher, t), expandPattern(student, s), spec.map ?? 'uniform');
+    } catch (e) {
+      throw new Error(`matches[${i}]: ${(e as Error).message}`);
+    }
+    const { map: _m, ...rest } = spec;
+    return pairs.map(([tp, sp]) => ({ ...rest, teacher: tp, student: sp }));
+  });
 }
