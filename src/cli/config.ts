@@ -25,6 +25,14 @@ const modelSpec = z
   })
   .strict();
 
+/** A number, or a value that moves over training: linear / cosine from → to (over `epochs`, default the run), warm-up. */
+const scheduleObj = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('constant'), value: z.number() }).strict(),
+  z.object({ kind: z.literal('linear'), from: z.number(), to: z.number(), epochs: z.number().positive().optional() }).strict(),
+  z.object({ kind: z.literal('cosine'), from: z.number(), to: z.number(), epochs: z.number().positive().optional() }).strict(),
+  z.object({ kind: z.literal('warmup'), value: z.number(), epochs: z.number().positive() }).strict(),
+]);
+
 const layerPath = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2)]);
 const matchSpec = z
   .object({
@@ -33,7 +41,7 @@ const matchSpec = z
     student: layerPath,
     /** A registered loss: hint, at, sp, rkd, pkt, cc, nst, fsp, dkd, kd, cosine, hidden_mse, ... */
     loss: z.string().min(1),
-    weight: z.number().min(0).default(1),
+    weight: z.union([z.number().min(0), scheduleObj]).default(1),
     /** 'auto' inserts a trainable projection where the loss needs equal shapes and they differ. */
     proj: z.enum(['auto', 'none']).default('auto'),
     options: z.record(z.string(), z.unknown()).default({}),
@@ -60,8 +68,15 @@ export const configSchema = z
     student: modelSpec,
     distill: z
       .object({
-        temperature: z.number().positive().default(4),
-        alpha: z.number().min(0).max(1).default(0.1),
+        temperature: z.union([z.number().positive(), scheduleObj]).default(4),
+        alpha: z.union([z.number().min(0).max(1), scheduleObj]).default(0.1),
+        /** Per-sample temperatures around `temperature` (TextBrewer's flsw / cwsm schedulers). */
+        dynamicTemperature: z
+          .discriminatedUnion('kind', [
+            z.object({ kind: z.literal('flsw'), beta: z.number(), gamma: z.number(), eps: z.number().positive().optional() }).strict(),
+            z.object({ kind: z.literal('cwsm'), beta: z.number() }).strict(),
+          ])
+          .optional(),
         softLoss: z.enum(['kl', 'soft_ce', 'logit_mse']).default('kl'),
         cache: z.boolean().default(true),
         /** Feature / relation matches added to the response-KD loss (the teacher then runs on every batch). */

@@ -8,6 +8,7 @@
 import { Tensor, keep, noGrad, ops, tidy } from '../torch';
 import { BatchNorm2d, Conv2d, Linear, Module, ModuleList, closest } from '../nn';
 import * as L from './losses';
+import { Progress, ScheduleSpec, checkSchedule, scheduleValue } from './schedules';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -152,8 +153,8 @@ export interface MatchSpec {
   teacher: string | string[];
   student: string | string[];
   loss: string;
-  /** Default 1. */
-  weight?: number;
+  /** Default 1; a schedule ({ kind: 'linear', from, to }, ...) varies it over training. */
+  weight?: number | ScheduleSpec;
   /** 'auto' (default) inserts a projection where the loss needs equal shapes and they differ; 'none' refuses. */
   proj?: 'auto' | 'none';
   /** Options passed to the loss (temperature, p, heads, ...). */
@@ -168,7 +169,7 @@ interface Match {
   def: LossDef;
   t: string[];
   s: string[];
-  weight: number;
+  weight: ScheduleSpec;
   proj: Projection | null;
 }
 
@@ -210,7 +211,8 @@ export class FeatureMatcher {
       t.forEach((p) => check(teacher, 'teacher', p, i));
       s.forEach((p) => check(student, 'student', p, i));
       const weight = spec.weight ?? 1;
-      if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) throw new Error(`matches[${i}].weight must be a non-negative number, got ${weight}`);
+      checkSchedule(weight, `matches[${i}].weight`);
+      if (typeof weight === 'number' && weight < 0) throw new Error(`matches[${i}].weight must be non-negative, got ${weight}`);
       const base = `${spec.loss}:${s.join('+')}`;
       const k = names.get(base) ?? 0;
       names.set(base, k + 1);
@@ -264,7 +266,7 @@ export class FeatureMatcher {
    * The student's logits and each match's weighted loss for input x (teacher under no-grad). Call inside a scope;
    * the returned tensors belong to it.
    */
-  forward(x: Tensor, labels?: Tensor): { logits: Tensor; teacherLogits: Tensor; terms: Map<string, Tensor> } {
+  forward(x: Tensor, labels?: Tensor, progress?: Progress): { logits: Tensor; teacherLogits: Tensor; terms: Map<string, Tensor> } {
     if (!this.probed) this.probe(x);
     const t = tidy(() => noGrad(() => {
       const r = this.capture(this.teacher, this.matches.flatMap((m) => m.t), x);
@@ -278,7 +280,8 @@ export class FeatureMatcher {
         const sv = m.s.map((p) => s.features.get(p)!);
         const tv = m.t.map((p) => tf.get(p)!);
         const sp = m.proj ? [m.proj.call(sv[0]) as Tensor] : sv;
-        terms.set(m.name, m.def.fn(sp, tv, { labels }, m.spec.options ?? {}).mul(m.weight));
+        const w = typeof m.weight === 'number' ? m.weight : scheduleValue(m.weight, progress ?? { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 });
+        terms.set(m.name, m.def.fn(sp, tv, { labels }, m.spec.options ?? {}).mul(w));
       }
       return { logits: s.logits, teacherLogits: ops.alias(tf.get(LOGITS)!), terms };
     } finally {

@@ -2,6 +2,7 @@ export { responseKD, hintonKD, softTargetLoss, type ResponseKDOptions, type KDLo
 export { teacherLogits, hashModule, hashDataset, teacherCacheFile, readTeacherCache, writeTeacherCache, computeTeacherLogits, type TeacherLogitsResult } from './teacher-cache';
 export { trainModel, evaluate, deviceOf, TrainingInterrupted, type TrainOptions, type TrainSummary, type EpochMetrics } from './trainer';
 export * from './losses';
+export * from './schedules';
 export { FeatureMatcher, Projection, planProjection, expandPattern, mapLayers, expandMatches, type LayerMap, registerLoss, registerBuiltinLosses, lossNames, getLoss, type LossDef, type LossNeeds, type LossContext, type MatchSpec } from './features';
 export {
   distill, loadDataset, runFromConfig, compareFromConfig, compareSeeds, type SeedsResult, measureModel, claimOutputDir, formatTable, transformsFor, buildModel, runDir, teacherWeights,

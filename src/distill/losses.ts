@@ -305,3 +305,18 @@ export function relationKlLoss(student: Tensor, teacher: Tensor, opts: { heads?:
 export function kdLoss(student: Tensor, teacher: Tensor, opts: { temperature?: number; kind?: 'kl' | 'soft_ce' } = {}): Tensor {
   return softTargetLoss(student, teacher, positive('kd', 'temperature', opts.temperature ?? 4), opts.kind ?? 'kl');
 }
+
+/**
+ * Response KD with a temperature per sample (τ [B], e.g. from `dynamicTemperature`): mean over the batch of
+ * τ_i² · KL(softmax(t_i/τ_i) ‖ softmax(s_i/τ_i)).
+ */
+export function kdLossPerSample(student: Tensor, teacher: Tensor, tau: Tensor): Tensor {
+  requireRank('kd', 'student logits', student, [2]);
+  requireSameShape('kd', student, teacher);
+  if (tau.ndim !== 1 || tau.shape[0] !== student.shape[0]) throw new Error(`kd: per-sample temperatures must be [${student.shape[0]}], got ${fmt(tau)}`);
+  return tidy(() => {
+    const t = tau.unsqueeze(-1);
+    const ls = student.div(t).logSoftmax(-1), lt = teacher.div(t).logSoftmax(-1);
+    return lt.exp().mul(lt.sub(ls)).sum(-1).mul(tau.pow(2)).mean();
+  });
+}

@@ -10,6 +10,7 @@ import { createModel, registerBuiltinModels } from '../models';
 import type { RunConfig } from '../cli/config';
 import { TrainOptions, TrainSummary, deviceOf, trainModel } from './trainer';
 import { FeatureMatcher, type MatchSpec } from './features';
+import type { DynamicTemperature, ScheduleSpec } from './schedules';
 import type { SoftLoss } from './response';
 
 /** Mean and standard deviation of the training images, per data set (one channel). */
@@ -64,9 +65,11 @@ export interface DistillOptions {
   transforms?: BatchTransform[];
   /** Test transforms (default: the non-random training transforms). */
   testTransforms?: BatchTransform[];
-  temperature?: number;
-  alpha?: number;
+  /** A number or a schedule ({ kind: 'linear', from: 8, to: 2 }, ...). */
+  temperature?: number | ScheduleSpec;
+  alpha?: number | ScheduleSpec;
   softLoss?: SoftLoss;
+  dynamicTemperature?: DynamicTemperature;
   /** Reuse the teacher's logits from disk when the training transforms are deterministic (default true). */
   cache?: boolean;
   /** Feature / relation matches added to the response-KD loss (see FeatureMatcher); the teacher then runs live. */
@@ -116,7 +119,7 @@ export async function distill(o: DistillOptions): Promise<TrainSummary> {
       epochs: o.epochs ?? 10, seed,
       optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, ...o.optimizer },
       schedule: o.schedule ?? 'constant', warmupEpochs: o.warmupEpochs, outDir: o.outDir, resume: o.resume, force: o.force,
-      kd: { temperature: o.temperature ?? 4, alpha: o.alpha ?? 0.1, softLoss: o.softLoss ?? 'kl', cache: o.cache ?? true }, features,
+      kd: { temperature: o.temperature ?? 4, alpha: o.alpha ?? 0.1, softLoss: o.softLoss ?? 'kl', cache: o.cache ?? true, dynamicTemperature: o.dynamicTemperature }, features,
       progress: o.progress, signal: o.signal, log: o.log,
     });
     writeFileAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));

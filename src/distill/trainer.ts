@@ -9,7 +9,9 @@ import { Tensor, dispose, keep, loadSafetensors, manualSeed, nextTick, noGrad, o
 import { F, Module } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, Optimizer, SGD, StepLR, warmup } from '../optim';
 import { DataLoader, ImageDataset, mixSeed } from '../data';
-import { responseKD } from './response';
+import { responseKD, softTargetLoss } from './response';
+import { kdLossPerSample } from './losses';
+import { DynamicTemperature, Progress as RunProgress, ScheduleSpec, checkSchedule, dynamicTemperature, isConstant, scheduleValue } from './schedules';
 import type { FeatureMatcher } from './features';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
 
@@ -30,7 +32,16 @@ export interface TrainOptions {
   checkpointEvery?: number;
   /** Distillation: a frozen teacher and the response-KD settings. */
   teacher?: Module;
-  kd?: { temperature: number; alpha: number; softLoss: 'kl' | 'soft_ce' | 'logit_mse'; cache: boolean };
+  kd?: {
+    /** A number or a schedule over training (linear, cosine, warmup). */
+    temperature: number | ScheduleSpec;
+    /** Weight of the hard-label cross-entropy: a number or a schedule. */
+    alpha: number | ScheduleSpec;
+    softLoss: 'kl' | 'soft_ce' | 'logit_mse';
+    cache: boolean;
+    /** Per-sample temperatures around the scheduled one (TextBrewer's flsw / cwsm); KL soft loss only. */
+    dynamicTemperature?: DynamicTemperature;
+  };
   /**
    * Feature / relation matches between teacher and student (needs `teacher`): each match's weighted loss is added to
    * the response-KD loss (or to the cross-entropy without `kd`). The teacher then runs on every batch (no cache).
@@ -60,6 +71,9 @@ export interface EpochMetrics {
   teacher?: 'live' | 'cached';
   /** Feature matches: each match's weighted loss, mean over the epoch. */
   terms?: Record<string, number>;
+  /** Scheduled KD temperature and hard-label weight at the end of the epoch (when scheduled). */
+  temperature?: number;
+  alpha?: number;
 }
 
 export interface TrainSummary {
@@ -194,7 +208,33 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   let cached: Tensor | null = null;
   let cacheState: TrainSummary['teacher_cache'] = o.teacher ? 'off' : undefined;
   let cacheFile: string | null = null;
-  const kd = o.kd ? responseKD({ temperature: o.kd.temperature, alpha: o.kd.alpha, softLoss: o.kd.softLoss }) : null;
+  const kdo = o.kd;
+  if (kdo) {
+    checkSchedule(kdo.temperature, 'distill.temperature');
+    checkSchedule(kdo.alpha, 'distill.alpha');
+    if (kdo.dynamicTemperature && kdo.softLoss !== 'kl') throw new Error(`${name}: a dynamic temperature needs softLoss 'kl', got '${kdo.softLoss}'`);
+  }
+  const scheduled = !!kdo && (!isConstant(kdo.temperature) || !isConstant(kdo.alpha) || !!kdo.dynamicTemperature);
+  const kdAt = (p: RunProgress) => {
+    const T = scheduleValue(kdo!.temperature, p), alpha = scheduleValue(kdo!.alpha, p);
+    if (!(T > 0)) throw new Error(`${name}: the temperature schedule reached ${T} at epoch ${p.epoch + 1}, step ${p.step + 1}; it must stay positive`);
+    if (!(alpha >= 0 && alpha <= 1)) throw new Error(`${name}: the alpha schedule reached ${alpha} at epoch ${p.epoch + 1}, step ${p.step + 1}; it must stay in [0, 1]`);
+    return { T, alpha };
+  };
+  // constant settings: one loss function; scheduled ones: the loss is rebuilt from the values at each step
+  const kdConst = kdo && !scheduled ? responseKD({ temperature: scheduleValue(kdo.temperature, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }), alpha: scheduleValue(kdo.alpha, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }), softLoss: kdo.softLoss }) : null;
+  let progressNow: RunProgress = { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: o.epochs };
+  const kd = kdo
+    ? (s: Tensor, t: Tensor, y: Tensor) => {
+        if (kdConst) return kdConst(s, t, y);
+        const { T, alpha } = kdAt(progressNow);
+        return tidy(() => {
+          const hard = F.crossEntropy(s, y);
+          const soft = kdo.dynamicTemperature ? kdLossPerSample(s, t, dynamicTemperature(kdo.dynamicTemperature, s, t, T)) : softTargetLoss(s, t, T, kdo.softLoss);
+          return { loss: hard.mul(alpha).add(soft.mul(1 - alpha)), hard, soft };
+        });
+      }
+    : null;
   if (o.teacher) {
     o.teacher.eval();
     o.teacher.requiresGrad_(false);
@@ -242,12 +282,13 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
       for (let step = from?.step ?? 0; step < steps; step++) {
         const b = o.train.batchAt(step);
         manualSeed(stepSeed(o.seed, epoch, step));
+        progressNow = { epoch, step, stepsPerEpoch: steps, epochs: o.epochs };
         const r = tidy(() => {
           let logits: Tensor;
           let loss: Tensor, hard: Tensor | null = null, soft: Tensor | null = null;
           let terms: Map<string, Tensor> | null = null;
           if (fm) {
-            const f = fm.forward(b.x, b.y);
+            const f = fm.forward(b.x, b.y, progressNow);
             logits = f.logits;
             terms = f.terms;
             if (kd) ({ loss, hard, soft } = kd(logits, f.teacherLogits, b.y));
@@ -322,6 +363,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
         epoch: epoch + 1, loss: sum / seen, train_acc: (100 * correct) / seen, test_acc: lastAcc, lr, epoch_s: epochS, samples_per_s: seen / epochS,
         ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), ...(teacherMode ? { teacher: teacherMode } : {}),
         ...(fm ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen])) } : {}),
+        ...(scheduled ? (({ T, alpha }) => ({ temperature: T, alpha }))(kdAt({ epoch, step: steps, stepsPerEpoch: steps, epochs: o.epochs })) : {}),
       };
       // checkpoint files first, then state.json (the commit point), then the metrics line
       if (lastAcc > best.acc) {
