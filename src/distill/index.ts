@@ -3,6 +3,7 @@ export { teacherLogits, hashModule, hashDataset, teacherCacheFile, readTeacherCa
 export { trainModel, evaluate, deviceOf, TrainingInterrupted, type TrainOptions, type TrainSummary, type EpochMetrics } from './trainer';
 export * from './losses';
 export * from './schedules';
+export { Ensemble, type EnsembleOptions } from './ensemble';
 export { FeatureMatcher, Projection, planProjection, expandPattern, mapLayers, expandMatches, type LayerMap, registerLoss, registerBuiltinLosses, lossNames, getLoss, type LossDef, type LossNeeds, type LossContext, type MatchSpec } from './features';
 export {
   distill, loadDataset, runFromConfig, compareFromConfig, compareSeeds, type SeedsResult, measureModel, claimOutputDir, formatTable, transformsFor, buildModel, runDir, teacherWeights,

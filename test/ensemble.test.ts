@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { Tensor, manualSeed, noGrad, randn, tidy } from '../src/torch';
+import { loadMnist, normalize } from '../src/data';
+import { LeNet5, LeNet5Half } from '../src/models';
+import { Ensemble, FeatureMatcher, distill } from '../src/distill';
+import { checkLeaks, maxDiff } from './helpers';
+
+describe('Ensemble teacher', () => {
+  checkLeaks();
+  it('averages logits, or soft targets exactly at the given temperature', () => {
+    manualSeed(0);
+    const a = new LeNet5(), b = new LeNet5();
+    tidy(() =>
+      noGrad(() => {
+        const x = randn([5, 1, 28, 28]);
+        const za = a.call(x) as Tensor, zb = b.call(x) as Tensor;
+        const logits = new Ensemble([a, b], { weights: [1, 3] }).call(x) as Tensor;
+        assert.ok(maxDiff(logits, za.mul(0.25).add(zb.mul(0.75))) < 1e-6);
+        const T = 4;
+        const probs = new Ensemble([a, b], { weights: [1, 3], mode: 'probs', temperature: T }).call(x) as Tensor;
+        const want = za.div(T).softmax(-1).mul(0.25).add(zb.div(T).softmax(-1).mul(0.75));
+        assert.ok(maxDiff(probs.div(T).softmax(-1), want) < 1e-6);
+      }),
+    );
+    assert.throws(() => new Ensemble([a, b], { weights: [1] }), /1 weights for 2 teachers/);
+    assert.throws(() => new Ensemble([a, b], { weights: [0, 0] }), /not all zero/);
+    a.dispose();
+    b.dispose();
+  });
+  it('is a teacher like any other: response KD with the cache, and feature matches into one member by path', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-ens-'));
+    const train = loadMnist({ split: 'train', limit: 256 }), test = loadMnist({ split: 'test', limit: 100 });
+    manualSeed(0);
+    const ens = new Ensemble([new LeNet5(), new LeNet5()], { mode: 'probs', temperature: 4 });
+    const student = new LeNet5Half();
+    const s = await distill({ teacher: ens, student, data: { train, test }, outDir: path.join(dir, 'kd'), epochs: 2, transforms: [normalize([0.1307], [0.3081])], progress: false, log: () => {} });
+    assert.equal(s.teacher_cache, 'built');
+    const fm = new FeatureMatcher(student, ens, [{ teacher: 'members.1.conv2', student: 'conv', loss: 'at' }]);
+    tidy(() => {
+      const { terms } = fm.forward(randn([2, 1, 28, 28]));
+      assert.ok(Number.isFinite(terms.get('at:conv')!.item()));
+    });
+    fm.dispose();
+    ens.dispose();
+    student.dispose();
+    train.dispose();
+    test.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+});
