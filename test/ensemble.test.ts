@@ -6,7 +6,9 @@ import { describe, it } from 'node:test';
 import { Tensor, manualSeed, noGrad, randn, tidy } from '../src/torch';
 import { loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { Ensemble, FeatureMatcher, distill } from '../src/distill';
+import { Ensemble, FeatureMatcher, checkMatches, compareFromConfig, distill, loadTeacher } from '../src/distill';
+import { saveWeights } from '../src/nn';
+import { validateConfig } from '../src/cli/config';
 import { checkLeaks, maxDiff } from './helpers';
 
 describe('Ensemble teacher', () => {
@@ -49,6 +51,41 @@ describe('Ensemble teacher', () => {
     student.dispose();
     train.dispose();
     test.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+  it('configs: teacher model ensemble with trained members, compared end to end; bad member specs are refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-ens-cfg-'));
+    manualSeed(3);
+    for (const n of ['a', 'b']) {
+      const t = new LeNet5();
+      saveWeights(t, path.join(dir, `${n}.safetensors`));
+      t.dispose();
+    }
+    const file = path.join(dir, 'ens.json');
+    const raw = {
+      name: 'ens', data: { dataset: 'mnist', limit: 256, batchSize: 64 },
+      teacher: { model: 'ensemble', mode: 'probs', members: [{ model: 'lenet5', checkpoint: 'a.safetensors', weight: 2 }, { model: 'lenet5', checkpoint: 'b.safetensors' }] },
+      student: { model: 'lenet5-half' }, distill: { temperature: 4, alpha: 0.3, matches: [{ teacher: 'members.0.conv2', student: 'conv', loss: 'at' }] },
+      training: { epochs: 1 }, output: { dir: path.join(dir, 'out') },
+    };
+    fs.writeFileSync(file, JSON.stringify(raw));
+    const cfg = validateConfig(raw, file);
+    assert.equal(cfg.teacher!.members![0].checkpoint, path.join(dir, 'a.safetensors'));
+    checkMatches(cfg, file);
+    const ens = loadTeacher(cfg, file) as Ensemble;
+    assert.deepEqual(ens.weights.map((w) => +w.toFixed(4)), [0.6667, 0.3333]);
+    assert.equal(ens.mode, 'probs');
+    ens.dispose();
+    const data = { train: loadMnist({ split: 'train', limit: 256 }), test: loadMnist({ split: 'test', limit: 200 }) };
+    const { result, reports } = await compareFromConfig(cfg, data, { file, progress: false, log: () => {} });
+    assert.ok(reports.teacher.checkpoint_bytes > 2 * 240000, 'both members counted');
+    assert.ok(Number.isFinite(result.kd_acc) && Number.isFinite(result.teacher_acc));
+    assert.ok(!fs.existsSync(path.join(dir, 'out', 'teacher')), 'an ensemble teacher is not trained');
+    data.train.dispose();
+    data.test.dispose();
+    assert.throws(() => validateConfig({ ...raw, teacher: { model: 'lenet5', members: raw.teacher.members } }, file), /teacher: members need model: ensemble \(got 'lenet5'\)/);
+    assert.throws(() => validateConfig({ ...raw, teacher: { model: 'ensemble' } }, file), /model 'ensemble' needs a 'members' list/);
+    assert.throws(() => validateConfig({ ...raw, teacher: { ...raw.teacher, members: [{ model: 'lenet5', checkpoint: 'c.safetensors' }] } }, file), /teacher\.members\[0\]\.checkpoint: file not found: .*c\.safetensors/);
     fs.rmSync(dir, { recursive: true });
   });
 });

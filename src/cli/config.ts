@@ -14,9 +14,24 @@ const augmentSpec = z
   })
   .strict();
 
-const modelSpec = z
+const memberSpec = z
   .object({
     model: z.string().min(1),
+    options: z.record(z.string(), z.unknown()).default({}),
+    /** A trained member's weights (safetensors); required. */
+    checkpoint: z.string().min(1),
+    weight: z.number().min(0).default(1),
+  })
+  .strict();
+
+const modelSpec = z
+  .object({
+    /** A zoo model name, or 'ensemble' (teacher only) with `members`. */
+    model: z.string().min(1),
+    /** model 'ensemble': trained teachers whose outputs are averaged (weights normalised). */
+    members: z.array(memberSpec).min(1).optional(),
+    /** model 'ensemble': average logits, or soft targets at the distillation temperature ('probs'). */
+    mode: z.enum(['logits', 'probs']).optional(),
     /** Augmentation for this model's own training run (overrides data.augment). */
     augment: augmentSpec.optional(),
     options: z.record(z.string(), z.unknown()).default({}),
@@ -160,6 +175,15 @@ export function validateConfig(raw: unknown, source = 'config'): RunConfig {
   const cfg = r.data;
   const baseDir = source.endsWith('.yaml') || source.endsWith('.yml') || source.endsWith('.json') ? path.dirname(source) : '.';
   for (const [role, spec] of [['teacher', cfg.teacher], ['student', cfg.student]] as const) {
+    if (spec && (spec.model === 'ensemble') !== !!spec.members)
+      throw new Error(`${source}: ${role}: ${spec.members ? `members need model: ensemble (got '${spec.model}')` : "model 'ensemble' needs a 'members' list"}`);
+    if (spec && role === 'student' && spec.members) throw new Error(`${source}: student: an ensemble can only be a teacher`);
+    if (spec && (spec.mode || spec.members) && spec.model !== 'ensemble') throw new Error(`${source}: ${role}.mode applies to model 'ensemble' only`);
+    spec?.members?.forEach((m, i) => {
+      const file = path.resolve(baseDir, m.checkpoint);
+      if (!fs.existsSync(file)) throw new Error(`${source}: ${role}.members[${i}].checkpoint: file not found: ${file}`);
+      m.checkpoint = file;
+    });
     if (spec?.checkpoint) {
       const file = path.resolve(baseDir, spec.checkpoint);
       if (!fs.existsSync(file)) throw new Error(`${source}: ${role}.checkpoint: file not found: ${file}`);

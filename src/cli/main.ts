@@ -6,7 +6,7 @@ import { setNumThreads } from '../torch';
 import { loadWeights, closest } from '../nn';
 import { registerBuiltinModels } from '../models';
 import {
-  RunKind, TrainingInterrupted, buildModel, checkDevice, checkMatches, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
+  RunKind, TrainingInterrupted, buildModel, checkDevice, checkMatches, loadTeacher, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
 } from '../distill';
 import { writeReport } from '../report';
 import { loadConfig } from './config';
@@ -90,9 +90,10 @@ async function main(argv: string[]): Promise<number> {
       const spec = role === 'teacher' ? cfg.teacher : cfg.student;
       if (!spec) throw new Error(`${file}: no '${role}' section`);
       const weights = values.weights ?? path.join(runDir(cfg, role === 'teacher' ? 'teacher' : 'student'), 'best.safetensors');
-      const model = buildModel(spec, cfg.seed);
+      const ensemble = role === 'teacher' && !!spec.members;
+      const model = ensemble ? loadTeacher(cfg, file) : buildModel(spec, cfg.seed);
       try {
-        loadWeights(model, weights);
+        if (!ensemble) loadWeights(model, weights);
         if (cfg.training.device !== 'cpu') model.to(cfg.training.device);
         const acc = await evaluate(model, data.test, transformsFor(cfg).norm);
         console.log(`${spec.model} (${weights}): test accuracy ${acc.toFixed(2)} % on ${data.test.length} images`);

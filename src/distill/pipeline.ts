@@ -10,7 +10,8 @@ import { createModel, registerBuiltinModels } from '../models';
 import type { RunConfig } from '../cli/config';
 import { TrainOptions, TrainSummary, deviceOf, trainModel } from './trainer';
 import { FeatureMatcher, type MatchSpec } from './features';
-import type { DynamicTemperature, ScheduleSpec } from './schedules';
+import { scheduleValue, type DynamicTemperature, type ScheduleSpec } from './schedules';
+import { Ensemble } from './ensemble';
 import type { SoftLoss } from './response';
 
 /** Mean and standard deviation of the training images, per data set (one channel). */
@@ -154,6 +155,51 @@ export function runDir(cfg: RunConfig, kind: RunKind): string {
 export function teacherWeights(cfg: RunConfig): string {
   return cfg.teacher?.checkpoint ?? path.join(runDir(cfg, 'teacher'), 'best.safetensors');
 }
+/**
+ * The teacher of a configuration: a zoo model with its trained weights (teacher.checkpoint or the teacher run's best),
+ * or, for model 'ensemble', the members with their checkpoints. `weights: false` gives freshly initialised models
+ * (for shape checks).
+ */
+export function loadTeacher(cfg: RunConfig, file: string, weights = true): Module {
+  const spec = cfg.teacher;
+  if (!spec) throw new Error(`${file}: no 'teacher' section`);
+  registerBuiltinModels();
+  if (spec.members) {
+    const members: Module[] = [];
+    try {
+      spec.members.forEach((m, i) => {
+        const model = createModel(m.model, { numClasses: 10, ...m.options });
+        members.push(model);
+        if (weights)
+          try {
+            loadWeights(model, m.checkpoint);
+          } catch (e) {
+            throw new Error(`${file}: teacher.members[${i}] (${m.model}): ${(e as Error).message}`);
+          }
+      });
+      const T = typeof cfg.distill.temperature === 'number' ? cfg.distill.temperature : scheduleValue(cfg.distill.temperature, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 });
+      return new Ensemble(members, { weights: spec.members.map((m) => m.weight), mode: spec.mode ?? 'logits', temperature: T });
+    } catch (e) {
+      members.forEach((m) => m.dispose());
+      throw e;
+    }
+  }
+  const model = createModel(spec.model, { numClasses: 10, ...spec.options });
+  if (weights)
+    try {
+      loadWeights(model, teacherWeights(cfg));
+    } catch (e) {
+      model.dispose();
+      throw new Error(`${(e as Error).message}\nTrain the teacher first (tsdistill train ${file} --role teacher) or set teacher.checkpoint.`);
+    }
+  return model;
+}
+
+/** Bytes of the teacher's weights on disk (all members' for an ensemble). */
+function teacherBytes(cfg: RunConfig): number {
+  return cfg.teacher?.members ? cfg.teacher.members.reduce((a, m) => a + fs.statSync(m.checkpoint).size, 0) : fs.statSync(teacherWeights(cfg)).size;
+}
+
 /** The zoo model of a config section, initialised from the run's seed. */
 export function buildModel(spec: NonNullable<RunConfig['teacher']>, seed: number): Module {
   registerBuiltinModels();
@@ -226,6 +272,7 @@ export function checkDevice(device: string): string {
 export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSplits, flags: RunFlags): Promise<TrainSummary> {
   const spec = kind === 'teacher' ? cfg.teacher : cfg.student;
   if (!spec) throw new Error(`${flags.file}: no '${kind === 'teacher' ? 'teacher' : 'student'}' section`);
+  if (kind === 'teacher' && spec.members) throw new Error(`${flags.file}: the teacher is an ensemble of trained members; there is nothing to train`);
   const model = buildModel(spec, cfg.seed);
   let teacher: Module | undefined;
   let features: FeatureMatcher | undefined;
@@ -233,12 +280,7 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
     if (spec.checkpoint && kind !== 'distilled') loadWeights(model, spec.checkpoint);
     if (kind === 'distilled') {
       if (!cfg.teacher) throw new Error(`${flags.file}: distill needs a 'teacher' section`);
-      teacher = createModel(cfg.teacher.model, { numClasses: 10, ...cfg.teacher.options });
-      try {
-        loadWeights(teacher, teacherWeights(cfg));
-      } catch (e) {
-        throw new Error(`${(e as Error).message}\nTrain the teacher first (tsdistill train ${flags.file} --role teacher) or set teacher.checkpoint.`);
-      }
+      teacher = loadTeacher(cfg, flags.file);
     }
     const device = checkDevice(cfg.training.device);
     if (device !== 'cpu') {
@@ -272,7 +314,7 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
 export function checkMatches(cfg: RunConfig, file: string): void {
   if (!cfg.distill.matches.length) return;
   if (!cfg.teacher) throw new Error(`${file}: distill.matches needs a 'teacher' section`);
-  const teacher = createModel(cfg.teacher.model, { numClasses: 10, ...cfg.teacher.options });
+  const teacher = loadTeacher(cfg, file, false);
   const student = createModel(cfg.student.model, { numClasses: 10, ...cfg.student.options });
   try {
     const fm = new FeatureMatcher(student, teacher, cfg.distill.matches as MatchSpec[]);
@@ -383,7 +425,7 @@ export async function compareFromConfig(
   if (!cfg.teacher) throw new Error(`${flags.file}: compare needs a 'teacher' section`);
   for (const kind of kinds) {
     const done = path.join(runDir(cfg, kind), 'summary.json');
-    if (kind === 'teacher' && cfg.teacher.checkpoint) continue;
+    if (kind === 'teacher' && (cfg.teacher.checkpoint || cfg.teacher.members)) continue;
     if (fs.existsSync(done) && !flags.force) {
       const s = JSON.parse(fs.readFileSync(done, 'utf8')) as TrainSummary;
       if (s.epochs === cfg.training.epochs) {
@@ -398,15 +440,15 @@ export async function compareFromConfig(
   for (const kind of kinds) {
     const spec = kind === 'teacher' ? cfg.teacher : cfg.student;
     const weights = kind === 'teacher' ? teacherWeights(cfg) : path.join(runDir(cfg, kind), 'best.safetensors');
-    const model = buildModel(spec, cfg.seed);
+    const model = kind === 'teacher' ? loadTeacher(cfg, flags.file) : buildModel(spec, cfg.seed);
     try {
-      loadWeights(model, weights);
+      if (kind !== 'teacher') loadWeights(model, weights);
       const device = checkDevice(cfg.training.device);
       if (device !== 'cpu') model.to(device);
       const m = await measureModel(model, data.test, transformsFor(cfg, kind).norm, teacherPreds);
       if (kind === 'teacher') teacherPreds = m.preds;
       reports[kind] = {
-        model: spec.model, acc: m.acc, errors: m.errors, params: model.numParameters(), checkpoint_bytes: fs.statSync(weights).size,
+        model: spec.model, acc: m.acc, errors: m.errors, params: model.numParameters(), checkpoint_bytes: kind === 'teacher' ? teacherBytes(cfg) : fs.statSync(weights).size,
         latency_b1_ms: m.latency, throughput_b256: m.throughput, agreement: m.agreement, ece: m.ece, epoch_s: summaries[kind]?.mean_epoch_s ?? NaN,
       };
     } finally {
