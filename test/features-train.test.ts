@@ -10,7 +10,7 @@ import { loadSafetensors, manualSeed, dispose } from '../src/torch';
 import { loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half, registerBuiltinModels } from '../src/models';
 import { MatchSpec, TrainingInterrupted, checkMatches, distill } from '../src/distill';
-import { validateConfig } from '../src/cli/config';
+import { loadConfig, validateConfig } from '../src/cli/config';
 import { checkLeaks, maxDiff } from './helpers';
 
 const MATCHES: MatchSpec[] = [
@@ -76,5 +76,15 @@ describe('feature matches in training', () => {
     assert.throws(() => checkMatches(cfg([{ teacher: 'conv2', student: 'conv', loss: 'fitnet' }]), 'x.yaml'), /unknown loss 'fitnet'/);
     assert.throws(() => checkMatches(cfg([{ teacher: 'fc1', student: 'conv', loss: 'hint' }]), 'x.yaml'), /differ in rank; no projection maps one onto the other/);
     assert.throws(() => cfg([{ teacher: 'fc1', student: 'conv', loss: 'hint', wieght: 2 }]), /distill\.matches\.0\.wieght: unknown key; did you mean 'distill\.matches\.0\.weight'\?/);
+  });
+});
+
+describe('examples/features-mnist-lenet.yaml', () => {
+  it('validates and its matches pass the pre-training checks', () => {
+    registerBuiltinModels();
+    const file = path.join(__dirname, '..', '..', 'examples', 'features-mnist-lenet.yaml');
+    const cfg = loadConfig(file);
+    assert.equal(cfg.distill.matches.length, 3);
+    checkMatches(cfg, file);
   });
 });
