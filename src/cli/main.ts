@@ -10,6 +10,7 @@ import {
 } from '../distill';
 import { writeReport } from '../report';
 import { loadConfig } from './config';
+import { loadPlugins } from './plugins';
 
 const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report'];
 const USAGE = `usage: tsdistill <command> <config.yaml|json> [options]
@@ -27,7 +28,9 @@ options:
   --seeds 0,1,2          compare: one run per seed (in DIR/seed-N), then mean ± std
   --resume               continue the run in the output directory (after Ctrl-C or a crash)
   --force                overwrite a finished or interrupted run
-  --json                 print the run summary as one JSON line at the end`;
+  --json                 print the run summary as one JSON line at the end
+  --plugin FILE          load your own losses/models first: FILE exports register({ registerLoss, registerModel })
+                         (.js, or .ts when the typescript package is installed); repeatable`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -37,6 +40,7 @@ async function main(argv: string[]): Promise<number> {
       set: { type: 'string', multiple: true }, epochs: { type: 'string' }, threads: { type: 'string' }, seed: { type: 'string' }, seeds: { type: 'string' },
       out: { type: 'string' }, device: { type: 'string' }, role: { type: 'string' }, weights: { type: 'string' },
       resume: { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      plugin: { type: 'string', multiple: true },
     },
   });
   const [command, file] = positionals;
@@ -52,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
   if (values.seed) sets.push(`seed=${values.seed}`);
   if (values.device) sets.push(`training.device=${values.device}`);
   if (values.out) sets.push(`output.dir=${values.out}`);
+  if (values.plugin?.length) loadPlugins(values.plugin);
   const cfg = loadConfig(file, sets);
   checkDevice(cfg.training.device);
   if (cfg.training.threads) setNumThreads(cfg.training.threads);
