@@ -71,7 +71,8 @@ export const configSchema = z
     seed: z.number().int().min(0).default(0),
     data: z
       .object({
-        dataset: z.enum(['mnist', 'fashion-mnist']),
+        /** cifar10 reads ../shared/data/cifar10-jpeg.tar.gz (decoded once, then cached). */
+        dataset: z.enum(['mnist', 'fashion-mnist', 'cifar10']),
         batchSize: z.number().int().positive().default(64),
         /** Use only the first N training images. */
         limit: z.number().int().positive().optional(),

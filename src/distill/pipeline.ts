@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, cuda, dispose, manualSeed, nextTick, noGrad, tidy, version, writeFileAtomic, zeros } from '../torch';
 import { Module, loadWeights } from '../nn';
-import { BatchTransform, DataLoader, ImageDataset, Rng, loadFashionMnist, loadMnist, normalize, randomCrop, randomHorizontalFlip } from '../data';
+import { BatchTransform, DataLoader, ImageDataset, Rng, loadCifar10, loadFashionMnist, loadMnist, normalize, randomCrop, randomHorizontalFlip } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
 import type { RunConfig } from '../cli/config';
 import { TrainOptions, TrainSummary, deviceOf, trainModel } from './trainer';
@@ -17,7 +17,14 @@ import type { SoftLoss } from './response';
 /** Mean and standard deviation of the training images, per data set (one channel). */
 export const DATASET_STATS: Record<string, [number, number]> = { mnist: [0.1307, 0.3081], 'fashion-mnist': [0.286, 0.353] };
 
-export type DatasetName = 'mnist' | 'fashion-mnist';
+/** The built-in data sets: per-channel statistics of the training images, image size and channels. */
+export const DATASETS: Record<DatasetName, { mean: number[]; std: number[]; size: number; channels: number }> = {
+  mnist: { mean: [0.1307], std: [0.3081], size: 28, channels: 1 },
+  'fashion-mnist': { mean: [0.286], std: [0.353], size: 28, channels: 1 },
+  cifar10: { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], size: 32, channels: 3 },
+};
+
+export type DatasetName = 'mnist' | 'fashion-mnist' | 'cifar10';
 export interface DataSplits {
   train: ImageDataset;
   test: ImageDataset;
@@ -25,6 +32,17 @@ export interface DataSplits {
 
 /** Loads a named data set's train (first `limit` images when given) and test splits. */
 export function loadDataset(name: DatasetName, limit?: number): DataSplits {
+  if (name === 'cifar10') {
+    // the archive is sorted by class: a limit takes a fixed random subset (the same every time), not the first N
+    const full = loadCifar10('train');
+    let train = full;
+    if (limit !== undefined && limit < full.length) {
+      const pick = new Rng(20240601).permutation(full.length).slice(0, limit).sort();
+      train = full.subset(pick, `${full.name}-${limit}`);
+      full.dispose();
+    }
+    return { train, test: loadCifar10('test') };
+  }
   const load = name === 'mnist' ? loadMnist : loadFashionMnist;
   return { train: load({ split: 'train', limit }), test: load({ split: 'test' }) };
 }
@@ -100,8 +118,8 @@ export async function distill(o: DistillOptions): Promise<TrainSummary> {
   const data = typeof o.data === 'string' ? loadDataset(o.data) : o.data;
   if (!data || !(data.train instanceof ImageDataset) || !(data.test instanceof ImageDataset))
     throw new Error(`distill: data must be 'mnist', 'fashion-mnist' or { train: ImageDataset, test: ImageDataset }`);
-  const stats = DATASET_STATS[typeof o.data === 'string' ? o.data : ''] ?? null;
-  const transforms = o.transforms ?? (stats ? [normalize([stats[0]], [stats[1]])] : []);
+  const stats = typeof o.data === 'string' ? DATASETS[o.data] : null;
+  const transforms = o.transforms ?? (stats ? [normalize(stats.mean, stats.std)] : []);
   const testTransforms = o.testTransforms ?? transforms.filter((t) => !t.random);
   const teacher = resolveModel(o.teacher, seed, 'teacher');
   let student: { module: Module; owned: boolean } | null = null;
@@ -208,11 +226,11 @@ export function buildModel(spec: NonNullable<RunConfig['teacher']>, seed: number
 }
 /** Normalisation (train and test) and the augmentation of one run (its section's `augment`, else data.augment). */
 export function transformsFor(cfg: RunConfig, kind: RunKind = 'student'): { norm: BatchTransform[]; aug: BatchTransform[] } {
-  const stats = DATASET_STATS[cfg.data.dataset];
-  const norm = cfg.data.normalize ? [normalize([stats[0]], [stats[1]])] : [];
+  const info = DATASETS[cfg.data.dataset];
+  const norm = cfg.data.normalize ? [normalize(info.mean, info.std)] : [];
   const spec = kind === 'teacher' ? cfg.teacher : cfg.student;
   const augment = spec?.augment ?? cfg.data.augment;
-  const aug = [...(augment?.crop ? [randomCrop(28, augment.crop)] : []), ...(augment?.flip ? [randomHorizontalFlip()] : [])];
+  const aug = [...(augment?.crop ? [randomCrop(info.size, augment.crop)] : []), ...(augment?.flip ? [randomHorizontalFlip()] : [])];
   return { norm, aug };
 }
 
@@ -319,7 +337,8 @@ export function checkMatches(cfg: RunConfig, file: string): void {
   try {
     const fm = new FeatureMatcher(student, teacher, cfg.distill.matches as MatchSpec[]);
     try {
-      tidy(() => fm.probe(zeros([2, 1, 28, 28])));
+      const info = DATASETS[cfg.data.dataset];
+      tidy(() => fm.probe(zeros([2, info.channels, info.size, info.size])));
     } finally {
       fm.dispose();
     }
