@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { Tensor, manualSeed, noGrad, randn, tidy } from '../src/torch';
 import { loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { Ensemble, FeatureMatcher, checkMatches, compareFromConfig, distill, loadTeacher } from '../src/distill';
+import { Ensemble, FeatureMatcher, checkMatches, compareFromConfig, distill, kdLoss, loadTeacher } from '../src/distill';
 import { saveWeights } from '../src/nn';
 import { validateConfig } from '../src/cli/config';
 import { checkLeaks, maxDiff } from './helpers';
@@ -41,10 +41,19 @@ describe('Ensemble teacher', () => {
     const student = new LeNet5Half();
     const s = await distill({ teacher: ens, student, data: { train, test }, outDir: path.join(dir, 'kd'), epochs: 2, transforms: [normalize([0.1307], [0.3081])], progress: false, log: () => {} });
     assert.equal(s.teacher_cache, 'built');
-    const fm = new FeatureMatcher(student, ens, [{ teacher: 'members.1.conv2', student: 'conv', loss: 'at' }]);
+    // one KD loss per teacher: the members' outputs are module outputs too
+    const fm = new FeatureMatcher(student, ens, [
+      { teacher: 'members.1.conv2', student: 'conv', loss: 'at' },
+      { teacher: 'members.0', student: 'logits', loss: 'kd' },
+      { teacher: 'members.1', student: 'logits', loss: 'kd' },
+    ]);
     tidy(() => {
-      const { terms } = fm.forward(randn([2, 1, 28, 28]));
-      assert.ok(Number.isFinite(terms.get('at:conv')!.item()));
+      const x = randn([2, 1, 28, 28]);
+      const { terms, logits } = fm.forward(x);
+      assert.deepEqual([...terms.keys()], ['at:conv', 'kd:logits', 'kd:logits#1']);
+      const [k0, k1] = [terms.get('kd:logits')!.item(), terms.get('kd:logits#1')!.item()];
+      const m0 = noGrad(() => (ens.members.at(0).call(x) as Tensor));
+      assert.ok(Math.abs(k0 - kdLoss(logits, m0).item()) < 1e-5 && Number.isFinite(k1) && k0 !== k1);
     });
     fm.dispose();
     ens.dispose();
