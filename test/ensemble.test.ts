@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { Tensor, manualSeed, noGrad, randn, tidy } from '../src/torch';
 import { loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { Ensemble, FeatureMatcher, checkMatches, compareFromConfig, distill, kdLoss, loadTeacher } from '../src/distill';
+import { Ensemble, FeatureMatcher, checkMatches, compareFromConfig, distill, kdLoss, loadTeacher, pseudoLabel } from '../src/distill';
 import { saveWeights } from '../src/nn';
 import { validateConfig } from '../src/cli/config';
 import { checkLeaks, maxDiff } from './helpers';
@@ -95,6 +95,36 @@ describe('Ensemble teacher', () => {
     assert.throws(() => validateConfig({ ...raw, teacher: { model: 'lenet5', members: raw.teacher.members } }, file), /teacher: members need model: ensemble \(got 'lenet5'\)/);
     assert.throws(() => validateConfig({ ...raw, teacher: { model: 'ensemble' } }, file), /model 'ensemble' needs a 'members' list/);
     assert.throws(() => validateConfig({ ...raw, teacher: { ...raw.teacher, members: [{ model: 'lenet5', checkpoint: 'c.safetensors' }] } }, file), /teacher\.members\[0\]\.checkpoint: file not found: .*c\.safetensors/);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('pseudoLabel (model compression on a transfer set)', () => {
+  checkLeaks();
+  it('labels images with the teacher, caches its logits for the labelled set, and distill reads them', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-transfer-'));
+    const transfer = loadMnist({ split: 'train', limit: 300 }), test = loadMnist({ split: 'test', limit: 100 });
+    manualSeed(2);
+    const ens = new Ensemble([new LeNet5(), new LeNet5()]);
+    const norm = [normalize([0.1307], [0.3081])];
+    const r = await pseudoLabel(ens, transfer, { transforms: norm, cacheDir: path.join(dir, '.teacher-cache') });
+    // the labels are the ensemble's predictions
+    const want = tidy(() => noGrad(() => {
+      ens.eval();
+      const x = transfer.images.float().div(255).sub(0.1307).div(0.3081);
+      return (ens.call(x) as Tensor).argmax(1).toArray();
+    }));
+    assert.deepEqual(r.dataset.labels.toArray(), want);
+    assert.ok(r.agreement >= 0 && r.agreement <= 100);
+    const student = new LeNet5Half();
+    const s = await distill({ teacher: ens, student, data: { train: r.dataset, test }, outDir: path.join(dir, 'run'), epochs: 1, alpha: 0, transforms: norm, progress: false, log: () => {} });
+    assert.equal(s.teacher_cache, 'loaded');
+    await assert.rejects(pseudoLabel(ens, transfer, { transforms: [...norm, { name: 'jitter', random: true, apply: (x: Tensor) => x }] }), /transforms must be deterministic \(got jitter\)/);
+    r.dataset.dispose();
+    student.dispose();
+    ens.dispose();
+    transfer.dispose();
+    test.dispose();
     fs.rmSync(dir, { recursive: true });
   });
 });

@@ -4,6 +4,7 @@ export { trainModel, evaluate, deviceOf, TrainingInterrupted, type TrainOptions,
 export * from './losses';
 export * from './schedules';
 export { Ensemble, type EnsembleOptions } from './ensemble';
+export { pseudoLabel, type PseudoLabelOptions, type PseudoLabelResult } from './transfer';
 export { FeatureMatcher, Projection, planProjection, expandPattern, mapLayers, expandMatches, type LayerMap, registerLoss, registerBuiltinLosses, lossNames, getLoss, type LossDef, type LossNeeds, type LossContext, type MatchSpec } from './features';
 export {
   distill, loadDataset, runFromConfig, compareFromConfig, compareSeeds, type SeedsResult, measureModel, claimOutputDir, formatTable, transformsFor, buildModel, runDir, teacherWeights,
