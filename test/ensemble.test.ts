@@ -89,6 +89,9 @@ describe('Ensemble teacher', () => {
     const { result, reports } = await compareFromConfig(cfg, data, { file, progress: false, log: () => {} });
     assert.ok(reports.teacher.checkpoint_bytes > 2 * 240000, 'both members counted');
     assert.ok(Number.isFinite(result.kd_acc) && Number.isFinite(result.teacher_acc));
+    // untrained members: the teacher is no better than the student alone, so there is no gap to close
+    if (result.teacher_acc <= result.plain_acc) assert.equal(result.gap_closed, null);
+    else assert.ok(Math.abs(result.gap_closed! - (result.kd_acc - result.plain_acc) / (result.teacher_acc - result.plain_acc)) < 1e-12);
     assert.ok(!fs.existsSync(path.join(dir, 'out', 'teacher')), 'an ensemble teacher is not trained');
     data.train.dispose();
     data.test.dispose();

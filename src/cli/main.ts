@@ -86,7 +86,11 @@ async function main(argv: string[]): Promise<number> {
       const { result, table } = await compareFromConfig(cfg, data, flags);
       console.log('');
       for (const line of formatTable(table)) console.log(line);
-      console.log(`\nteacher gap closed by distillation: ${(100 * result.gap_closed).toFixed(1)} %`);
+      console.log(
+        result.gap_closed === null
+          ? `\nteacher gap closed by distillation: n/a (the teacher, ${result.teacher_acc.toFixed(2)} %, is not more accurate than the student alone, ${result.plain_acc.toFixed(2)} %)`
+          : `\nteacher gap closed by distillation: ${(100 * result.gap_closed).toFixed(1)} %`,
+      );
       console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name })}`);
       if (values.json) console.log(JSON.stringify(result));
       return 0;

@@ -422,8 +422,8 @@ export interface CompareResult {
   teacher_acc: number;
   plain_acc: number;
   kd_acc: number;
-  /** (KD − plain) / (teacher − plain). */
-  gap_closed: number;
+  /** (KD − plain) / (teacher − plain); null when the teacher is not more accurate than the student alone (no gap). */
+  gap_closed: number | null;
   teacher_epoch_s: number | null;
   plain_epoch_s: number;
   /** Mean KD epoch with the teacher run on every batch (null when every epoch read cached logits). */
@@ -477,7 +477,7 @@ export async function compareFromConfig(
   const t = reports.teacher, p = reports.student, k = reports.distilled;
   const kdRun = summaries.distilled!;
   const result: CompareResult = {
-    teacher_acc: t.acc, plain_acc: p.acc, kd_acc: k.acc, gap_closed: (k.acc - p.acc) / (t.acc - p.acc),
+    teacher_acc: t.acc, plain_acc: p.acc, kd_acc: k.acc, gap_closed: t.acc > p.acc ? (k.acc - p.acc) / (t.acc - p.acc) : null,
     teacher_epoch_s: Number.isFinite(t.epoch_s) ? t.epoch_s : null, plain_epoch_s: p.epoch_s,
     kd_epoch_s: kdRun.live_teacher_epoch_s ?? null, kd_cached_epoch_s: kdRun.cached_teacher_epoch_s ?? null,
     kd_teacher_cache: kdRun.teacher_cache ?? 'off',
@@ -540,10 +540,10 @@ export async function compareSeeds(cfg: RunConfig, seeds: number[], data: DataSp
     mean[k] = xs.reduce((a, b) => a + b, 0) / xs.length;
     std[k] = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean[k]) ** 2, 0) / (xs.length - 1)) : 0;
   }
-  const pm = (k: string, scale = 1, d = 2) => `${(mean[k] * scale).toFixed(d)} ± ${(std[k] * scale).toFixed(d)}`;
+  const pm = (k: string, scale = 1, d = 2) => (k in mean ? `${(mean[k] * scale).toFixed(d)} ± ${(std[k] * scale).toFixed(d)}` : 'n/a');
   const table = [
     ['seed', 'teacher acc (%)', 'student alone (%)', 'student + KD (%)', 'gap closed (%)'],
-    ...runs.map((r, i) => [String(seeds[i]), r.teacher_acc.toFixed(2), r.plain_acc.toFixed(2), r.kd_acc.toFixed(2), (100 * r.gap_closed).toFixed(1)]),
+    ...runs.map((r, i) => [String(seeds[i]), r.teacher_acc.toFixed(2), r.plain_acc.toFixed(2), r.kd_acc.toFixed(2), r.gap_closed === null ? 'n/a' : (100 * r.gap_closed).toFixed(1)]),
     ['mean ± std', pm('teacher_acc'), pm('plain_acc'), pm('kd_acc'), pm('gap_closed', 100, 1)],
   ];
   const result = { seeds, runs, mean, std };
