@@ -34,6 +34,7 @@ const OPTIMIZER = { kind: 'sgd' as const, lr: 0.01, momentum: 0.9, weightDecay: 
 const KD = { temperature: 4, alpha: 0.3, softLoss: 'kl' as const };
 
 interface Args {
+  pairs: number;
   epochs: number;
   rounds: number;
   threads: number;
@@ -42,24 +43,24 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const ints: Record<string, number> = { epochs: 1, rounds: 5, threads: 2, warmup: 200 };
+  const ints: Record<string, number> = { pairs: 5, epochs: 1, rounds: 5, threads: 2, warmup: 200 };
   let python = '/usr/bin/python3';
   for (let k = 0; k < argv.length; k += 2) {
     const flag = argv[k];
     const name = flag.replace(/^--/, '');
     const value = argv[k + 1];
     if (!flag.startsWith('--') || !(name in ints || name === 'python'))
-      throw new Error(`epoch-times: unknown argument '${flag}' (expected --epochs, --rounds, --threads, --warmup or --python)`);
+      throw new Error(`epoch-times: unknown argument '${flag}' (expected --epochs, --rounds, --pairs, --threads, --warmup or --python)`);
     if (value === undefined) throw new Error(`epoch-times: ${flag} needs a value`);
     if (name === 'python') python = value;
     else {
       const n = Number(value);
-      const min = name === 'warmup' ? 0 : 1;
+      const min = name === 'warmup' || name === 'pairs' ? 0 : 1;
       if (!Number.isInteger(n) || n < min) throw new Error(`epoch-times: ${flag} must be an integer >= ${min}, got '${value}'`);
       ints[name] = n;
     }
   }
-  return { epochs: ints.epochs, rounds: ints.rounds, threads: ints.threads, warmup: ints.warmup, python };
+  return { epochs: ints.epochs, rounds: ints.rounds, pairs: ints.pairs, threads: ints.threads, warmup: ints.warmup, python };
 }
 
 function median(xs: number[]): number {
@@ -131,6 +132,38 @@ async function tsRound(train60k: ImageDataset, warmupSet: ImageDataset | null, t
   return times;
 }
 
+/**
+ * Plain and warm-cache KD epochs back to back, `pairs` times, each pair on fresh students: the per-pair ratio cancels
+ * the slow drift of a shared machine that separates kinds measured half a minute apart.
+ */
+async function pairedCacheRatio(train60k: ImageDataset, test: ImageDataset, pairs: number, dir: string): Promise<number[]> {
+  const norm = [normalize([DATASET_STATS['fashion-mnist'][0]], [DATASET_STATS['fashion-mnist'][1]])];
+  const loader = new DataLoader(train60k, { batchSize: BATCH, shuffle: true, seed: SEED, transforms: norm });
+  const teacher = makeModel('teacher');
+  const ratios: number[] = [];
+  try {
+    (await teacherLogits(teacher, loader, path.join(dir, 'cache'))).logits.dispose();
+    for (let i = 0; i < pairs; i++) {
+      const t: Partial<Times> = {};
+      for (const kind of ['plain', 'kd_cached'] as const) {
+        const m = makeModel(kind);
+        try {
+          const sm = await train(kind, m, teacher, loader, test, 1, dir);
+          t[kind] = kind === 'kd_cached' ? sm.cached_teacher_epoch_s! : sm.mean_epoch_s;
+        } finally {
+          m.dispose();
+        }
+      }
+      ratios.push(t.kd_cached! / t.plain!);
+      process.stdout.write(`  pair ${i + 1}/${pairs}  plain ${t.plain!.toFixed(2)} s  warm-cache KD ${t.kd_cached!.toFixed(2)} s  ratio ${ratios[i].toFixed(3)}\n`);
+    }
+  } finally {
+    teacher.dispose();
+    fs.rmSync(path.join(dir, 'cache'), { recursive: true, force: true });
+  }
+  return ratios;
+}
+
 function hasTorch(python: string): string | null {
   const r = spawnSync(python, ['-c', 'import torch, numpy; print(torch.__version__)'], { encoding: 'utf8' });
   if (r.error) return `${python} could not be run (${r.error.message})`;
@@ -164,7 +197,7 @@ async function main() {
   const threads = getNumThreads();
   process.stdout.write(
     `Fashion-MNIST, seed recipe (lenet5 teacher, lenet5-half student with outputRelu, SGD lr 0.01 momentum 0.9, batch ${BATCH}, T ${KD.temperature}, alpha ${KD.alpha}); ` +
-      `${a.epochs} epoch(s) per kind, ${a.rounds} round(s), ${threads.torch} threads, ${a.warmup} warm-up steps per kind; libtorch ${v.libtorch}\n`,
+      `${a.epochs} epoch(s) per kind, ${a.rounds} round(s), ${threads.torch} threads, ${a.warmup} warm-up steps per kind; libtorch ${v.libtorch}; OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY} for both sides\n`,
   );
   const train60k = loadFashionMnist({ split: 'train' });
   const test = loadFashionMnist({ split: 'test' });
@@ -172,12 +205,17 @@ async function main() {
   const warmupSet = a.warmup > 0 ? loadFashionMnist({ split: 'train', limit: Math.min(train60k.length, a.warmup * BATCH) }) : null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-bench-epochs-'));
   const ts: Times[] = [];
+  let pairRatios: number[] = [];
   const py: Times[] = [];
   try {
     for (let r = 0; r < a.rounds; r++) {
       process.stdout.write(`round ${r + 1}/${a.rounds}\n`);
       ts.push(await tsRound(train60k, warmupSet, test, small, a, dir));
       if (!missing) py.push(pyRound(a, script));
+    }
+    if (a.pairs > 0) {
+      process.stdout.write(`paired plain / warm-cache KD epochs (tsdistill)\n`);
+      pairRatios = await pairedCacheRatio(train60k, test, a.pairs, dir);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -208,8 +246,11 @@ async function main() {
     `warm-cache KD epoch <= 1.1 x plain-student epoch: ${f2(tsB.kd_cached)} s vs ${f2(tsB.plain)} s (x${cachedVsPlain}) ${tsB.kd_cached <= 1.1 * tsB.plain ? 'PASS' : 'FAIL'}` +
       (torchCachedVsPlain !== null ? ` (PyTorch: x${torchCachedVsPlain})` : '') + '\n',
   );
+  const pairedRatio = pairRatios.length ? +median(pairRatios).toFixed(3) : null;
+  if (pairedRatio !== null)
+    process.stdout.write(`warm-cache KD / plain, median of ${pairRatios.length} back-to-back pairs: x${pairedRatio} ${pairedRatio <= 1.1 ? 'PASS' : 'FAIL'} (pairs: ${pairRatios.map((r) => r.toFixed(3)).join(', ')})\n`);
   process.stdout.write(
-    JSON.stringify({ threads: a.threads, epochs: a.epochs, rounds: a.rounds, ts: tsB, torch: pyB, ts_median: tsM, torch_median: pyM, kd_vs_torch: kdVsTorch, cached_vs_plain: cachedVsPlain, torch_cached_vs_plain: torchCachedVsPlain }) + '\n',
+    JSON.stringify({ paired_cached_vs_plain: pairedRatio, threads: a.threads, epochs: a.epochs, rounds: a.rounds, ts: tsB, torch: pyB, ts_median: tsM, torch_median: pyM, kd_vs_torch: kdVsTorch, cached_vs_plain: cachedVsPlain, torch_cached_vs_plain: torchCachedVsPlain }) + '\n',
   );
 }
 main().catch((e) => {

@@ -107,7 +107,9 @@ export const configSchema = z
         lr: z.number().positive().default(0.01),
         momentum: z.number().min(0).max(1).default(0.9),
         weightDecay: z.number().min(0).default(0),
-        schedule: z.enum(['constant', 'cosine', 'step']).default('constant'),
+        schedule: z.enum(['constant', 'cosine', 'step', 'multistep']).default('constant'),
+        /** schedule 'multistep': epochs at which the learning rate drops 10x (RepDistiller: [150, 180, 210] of 240). */
+        milestones: z.array(z.number().int().positive()).optional(),
         warmupEpochs: z.number().int().min(0).default(0),
         threads: z.number().int().positive().optional(),
         device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),

@@ -95,6 +95,7 @@ export interface DistillOptions {
   matches?: MatchSpec[];
   optimizer?: Partial<TrainOptions['optimizer']>;
   schedule?: TrainOptions['schedule'];
+  milestones?: number[];
   warmupEpochs?: number;
   seed?: number;
   /** 'cpu' (default) or 'cuda[:N]': the teacher and student are moved there, batches are made there. */
@@ -137,7 +138,7 @@ export async function distill(o: DistillOptions): Promise<TrainSummary> {
       name: o.name ?? 'distilled', model: student.module, teacher: teacher.module, train: loader, test: data.test, testTransforms,
       epochs: o.epochs ?? 10, seed,
       optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, ...o.optimizer },
-      schedule: o.schedule ?? 'constant', warmupEpochs: o.warmupEpochs, outDir: o.outDir, resume: o.resume, force: o.force,
+      schedule: o.schedule ?? 'constant', milestones: o.milestones, warmupEpochs: o.warmupEpochs, outDir: o.outDir, resume: o.resume, force: o.force,
       kd: { temperature: o.temperature ?? 4, alpha: o.alpha ?? 0.1, softLoss: o.softLoss ?? 'kl', cache: o.cache ?? true, dynamicTemperature: o.dynamicTemperature }, features,
       progress: o.progress, signal: o.signal, log: o.log,
     });
@@ -312,7 +313,7 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
     const summary = await trainModel({
       name: `${cfg.name}/${kind}`, model, train: loader, test: data.test, testTransforms: norm, epochs: cfg.training.epochs, seed: cfg.seed,
       optimizer: { kind: cfg.training.optimizer, lr: cfg.training.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay },
-      schedule: cfg.training.schedule, warmupEpochs: cfg.training.warmupEpochs, outDir: out, resume: flags.resume, force: flags.force,
+      schedule: cfg.training.schedule, milestones: cfg.training.milestones, warmupEpochs: cfg.training.warmupEpochs, outDir: out, resume: flags.resume, force: flags.force,
       checkpointEvery: cfg.output.checkpointEvery, teacher, kd: kind === 'distilled' ? cfg.distill : undefined, features,
       cacheDir: path.join(cfg.output.dir, '.teacher-cache'), signal: flags.signal, progress: flags.progress, log: flags.log,
     });

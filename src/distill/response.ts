@@ -1,7 +1,7 @@
 // Response-based knowledge distillation (Hinton et al. 2015):
 //   loss = α·CE(student, labels) + (1 − α)·T²·soft(student/T, teacher/T)
 // with soft = KL(softmax(teacher/T) ‖ softmax(student/T)) (batch mean), soft cross-entropy, or logit MSE.
-import { Tensor, tidy } from '../torch';
+import { Tensor, noGrad, ops, tidy } from '../torch';
 import { F } from '../nn';
 
 export type SoftLoss = 'kl' | 'soft_ce' | 'logit_mse';
@@ -49,12 +49,32 @@ export function responseKD(opts: ResponseKDOptions = {}): (student: Tensor, teac
   const kind = opts.softLoss ?? 'kl';
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`responseKD: alpha must be in [0, 1], got ${alpha}`);
   if (!(T > 0)) throw new Error(`responseKD: temperature must be positive, got ${T}`);
-  return (student, teacher, labels) =>
-    tidy(() => {
+  if (kind !== 'kl')
+    return (student, teacher, labels) =>
+      tidy(() => {
+        const hard = F.crossEntropy(student, labels);
+        const soft = softTargetLoss(student, teacher, T, kind);
+        return { loss: hard.mul(alpha).add(soft.mul(1 - alpha)), hard, soft };
+      });
+  // KL, the common case, with as few graph nodes as the formula allows (it runs every step): the batch mean and T²
+  // fold into the one scale applied to the summed KL, α·CE + (1−α)·(T²/B)·ΣKL in a single add, and the reported soft
+  // term is scaled outside the graph.
+  const invT = 1 / T;
+  return (student, teacher, labels) => {
+    const a = student.shape, b = teacher.shape;
+    if (a.length !== b.length || a.some((x, i) => x !== b[i]))
+      throw new Error(`responseKD: student logits [${a.join(', ')}] and teacher logits [${b.join(', ')}] differ in shape`);
+    if (a.length !== 2) throw new Error(`responseKD: logits must be [batch, classes], got [${a.join(', ')}]`);
+    return tidy(() => {
       const hard = F.crossEntropy(student, labels);
-      const soft = softTargetLoss(student, teacher, T, kind);
-      return { loss: hard.mul(alpha).add(soft.mul(1 - alpha)), hard, soft };
+      const lt = noGrad(() => ops.log_softmax_int(teacher.mul(invT), 1, null));
+      const klSum = ops.kl_div(ops.log_softmax_int(student.mul(invT), 1, null), lt, 2, { log_target: true });
+      const scale = (T * T) / a[0];
+      const loss = ops.add_Tensor(hard.mul(alpha), klSum, { alpha: (1 - alpha) * scale });
+      const soft = noGrad(() => klSum.mul(scale));
+      return { loss, hard, soft };
     });
+  };
 }
 
 /** Hinton et al.'s recipe as a preset. */

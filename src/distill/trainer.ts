@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, dispose, keep, loadSafetensors, manualSeed, nextTick, noGrad, ops, saveSafetensors, tensor, tidy, writeFileAtomic, appendLineDurable, removeStaleTempFiles } from '../torch';
 import { F, Module } from '../nn';
-import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, Optimizer, SGD, StepLR, warmup } from '../optim';
+import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, warmup } from '../optim';
 import { DataLoader, ImageDataset, mixSeed } from '../data';
 import { responseKD, softTargetLoss } from './response';
 import { kdLossPerSample } from './losses';
@@ -23,7 +23,9 @@ export interface TrainOptions {
   epochs: number;
   seed: number;
   optimizer: { kind: 'sgd' | 'adam' | 'adamw'; lr: number; momentum: number; weightDecay: number };
-  schedule: 'constant' | 'cosine' | 'step';
+  schedule: 'constant' | 'cosine' | 'step' | 'multistep';
+  /** For schedule 'multistep': epochs (counted after warm-up) at which the learning rate is multiplied by 0.1. */
+  milestones?: number[];
   /** Linear warm-up over this many epochs before the schedule (0 = none). */
   warmupEpochs?: number;
   outDir: string;
@@ -97,10 +99,14 @@ function makeOptimizer(o: TrainOptions['optimizer'], params: Tensor[]): Optimize
   if (o.kind === 'adam') return new Adam(params, { lr: o.lr, weightDecay: o.weightDecay });
   return new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
 }
-function makeSchedule(kind: TrainOptions['schedule'], opt: Optimizer<any>, epochs: number, warmupEpochs: number): LRScheduler {
+function makeSchedule(kind: TrainOptions['schedule'], opt: Optimizer<any>, epochs: number, warmupEpochs: number, milestones: number[] = []): LRScheduler {
   const rest = Math.max(1, epochs - warmupEpochs);
+  if (kind === 'multistep' && !milestones.length) throw new Error("schedule 'multistep' needs milestones (epochs at which the learning rate drops by 10x)");
   const main =
-    kind === 'cosine' ? new CosineAnnealingLR(opt, rest) : kind === 'step' ? new StepLR(opt, Math.max(1, Math.floor(rest / 3)), 0.1) : new LambdaLR(opt, () => 1);
+    kind === 'cosine' ? new CosineAnnealingLR(opt, rest)
+    : kind === 'step' ? new StepLR(opt, Math.max(1, Math.floor(rest / 3)), 0.1)
+    : kind === 'multistep' ? new MultiStepLR(opt, milestones, 0.1)
+    : new LambdaLR(opt, () => 1);
   return warmup(opt, warmupEpochs, main);
 }
 
@@ -177,7 +183,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   }
   const projFile = path.join(o.outDir, 'last.proj.safetensors');
   const opt = makeOptimizer(o.optimizer, fm ? [...o.model.parameters(), ...fm.parameters()] : o.model.parameters());
-  const sched = makeSchedule(o.schedule, opt, o.epochs, o.warmupEpochs ?? 0);
+  const sched = makeSchedule(o.schedule, opt, o.epochs, o.warmupEpochs ?? 0, o.milestones);
   let startEpoch = 0;
   let best = { acc: -1, epoch: -1 };
   let resumedFrom: number | undefined;

@@ -1,0 +1,149 @@
+// The CIFAR-10 method table: one teacher, one student architecture, a row per distillation method, each row a fresh
+// student trained on the same data with the same schedule. Loss weights follow RepDistiller (Tian et al. 2020) and
+// mdistiller (DKD): cross-entropy weight 1 plus the method's own term, except KD (0.1·CE + 0.9·KD at T = 4).
+//   npm run build && node dist/bench/method-table.js [--epochs 2] [--limit 5000] [--teacher resnet56] [--student resnet20]
+//      [--methods plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst] [--teacher-weights FILE] [--teacher-epochs N]
+//      [--schedule short|repdistiller] [--threads 2] [--batch 64] [--device cpu|cuda] [--out runs/method-table]
+// 'short' (the default, for CPUs): cosine learning rate from 0.05 over --epochs. 'repdistiller': 240 epochs, lr 0.05
+// dropped 10x at 150/180/210, batch 64, weight decay 5e-4 (the GPU schedule). Prints a markdown table and a JSON line,
+// and writes both to <out>/method-table.md and <out>/method-table.json.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { getNumThreads, manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
+import { Module, loadWeights } from '../src/nn';
+import { DataLoader, normalize, randomCrop, randomHorizontalFlip } from '../src/data';
+import { createModel, registerBuiltinModels } from '../src/models';
+import { DATASETS, MatchSpec, TrainSummary, checkDevice, distill, loadDataset, trainModel } from '../src/distill';
+
+interface Method {
+  alpha: number;
+  matches: MatchSpec[];
+  note: string;
+}
+/** Matches for ResNet-CIFAR pairs (layer1..3 are the three stages; their outputs are the usual feature taps). */
+function methods(epochs: number): Record<string, Method | null> {
+  return {
+    plain: null,
+    kd: { alpha: 0.1, matches: [], note: '0.1·CE + 0.9·KD, T = 4' },
+    fitnet: { alpha: 1, matches: [{ teacher: 'layer2', student: 'layer2', loss: 'hint', weight: 100 }], note: 'hint on layer2, β = 100' },
+    at: { alpha: 1, matches: ['layer1', 'layer2', 'layer3'].map((l) => ({ teacher: l, student: l, loss: 'at', weight: 1000 })), note: 'AT on the 3 stages, β = 1000' },
+    sp: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'sp', weight: 3000 }], note: 'SP on layer3, β = 3000' },
+    rkd: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'rkd', weight: 1 }], note: 'RKD (25·d + 50·a) on layer3' },
+    pkt: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'pkt', weight: 30000 }], note: 'PKT on layer3, β = 30000' },
+    dkd: {
+      alpha: 1,
+      matches: [{ teacher: 'logits', student: 'logits', loss: 'dkd', weight: { kind: 'warmup', value: 1, epochs: Math.min(20, epochs) }, options: { alpha: 1, beta: 8, temperature: 4 } }],
+      note: 'DKD α = 1, β = 8, T = 4, warm-up 20 epochs',
+    },
+    cc: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'cc', weight: 0.02 }], note: 'CC on layer3, β = 0.02' },
+    nst: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'nst', weight: 50 }], note: 'NST on layer3, β = 50' },
+  };
+}
+
+function args() {
+  const a: Record<string, string> = {};
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!argv[i].startsWith('--') || argv[i + 1] === undefined) throw new Error(`method-table: expected --name value pairs, got '${argv[i]}'`);
+    a[argv[i].slice(2)] = argv[i + 1];
+  }
+  const known = ['epochs', 'limit', 'teacher', 'student', 'methods', 'teacher-weights', 'teacher-epochs', 'schedule', 'threads', 'batch', 'device', 'out'];
+  for (const k of Object.keys(a)) if (!known.includes(k)) throw new Error(`method-table: unknown option --${k} (known: ${known.map((x) => '--' + x).join(' ')})`);
+  const int = (k: string, d: number | undefined) => {
+    if (a[k] === undefined) return d;
+    const v = Number(a[k]);
+    if (!Number.isInteger(v) || v < 1) throw new Error(`method-table: --${k} must be a positive integer, got '${a[k]}'`);
+    return v;
+  };
+  const schedule = a.schedule ?? 'short';
+  if (schedule !== 'short' && schedule !== 'repdistiller') throw new Error(`method-table: --schedule must be short or repdistiller, got '${schedule}'`);
+  const epochs = int('epochs', schedule === 'repdistiller' ? 240 : 2)!;
+  return {
+    epochs, schedule, limit: int('limit', undefined), teacher: a.teacher ?? 'resnet56', student: a.student ?? 'resnet20',
+    methods: (a.methods ?? 'plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst').split(','), teacherWeights: a['teacher-weights'],
+    teacherEpochs: int('teacher-epochs', epochs)!, threads: int('threads', 2)!, batch: int('batch', 64)!, device: a.device ?? 'cpu', out: a.out ?? 'runs/method-table',
+  };
+}
+
+export async function main(): Promise<void> {
+  const o = args();
+  setNumThreads(o.threads);
+  registerBuiltinModels();
+  const device = checkDevice(o.device);
+  const table = methods(o.epochs);
+  for (const m of o.methods) if (!(m in table)) throw new Error(`method-table: unknown method '${m}' (known: ${Object.keys(table).join(', ')})`);
+  const info = DATASETS.cifar10;
+  const data = loadDataset('cifar10', o.limit);
+  const nTrain = data.train.length, nTest = data.test.length;
+  const norm = [normalize(info.mean, info.std)];
+  const aug = [randomCrop(32, 4), randomHorizontalFlip()];
+  const optimizer = { kind: 'sgd' as const, lr: 0.05, momentum: 0.9, weightDecay: 5e-4 };
+  const sched = o.schedule === 'repdistiller' ? { schedule: 'multistep' as const, milestones: [150, 180, 210] } : { schedule: 'cosine' as const };
+  const quiet = { progress: process.stdout.isTTY, log: (l: string) => process.stdout.write(l + '\n') };
+  fs.mkdirSync(o.out, { recursive: true });
+  process.stdout.write(`CIFAR-10 (${nTrain} train / ${nTest} test), ${o.teacher} -> ${o.student}, ${o.epochs} epochs (${o.schedule}), batch ${o.batch}, ${getNumThreads().torch} threads, ${device}\n`);
+
+  // the teacher: given weights, or trained here with the same data and schedule
+  manualSeed(0);
+  const teacher = createModel(o.teacher);
+  let teacherAcc = NaN, teacherEpochS = NaN;
+  const rows: { method: string; note: string; acc: number; epochs: number; epoch_s: number }[] = [];
+  try {
+    if (device !== 'cpu') teacher.to(device);
+    if (o.teacherWeights) loadWeights(teacher, o.teacherWeights);
+    else {
+      const s = await trainModel({
+        name: `teacher ${o.teacher}`, model: teacher, train: new DataLoader(data.train, { batchSize: o.batch, shuffle: true, seed: 0, transforms: [...aug, ...norm], device }),
+        test: data.test, testTransforms: norm, epochs: o.teacherEpochs, seed: 0, optimizer, ...sched, outDir: path.join(o.out, 'teacher'), force: true, checkpointEvery: 0, ...quiet,
+      });
+      loadWeights(teacher, path.join(o.out, 'teacher', 'best.safetensors'));
+      teacherAcc = s.best_test_acc;
+      teacherEpochS = s.mean_epoch_s;
+    }
+    for (const name of o.methods) {
+      manualSeed(1);
+      const student: Module = createModel(o.student);
+      if (device !== 'cpu') student.to(device);
+      const m = table[name];
+      let s: TrainSummary;
+      try {
+        if (!m)
+          s = await trainModel({
+            name: `${name} ${o.student}`, model: student, train: new DataLoader(data.train, { batchSize: o.batch, shuffle: true, seed: 1, transforms: [...aug, ...norm], device }),
+            test: data.test, testTransforms: norm, epochs: o.epochs, seed: 1, optimizer, ...sched, outDir: path.join(o.out, name), force: true, checkpointEvery: 0, ...quiet,
+          });
+        else
+          s = await distill({
+            name: `${name} ${o.student}`, teacher, student, data: { train: data.train, test: data.test }, outDir: path.join(o.out, name), force: true, seed: 1,
+            epochs: o.epochs, batchSize: o.batch, transforms: [...aug, ...norm], testTransforms: norm, temperature: 4, alpha: m.alpha,
+            softLoss: 'kl', cache: false, matches: m.matches.length ? m.matches : undefined, optimizer, ...sched, device, ...quiet,
+          });
+      } finally {
+        student.dispose();
+      }
+      rows.push({ method: name, note: m?.note ?? 'cross-entropy only', acc: s.best_test_acc, epochs: o.epochs, epoch_s: s.mean_epoch_s });
+      process.stdout.write(`${name}: best test accuracy ${s.best_test_acc.toFixed(2)} %, ${s.mean_epoch_s.toFixed(1)} s per epoch\n`);
+    }
+  } finally {
+    teacher.dispose();
+    data.train.dispose();
+    data.test.dispose();
+  }
+  const lines = [
+    `CIFAR-10, ${nTrain} training images, ${o.teacher} (teacher${Number.isFinite(teacherAcc) ? ` ${teacherAcc.toFixed(2)} %, ${o.teacherEpochs} epochs, ${teacherEpochS.toFixed(1)} s/epoch` : `, weights ${o.teacherWeights}`}) -> ${o.student}, schedule ${o.schedule}`,
+    '',
+    '| method | setting | best test acc (%) | epochs | epoch (s) |',
+    '|---|---|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.method} | ${r.note} | ${r.acc.toFixed(2)} | ${r.epochs} | ${r.epoch_s.toFixed(1)} |`),
+  ];
+  const json = { dataset: 'cifar10', train_images: nTrain, teacher: o.teacher, student: o.student, teacher_acc: teacherAcc, schedule: o.schedule, epochs: o.epochs, rows };
+  writeFileAtomic(path.join(o.out, 'method-table.md'), lines.join('\n') + '\n');
+  writeFileAtomic(path.join(o.out, 'method-table.json'), JSON.stringify(json, null, 2));
+  process.stdout.write('\n' + lines.join('\n') + '\n' + JSON.stringify(json) + '\n');
+}
+
+if (require.main === module)
+  main().catch((e) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
