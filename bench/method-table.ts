@@ -4,6 +4,7 @@
 //   npm run build && node dist/bench/method-table.js [--epochs 2] [--limit 5000] [--teacher resnet56] [--student resnet20]
 //      [--methods plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst] [--teacher-weights FILE] [--teacher-epochs N]
 //      [--schedule short|repdistiller] [--threads 2] [--batch 64] [--device cpu|cuda] [--out runs/method-table]
+//      [--test-limit N] (evaluate on a fixed random N of the 10,000 test images: smoke runs only)
 // 'short' (the default, for CPUs): cosine learning rate from 0.05 over --epochs. 'repdistiller': 240 epochs, lr 0.05
 // dropped 10x at 150/180/210, batch 64, weight decay 5e-4 (the GPU schedule). Prints a markdown table and a JSON line,
 // and writes both to <out>/method-table.md and <out>/method-table.json.
@@ -11,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getNumThreads, manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
 import { Module, loadWeights } from '../src/nn';
-import { DataLoader, normalize, randomCrop, randomHorizontalFlip } from '../src/data';
+import { DataLoader, Rng, normalize, randomCrop, randomHorizontalFlip } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
 import { DATASETS, MatchSpec, TrainSummary, checkDevice, distill, loadDataset, trainModel } from '../src/distill';
 
@@ -47,7 +48,7 @@ function args() {
     if (!argv[i].startsWith('--') || argv[i + 1] === undefined) throw new Error(`method-table: expected --name value pairs, got '${argv[i]}'`);
     a[argv[i].slice(2)] = argv[i + 1];
   }
-  const known = ['epochs', 'limit', 'teacher', 'student', 'methods', 'teacher-weights', 'teacher-epochs', 'schedule', 'threads', 'batch', 'device', 'out'];
+  const known = ['epochs', 'limit', 'test-limit', 'teacher', 'student', 'methods', 'teacher-weights', 'teacher-epochs', 'schedule', 'threads', 'batch', 'device', 'out'];
   for (const k of Object.keys(a)) if (!known.includes(k)) throw new Error(`method-table: unknown option --${k} (known: ${known.map((x) => '--' + x).join(' ')})`);
   const int = (k: string, d: number | undefined) => {
     if (a[k] === undefined) return d;
@@ -59,7 +60,7 @@ function args() {
   if (schedule !== 'short' && schedule !== 'repdistiller') throw new Error(`method-table: --schedule must be short or repdistiller, got '${schedule}'`);
   const epochs = int('epochs', schedule === 'repdistiller' ? 240 : 2)!;
   return {
-    epochs, schedule, limit: int('limit', undefined), teacher: a.teacher ?? 'resnet56', student: a.student ?? 'resnet20',
+    epochs, schedule, limit: int('limit', undefined), testLimit: int('test-limit', undefined), teacher: a.teacher ?? 'resnet56', student: a.student ?? 'resnet20',
     methods: (a.methods ?? 'plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst').split(','), teacherWeights: a['teacher-weights'],
     teacherEpochs: int('teacher-epochs', epochs)!, threads: int('threads', 2)!, batch: int('batch', 64)!, device: a.device ?? 'cpu', out: a.out ?? 'runs/method-table',
   };
@@ -74,6 +75,12 @@ export async function main(): Promise<void> {
   for (const m of o.methods) if (!(m in table)) throw new Error(`method-table: unknown method '${m}' (known: ${Object.keys(table).join(', ')})`);
   const info = DATASETS.cifar10;
   const data = loadDataset('cifar10', o.limit);
+  if (o.testLimit !== undefined && o.testLimit < data.test.length) {
+    // the test archive is sorted by class too: a fixed random subset (for smoke runs; tables use the full test set)
+    const full = data.test;
+    data.test = full.subset(new Rng(7).permutation(full.length).slice(0, o.testLimit).sort(), `${full.name}-${o.testLimit}`);
+    full.dispose();
+  }
   const nTrain = data.train.length, nTest = data.test.length;
   const norm = [normalize(info.mean, info.std)];
   const aug = [randomCrop(32, 4), randomHorizontalFlip()];
