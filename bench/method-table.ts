@@ -34,7 +34,7 @@ function methods(epochs: number): Record<string, Method | null> {
     dkd: {
       alpha: 1,
       matches: [{ teacher: 'logits', student: 'logits', loss: 'dkd', weight: { kind: 'warmup', value: 1, epochs: Math.min(20, epochs) }, options: { alpha: 1, beta: 8, temperature: 4 } }],
-      note: 'DKD α = 1, β = 8, T = 4, warm-up 20 epochs',
+      note: `DKD α = 1, β = 8, T = 4, weight warmed up over ${Math.min(20, epochs)} epochs`,
     },
     cc: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'cc', weight: 0.02 }], note: 'CC on layer3, β = 0.02' },
     nst: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'nst', weight: 50 }], note: 'NST on layer3, β = 50' },
