@@ -21,7 +21,7 @@ interface Method {
   matches: MatchSpec[];
   note: string;
 }
-/** Matches for ResNet-CIFAR pairs (layer1..3 are the three stages; their outputs are the usual feature taps). */
+/** Matches for ResNet-CIFAR pairs (layer1..3 are the three stages; `pool` is the pooled [B, C] embedding). */
 function methods(epochs: number): Record<string, Method | null> {
   return {
     plain: null,
@@ -29,14 +29,14 @@ function methods(epochs: number): Record<string, Method | null> {
     fitnet: { alpha: 1, matches: [{ teacher: 'layer2', student: 'layer2', loss: 'hint', weight: 100 }], note: 'hint on layer2, β = 100' },
     at: { alpha: 1, matches: ['layer1', 'layer2', 'layer3'].map((l) => ({ teacher: l, student: l, loss: 'at', weight: 1000 })), note: 'AT on the 3 stages, β = 1000' },
     sp: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'sp', weight: 3000 }], note: 'SP on layer3, β = 3000' },
-    rkd: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'rkd', weight: 1 }], note: 'RKD (25·d + 50·a) on layer3' },
-    pkt: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'pkt', weight: 30000 }], note: 'PKT on layer3, β = 30000' },
+    rkd: { alpha: 1, matches: [{ teacher: 'pool', student: 'pool', loss: 'rkd', weight: 1 }], note: 'RKD (25·d + 50·a) on the pooled embedding' },
+    pkt: { alpha: 1, matches: [{ teacher: 'pool', student: 'pool', loss: 'pkt', weight: 30000 }], note: 'PKT on the pooled embedding, β = 30000' },
     dkd: {
       alpha: 1,
       matches: [{ teacher: 'logits', student: 'logits', loss: 'dkd', weight: { kind: 'warmup', value: 1, epochs: Math.min(20, epochs) }, options: { alpha: 1, beta: 8, temperature: 4 } }],
       note: `DKD α = 1, β = 8, T = 4, weight warmed up over ${Math.min(20, epochs)} epochs`,
     },
-    cc: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'cc', weight: 0.02 }], note: 'CC on layer3, β = 0.02' },
+    cc: { alpha: 1, matches: [{ teacher: 'pool', student: 'pool', loss: 'cc', weight: 0.02 }], note: 'CC on the pooled embedding, β = 0.02' },
     nst: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'nst', weight: 50 }], note: 'NST on layer3, β = 50' },
   };
 }

@@ -1,7 +1,7 @@
 // CIFAR ResNets (He et al. 2016, the 6n+2 family) with the module names of the common PyTorch implementation used in
 // distillation benchmarks: conv1, bn1, layer1..3 (BasicBlock: conv1, bn1, conv2, bn2, downsample.0/1), fc.
-import { Tensor, ops } from '../torch';
-import { BatchNorm2d, Conv2d, Linear, Module, Sequential } from '../nn';
+import { Tensor } from '../torch';
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Module, Sequential } from '../nn';
 
 export class BasicBlock extends Module {
   conv1: Conv2d;
@@ -32,6 +32,8 @@ export class ResNetCifar extends Module {
   layer1: Sequential;
   layer2: Sequential;
   layer3: Sequential;
+  /** Global average pooling then flattening: `pool`'s output is the [B, C] embedding relation losses use (no weights). */
+  pool: Sequential;
   fc: Linear;
   constructor(readonly depth: number, readonly widths: number[], numClasses = 10) {
     super();
@@ -51,12 +53,13 @@ export class ResNetCifar extends Module {
     this.layer1 = this.registerModule('layer1', stage(widths[1], 1));
     this.layer2 = this.registerModule('layer2', stage(widths[2], 2));
     this.layer3 = this.registerModule('layer3', stage(widths[3], 2));
+    this.pool = this.registerModule('pool', new Sequential(new AdaptiveAvgPool2d(1), new Flatten()));
     this.fc = this.registerModule('fc', new Linear(widths[3], numClasses));
   }
   forward(x: Tensor): Tensor {
     let h = this.conv1.call(x);
     h = this.bn1.call(h).relu();
     h = this.layer3.call(this.layer2.call(this.layer1.call(h)));
-    return this.fc.call(ops.adaptive_avg_pool2d(h, [1, 1]).flatten(1));
+    return this.fc.call(this.pool.call(h));
   }
 }
