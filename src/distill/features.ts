@@ -8,7 +8,7 @@
 import { Tensor, keep, noGrad, ops, tidy } from '../torch';
 import { BatchNorm2d, Conv2d, Linear, Module, ModuleList, closest } from '../nn';
 import * as L from './losses';
-import { Progress, ScheduleSpec, checkSchedule, scheduleValue } from './schedules';
+import { Progress, ScheduleSpec, checkSchedule, initialValue, scheduleValue } from './schedules';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -280,7 +280,7 @@ export class FeatureMatcher {
         const sv = m.s.map((p) => s.features.get(p)!);
         const tv = m.t.map((p) => tf.get(p)!);
         const sp = m.proj ? [m.proj.call(sv[0]) as Tensor] : sv;
-        const w = typeof m.weight === 'number' ? m.weight : scheduleValue(m.weight, progress ?? { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 });
+        const w = progress ? scheduleValue(m.weight, progress) : initialValue(m.weight);
         terms.set(m.name, m.def.fn(sp, tv, { labels }, m.spec.options ?? {}).mul(w));
       }
       return { logits: s.logits, teacherLogits: ops.alias(tf.get(LOGITS)!), terms };

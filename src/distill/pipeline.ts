@@ -10,7 +10,7 @@ import { createModel, registerBuiltinModels } from '../models';
 import type { RunConfig } from '../cli/config';
 import { TrainOptions, TrainSummary, deviceOf, trainModel } from './trainer';
 import { FeatureMatcher, type MatchSpec } from './features';
-import { scheduleValue, type DynamicTemperature, type ScheduleSpec } from './schedules';
+import { initialValue, type DynamicTemperature, type ScheduleSpec } from './schedules';
 import { Ensemble } from './ensemble';
 import type { SoftLoss } from './response';
 
@@ -196,7 +196,7 @@ export function loadTeacher(cfg: RunConfig, file: string, weights = true): Modul
             throw new Error(`${file}: teacher.members[${i}] (${m.model}): ${(e as Error).message}`);
           }
       });
-      const T = typeof cfg.distill.temperature === 'number' ? cfg.distill.temperature : scheduleValue(cfg.distill.temperature, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 });
+      const T = initialValue(cfg.distill.temperature);
       return new Ensemble(members, { weights: spec.members.map((m) => m.weight), mode: spec.mode ?? 'logits', temperature: T });
     } catch (e) {
       members.forEach((m) => m.dispose());

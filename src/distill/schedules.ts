@@ -68,6 +68,9 @@ export function scheduleValue(spec: ScheduleSpec, p: Progress): number {
 
 export const isConstant = (spec: ScheduleSpec) => typeof spec === 'number' || spec.kind === 'constant';
 
+/** The schedule's value at the start of training. */
+export const initialValue = (spec: ScheduleSpec) => scheduleValue(spec, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 });
+
 // ------------------------------------------------------------------------------------------- dynamic temperatures
 
 export type DynamicTemperature = { kind: 'flsw'; beta: number; gamma: number; eps?: number } | { kind: 'cwsm'; beta: number };

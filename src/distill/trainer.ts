@@ -11,7 +11,7 @@ import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Opt
 import { DataLoader, ImageDataset, mixSeed } from '../data';
 import { responseKD, softTargetLoss } from './response';
 import { kdLossPerSample } from './losses';
-import { DynamicTemperature, Progress as RunProgress, ScheduleSpec, checkSchedule, dynamicTemperature, isConstant, scheduleValue } from './schedules';
+import { DynamicTemperature, Progress as RunProgress, ScheduleSpec, checkSchedule, dynamicTemperature, initialValue, isConstant, scheduleValue } from './schedules';
 import type { FeatureMatcher } from './features';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
 
@@ -143,6 +143,9 @@ function stepSeed(seed: number, epoch: number, step: number): number {
   return mixSeed(mixSeed(seed, epoch), step) & 0x7fffffff;
 }
 
+/** Each term's running sum divided by the samples seen. */
+const termMeans = (sums: Record<string, number>, seen: number) => Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / seen]));
+
 interface PartialEpoch {
   epoch: number;
   step: number;
@@ -228,7 +231,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     return { T, alpha };
   };
   // constant settings: one loss function; scheduled ones: the loss is rebuilt from the values at each step
-  const kdConst = kdo && !scheduled ? responseKD({ temperature: scheduleValue(kdo.temperature, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }), alpha: scheduleValue(kdo.alpha, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }), softLoss: kdo.softLoss }) : null;
+  const kdConst = kdo && !scheduled ? responseKD({ temperature: initialValue(kdo.temperature), alpha: initialValue(kdo.alpha), softLoss: kdo.softLoss }) : null;
   let progressNow: RunProgress = { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: o.epochs };
   const kd = kdo
     ? (s: Tensor, t: Tensor, y: Tensor) => {
@@ -335,7 +338,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
         if (r.termVals) for (const [k, v] of r.termVals) termSums[k] += v * n;
         progress?.update(step + 1, {
           loss: sum / seen, ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), acc: (100 * correct) / seen,
-          ...(fm ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen])) } : {}),
+          ...(fm ? { terms: termMeans(termSums, seen) } : {}),
           rate: seen / Math.max(1e-3, (Date.now() - t0) / 1000),
         });
         await new Promise<void>((res) => setImmediate(res));
@@ -368,7 +371,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
       const m: EpochMetrics = {
         epoch: epoch + 1, loss: sum / seen, train_acc: (100 * correct) / seen, test_acc: lastAcc, lr, epoch_s: epochS, samples_per_s: seen / epochS,
         ...(kd ? { hard: hardSum / seen, soft: softSum / seen } : {}), ...(teacherMode ? { teacher: teacherMode } : {}),
-        ...(fm ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen])) } : {}),
+        ...(fm ? { terms: termMeans(termSums, seen) } : {}),
         ...(scheduled ? (({ T, alpha }) => ({ temperature: T, alpha }))(kdAt({ epoch, step: steps, stepsPerEpoch: steps, epochs: o.epochs })) : {}),
       };
       // checkpoint files first, then state.json (the commit point), then the metrics line
