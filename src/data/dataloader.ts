@@ -12,7 +12,7 @@
 // batch b+1 early cannot overlap with training on batch b; it would only hold one more batch in memory. For resident
 // data a batch costs a gather and a few elementwise ops (well under a millisecond for MNIST-sized batches). The async
 // iterator yields to the event loop between batches, so timers, progress output and finalizers run during an epoch.
-import { DeviceLike, Tensor, noGrad, ops, tensor, tidy } from '../torch';
+import { DeviceLike, Tensor, nextTick, noGrad, ops, tensor, tidy } from '../torch';
 import { Dataset, Sample, TensorDataset } from './dataset';
 import { Rng, mixSeed } from './rng';
 import type { BatchTransform } from './transforms';
@@ -180,7 +180,7 @@ export class DataLoader {
     const n = this.length;
     for (let b = 0; b < n; b++) {
       yield this.batchAt(b);
-      await new Promise<void>((r) => setImmediate(r));
+      await nextTick();
     }
     this.setEpoch(this.epoch + 1);
   }

@@ -5,7 +5,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, keep, noGrad, ops, tensor, tidy, writeFileAtomic } from '../torch';
+import { Tensor, keep, nextTick, noGrad, ops, tensor, tidy, writeFileAtomic } from '../torch';
 import { native } from '../torch/handle';
 import type { Module } from '../nn';
 import { DataLoader, TensorDataset } from '../data';
@@ -124,7 +124,7 @@ export async function computeTeacherLogits(teacher: Module, loader: DataLoader):
         batch.dispose();
       }
       covered += batch.indices.length;
-      await new Promise<void>((r) => setImmediate(r));
+      await nextTick();
     }
     if (covered !== loader.dataset.length)
       throw new Error(`teacher cache: the loader's batches cover ${covered} of ${loader.dataset.length} samples (dropLast?); every sample needs a row`);

@@ -341,7 +341,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
           ...(fm ? { terms: termMeans(termSums, seen) } : {}),
           rate: seen / Math.max(1e-3, (Date.now() - t0) / 1000),
         });
-        await new Promise<void>((res) => setImmediate(res));
+        await nextTick();
         if (o.signal?.aborted && step + 1 < steps) {
           progress?.stop();
           const p: PartialEpoch = { epoch, step: step + 1, sum, hardSum, softSum, correct, seen, elapsed: (Date.now() - t0) / 1000, ...(fm ? { terms: termSums } : {}) };

@@ -27,6 +27,8 @@ export interface Native {
   dispose(h: Handle): void;
   isDisposed(h: Handle): boolean;
   liveTensors(): number;
+  /** Reports the live tensors' bytes to V8 as external memory (batched; see addon.cc) and returns them. */
+  syncExternalMemory(): number;
   setRequiresGrad(h: Handle, on: boolean): void;
   grad(h: Handle): Handle | null;
   setGrad(h: Handle, g: Handle | null): void;

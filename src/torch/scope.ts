@@ -95,12 +95,17 @@ export function dispose(x: unknown): void {
   for (const t of found) t.dispose();
 }
 
-/** Resolves on the next turn of the event loop. Training loops await it every step so finalizers can run. */
+/**
+ * Resolves on the next turn of the event loop. Training loops await it every step so finalizers can run; it also
+ * reports the live tensors' bytes to V8 (the garbage collector's backstop for undisposed tensors sees them here).
+ */
 export function nextTick(): Promise<void> {
+  native.syncExternalMemory();
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export function memory(): { liveTensors: number; rssMB: number; externalMB: number } {
+export function memory(): { liveTensors: number; tensorMB: number; rssMB: number; externalMB: number } {
+  const tensorBytes = native.syncExternalMemory();
   const m = process.memoryUsage();
-  return { liveTensors: native.liveTensors(), rssMB: m.rss / 2 ** 20, externalMB: m.external / 2 ** 20 };
+  return { liveTensors: native.liveTensors(), tensorMB: tensorBytes / 2 ** 20, rssMB: m.rss / 2 ** 20, externalMB: m.external / 2 ** 20 };
 }
