@@ -1,0 +1,2 @@
+// tsdistill/export: students out of the toolkit — ONNX (fp32), safetensors with a model card.
+export * from './onnx';
