@@ -2,10 +2,8 @@
 // normalisations that directly follow a convolution are folded into its weights, and the graph is serialised with the
 // ONNX protobuf messages of the `onnx-proto` package. The whole model is built and serialised in memory before the
 // file is written (atomically), so a module that cannot be exported fails with its path and class and leaves no file.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { writeFileAtomic } from '../torch';
+import { version, writeFileAtomic } from '../torch';
 import { Module, OnnxExportError, OnnxGraph, OnnxGraphBuilder, OnnxInitializer, OnnxNode, OnnxValue } from '../nn';
 
 export interface OnnxExportOptions {
@@ -208,7 +206,7 @@ export function serializeOnnx(graph: OnnxGraph, info: { name?: string; metadata?
   const model: onnx.IModelProto = {
     irVersion: irVersionFor(graph.opset),
     producerName: 'tsdistill',
-    producerVersion: packageVersion(),
+    producerVersion: version().tsdistill,
     docString: info.docString ?? '',
     opsetImport: [{ domain: '', version: graph.opset }],
     metadataProps: Object.entries(info.metadata ?? {}).map(([key, value]) => ({ key, value })),
@@ -226,18 +224,6 @@ export function serializeOnnx(graph: OnnxGraph, info: { name?: string; metadata?
   const err = onnx.ModelProto.verify(model);
   if (err) throw new Error(`ONNX export: the model message is invalid: ${err}`);
   return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
-}
-
-let version: string | null = null;
-function packageVersion(): string {
-  if (version === null) {
-    try {
-      version = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version as string;
-    } catch {
-      version = 'unknown';
-    }
-  }
-  return version;
 }
 
 /** The ONNX model of `model` as bytes, with what went into it. */
