@@ -5,4 +5,5 @@ export * as optim from './optim';
 export * as data from './data';
 export * as models from './models';
 export * from './distill';
+export * from './export';
 export * as report from './report';

@@ -11,8 +11,9 @@ import {
 import { writeReport } from '../report';
 import { loadConfig } from './config';
 import { loadPlugins } from './plugins';
+import { runExport } from './export';
 
-const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report'];
+const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report', 'export'];
 const USAGE = `usage: tsdistill <command> <config.yaml|json> [options]
 commands:
   train     train a model alone: --role teacher (default) or --role student
@@ -22,6 +23,11 @@ commands:
             and writes summary.json and report.html (charts per epoch and the table; opens offline)
   report    (re)write report.html for the compare run in the output directory
   eval      test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student
+  export    tsdistill export <run folder|checkpoint.safetensors> --format onnx|safetensors --out FILE: the model for
+            deployment, plus model-card.json beside it (architecture, input preprocessing, teacher, recipe, data,
+            metrics); a folder holding several runs exports the distilled one unless --role teacher|student|distilled;
+            a checkpoint outside a run folder needs --config FILE (and --role); ONNX: --opset N (default 17),
+            --batch N (default: dynamic batch); --card FILE to put the card elsewhere
 options:
   --set key.path=value   override a config value (repeatable)
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
@@ -41,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' }, device: { type: 'string' }, role: { type: 'string' }, weights: { type: 'string' },
       resume: { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       plugin: { type: 'string', multiple: true },
+      format: { type: 'string' }, config: { type: 'string' }, card: { type: 'string' }, opset: { type: 'string' }, batch: { type: 'string' },
     },
   });
   const [command, file] = positionals;
@@ -49,7 +56,23 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   if (!COMMANDS.includes(command)) throw new Error(`unknown command '${command}'; did you mean '${closest(command, COMMANDS, 1)[0]}'?\n${USAGE}`);
-  if (!file) throw new Error(`tsdistill ${command}: a config file is required\n${USAGE}`);
+  if (!file) throw new Error(`tsdistill ${command}: ${command === 'export' ? 'a run folder or checkpoint' : 'a config file'} is required\n${USAGE}`);
+  if (command === 'export') {
+    if (values.plugin?.length) loadPlugins(values.plugin);
+    if (values.threads) setNumThreads(Number(values.threads));
+    const int = (v: string | undefined, name: string) => {
+      if (v === undefined) return undefined;
+      if (!/^\d+$/.test(v)) throw new Error(`export: --${name} must be a positive integer, got '${v}'`);
+      return Number(v);
+    };
+    const r = runExport({ source: file, format: values.format, out: values.out, role: values.role, config: values.config, card: values.card, opset: int(values.opset, 'opset'), batch: int(values.batch, 'batch') });
+    for (const f of r.files) console.log(`${r.model} -> ${values.out} (${f.format}, ${f.bytes} bytes, sha256 ${f.sha256.slice(0, 16)}…)`);
+    console.log(`model card: ${r.card}${r.replacedCard ? ` (replaced the card of ${r.replacedCard}; use --card FILE to keep cards apart)` : ''}`);
+    if (values.json) console.log(JSON.stringify(r));
+    return 0;
+  }
+  for (const opt of ['format', 'config', 'card', 'opset', 'batch'] as const)
+    if (values[opt] !== undefined) throw new Error(`tsdistill ${command}: --${opt} applies to export only`);
   const sets = [...(values.set ?? [])];
   if (values.epochs) sets.push(`training.epochs=${values.epochs}`);
   if (values.threads) sets.push(`training.threads=${values.threads}`);

@@ -21,6 +21,7 @@
 import { DType, DeviceLike, Tensor, isDType, isFloatingDType, keep, noGrad, ops } from '../torch';
 import { native } from '../torch/handle';
 import { track } from '../torch/scope';
+import type { OnnxGraphBuilder, OnnxValue } from './onnx';
 
 /** Observes a module's output. Hooks cannot replace the output; the return value is ignored. */
 export type ForwardHook = (module: Module, inputs: unknown[], output: any) => void;
@@ -108,6 +109,12 @@ export abstract class Module {
 
   /** The computation. Called as `module.forward(...)` or `module.call(...)`; both run forward hooks. */
   abstract forward(...args: any[]): any;
+
+  /**
+   * Writes this module's eval-mode computation into an ONNX graph: one value per forward input, returns the output
+   * value(s) (see nn/onnx.ts). A module without it cannot be exported to ONNX.
+   */
+  exportOnnx?(g: OnnxGraphBuilder, ...inputs: OnnxValue[]): OnnxValue | OnnxValue[];
 
   constructor() {
     const raw = (this as any).forward as ((...args: any[]) => any) | undefined;

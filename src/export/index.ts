@@ -1,0 +1,3 @@
+// tsdistill/export: students out of the toolkit — ONNX (fp32), safetensors with a model card.
+export * from './onnx';
+export * from './card';

@@ -1,0 +1,285 @@
+// ONNX export checked against libtorch: every zoo architecture (small widths, eval mode, BatchNorm layers with
+// perturbed affine parameters and running statistics) is exported, run in onnxruntime-node at batch 7 and batch 1
+// on real MNIST / CIFAR-10 test images, and compared with the libtorch forward pass; a model built from every
+// exportable layer kind likewise; unsupported modules fail before a file exists.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { Tensor, manualSeed, noGrad, randint, randn, tensor, tidy } from '../src/torch';
+import {
+  AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Dropout, Embedding, Flatten, GELU, Identity, LayerNorm, LeakyReLU, Linear,
+  MaxPool2d, Module, OnnxGraphBuilder, OnnxValue, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softmax, Tanh, init,
+} from '../src/nn';
+import { createModel, modelNames, registerBuiltinModels } from '../src/models';
+import { loadCifar10, loadMnist, sharedDataDir } from '../src/data';
+import { buildOnnxGraph, saveOnnx } from '../src/export';
+import { checkLeaks } from './helpers';
+
+const TOL = 1e-4;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-onnx-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** BatchNorm layers with γ, β, running mean and variance away from their initial 1, 0, 0, 1 (so folding is tested). */
+function perturbBatchNorms(model: Module): number {
+  let n = 0;
+  noGrad(() => {
+    for (const m of model.modules())
+      if (m instanceof BatchNorm2d || m instanceof BatchNorm1d) {
+        if (m.weight) init.uniform_(m.weight, 0.6, 1.4);
+        if (m.bias) init.normal_(m.bias, 0, 0.1);
+        init.normal_(m.runningMean!, 0, 0.1);
+        init.uniform_(m.runningVar!, 0.6, 1.6);
+        n++;
+      }
+  });
+  return n;
+}
+
+/** Normalised test images [n, C, H, W] (float32) of MNIST or CIFAR-10; CIFAR-10 falls back to N(0, 1) without the shared data. */
+function images(kind: 'mnist' | 'cifar', n: number): Tensor {
+  if (kind === 'mnist') {
+    const ds = loadMnist({ split: 'test', limit: n });
+    try {
+      return tidy(() => ds.images.float().div(255).sub(0.1307).div(0.3081));
+    } finally {
+      ds.dispose();
+    }
+  }
+  if (!sharedDataDir()) return randn([n, 3, 32, 32]);
+  const ds = loadCifar10('test');
+  try {
+    return tidy(() => {
+      const x = ds.images.narrow(0, 0, n).float().div(255);
+      const mean = tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1);
+      const std = tensor([0.247, 0.2435, 0.2616]).view(1, 3, 1, 1);
+      return x.sub(mean).div(std);
+    });
+  } finally {
+    ds.dispose();
+  }
+}
+
+async function runOnnx(file: string, x: Tensor): Promise<{ data: Float32Array; dims: readonly number[] }> {
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  try {
+    const data = x.dtype === 'int64' ? (x.data() as BigInt64Array) : (x.data() as Float32Array);
+    const input = new ort.Tensor(x.dtype === 'int64' ? 'int64' : 'float32', data, x.shape);
+    const out = await session.run({ input });
+    assert.deepEqual(Object.keys(out), ['logits']);
+    return { data: out.logits.data as Float32Array, dims: out.logits.dims };
+  } finally {
+    await session.release();
+  }
+}
+
+/** Exports `model`, runs the file on `x` (and on its first row alone), and returns max |ONNX − libtorch|. */
+async function compare(model: Module, x: Tensor, file: string, inputShape: number[], inputDtype?: 'int64'): Promise<{ diff: number; info: ReturnType<typeof saveOnnx> }> {
+  model.eval();
+  const info = saveOnnx(model, file, { inputShape, inputDtype });
+  let diff = 0;
+  for (const batch of [x.shape[0], 1]) {
+    const xb = x.narrow(0, 0, batch);
+    const expected = tidy(() => noGrad(() => (model.call(xb) as Tensor).float()));
+    try {
+      const got = await runOnnx(file, xb);
+      assert.deepEqual([...got.dims], expected.shape, `output shape at batch ${batch}`);
+      const e = expected.data() as Float32Array;
+      for (let i = 0; i < e.length; i++) diff = Math.max(diff, Math.abs(e[i] - got.data[i]));
+      assert.ok(e.some((v) => v !== 0), 'the libtorch output is not all zeros');
+    } finally {
+      expected.dispose();
+      xb.dispose();
+    }
+  }
+  return { diff, info };
+}
+
+interface ZooCase {
+  name: string;
+  options?: Record<string, unknown>;
+  data: 'mnist' | 'cifar';
+}
+// one case per zoo architecture (class), with the variants that take other export paths
+const ZOO: ZooCase[] = [
+  { name: 'mlp', options: { widths: [784, 64, 32, 10], dropout: 0.5, inputDropout: 0.2 }, data: 'mnist' },
+  { name: 'lenet5', data: 'mnist' },
+  { name: 'lenet5-half', data: 'mnist' },
+  { name: 'lenet5-half', options: { outputRelu: true }, data: 'mnist' },
+  { name: 'resnet8', data: 'cifar' },
+  { name: 'resnet8x4', data: 'cifar' },
+  { name: 'wrn-16-1', options: { dropout: 0.3 }, data: 'cifar' },
+  { name: 'vgg8', data: 'cifar' },
+  { name: 'mobilenetv2-0.5', options: { smallInput: true }, data: 'cifar' },
+  { name: 'mobilenetv2', options: { width: 0.25 }, data: 'cifar' },
+];
+
+describe('ONNX export of the zoo matches libtorch in onnxruntime', () => {
+  checkLeaks();
+  registerBuiltinModels();
+  const measured: string[] = [];
+  after(() => {
+    if (process.env.TSDISTILL_ONNX_REPORT) console.log(measured.join('\n'));
+  });
+
+  for (const c of ZOO) {
+    const label = `${c.name}${c.options ? ' ' + JSON.stringify(c.options) : ''}`;
+    it(`${label}: batch 7 and batch 1, max |diff| <= ${TOL}`, async () => {
+      manualSeed(3);
+      const model = createModel(c.name, { numClasses: 10, ...c.options });
+      const x = images(c.data, 7);
+      try {
+        const bns = perturbBatchNorms(model);
+        const file = path.join(dir, `${c.name}.onnx`);
+        const { diff, info } = await compare(model, x, file, x.shape.slice(1));
+        measured.push(`${label}: max |diff| ${diff.toExponential(2)}, ${info.bytes} bytes, ${JSON.stringify(info.ops)}, folded ${info.foldedBatchNorms} of ${bns} BN`);
+        assert.ok(diff <= TOL, `${label}: max |ONNX - libtorch| = ${diff}`);
+        assert.equal(info.bytes, fs.statSync(file).size);
+        // every BatchNorm that directly follows a convolution is folded: only WRN's pre-activation ones remain
+        const expectedLeft = c.name.startsWith('wrn') ? info.ops.BatchNormalization : 0;
+        assert.equal(info.ops.BatchNormalization ?? 0, expectedLeft);
+        assert.equal(info.foldedBatchNorms + (info.ops.BatchNormalization ?? 0), bns, 'each BatchNorm is folded or exported');
+        if (c.name.startsWith('wrn')) assert.ok(info.foldedBatchNorms > 0 && info.ops.BatchNormalization > 0, JSON.stringify(info.ops));
+        assert.equal(info.ops.Dropout, undefined, 'dropout is left out');
+      } finally {
+        x.dispose();
+        model.dispose();
+      }
+    });
+  }
+
+  it('every registered zoo model is an architecture tested above, and builds a graph', () => {
+    const tested = new Set(ZOO.map((c) => createClassName(c.name, c.options)));
+    for (const name of modelNames()) {
+      if (/^(wrn-28-10|resnet110|vgg13|mobilenetv2)$/.test(name)) continue; // same classes as smaller ones, costly to build
+      manualSeed(0);
+      const model = createModel(name, { numClasses: 10 });
+      try {
+        assert.ok(tested.has(model.constructor.name), `${name} (${model.constructor.name}) has no ONNX test case`);
+        const shape = model.constructor.name.startsWith('LeNet') || model.constructor.name === 'Mlp' ? [1, 28, 28] : [3, 32, 32];
+        const { graph } = buildOnnxGraph(model, { inputShape: shape });
+        assert.deepEqual(graph.outputs.map((o) => [o.name, o.shape]), [['logits', ['batch', 10]]], name);
+      } finally {
+        model.dispose();
+      }
+    }
+  });
+});
+
+function createClassName(name: string, options?: Record<string, unknown>): string {
+  const m = createModel(name, { numClasses: 10, ...options });
+  try {
+    return m.constructor.name;
+  } finally {
+    m.dispose();
+  }
+}
+
+/** [B, L, C] -> [B, C, L] (a user-defined layer with its own export). */
+class ToChannels extends Module {
+  forward(x: Tensor): Tensor {
+    return x.transpose(1, 2);
+  }
+  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
+    return g.transpose(x, [0, 2, 1]);
+  }
+}
+class Unsupported extends Module {
+  forward(x: Tensor): Tensor {
+    return x.mul(2);
+  }
+}
+
+describe('ONNX export of every layer kind', () => {
+  checkLeaks();
+
+  it('image layers: grouped, strided, dilated and same-padded convolutions, BatchNorm folded and not, activations, pooling', async () => {
+    manualSeed(5);
+    const model = new Sequential(
+      new Conv2d(1, 8, 3, { padding: 1 }), new BatchNorm2d(8), new ReLU6(),
+      new Conv2d(8, 8, 3, { stride: 2, padding: 1, groups: 4, bias: false }), new BatchNorm2d(8), new GELU(),
+      new Conv2d(8, 12, 3, { dilation: 2, padding: 'same' }), new SiLU(), new BatchNorm2d(12),
+      new MaxPool2d(3, { stride: 2, padding: 1 }), new Tanh(),
+      new Conv2d(12, 16, 1), new LeakyReLU(0.2), new AvgPool2d(2, { stride: 1 }), new GELU('tanh'),
+      new AdaptiveAvgPool2d(2), new Sigmoid(), new Dropout(0.5), new Identity(), new Flatten(),
+      new Linear(64, 32), new LayerNorm(32), new ReLU(), new Linear(32, 10), new Softmax(1),
+    );
+    const x = images('mnist', 7);
+    try {
+      perturbBatchNorms(model);
+      const { diff, info } = await compare(model, x, path.join(dir, 'layers.onnx'), [1, 28, 28]);
+      assert.ok(diff <= TOL, `max |diff| ${diff}`);
+      assert.equal(info.foldedBatchNorms, 2, 'the two BatchNorms right after a convolution are folded');
+      assert.equal(info.ops.BatchNormalization, 1, 'the BatchNorm after SiLU stays');
+      for (const op of ['Clip', 'Erf', 'Sigmoid', 'MaxPool', 'Tanh', 'LeakyRelu', 'AveragePool', 'Flatten', 'Gemm', 'LayerNormalization', 'Softmax'])
+        assert.ok(info.ops[op] > 0, `${op} in ${JSON.stringify(info.ops)}`);
+    } finally {
+      x.dispose();
+      model.dispose();
+    }
+  });
+
+  it('sequence layers: Embedding (Gather), Linear on 3-D input, Conv1d + BatchNorm1d, int64 input', async () => {
+    manualSeed(6);
+    const model = new Sequential(
+      new Embedding(50, 16), new LayerNorm(16), new Linear(16, 16), new GELU(), new ToChannels(),
+      new Conv1d(16, 8, 3, { padding: 1 }), new BatchNorm1d(8), new ReLU(), new Flatten(), new Linear(48, 5),
+    );
+    const x = randint(0, 50, [7, 6]);
+    try {
+      perturbBatchNorms(model);
+      const { diff, info } = await compare(model, x, path.join(dir, 'seq.onnx'), [6], 'int64');
+      assert.ok(diff <= TOL, `max |diff| ${diff}`);
+      assert.equal(info.foldedBatchNorms, 1);
+      for (const op of ['Gather', 'MatMul', 'Add', 'Transpose', 'Conv']) assert.ok(info.ops[op] > 0, `${op} in ${JSON.stringify(info.ops)}`);
+    } finally {
+      x.dispose();
+      model.dispose();
+    }
+  });
+});
+
+describe('ONNX export refuses what it cannot write, before writing', () => {
+  checkLeaks();
+
+  it('a module without an export names its path and class; no file is written', () => {
+    const model = new Sequential(new Conv2d(1, 2, 3), new Sequential(new ReLU(), new Unsupported()), new Flatten());
+    const file = path.join(dir, 'unsupported.onnx');
+    try {
+      assert.throws(() => saveOnnx(model, file, { inputShape: [1, 8, 8] }), /ONNX export: Unsupported at '1\.1': Unsupported has no ONNX export/);
+      assert.equal(fs.existsSync(file), false);
+      assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('unsupported')), [], 'no temp file either');
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('an existing file is left as it was', () => {
+    const model = new Sequential(new Conv2d(1, 2, 3), new Unsupported());
+    const file = path.join(dir, 'kept.onnx');
+    fs.writeFileSync(file, 'old');
+    try {
+      assert.throws(() => saveOnnx(model, file, { inputShape: [1, 8, 8] }), /at '1'/);
+      assert.equal(fs.readFileSync(file, 'utf8'), 'old');
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('uneven adaptive pooling, batch-statistics BatchNorm and bad options name the module, the op and the shape', () => {
+    const a = new Sequential(new Conv2d(1, 2, 3), new AdaptiveAvgPool2d(4));
+    const b = new Sequential(new Conv2d(1, 2, 3), new BatchNorm2d(2, { trackRunningStats: false }));
+    try {
+      assert.throws(() => buildOnnxGraph(a, { inputShape: [1, 28, 28] }), /AdaptiveAvgPool2d at '1': adaptive average pooling of 26×26 to 4×4 has uneven windows .*\[batch, 2, 26, 26\]/);
+      assert.throws(() => buildOnnxGraph(b, { inputShape: [1, 28, 28] }), /BatchNorm2d at '1': without running statistics/);
+      assert.throws(() => buildOnnxGraph(a, { inputShape: [3, 28, 28] }), /Conv2d at '0': Conv2d expects 1 input channels, got shape \[batch, 3, 28, 28\]/);
+      assert.throws(() => buildOnnxGraph(a, { inputShape: [1, 28, 28], opset: 11 }), /opset must be an integer from 13 to 21, got 11/);
+      assert.throws(() => buildOnnxGraph(a, { inputShape: [1, 28, 28], inputshape: [1] } as never), /unknown option 'inputshape'/);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+});
