@@ -6,3 +6,4 @@ export * as data from './data';
 export * as models from './models';
 export * from './distill';
 export * as report from './report';
+export * as llm from './llm';
