@@ -11,8 +11,9 @@ import {
 import { writeReport } from '../report';
 import { loadConfig } from './config';
 import { loadPlugins } from './plugins';
+import { runGenerate } from './generate';
 
-const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report'];
+const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report', 'generate'];
 const USAGE = `usage: tsdistill <command> <config.yaml|json> [options]
 commands:
   train     train a model alone: --role teacher (default) or --role student
@@ -22,6 +23,8 @@ commands:
             and writes summary.json and report.html (charts per epoch and the table; opens offline)
   report    (re)write report.html for the compare run in the output directory
   eval      test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student
+  generate  a data set from a teacher LLM behind an OpenAI-compatible endpoint (a generate config: input, output,
+            teacher, requests, curation); running it again resumes; exit status 3 when samples failed (run again)
 options:
   --set key.path=value   override a config value (repeatable)
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
@@ -29,8 +32,10 @@ options:
   --resume               continue the run in the output directory (after Ctrl-C or a crash)
   --force                overwrite a finished or interrupted run
   --json                 print the run summary as one JSON line at the end
-  --plugin FILE          load your own losses/models first: FILE exports register({ registerLoss, registerModel })
-                         (.js, or .ts when the typescript package is installed); repeatable`;
+  --plugin FILE          load your own losses/models/verifiers first: FILE exports
+                         register({ registerLoss, registerModel, registerVerifier })
+                         (.js, or .ts when the typescript package is installed); repeatable
+  --concurrency N  --limit N   generate: requests in flight; use only the first N prompts`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -40,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
       set: { type: 'string', multiple: true }, epochs: { type: 'string' }, threads: { type: 'string' }, seed: { type: 'string' }, seeds: { type: 'string' },
       out: { type: 'string' }, device: { type: 'string' }, role: { type: 'string' }, weights: { type: 'string' },
       resume: { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      plugin: { type: 'string', multiple: true },
+      plugin: { type: 'string', multiple: true }, concurrency: { type: 'string' }, limit: { type: 'string' },
     },
   });
   const [command, file] = positionals;
@@ -50,6 +55,15 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!COMMANDS.includes(command)) throw new Error(`unknown command '${command}'; did you mean '${closest(command, COMMANDS, 1)[0]}'?\n${USAGE}`);
   if (!file) throw new Error(`tsdistill ${command}: a config file is required\n${USAGE}`);
+  if (command === 'generate') {
+    const sets = [...(values.set ?? [])];
+    if (values.out) sets.push(`output.dir=${values.out}`);
+    if (values.concurrency) sets.push(`requests.concurrency=${values.concurrency}`);
+    if (values.limit) sets.push(`input.limit=${values.limit}`);
+    if (values.plugin?.length) loadPlugins(values.plugin);
+    stopNote = 'stopping: abandoning requests in flight and flushing the output (Ctrl-C again to quit at once; the output stays consistent)';
+    return runGenerate(file, { sets, force: values.force, json: values.json, signal: stop.signal });
+  }
   const sets = [...(values.set ?? [])];
   if (values.epochs) sets.push(`training.epochs=${values.epochs}`);
   if (values.threads) sets.push(`training.threads=${values.threads}`);
@@ -125,10 +139,11 @@ async function main(argv: string[]): Promise<number> {
 
 // Ctrl-C: the first stops the run after the current step and saves a resumable state; a second exits at once.
 const stop = new AbortController();
+let stopNote = 'stopping after this step and saving (Ctrl-C again to quit at once)';
 process.on('SIGINT', () => {
   if (stop.signal.aborted) process.exit(130);
   stop.abort();
-  process.stderr.write('\nstopping after this step and saving (Ctrl-C again to quit at once)\n');
+  process.stderr.write(`\n${stopNote}\n`);
 });
 
 main(process.argv.slice(2)).then(
