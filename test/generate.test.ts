@@ -13,6 +13,7 @@ import {
   type Clock, type GenerateConfigInput, type GenerateSummary,
 } from '../src/llm';
 import { loadPlugins } from '../src/cli/plugins';
+import { loadGenerateConfig } from '../src/cli/generate';
 import { startFakeServer, fakeTokens, type FakeRequest } from './fake-openai';
 
 const root = path.join(__dirname, '..', '..');
@@ -510,6 +511,31 @@ describe('generate: curation', () => {
       const out = newDir();
       await generate(config(server.url, input, out), quiet);
       assert.ok(!('logprobs' in readJsonl(path.join(out, 'samples.jsonl'))[0]), 'no logprobs asked, none stored');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('examples/generate-arith.yaml runs as written against a local endpoint', async () => {
+    const server = await startFakeServer({
+      answer: (r) => {
+        const [a, b] = r.prompt.match(/\d+/g)!.map(Number);
+        return { content: `<think>${a} + ${b}: add the units, then the tens, then the hundreds.</think>The answer is ${a + b}.` };
+      },
+    });
+    try {
+      const file = path.join(root, 'examples', 'generate-arith.yaml');
+      const out = newDir();
+      const raw = loadGenerateConfig(file, [`teacher.baseUrl=${server.url}`, `output.dir=${out}`]);
+      const s = await generate(raw as GenerateConfigInput, { ...quiet, source: file });
+      // every sample is right and identical: one kept per question, three duplicates
+      assert.deepEqual([s.prompts, s.total, s.written, s.rejected_by.duplicate, s.complete], [8, 32, 8, 24, true]);
+      const [x] = readJsonl(path.join(out, 'samples.jsonl'));
+      assert.equal(x.messages[0].role, 'system');
+      assert.match(x.messages.at(-1).content, /^The answer is \d+\.$/);
+      assert.match(x.messages.at(-1).reasoning_content, /add the units/);
+      assert.ok(x.logprobs.length > 0);
+      assert.equal(readJsonl(path.join(out, 'plain.jsonl')).length, 8);
     } finally {
       await server.close();
     }
