@@ -303,44 +303,54 @@ describe('generate: exactly once', () => {
     }
   });
 
-  it('a CLI run killed with SIGKILL, then run again, writes every sample exactly once', async () => {
+  it('a CLI run stopped by Ctrl-C, then one killed with SIGKILL, then run again, writes every sample exactly once', async () => {
     const server = await startFakeServer({ latencyMs: 15 });
     try {
-      const input = writePrompts('kill.txt', Array.from({ length: 60 }, (_, i) => `line prompt ${i}`));
+      const input = writePrompts('kill.txt', Array.from({ length: 80 }, (_, i) => `line prompt ${i}`));
       const out = newDir();
       const cfgFile = path.join(tmp, 'kill.yaml');
       fs.writeFileSync(cfgFile, `input: kill.txt\noutput: ${JSON.stringify(out)}\nteacher:\n  baseUrl: ${server.url}\n  model: fake\n  seed: 100\n  stream: true\nrequests:\n  concurrency: 2\n`);
       const args = [cli, 'generate', cfgFile, '--json'];
-      const child = spawn(process.execPath, args, { stdio: 'ignore' });
       const samplesFile = path.join(out, 'samples.jsonl');
-      let killedAt = -1;
-      await new Promise<void>((resolve) => {
-        const poll = setInterval(() => {
-          const n = fs.existsSync(samplesFile) ? fs.readFileSync(samplesFile, 'utf8').split('\n').filter(Boolean).length : 0;
-          if (n >= 5 && killedAt < 0) {
-            child.kill('SIGKILL');
-            killedAt = n;
-          }
-        }, 5);
-        child.on('exit', () => {
-          clearInterval(poll);
-          resolve();
+      const lines = () => (fs.existsSync(samplesFile) ? fs.readFileSync(samplesFile, 'utf8').split('\n').filter(Boolean).length : 0);
+      /** Runs the command; sends `sig` once samples.jsonl has `atLeast` lines. */
+      const runCli = (sig?: NodeJS.Signals, atLeast = 0) =>
+        new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; sentAt: number }>((resolve) => {
+          const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          let sentAt = -1;
+          c.stdout.on('data', (d) => (stdout += d));
+          c.stderr.on('data', (d) => (stderr += d));
+          const poll = sig
+            ? setInterval(() => {
+                const n = lines();
+                if (n >= atLeast && sentAt < 0) {
+                  c.kill(sig);
+                  sentAt = n;
+                }
+              }, 5)
+            : undefined;
+          c.on('exit', (code, signal) => {
+            clearInterval(poll);
+            resolve({ code, signal, stdout, stderr, sentAt });
+          });
         });
-      });
-      assert.ok(killedAt >= 5 && killedAt < 60, `killed after ${killedAt} samples`);
+      const a = await runCli('SIGINT', 5);
+      assert.equal(a.code, 130, a.stderr);
+      assert.match(a.stderr, /stopping: abandoning requests in flight and flushing the output/);
+      assert.match(a.stderr, /generation interrupted: \d+ written, 0 rejected, 0 failed, \d+ pending of 80; run again to resume/);
+      const afterInt = JSON.parse(a.stdout.trim().split('\n').pop()!);
+      assert.ok(afterInt.interrupted && afterInt.reconciled && afterInt.written >= 5 && afterInt.pending > 0, JSON.stringify(afterInt));
+      const b = await runCli('SIGKILL', afterInt.written + 5);
+      assert.equal(b.signal, 'SIGKILL');
+      assert.ok(b.sentAt < 80, `killed after ${b.sentAt} samples`);
       assert.ok(fs.existsSync(path.join(out, 'generate.lock')), 'the killed run left its lock');
-      const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        c.stdout.on('data', (d) => (stdout += d));
-        c.stderr.on('data', (d) => (stderr += d));
-        c.on('exit', (code) => resolve({ code, stdout, stderr }));
-      });
+      const r = await runCli();
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stderr, /resuming: \d+ of 60 samples already done/);
+      assert.match(r.stderr, /resuming: \d+ of 80 samples already done/);
       const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
-      assert.ok(s.complete && s.reconciled && s.written === 60, JSON.stringify(s));
+      assert.ok(s.complete && s.reconciled && s.written === 80, JSON.stringify(s));
       assertExactlyOnce(out, readPrompts(input).map((p) => sampleId(p.id, 0)));
       assert.ok(!fs.existsSync(path.join(out, 'generate.lock')));
     } finally {
@@ -379,15 +389,11 @@ describe('generate: secrets', () => {
       assert.match(failures.find((f) => f.prompt_id === 'echo').error, /HTTP 500.*upstream said Bearer \[redacted\] \(after 2 attempts\)/);
       for (const f of fs.readdirSync(out)) assert.ok(!fs.readFileSync(path.join(out, f), 'utf8').includes(key), `not in ${f}`);
       // the variable unset: refused, naming the variable
-      const env = { ...process.env };
-      delete env.TSD_TEST_API_KEY;
-      const u = await new Promise<string>((resolve) => {
-        const c = spawn(process.execPath, [cli, 'generate', cfgFile], { stdio: ['ignore', 'pipe', 'pipe'], env });
-        let all = '';
-        c.stderr.on('data', (d) => (all += d));
-        c.on('exit', () => resolve(all));
-      });
-      assert.match(u, /teacher\.apiKeyEnv: the environment variable TSD_TEST_API_KEY is not set/);
+      delete process.env.TSD_TEST_UNSET_KEY;
+      await assert.rejects(
+        generate(config(server.url, input, newDir(), { teacher: { apiKeyEnv: 'TSD_TEST_UNSET_KEY' } }), quiet),
+        /teacher\.apiKeyEnv: the environment variable TSD_TEST_UNSET_KEY is not set/,
+      );
     } finally {
       await server.close();
     }
