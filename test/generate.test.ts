@@ -287,8 +287,10 @@ describe('generate: exactly once', () => {
       fs.appendFileSync(path.join(out, 'samples.jsonl'), '{"id":"torn","messages":[{"role":"user","cont');
       const before = server.requests.length;
       const logs: string[] = [];
-      const s = await generate(cfg, { progress: false, log: (l) => logs.push(l) });
+      // not a TTY: progress comes as plain lines at an interval
+      const s = await generate(cfg, { progress: true, progressEveryMs: 15, log: (l) => logs.push(l) });
       assert.ok(logs.some((l) => /cut a torn last line \(\d+ bytes\)/.test(l)));
+      assert.ok(logs.some((l) => /^generate: \d+\/60 samples \(\d+ %\), [\d.]+ req\/s, \d+ tok\/s, \d+ errors, 0 rejected, ETA \S+$/.test(l)), logs.join('\n'));
       assert.ok(s.torn_bytes > 0);
       assert.ok(s.complete && s.reconciled, JSON.stringify(s));
       assert.equal(s.resumed, first.written);
@@ -353,6 +355,24 @@ describe('generate: exactly once', () => {
       assert.ok(s.complete && s.reconciled && s.written === 80, JSON.stringify(s));
       assertExactlyOnce(out, readPrompts(input).map((p) => sampleId(p.id, 0)));
       assert.ok(!fs.existsSync(path.join(out, 'generate.lock')));
+    } finally {
+      await server.close();
+    }
+  });
+  it('one writer per output directory: a live lock is refused, a stale one taken over', async () => {
+    const server = await startFakeServer({ latencyMs: 20 });
+    try {
+      const input = writePrompts('lock.jsonl', [{ prompt: 'x' }, { prompt: 'y' }]);
+      const out = newDir();
+      const first = generate(config(server.url, input, out), quiet);
+      await assert.rejects(generate(config(server.url, input, out), quiet), /another generate run in this process is writing here/);
+      assert.equal((await first).written, 2);
+      const lock = path.join(out, 'generate.lock');
+      fs.writeFileSync(lock, `${process.ppid}\n`); // a running process
+      await assert.rejects(generate(config(server.url, input, out), quiet), new RegExp(`another generate run \\(process ${process.ppid}\\) is writing here`));
+      fs.writeFileSync(lock, '999999999\n'); // no such process
+      assert.equal((await generate(config(server.url, input, out), quiet)).resumed, 2);
+      assert.ok(!fs.existsSync(lock));
     } finally {
       await server.close();
     }

@@ -262,6 +262,9 @@ async function readStream(res: Response, secrets: string[]): Promise<Completion>
     }
     buf += decoder.decode();
     if (buf.trim()) onEvent(buf);
+  } catch (e) {
+    reader.cancel().catch(() => undefined); // stop reading an answer that is being given up on; frees the connection
+    throw e;
   } finally {
     reader.releaseLock();
   }

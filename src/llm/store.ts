@@ -129,17 +129,27 @@ function processRunning(pid: number): boolean {
   }
 }
 
-/** Takes `dir/generate.lock` for this process (a lock left by a process that is gone is taken over); returns a release function. */
+const held = new Set<string>();
+
+/**
+ * Takes `dir/generate.lock` for this process and returns a release function. A lock left by a process that is gone
+ * (or whose id this process now has) is taken over; one held by a running process, or by this process, is refused.
+ */
 export function lockDir(dir: string): () => void {
-  const file = path.join(dir, 'generate.lock');
+  const file = path.join(path.resolve(dir), 'generate.lock');
+  if (held.has(file)) throw new Error(`${dir}: another generate run in this process is writing here`);
   for (let tries = 0; tries < 2; tries++) {
     try {
       fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
-      return () => fs.rmSync(file, { force: true });
+      held.add(file);
+      return () => {
+        held.delete(file);
+        fs.rmSync(file, { force: true });
+      };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`${file}: cannot create the lock: ${(e as Error).message}`);
       const pid = Number(fs.readFileSync(file, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && processRunning(pid))
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processRunning(pid))
         throw new Error(`${dir}: another generate run (process ${pid}) is writing here; wait for it or stop it (remove ${file} if that process is not a generate run)`);
       fs.rmSync(file, { force: true });
     }
