@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
-  generate, GenerationInterrupted, RateLimiter, readPrompts, sampleId, splitReasoning, extractFinalAnswer, sameAnswer, parseRetryAfter,
+  generate, GenerationInterrupted, RateLimiter, readPrompts, scanJsonl, sampleId, splitReasoning, extractFinalAnswer, sameAnswer, parseRetryAfter,
   type Clock, type GenerateConfigInput, type GenerateSummary,
 } from '../src/llm';
 import { loadPlugins } from '../src/cli/plugins';
@@ -359,6 +359,24 @@ describe('generate: exactly once', () => {
       await server.close();
     }
   });
+  it('reads output files in chunks, cutting a torn or unparsable last line and refusing a bad line elsewhere', () => {
+    const file = path.join(tmp, 'scan.jsonl');
+    // lines of ~300 kB cross the 1 MB read chunks
+    const big = Array.from({ length: 12 }, (_, i) => JSON.stringify({ id: `r${i}`, pad: 'é'.repeat(150_000 + i) }) + '\n').join('');
+    const ids: string[] = [];
+    for (const [tail, cut] of [['', 0], ['{"id":"torn","pa', 16], ['{"id":"bad"}}\n', 14], ['{"id":"r12"}\n', 0]] as const) {
+      fs.writeFileSync(file, big + tail);
+      ids.length = 0;
+      const r = scanJsonl(file, (v, line) => ids.push(`${v.id}@${line}`));
+      assert.equal(r.truncatedBytes, cut, JSON.stringify(tail));
+      assert.equal(fs.statSync(file).size, Buffer.byteLength(big + tail) - cut);
+      assert.deepEqual(ids, [...Array.from({ length: 12 }, (_, i) => `r${i}@${i + 1}`), ...(tail.includes('r12') ? ['r12@13'] : [])]);
+    }
+    fs.writeFileSync(file, '{"id":"a"}\n{"id":\n{"id":"c"}\n');
+    assert.throws(() => scanJsonl(file, () => {}), /scan\.jsonl:2: not valid JSON .*only a torn last line is repaired automatically/);
+    assert.deepEqual(scanJsonl(path.join(tmp, 'none.jsonl'), () => {}), { records: 0, truncatedBytes: 0 });
+  });
+
   it('one writer per output directory: a live lock is refused, a stale one taken over', async () => {
     const server = await startFakeServer({ latencyMs: 20 });
     try {

@@ -15,7 +15,7 @@ import {
   RateLimiter, RequestFailed, completeWithRetries, realClock, redact, type Clock, type Completion, type ErrorKind, type Usage,
 } from './client';
 import { assistantMessage, getVerifier, normalizeText, splitReasoning, type Sample, type Verifier } from './curate';
-import { JsonlAppender, lockDir, readJsonlRecovering } from './store';
+import { JsonlAppender, lockDir, scanJsonl, writeLinesAtomic } from './store';
 
 export type RejectReason = 'duplicate' | 'too_short' | 'too_long' | 'truncated' | 'unverified';
 const REASONS: RejectReason[] = ['duplicate', 'too_short', 'too_long', 'truncated', 'unverified'];
@@ -211,23 +211,22 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     // What earlier runs finished.
     const expected = new Map<string, Task>();
     for (const p of prompts) for (let k = 0; k < teacher.n; k++) expected.set(sampleId(p.id, k), { prompt: p, k, id: sampleId(p.id, k) });
-    const prevSamples = readJsonlRecovering(files.samples);
-    const prevRejected = readJsonlRecovering(files.rejected);
-    const prevFailures = readJsonlRecovering(files.failures);
-    const torn = prevSamples.truncatedBytes + prevRejected.truncatedBytes + prevFailures.truncatedBytes;
-    if (torn) log(`generate: cut a torn last line (${torn} bytes) left by an interrupted run`);
     const done = new Set<string>();
     const dedupKeys = new Set<string>();
     const dedupKey = (promptId: string, msg: ChatMessage) =>
       curation.dedup === 'none' ? null : `${curation.dedup === 'prompt' ? promptId : ''}\u0000${normalizeText(`${msg.reasoning_content ?? ''}\u0000${msg.content}`)}`;
-    for (const { value } of prevSamples.records) {
-      if (typeof value?.id !== 'string') continue;
-      done.add(value.id);
-      const msg = Array.isArray(value.messages) ? value.messages[value.messages.length - 1] : undefined;
-      const key = msg && typeof value.meta?.prompt_id === 'string' ? dedupKey(value.meta.prompt_id, msg) : null;
-      if (key) dedupKeys.add(key);
-    }
-    for (const { value } of prevRejected.records) if (typeof value?.id === 'string') done.add(value.id);
+    const prevFailures: any[] = [];
+    const torn =
+      scanJsonl(files.samples, (value) => {
+        if (typeof value?.id !== 'string') return;
+        done.add(value.id);
+        const msg = Array.isArray(value.messages) ? value.messages[value.messages.length - 1] : undefined;
+        const key = msg && typeof value.meta?.prompt_id === 'string' ? dedupKey(value.meta.prompt_id, msg) : null;
+        if (key) dedupKeys.add(key);
+      }).truncatedBytes +
+      scanJsonl(files.rejected, (value) => typeof value?.id === 'string' && done.add(value.id)).truncatedBytes +
+      scanJsonl(files.failures, (value) => prevFailures.push(value)).truncatedBytes;
+    if (torn) log(`generate: cut a torn last line (${torn} bytes) left by an interrupted run`);
     const resumed = [...expected.keys()].filter((id) => done.has(id)).length;
     const queue = [...expected.values()].filter((t) => !done.has(t.id));
     if (resumed) log(`generate: resuming: ${resumed} of ${expected.size} samples already done, ${queue.length} to go`);
@@ -379,9 +378,9 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
 
     // failures.jsonl: this run's failures plus earlier ones not retried this time (a stopped run), if still not done
     const failures = new Map<string, unknown>();
-    for (const { value } of prevFailures.records) if (typeof value?.id === 'string' && !attempted.has(value.id) && expected.has(value.id)) failures.set(value.id, value);
+    for (const value of prevFailures) if (typeof value?.id === 'string' && !attempted.has(value.id) && !done.has(value.id) && expected.has(value.id)) failures.set(value.id, value);
     for (const [id, rec] of failedNow) failures.set(id, rec);
-    writeFileAtomic(files.failures, [...failures.values()].map((r) => JSON.stringify(r) + '\n').join(''));
+    writeLinesAtomic(files.failures, (write) => failures.forEach((r) => write(JSON.stringify(r))));
 
     const summary = reconcile(cfg, files, expected, prompts.length, stats, elapsed(), resumed, torn, !!signal?.aborted);
     if (files.plain) writePlain(files.samples, files.plain);
@@ -412,25 +411,25 @@ function reconcile(
   const rejectedBy = Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<RejectReason, number>;
   const counts = { samples: 0, rejected: 0, failures: 0 };
   for (const which of ['samples', 'rejected', 'failures'] as const) {
-    for (const { value } of readJsonlRecovering(files[which]).records) {
+    scanJsonl(files[which], (value) => {
       const id = value?.id;
       if (typeof id !== 'string' || !expected.has(id)) {
         foreignLines++;
-        continue;
+        return;
       }
       const before = seen.get(id);
       if (before === which) {
         duplicateLines++;
-        continue;
+        return;
       }
       if (before) {
         clash = true; // failures.jsonl is rewritten without done ids, so this means two outcomes for one sample
-        continue;
+        return;
       }
       seen.set(id, which);
       counts[which]++;
       if (which === 'rejected' && REASONS.includes(value.reason)) rejectedBy[value.reason as RejectReason]++;
-    }
+    });
   }
   const total = expected.size;
   const pending = total - counts.samples - counts.rejected - counts.failures;
@@ -452,11 +451,11 @@ function reconcile(
 
 /** plain.jsonl: {"prompt", "response"} per kept sample (the last user message and the assistant's content). */
 function writePlain(samplesFile: string, plainFile: string): void {
-  const lines = readJsonlRecovering(samplesFile).records.map(({ value }) => {
-    const msgs: ChatMessage[] = value.messages;
-    const user = [...msgs].reverse().find((m) => m.role === 'user');
-    return JSON.stringify({ prompt: user?.content ?? '', response: msgs[msgs.length - 1].content }) + '\n';
-  });
-  writeFileAtomic(plainFile, lines.join(''));
+  writeLinesAtomic(plainFile, (write) =>
+    scanJsonl(samplesFile, (value) => {
+      const msgs: ChatMessage[] = value.messages;
+      const user = [...msgs].reverse().find((m) => m.role === 'user');
+      write(JSON.stringify({ prompt: user?.content ?? '', response: msgs[msgs.length - 1].content }));
+    }),
+  );
 }
-

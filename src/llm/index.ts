@@ -10,4 +10,4 @@ export {
   registerVerifier, registerBuiltinVerifiers, getVerifier, verifierNames, extractFinalAnswer, sameAnswer, splitReasoning, assistantMessage, normalizeText,
   type Sample, type Verifier, type VerifierFactory, type VerifierOptions,
 } from './curate';
-export { JsonlAppender, readJsonlRecovering } from './store';
+export { JsonlAppender, scanJsonl, writeLinesAtomic, type JsonlScan } from './store';

@@ -3,6 +3,7 @@
 // drops a torn last line (a crash mid-write) by truncating it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { tempPathFor } from '../torch/atomic';
 
 function fsyncDir(dir: string): void {
   let fd: number | undefined;
@@ -16,51 +17,105 @@ function fsyncDir(dir: string): void {
   }
 }
 
-export interface JsonlContents {
-  records: { line: number; value: any }[];
+export interface JsonlScan {
+  /** Records read (non-empty, valid lines). */
+  records: number;
   /** Bytes cut from the end: an unterminated or unparsable last line. */
   truncatedBytes: number;
 }
 
 /**
- * Reads a JSONL file written by JsonlAppender (missing file: no records). An unterminated last line, or a last line
- * that is not JSON, is what a crash leaves: it is cut off the file. Any other bad line is an error naming it.
+ * Reads a JSONL file written by JsonlAppender record by record, in chunks (files larger than memory are fine), and
+ * calls `onRecord` for each. A missing file has no records. An unterminated last line, or a last line that is not
+ * JSON, is what a crash leaves: it is cut off the file. Any other bad line is an error naming it.
  */
-export function readJsonlRecovering(file: string): JsonlContents {
-  let buf: Buffer;
+export function scanJsonl(file: string, onRecord: (value: any, line: number) => void): JsonlScan {
+  let fd: number;
   try {
-    buf = fs.readFileSync(file);
+    fd = fs.openSync(file, 'r+');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], truncatedBytes: 0 };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { records: 0, truncatedBytes: 0 };
     throw new Error(`${file}: cannot read: ${(e as Error).message}`);
   }
-  let keep = buf.length;
-  if (keep > 0 && buf[keep - 1] !== 0x0a) keep = buf.lastIndexOf(0x0a) + 1;
-  const lines = buf.subarray(0, keep).toString('utf8').split('\n');
-  lines.pop(); // after the final newline
-  const records: { line: number; value: any }[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    if (!lines[i].trim()) continue;
-    try {
-      records.push({ line: i + 1, value: JSON.parse(lines[i]) });
-    } catch (e) {
-      if (i === lines.length - 1) {
-        keep -= Buffer.byteLength(lines[i], 'utf8') + 1;
-        break;
+  try {
+    const size = fs.fstatSync(fd).size;
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let carry: Buffer = Buffer.alloc(0);
+    let offset = 0; // file offset of carry[0]
+    let lineNo = 0;
+    let records = 0;
+    let bad: { line: number; start: number; message: string } | null = null;
+    const onLine = (bytes: Buffer, start: number) => {
+      lineNo++;
+      if (bad) throw new Error(`${file}:${bad.line}: not valid JSON (${bad.message}); only a torn last line is repaired automatically`);
+      const text = bytes.toString('utf8');
+      if (!text.trim()) return;
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (e) {
+        bad = { line: lineNo, start, message: (e as Error).message };
+        return;
       }
-      throw new Error(`${file}:${i + 1}: not valid JSON (${(e as Error).message}); only a torn last line is repaired automatically`);
+      records++;
+      onRecord(value, lineNo);
+    };
+    for (let pos = 0; pos < size; ) {
+      const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
+      if (n <= 0) break;
+      pos += n;
+      const data = carry.length ? Buffer.concat([carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+      let from = 0;
+      for (let nl = data.indexOf(0x0a, from); nl >= 0; nl = data.indexOf(0x0a, from)) {
+        onLine(data.subarray(from, nl), offset + from);
+        from = nl + 1;
+      }
+      carry = Buffer.from(data.subarray(from));
+      offset += from;
     }
+    const cut: number | null = bad ? (bad as { start: number }).start : carry.length ? offset : null;
+    if (cut === null) return { records, truncatedBytes: 0 };
+    fs.ftruncateSync(fd, cut);
+    fs.fsyncSync(fd);
+    return { records, truncatedBytes: size - cut };
+  } finally {
+    fs.closeSync(fd);
   }
-  if (keep < buf.length) {
-    fs.truncateSync(file, keep);
-    const fd = fs.openSync(file, 'r+');
+}
+
+/** Writes `file` atomically from lines produced one at a time (temp file, fsync, rename, fsync of the directory). */
+export function writeLinesAtomic(file: string, produce: (write: (line: string) => void) => void): void {
+  const dir = path.dirname(path.resolve(file));
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = tempPathFor(file);
+  const fd = fs.openSync(tmp, 'wx');
+  try {
+    let buf: string[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (buf.length) fs.writeSync(fd, buf.join(''));
+      buf = [];
+      bytes = 0;
+    };
+    produce((line) => {
+      buf.push(line.endsWith('\n') ? line : line + '\n');
+      bytes += line.length;
+      if (bytes > 1 << 20) flush();
+    });
+    flush();
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+  } catch (e) {
     try {
-      fs.fsyncSync(fd);
-    } finally {
       fs.closeSync(fd);
+    } catch {
+      // already closed
     }
+    fs.rmSync(tmp, { force: true });
+    throw new Error(`${file}: atomic write failed: ${(e as Error).message}`);
   }
-  return { records, truncatedBytes: buf.length - keep };
+  fsyncDir(dir);
 }
 
 /** Appends JSON lines durably: `append` queues, a background loop writes and fsyncs; `flush` waits for the disk. */
