@@ -6,6 +6,7 @@
 // by the next run). The first two are fsynced in batches; at start they are read back (a torn last line is cut off)
 // and every sample already in them is skipped, so a run stopped at any moment and run again ends with each sample
 // exactly once. summary.json reconciles prompts × n with what the files hold.
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../torch/atomic';
@@ -213,8 +214,11 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     for (const p of prompts) for (let k = 0; k < teacher.n; k++) expected.set(sampleId(p.id, k), { prompt: p, k, id: sampleId(p.id, k) });
     const done = new Set<string>();
     const dedupKeys = new Set<string>();
+    // a hash of the normalized text (with the prompt id when per prompt), so memory does not grow with answer length
     const dedupKey = (promptId: string, msg: ChatMessage) =>
-      curation.dedup === 'none' ? null : `${curation.dedup === 'prompt' ? promptId : ''}\u0000${normalizeText(`${msg.reasoning_content ?? ''}\u0000${msg.content}`)}`;
+      curation.dedup === 'none'
+        ? null
+        : crypto.createHash('sha256').update(`${curation.dedup === 'prompt' ? promptId : ''}\u0000${normalizeText(`${msg.reasoning_content ?? ''}\u0000${msg.content}`)}`).digest('base64');
     const prevFailures: any[] = [];
     const torn =
       scanJsonl(files.samples, (value) => {
