@@ -7,3 +7,4 @@ export * as models from './models';
 export * from './distill';
 export * from './export';
 export * as report from './report';
+export * as llm from './llm';

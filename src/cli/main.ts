@@ -12,8 +12,9 @@ import { writeReport } from '../report';
 import { loadConfig } from './config';
 import { loadPlugins } from './plugins';
 import { runExport } from './export';
+import { runGenerate } from './generate';
 
-const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report', 'export'];
+const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report', 'export', 'generate'];
 const USAGE = `usage: tsdistill <command> <config.yaml|json> [options]
 commands:
   train     train a model alone: --role teacher (default) or --role student
@@ -28,6 +29,8 @@ commands:
             metrics); a folder holding several runs exports the distilled one unless --role teacher|student|distilled;
             a checkpoint outside a run folder needs --config FILE (and --role); ONNX: --opset N (default 17),
             --batch N (default: dynamic batch); --card FILE to put the card elsewhere
+  generate  a data set from a teacher LLM behind an OpenAI-compatible endpoint (a generate config: input, output,
+            teacher, requests, curation); running it again resumes; exit status 3 when samples failed (run again)
 options:
   --set key.path=value   override a config value (repeatable)
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
@@ -35,8 +38,10 @@ options:
   --resume               continue the run in the output directory (after Ctrl-C or a crash)
   --force                overwrite a finished or interrupted run
   --json                 print the run summary as one JSON line at the end
-  --plugin FILE          load your own losses/models first: FILE exports register({ registerLoss, registerModel })
-                         (.js, or .ts when the typescript package is installed); repeatable`;
+  --plugin FILE          load your own losses/models/verifiers first: FILE exports
+                         register({ registerLoss, registerModel, registerVerifier })
+                         (.js, or .ts when the typescript package is installed); repeatable
+  --concurrency N  --limit N   generate: requests in flight; use only the first N prompts`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -48,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
       resume: { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       plugin: { type: 'string', multiple: true },
       format: { type: 'string' }, config: { type: 'string' }, card: { type: 'string' }, opset: { type: 'string' }, batch: { type: 'string' },
+      concurrency: { type: 'string' }, limit: { type: 'string' },
     },
   });
   const [command, file] = positionals;
@@ -70,6 +76,15 @@ async function main(argv: string[]): Promise<number> {
     console.log(`model card: ${r.card}${r.replacedCard ? ` (replaced the card of ${r.replacedCard}; use --card FILE to keep cards apart)` : ''}`);
     if (values.json) console.log(JSON.stringify(r));
     return 0;
+  }
+  if (command === 'generate') {
+    const sets = [...(values.set ?? [])];
+    if (values.out) sets.push(`output.dir=${values.out}`);
+    if (values.concurrency) sets.push(`requests.concurrency=${values.concurrency}`);
+    if (values.limit) sets.push(`input.limit=${values.limit}`);
+    if (values.plugin?.length) loadPlugins(values.plugin);
+    stopNote = 'stopping: abandoning requests in flight and flushing the output (Ctrl-C again to quit at once; the output stays consistent)';
+    return runGenerate(file, { sets, force: values.force, json: values.json, signal: stop.signal });
   }
   for (const opt of ['format', 'config', 'card', 'opset', 'batch'] as const)
     if (values[opt] !== undefined) throw new Error(`tsdistill ${command}: --${opt} applies to export only`);
@@ -148,10 +163,11 @@ async function main(argv: string[]): Promise<number> {
 
 // Ctrl-C: the first stops the run after the current step and saves a resumable state; a second exits at once.
 const stop = new AbortController();
+let stopNote = 'stopping after this step and saving (Ctrl-C again to quit at once)';
 process.on('SIGINT', () => {
   if (stop.signal.aborted) process.exit(130);
   stop.abort();
-  process.stderr.write('\nstopping after this step and saving (Ctrl-C again to quit at once)\n');
+  process.stderr.write(`\n${stopNote}\n`);
 });
 
 main(process.argv.slice(2)).then(

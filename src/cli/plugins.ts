@@ -1,14 +1,15 @@
-// `--plugin FILE`: the user's own losses and models, registered from their code before the config is checked.
+// `--plugin FILE`: the user's own losses, models and generation verifiers, registered from their code before the config is checked.
 // A plugin is a CommonJS/ESM-compiled JavaScript file, or a TypeScript file when the `typescript` package can be
 // resolved (it is transpiled in memory). It exports `register(api)` (or a default function) and calls
-// `api.registerLoss(...)` / `api.registerModel(...)`; it may also import tsdistill itself.
+// `api.registerLoss(...)` / `api.registerModel(...)` / `api.registerVerifier(...)`; it may also import tsdistill itself.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Module from 'node:module';
 import { registerLoss, registerBuiltinLosses, lossNames } from '../distill';
 import { registerModel, registerBuiltinModels, modelNames } from '../models';
+import { registerVerifier, verifierNames } from '../llm';
 
-export const pluginApi = { registerLoss, registerModel, lossNames, modelNames };
+export const pluginApi = { registerLoss, registerModel, registerVerifier, lossNames, modelNames, verifierNames };
 export type PluginApi = typeof pluginApi;
 
 function compileTs(file: string, source: string): string {

@@ -1,0 +1,56 @@
+// `tsdistill generate <config>`: teacher-generated data from an OpenAI-compatible endpoint (see src/llm).
+import * as fs from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { generate, GenerationInterrupted, type GenerateSummary } from '../llm';
+import { applyOverrides } from './config';
+
+export interface GenerateFlags {
+  sets: string[];
+  force?: boolean;
+  json?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Reads a generate configuration (YAML or JSON) and applies `--set` overrides; `input: file` / `output: dir` shorthands become sections first. */
+export function loadGenerateConfig(file: string, sets: string[]): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${file}: the configuration must be a mapping`);
+  const cfg = { ...(raw as Record<string, unknown>) };
+  if (typeof cfg.input === 'string') cfg.input = { file: cfg.input };
+  if (typeof cfg.output === 'string') cfg.output = { dir: cfg.output };
+  return applyOverrides(cfg, sets);
+}
+
+/** Runs the command; returns the exit status (0 complete, 3 some samples failed, 130 interrupted). */
+export async function runGenerate(file: string, flags: GenerateFlags): Promise<number> {
+  const raw = loadGenerateConfig(file, flags.sets);
+  let summary: GenerateSummary;
+  try {
+    summary = await generate(raw as any, { source: file, force: flags.force, signal: flags.signal, log: (l) => process.stderr.write(l + '\n') });
+  } catch (e) {
+    if (e instanceof GenerationInterrupted) {
+      if (flags.json) console.log(JSON.stringify(e.summary));
+      process.stderr.write(`tsdistill: ${e.message} (the same command continues)\n`);
+      return 130;
+    }
+    throw e;
+  }
+  if (flags.json) console.log(JSON.stringify(summary));
+  else console.log(`${summary.written} samples in ${summary.files.samples} (${summary.rejected} rejected, ${summary.failed} failed of ${summary.total}); summary in ${summary.files.summary}`);
+  if (summary.failed) {
+    process.stderr.write(`tsdistill: ${summary.failed} sample(s) failed (errors in ${summary.files.failures}); run the same command again to retry them\n`);
+    return 3;
+  }
+  return summary.reconciled ? 0 : 1;
+}

@@ -1,0 +1,13 @@
+// Teacher LLMs over HTTP: generating distillation data from any OpenAI-compatible Chat Completions endpoint.
+export { generate, GenerationInterrupted, type GenerateRuntime, type GenerateSummary, type RunStats, type RejectReason } from './generate';
+export { generateConfigSchema, validateGenerateConfig, type GenerateConfig, type GenerateConfigInput } from './config';
+export { readPrompts, sampleId, type ChatMessage, type PromptRecord, type ReadPromptsOptions } from './prompts';
+export {
+  chatCompletion, completeWithRetries, completionsUrl, backoffDelay, parseRetryAfter, redact, RateLimiter, RequestError, RequestFailed, realClock,
+  type Clock, type Completion, type EndpointOptions, type TokenLogprob, type TopLogprob, type Usage,
+} from './client';
+export {
+  registerVerifier, registerBuiltinVerifiers, getVerifier, verifierNames, extractFinalAnswer, sameAnswer, splitReasoning, assistantMessage, normalizeText,
+  type Sample, type Verifier, type VerifierFactory, type VerifierOptions,
+} from './curate';
+export { JsonlAppender, scanJsonl, writeLinesAtomic, type JsonlScan } from './store';
