@@ -151,15 +151,17 @@ describe('ONNX export of the zoo matches libtorch in onnxruntime', () => {
   }
 
   it('every registered zoo model is an architecture tested above, and builds a graph', () => {
-    const tested = new Set(ZOO.map((c) => createClassName(c.name, c.options)));
+    // the text classifier is compared with onnxruntime in transformer.test.ts (token-id inputs)
+    const tested = new Set([...ZOO.map((c) => createClassName(c.name, c.options)), 'TransformerClassifier']);
     for (const name of modelNames()) {
       if (/^(wrn-28-10|resnet110|vgg13|mobilenetv2)$/.test(name)) continue; // same classes as smaller ones, costly to build
       manualSeed(0);
-      const model = createModel(name, { numClasses: 10 });
+      const text = name === 'transformer';
+      const model = createModel(name, { numClasses: 10, ...(text ? { vocabSize: 50, maxLen: 16 } : {}) });
       try {
         assert.ok(tested.has(model.constructor.name), `${name} (${model.constructor.name}) has no ONNX test case`);
-        const shape = model.constructor.name.startsWith('LeNet') || model.constructor.name === 'Mlp' ? [1, 28, 28] : [3, 32, 32];
-        const { graph } = buildOnnxGraph(model, { inputShape: shape });
+        const shape = text ? [16] : model.constructor.name.startsWith('LeNet') || model.constructor.name === 'Mlp' ? [1, 28, 28] : [3, 32, 32];
+        const { graph } = buildOnnxGraph(model, { inputShape: shape, ...(text ? { inputDtype: 'int64' as const } : {}) });
         assert.deepEqual(graph.outputs.map((o) => [o.name, o.shape]), [['logits', ['batch', 10]]], name);
       } finally {
         model.dispose();

@@ -6,3 +6,4 @@ export * from './transforms';
 export * from './text';
 export { Rng, mixSeed } from './rng';
 export * from './imagefolder';
+export * from './vocab';

@@ -176,6 +176,15 @@ interface Match {
 const LOGITS = 'logits';
 
 /** All module paths of a model, for error messages. */
+/**
+ * The module path of a feature key: a module returning several tensors (attention returns [output, probabilities])
+ * is captured as `path` (element 0), `path#1`, ...; `encoder.layers.0.self_attn#1` is attention probabilities.
+ */
+function modulePath(key: string): string {
+  const i = key.indexOf('#');
+  return i < 0 ? key : key.slice(0, i);
+}
+
 function paths(m: Module): string[] {
   return m.namedModules().map(([p]) => p).filter((p) => p !== '');
 }
@@ -196,8 +205,9 @@ export class FeatureMatcher {
     const check = (m: Module, side: string, p: string, i: number) => {
       if (p === LOGITS) return;
       const all = paths(m);
-      if (!all.includes(p))
-        throw new Error(`matches[${i}].${side}: '${p}' is not a module of the ${side} (${m.constructor.name}). Closest: ${closest(p, all, 5).join(', ')}`);
+      const base = modulePath(p);
+      if (!all.includes(base))
+        throw new Error(`matches[${i}].${side}: '${base}' is not a module of the ${side} (${m.constructor.name}). Closest: ${closest(base, all, 5).join(', ')}`);
     };
     const names = new Map<string, number>();
     specs = expandMatches(teacher, student, specs);
@@ -231,8 +241,11 @@ export class FeatureMatcher {
   }
 
   private capture(model: Module, wanted: string[], x: Tensor): { logits: Tensor; features: Map<string, Tensor> } {
-    const inner = [...new Set(wanted.filter((p) => p !== LOGITS))];
+    const inner = [...new Set(wanted.filter((p) => p !== LOGITS).map(modulePath))];
     const { result, features } = model.captureFeatures(inner, () => model.call(x) as Tensor);
+    for (const p of wanted)
+      if (p !== LOGITS && !features.has(p))
+        throw new Error(`FeatureMatcher: ${model.constructor.name} module '${modulePath(p)}' gave no output '${p}' (it produced: ${[...features.keys()].filter((k) => modulePath(k) === modulePath(p)).join(', ') || 'nothing'})`);
     features.set(LOGITS, result);
     return { logits: result, features };
   }
@@ -308,10 +321,13 @@ export class FeatureMatcher {
 export function expandPattern(model: Module, pattern: string): string[] {
   const all = paths(model);
   if (!pattern.includes('*')) return [pattern];
-  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]+')}$`);
+  // an output suffix (`encoder.layers.*.self_attn#1`) is kept on every expanded path
+  const base = modulePath(pattern);
+  const suffix = pattern.slice(base.length);
+  const re = new RegExp(`^${base.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]+')}$`);
   const found = all.filter((p) => re.test(p));
-  if (!found.length) throw new Error(`'${pattern}' matches no module of ${model.constructor.name}. Closest: ${closest(pattern, all, 5).join(', ')}`);
-  return found;
+  if (!found.length) throw new Error(`'${pattern}' matches no module of ${model.constructor.name}. Closest: ${closest(base, all, 5).join(', ')}`);
+  return found.map((p) => p + suffix);
 }
 
 export type LayerMap = 'uniform' | 'last_k' | 'explicit';

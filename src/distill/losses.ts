@@ -262,14 +262,16 @@ export function attentionMseLoss(student: Tensor, teacher: Tensor): Tensor {
 
 /**
  * MiniLM's self-attention distribution transfer: KL(teacher ‖ student) over the last dimension of attention
- * probabilities [B, heads, L, L], averaged over batch, heads and query positions.
+ * probabilities [B, heads, L, L], averaged over batch, heads and query positions. Probabilities are clamped at `eps`
+ * (default 1e-30) before the logarithm, so masked keys (probability 0 on both sides, e.g. padding) add 0 to the loss
+ * and to the gradient instead of 0·∞.
  */
 export function attentionKlLoss(student: Tensor, teacher: Tensor, opts: { eps?: number } = {}): Tensor {
   requireSameShape('attention_kl', student, teacher, 'student and teacher attention');
-  const eps = opts.eps ?? 0;
+  const eps = opts.eps ?? 1e-30;
   return tidy(() => {
-    const ls = eps ? student.clamp(eps).log() : student.log();
-    const lt = eps ? teacher.clamp(eps).log() : teacher.log();
+    const ls = student.clamp(eps).log();
+    const lt = teacher.clamp(eps).log();
     return teacher.mul(lt.sub(ls)).sum(-1).mean();
   });
 }

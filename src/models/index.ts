@@ -4,4 +4,5 @@ export { ResNetCifar, BasicBlock } from './resnet';
 export { WideResNet } from './wrn';
 export { Vgg, VGG_CONFIGS } from './vgg';
 export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from './mobilenetv2';
+export { TransformerClassifier, MaskedMeanPool, type TransformerClassifierOptions } from './transformer';
 export { createModel, registerModel, registerBuiltinModels, modelNames, type ModelFactory, type ModelOptions } from './registry';

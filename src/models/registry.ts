@@ -6,6 +6,7 @@ import { MobileNetV2 } from './mobilenetv2';
 import { ResNetCifar } from './resnet';
 import { VGG_CONFIGS, Vgg } from './vgg';
 import { WideResNet } from './wrn';
+import { TransformerClassifier, type TransformerClassifierOptions } from './transformer';
 
 export interface ModelOptions {
   numClasses?: number;
@@ -51,4 +52,9 @@ export function registerBuiltinModels(): void {
     new MobileNetV2({ width: (o.width as number) ?? width, numClasses: nc(o), inChannels: o.inChannels as number, smallInput: o.smallInput as boolean, dropout: o.dropout as number });
   registerModel('mobilenetv2', mobilenet(1));
   registerModel('mobilenetv2-0.5', mobilenet(0.5));
+  // text: int64 token ids [B, L]; options.vocabSize is required (the vocabulary's size)
+  registerModel('transformer', (o) => {
+    if (typeof o.vocabSize !== 'number') throw new Error("transformer: options.vocabSize is required (the size of the tokenizer's vocabulary)");
+    return new TransformerClassifier({ ...(o as Partial<TransformerClassifierOptions>), vocabSize: o.vocabSize, numClasses: nc(o) });
+  });
 }
