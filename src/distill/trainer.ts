@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Tensor, dispose, keep, loadSafetensors, manualSeed, nextTick, noGrad, ops, saveSafetensors, tensor, tidy, writeFileAtomic, appendLineDurable, removeStaleTempFiles } from '../torch';
 import { F, Module } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, warmup } from '../optim';
-import { DataLoader, ImageDataset, mixSeed } from '../data';
+import { DataLoader, TensorDataset, mixSeed } from '../data';
 import { responseKD, softTargetLoss } from './response';
 import { kdLossPerSample } from './losses';
 import { DynamicTemperature, Progress as RunProgress, ScheduleSpec, checkSchedule, dynamicTemperature, initialValue, isConstant, scheduleValue } from './schedules';
@@ -18,7 +18,7 @@ import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherC
 export interface TrainOptions {
   model: Module;
   train: DataLoader;
-  test: ImageDataset;
+  test: TensorDataset;
   testTransforms: DataLoader['transforms'];
   epochs: number;
   seed: number;
@@ -116,7 +116,7 @@ export function deviceOf(m: Module): string {
 }
 
 /** Accuracy (percent) of `model` on a data set, in eval mode under no-grad. */
-export async function evaluate(model: Module, test: ImageDataset, transforms: DataLoader['transforms'] = []): Promise<number> {
+export async function evaluate(model: Module, test: TensorDataset, transforms: DataLoader['transforms'] = []): Promise<number> {
   const was = model.training;
   model.eval();
   let correct = 0;
