@@ -2,7 +2,7 @@
 // student trained on the same data with the same schedule. Loss weights follow RepDistiller (Tian et al. 2020) and
 // mdistiller (DKD): cross-entropy weight 1 plus the method's own term, except KD (0.1·CE + 0.9·KD at T = 4).
 //   npm run build && node dist/bench/method-table.js [--epochs 2] [--limit 5000] [--teacher resnet56] [--student resnet20]
-//      [--methods plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst] [--teacher-weights FILE] [--teacher-epochs N]
+//      [--methods plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst,fsp] [--teacher-weights FILE] [--teacher-epochs N]
 //      [--schedule short|repdistiller] [--threads 2] [--batch 64] [--device cpu|cuda] [--out runs/method-table]
 //      [--test-limit N] (evaluate on a fixed random N of the 10,000 test images: smoke runs only)
 // 'short' (the default, for CPUs): cosine learning rate from 0.05 over --epochs. 'repdistiller': 240 epochs, lr 0.05
@@ -38,6 +38,12 @@ function methods(epochs: number): Record<string, Method | null> {
     },
     cc: { alpha: 1, matches: [{ teacher: 'pool', student: 'pool', loss: 'cc', weight: 0.02 }], note: 'CC on the pooled embedding, β = 0.02' },
     nst: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'nst', weight: 50 }], note: 'NST on layer3, β = 50' },
+    fsp: {
+      alpha: 1,
+      // each stage's first block output and the stage output share their spatial size (the FSP pair)
+      matches: ['layer1', 'layer2', 'layer3'].map((l) => ({ teacher: [`${l}.0`, l], student: [`${l}.0`, l], loss: 'fsp', weight: 50 })),
+      note: 'FSP of (first block, stage output) in the 3 stages, β = 50, trained jointly with CE',
+    },
   };
 }
 
@@ -61,7 +67,7 @@ function args() {
   const epochs = int('epochs', schedule === 'repdistiller' ? 240 : 2)!;
   return {
     epochs, schedule, limit: int('limit', undefined), testLimit: int('test-limit', undefined), teacher: a.teacher ?? 'resnet56', student: a.student ?? 'resnet20',
-    methods: (a.methods ?? 'plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst').split(','), teacherWeights: a['teacher-weights'],
+    methods: (a.methods ?? 'plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst,fsp').split(','), teacherWeights: a['teacher-weights'],
     teacherEpochs: int('teacher-epochs', epochs)!, threads: int('threads', 2)!, batch: int('batch', 64)!, device: a.device ?? 'cpu', out: a.out ?? 'runs/method-table',
   };
 }
