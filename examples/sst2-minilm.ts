@@ -7,7 +7,7 @@
 // against the same student trained alone. Words are tokenised with a vocabulary built from the training sentences.
 // Evaluation is on the 872 labelled GLUE SST-2 dev sentences (sst2/test.tsv here).
 //   npm run build && node dist/examples/sst2-minilm.js [--teacher-epochs 3] [--epochs 3] [--limit N] [--threads 2]
-//                                                       [--max-len 40] [--out runs/sst2-minilm]
+//                                                       [--max-len 40] [--out runs/sst2-minilm] [--device cpu|cuda]
 // Prints a table and a final JSON line; each run's metrics and checkpoints are in --out.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,7 +15,7 @@ import { manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
 import { Module } from '../src/nn';
 import { DataLoader, TensorDataset, WordVocab, loadSst2, sharedDataDir } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
-import { FeatureMatcher, TrainSummary, trainModel } from '../src/distill';
+import { FeatureMatcher, TrainSummary, checkDevice, trainModel } from '../src/distill';
 import { tensor } from '../src/torch';
 
 const arg = (name: string, dflt: number | string) => {
@@ -28,6 +28,7 @@ const LIMIT = Number(arg('limit', 0));
 const THREADS = Number(arg('threads', 2));
 const MAX_LEN = Number(arg('max-len', 40));
 const OUT = String(arg('out', 'runs/sst2-minilm'));
+const DEVICE = String(arg('device', 'cpu'));
 const SEED = 0;
 
 async function main() {
@@ -36,6 +37,7 @@ async function main() {
     process.exit(2);
   }
   setNumThreads(THREADS);
+  const device = checkDevice(DEVICE);
   registerBuiltinModels();
   let train = loadSst2('train');
   if (LIMIT > 0) train = train.slice(0, LIMIT);
@@ -56,12 +58,12 @@ async function main() {
   const run = async (name: string, model: Module, epochs: number, extra: Partial<Parameters<typeof trainModel>[0]> = {}): Promise<TrainSummary> =>
     trainModel({
       model, name, epochs, seed: SEED, optimizer, schedule: 'cosine', warmupEpochs: 0,
-      train: new DataLoader(trainSet, { batchSize: 64, shuffle: true, seed: SEED }),
+      train: new DataLoader(trainSet, { batchSize: 64, shuffle: true, seed: SEED, device }),
       test: testSet, testTransforms: [], outDir: path.join(OUT, name), force: true, ...extra,
     });
 
   manualSeed(SEED);
-  const teacher = createModel('transformer', TEACHER);
+  const teacher = createModel('transformer', TEACHER).to(device);
   const t = await run('teacher', teacher, TEACHER_EPOCHS);
   teacher.eval();
   teacher.requiresGrad_(false);
@@ -70,7 +72,7 @@ async function main() {
   const rows: { name: string; params: number; summary: TrainSummary }[] = [{ name: 'teacher', params: teacher.numParameters(), summary: t }];
   for (const kind of ['student', 'kd', 'kd+feat'] as const) {
     manualSeed(SEED + 1); // every student starts from the same weights
-    const student = createModel('transformer', STUDENT);
+    const student = createModel('transformer', STUDENT).to(device);
     const features =
       kind === 'kd+feat'
         ? new FeatureMatcher(student, teacher, [
@@ -87,7 +89,7 @@ async function main() {
   console.log(`\n| model | parameters | best test acc (%) | epochs | epoch (s) |\n|---|---:|---:|---:|---:|`);
   for (const r of rows)
     console.log(`| ${r.name} | ${r.params.toLocaleString('en-US')} | ${r.summary.best_test_acc.toFixed(2)} | ${r.summary.epochs} | ${r.summary.mean_epoch_s.toFixed(1)} |`);
-  const out = { data: 'sst2', train: train.length, test: test.length, vocab: vocab.size, max_len: MAX_LEN, runs: Object.fromEntries(rows.map((r) => [r.name, { params: r.params, best_test_acc: r.summary.best_test_acc, epochs: r.summary.epochs, epoch_s: r.summary.mean_epoch_s }])) };
+  const out = { device, data: 'sst2', train: train.length, test: test.length, vocab: vocab.size, max_len: MAX_LEN, runs: Object.fromEntries(rows.map((r) => [r.name, { params: r.params, best_test_acc: r.summary.best_test_acc, epochs: r.summary.epochs, epoch_s: r.summary.mean_epoch_s }])) };
   writeFileAtomic(path.join(OUT, 'summary.json'), JSON.stringify(out, null, 2));
   console.log(JSON.stringify(out));
   teacher.dispose();

@@ -263,8 +263,12 @@ export class FeatureMatcher {
           for (const m of this.matches) {
             if (m.proj) continue;
             if ((m.def.arity ?? 1) > 1) continue;
-            m.proj = planProjection(m.spec.loss, m.def.needs, s.features.get(m.s[0])!.shape, t.features.get(m.t[0])!.shape, m.spec.proj ?? 'auto');
-            if (m.proj) this.projections.append(m.proj);
+            const sf = s.features.get(m.s[0])!;
+            m.proj = planProjection(m.spec.loss, m.def.needs, sf.shape, t.features.get(m.t[0])!.shape, m.spec.proj ?? 'auto');
+            if (m.proj) {
+              if (sf.device !== 'cpu') m.proj.to(sf.device); // projections live where the student's features are
+              this.projections.append(m.proj);
+            }
           }
         }),
       );
