@@ -151,30 +151,34 @@ export class ActivationFakeQuant {
   readonly observer: RangeObserver;
   observe: ObserveMode = 'train';
   constructor(readonly buffer: Tensor, readonly relu: boolean, opts: ObserverOptions) {
-    if (buffer.numel() !== 3 || buffer.dtype !== 'float64') throw new Error(`ActivationFakeQuant: expected a float64 buffer [min, max, batches], got ${buffer.dtype}[${buffer.shape}]`);
-    this.observer = new RangeObserver(opts, buffer.data() as Float64Array);
+    if (buffer.numel() !== 3) throw new Error(`ActivationFakeQuant: expected a range buffer [min, max, batches], got shape [${buffer.shape}]`);
+    this.observer = new RangeObserver(opts);
+    this.sync();
   }
-  /** Re-reads the range from the buffer (after loadStateDict). */
+  /** Reads the range from the buffer (the buffer is the truth: loadStateDict writes it). */
   sync(): void {
-    this.observer.state.set(this.buffer.data() as Float64Array);
+    this.observer.state.set(Float64Array.from(noGrad(() => this.buffer.data() as ArrayLike<number>)));
   }
   private store(): void {
     noGrad(() => tidy(() => {
-      ops.copy_(this.buffer, tensor(Array.from(this.observer.state), { dtype: 'float64' }));
+      ops.copy_(this.buffer, tensor(Array.from(this.observer.state), { dtype: this.buffer.dtype }));
     }));
   }
   /** uint8 parameters of the current range; null before anything was observed. */
   qparams(): { scale: number; zeroPoint: number } | null {
+    this.sync();
     const r = this.observer.range();
     if (!r) return null;
     return this.relu ? activationQParams(0, Math.max(r.max, 0)) : activationQParams(r.min, r.max);
   }
   apply(x: Tensor, training: boolean): Tensor {
+    this.sync();
     if (this.observe === 'always' || (this.observe === 'train' && training)) {
       this.observer.observe(x);
       this.store();
     }
-    const q = this.qparams();
+    const r = this.observer.range();
+    const q = r && (this.relu ? activationQParams(0, Math.max(r.max, 0)) : activationQParams(r.min, r.max));
     if (!q) return this.relu ? x.relu() : x;
     return ops.fake_quantize_per_tensor_affine(x, q.scale, q.zeroPoint, ACT_QMIN, ACT_QMAX);
   }
