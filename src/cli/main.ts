@@ -23,11 +23,12 @@ commands:
             and writes summary.json and report.html (charts per epoch and the table; opens offline)
   report    (re)write report.html for the compare run in the output directory
   eval      test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student
-  export    tsdistill export <run folder|checkpoint.safetensors> --format onnx|safetensors --out FILE: the model for
+  export    tsdistill export <run folder|checkpoint.safetensors> --format onnx|onnx-int8|safetensors --out FILE: the model for
             deployment, plus model-card.json beside it (architecture, input preprocessing, teacher, recipe, data,
             metrics); a folder holding several runs exports the distilled one unless --role teacher|student|distilled;
             a checkpoint outside a run folder needs --config FILE (and --role); ONNX: --opset N (default 17),
-            --batch N (default: dynamic batch); --card FILE to put the card elsewhere
+            --batch N (default: dynamic batch); --card FILE to put the card elsewhere; onnx-int8: QDQ model with the
+            ranges of a quantization-aware run, else calibrated on --calibration-batches N training batches (default 16)
 options:
   --set key.path=value   override a config value (repeatable)
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
@@ -48,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
       resume: { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       plugin: { type: 'string', multiple: true },
       format: { type: 'string' }, config: { type: 'string' }, card: { type: 'string' }, opset: { type: 'string' }, batch: { type: 'string' },
+      'calibration-batches': { type: 'string' },
     },
   });
   const [command, file] = positionals;
@@ -65,13 +67,16 @@ async function main(argv: string[]): Promise<number> {
       if (!/^\d+$/.test(v)) throw new Error(`export: --${name} must be a positive integer, got '${v}'`);
       return Number(v);
     };
-    const r = runExport({ source: file, format: values.format, out: values.out, role: values.role, config: values.config, card: values.card, opset: int(values.opset, 'opset'), batch: int(values.batch, 'batch') });
+    const r = await runExport({
+      source: file, format: values.format, out: values.out, role: values.role, config: values.config, card: values.card, opset: int(values.opset, 'opset'), batch: int(values.batch, 'batch'),
+      calibrationBatches: int(values['calibration-batches'], 'calibration-batches'),
+    });
     for (const f of r.files) console.log(`${r.model} -> ${values.out} (${f.format}, ${f.bytes} bytes, sha256 ${f.sha256.slice(0, 16)}…)`);
     console.log(`model card: ${r.card}${r.replacedCard ? ` (replaced the card of ${r.replacedCard}; use --card FILE to keep cards apart)` : ''}`);
     if (values.json) console.log(JSON.stringify(r));
     return 0;
   }
-  for (const opt of ['format', 'config', 'card', 'opset', 'batch'] as const)
+  for (const opt of ['format', 'config', 'card', 'opset', 'batch', 'calibration-batches'] as const)
     if (values[opt] !== undefined) throw new Error(`tsdistill ${command}: --${opt} applies to export only`);
   const sets = [...(values.set ?? [])];
   if (values.epochs) sets.push(`training.epochs=${values.epochs}`);
