@@ -7,6 +7,7 @@ import { loadWeights, closest } from '../nn';
 import { registerBuiltinModels } from '../models';
 import {
   RunKind, TrainingInterrupted, buildModel, checkDevice, checkMatches, loadTeacher, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
+  prepareQatCheckpoint,
 } from '../distill';
 import { writeReport } from '../report';
 import { loadConfig } from './config';
@@ -130,6 +131,7 @@ async function main(argv: string[]): Promise<number> {
       const ensemble = role === 'teacher' && !!spec.members;
       const model = ensemble ? loadTeacher(cfg, file) : buildModel(spec, cfg.seed);
       try {
+        if (!ensemble) prepareQatCheckpoint(model, cfg, role === 'teacher' ? 'teacher' : 'student');
         if (!ensemble) loadWeights(model, weights);
         if (cfg.training.device !== 'cpu') model.to(cfg.training.device);
         const acc = await evaluate(model, data.test, transformsFor(cfg).norm);

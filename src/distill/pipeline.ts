@@ -13,7 +13,7 @@ import { FeatureMatcher, type MatchSpec } from './features';
 import { initialValue, type DynamicTemperature, type ScheduleSpec } from './schedules';
 import { Ensemble } from './ensemble';
 import type { SoftLoss } from './response';
-import { prepareQat } from './qat';
+import { prepareQat, prepareQatCheckpoint } from './qat';
 
 /** Mean and standard deviation of the training images, per data set (one channel). */
 export const DATASET_STATS: Record<string, [number, number]> = { mnist: [0.1307, 0.3081], 'fashion-mnist': [0.286, 0.353] };
@@ -469,6 +469,7 @@ export async function compareFromConfig(
     const weights = kind === 'teacher' ? teacherWeights(cfg) : path.join(runDir(cfg, kind), 'best.safetensors');
     const model = kind === 'teacher' ? loadTeacher(cfg, flags.file) : buildModel(spec, cfg.seed);
     try {
+      prepareQatCheckpoint(model, cfg, kind);
       if (kind !== 'teacher') loadWeights(model, weights);
       const device = checkDevice(cfg.training.device);
       if (device !== 'cpu') model.to(device);
