@@ -93,7 +93,7 @@ describe('tsdistill export', () => {
     assert.equal(card.source.run, 'distilled');
   });
 
-  it('a checkpoint outside a run folder needs --config; onnx-int8 is not implemented yet; errors say what to do', () => {
+  it('a checkpoint outside a run folder needs --config; errors say what to do', () => {
     const bare = run(['export', teacher, '--format', 'onnx', '--out', path.join(dir, 't.onnx')]);
     assert.equal(bare.status, 1);
     assert.match(bare.stderr, /no config\.json in .* or its parent, so the architecture of .*teacher\.safetensors is unknown; pass --config FILE/);
@@ -103,14 +103,74 @@ describe('tsdistill export', () => {
     assert.equal(card.architecture.model, 'lenet5');
     assert.equal(card.teacher, null);
     assert.equal(card.metrics, null);
-    const q = run(['export', out, '--format', 'onnx-int8', '--out', path.join(dir, 'q.onnx')]);
+    const q = run(['export', out, '--format', 'onnx', '--calibration-batches', '2', '--out', path.join(dir, 'q.onnx')]);
     assert.equal(q.status, 1);
-    assert.match(q.stderr, /--format onnx-int8 is not implemented yet; available formats: onnx, safetensors/);
+    assert.match(q.stderr, /--calibration-batches applies to --format onnx-int8 only/);
     assert.equal(fs.existsSync(path.join(dir, 'q.onnx')), false);
     const s = run(['export', out, '--format', 'onnx', '--out', path.join(dir, 's.onnx'), '--role', 'student']);
     assert.equal(s.status, 1);
     assert.match(s.stderr, /has no student run \(found: distilled\)/);
     const n = run(['export', path.join(dir, 'nowhere'), '--format', 'onnx', '--out', path.join(dir, 'n.onnx')]);
     assert.match(n.stderr, /nowhere does not exist/);
+  });
+
+  it('--format onnx-int8: post-training quantization calibrated on training batches, or the ranges of a quantization-aware run', async () => {
+    const ds = loadMnist({ split: 'test', limit: 200 });
+    const x = tidy(() => ds.images.float().div(255).sub(0.1307).div(0.3081));
+    const runOrt = async (file: string) => {
+      const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1 });
+      try {
+        return (await session.run({ input: new ort.Tensor('float32', x.data() as Float32Array, x.shape) })).logits.data as Float32Array;
+      } finally {
+        await session.release();
+      }
+    };
+    const argmax = (v: Float32Array) => Array.from({ length: v.length / 10 }, (_, i) => v.subarray(i * 10, i * 10 + 10).indexOf(Math.max(...v.subarray(i * 10, i * 10 + 10))));
+    try {
+      // post-training: the distilled run's weights, ranges from 4 training batches
+      const ptq = path.join(dir, 'int8', 'student-int8.onnx');
+      const r = run(['export', out, '--format', 'onnx-int8', '--calibration-batches', '4', '--out', ptq, '--json']);
+      assert.equal(r.status, 0, r.stderr);
+      const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      assert.equal(res.int8.ranges, 'calibrated');
+      assert.equal(res.int8.calibrationBatches, 4);
+      const card = JSON.parse(fs.readFileSync(path.join(dir, 'int8', 'model-card.json'), 'utf8'));
+      assert.equal(card.files[0].format, 'onnx-int8');
+      assert.equal(card.recipe.int8.calibration_batches, 4);
+      const fp32 = path.join(dir, 'int8', 'student.onnx');
+      assert.equal(run(['export', out, '--format', 'onnx', '--out', fp32]).status, 0);
+      const [a, b] = [argmax(await runOrt(fp32)), argmax(await runOrt(ptq))];
+      assert.ok(a.filter((p, i) => p === b[i]).length >= 190, 'int8 and fp32 predictions differ on more than 5% of images');
+      // quantization-aware distillation from the distilled student's checkpoint, then its ranges exported
+      const qatOut = path.join(dir, 'qat');
+      const student = path.join(out, 'distilled', 'best.safetensors');
+      const d = run(['distill', config, '--epochs', '1', '--out', qatOut, '--set', 'data.limit=300', '--set', `teacher.checkpoint=${teacher}`, '--threads', '1',
+        '--set', 'quantization.qat=true', '--set', 'quantization.calibrationBatches=2', '--set', `student.checkpoint=${student}`]);
+      assert.equal(d.status, 0, d.stderr);
+      const qfile = path.join(dir, 'qat-export', 'student-qat.onnx');
+      const bad = run(['export', qatOut, '--format', 'onnx-int8', '--calibration-batches', '2', '--out', qfile]);
+      assert.match(bad.stderr, /comes from quantization-aware training and carries its ranges; --calibration-batches does not apply/);
+      const e = run(['export', qatOut, '--format', 'onnx-int8', '--out', qfile, '--json']);
+      assert.equal(e.status, 0, e.stderr);
+      assert.equal(JSON.parse(e.stdout.trim().split('\n').pop()!).int8.ranges, 'quantization-aware');
+      // onnxruntime's int8 model computes what the fake-quantized student computes
+      const { prepareQuantAware } = await import('../src/export');
+      const model = createModel('lenet5-half', { outputRelu: true });
+      try {
+        prepareQuantAware(model, { inputShape: [1, 28, 28] });
+        loadWeights(model, path.join(qatOut, 'distilled', 'best.safetensors'));
+        model.eval();
+        const fq = tidy(() => noGrad(() => model.call(x)).data() as Float32Array);
+        const q8 = await runOrt(qfile);
+        const maxAbs = fq.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        const diff = fq.reduce((m, v, i) => Math.max(m, Math.abs(v - q8[i])), 0);
+        assert.ok(maxAbs > 0 && diff < 0.05 * maxAbs, `max |fake-quant − onnxruntime| ${diff}, logits up to ${maxAbs}`);
+      } finally {
+        model.dispose();
+      }
+    } finally {
+      x.dispose();
+      ds.dispose();
+    }
   });
 });

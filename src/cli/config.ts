@@ -116,6 +116,20 @@ export const configSchema = z
       })
       .strict()
       .default({ epochs: 10, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupEpochs: 0, device: 'cpu' }),
+    /** int8: quantization-aware training of the student (fake quantization; export with --format onnx-int8). */
+    quantization: z
+      .object({
+        /** Train the student (plain and distilled runs) with fake-quantized weights and activations. */
+        qat: z.boolean().default(false),
+        /** How activation ranges are tracked during training: moving-average min/max (default), min/max, percentile. */
+        observer: z.enum(['ema', 'minmax', 'percentile']).default('ema'),
+        /** 'ema': weight of each new batch's range. */
+        momentum: z.number().positive().max(1).default(0.01),
+        /** Batches that set the starting ranges before training. */
+        calibrationBatches: z.number().int().positive().default(16),
+      })
+      .strict()
+      .optional(),
     output: z
       .object({ dir: z.string().default('runs/run'), checkpointEvery: z.number().int().min(0).default(1) })
       .strict()

@@ -9,12 +9,14 @@ import * as path from 'node:path';
 import { loadSafetensors, dispose, version } from '../torch';
 import { Module } from '../nn';
 import { CIFAR10_CLASSES, FASHION_CLASSES, MNIST_CLASSES } from '../data';
-import { DATASETS, TrainSummary, buildModel } from '../distill';
-import { ExportedFile, ModelCard, sha256, toOnnx, weightsBytes, writeExported, writeModelCard } from '../export';
+import { DataLoader } from '../data';
+import { DATASETS, TrainSummary, buildModel, loadDataset, transformsFor } from '../distill';
+import { ExportedFile, Int8ExportInfo, ModelCard, prepareQuantAware, sha256, toOnnx, toOnnxInt8, weightsBytes, writeExported, writeModelCard } from '../export';
 import { RunConfig, configSchema, loadConfig } from './config';
 
-export const EXPORT_FORMATS = ['onnx', 'safetensors'] as const;
-const PLANNED = ['onnx-int8'];
+export const EXPORT_FORMATS = ['onnx', 'onnx-int8', 'safetensors'] as const;
+/** onnx-int8 without quantization-aware ranges: batches of training data that calibrate the activation ranges. */
+export const DEFAULT_CALIBRATION_BATCHES = 16;
 const KINDS = ['distilled', 'student', 'teacher'] as const;
 type Kind = (typeof KINDS)[number];
 
@@ -32,6 +34,8 @@ export interface ExportArgs {
   opset?: number;
   /** A fixed batch size for ONNX (default: dynamic). */
   batch?: number;
+  /** onnx-int8, post-training: how many training batches calibrate the activation ranges (default 16). */
+  calibrationBatches?: number;
 }
 
 interface Resolved {
@@ -106,13 +110,15 @@ function resolveSource(a: ExportArgs): Resolved {
   return { checkpoint, cfg, kind, summary };
 }
 
-function loadModel(r: Resolved): { model: Module; metadata: Record<string, string> } {
+function loadModel(r: Resolved, inputShape: number[]): { model: Module; metadata: Record<string, string> } {
   const spec = r.kind === 'teacher' ? r.cfg.teacher : r.cfg.student;
   if (!spec) throw new Error(`export: the configuration has no ${r.kind === 'teacher' ? 'teacher' : 'student'} section`);
   if (spec.members) throw new Error('export: the teacher is an ensemble of several models; export its members one by one');
   const model = buildModel(spec, r.cfg.seed);
   const { tensors, metadata } = loadSafetensors(r.checkpoint);
   try {
+    // a quantization-aware run's checkpoints hold the trained activation ranges beside the weights
+    if (isQat(r)) prepareQuantAware(model, { inputShape });
     model.loadStateDict(tensors);
   } catch (e) {
     model.dispose();
@@ -124,35 +130,68 @@ function loadModel(r: Resolved): { model: Module; metadata: Record<string, strin
   return { model, metadata };
 }
 
+function isQat(r: Resolved): boolean {
+  return r.kind !== 'teacher' && !!r.cfg.quantization?.qat;
+}
+
+/** The first `n` training batches, preprocessed as for testing: calibration data for post-training quantization. */
+function calibrationBatches(r: Resolved, n: number) {
+  const data = loadDataset(r.cfg.data.dataset, n * r.cfg.data.batchSize);
+  data.test.dispose();
+  const loader = new DataLoader(data.train, { batchSize: r.cfg.data.batchSize, shuffle: false, seed: 0, transforms: transformsFor(r.cfg, r.kind).norm });
+  const xs = [];
+  for (const b of loader) {
+    xs.push(b.x);
+    b.y.dispose();
+  }
+  data.train.dispose();
+  return xs.slice(0, n);
+}
+
 const CLASSES: Record<string, string[]> = { mnist: MNIST_CLASSES, 'fashion-mnist': FASHION_CLASSES, cifar10: CIFAR10_CLASSES };
 
 /** Exports as `a` says; returns what was written. */
-export function runExport(a: ExportArgs): { files: ExportedFile[]; card: string; model: string; replacedCard: string | null } {
+export async function runExport(a: ExportArgs): Promise<{ files: ExportedFile[]; card: string; model: string; replacedCard: string | null; int8?: Int8ExportInfo }> {
   const format = a.format;
   if (!format) throw new Error(`export: --format is required (${EXPORT_FORMATS.join(' or ')})`);
-  if (PLANNED.includes(format)) throw new Error(`export: --format ${format} is not implemented yet; available formats: ${EXPORT_FORMATS.join(', ')}`);
+  if (a.calibrationBatches !== undefined && format !== 'onnx-int8') throw new Error('export: --calibration-batches applies to --format onnx-int8 only');
+  if (a.calibrationBatches !== undefined && (!Number.isInteger(a.calibrationBatches) || a.calibrationBatches < 1))
+    throw new Error(`export: --calibration-batches must be a positive integer, got ${a.calibrationBatches}`);
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new Error(`export: unknown --format '${format}'; available formats: ${EXPORT_FORMATS.join(', ')}`);
-  if (!a.out) throw new Error(`export: --out FILE is required (e.g. --out student.${format === 'onnx' ? 'onnx' : 'safetensors'})`);
+  if (!a.out) throw new Error(`export: --out FILE is required (e.g. --out student.${format.startsWith('onnx') ? 'onnx' : 'safetensors'})`);
   const r = resolveSource(a);
   const spec = (r.kind === 'teacher' ? r.cfg.teacher : r.cfg.student)!;
   const info = DATASETS[r.cfg.data.dataset];
   const inputShape = [info.channels, info.size, info.size];
   const sourceBytes = fs.readFileSync(r.checkpoint);
   const sourceSha = sha256(sourceBytes);
-  const { model, metadata: meta } = loadModel(r);
+  const { model, metadata: meta } = loadModel(r, inputShape);
+  let int8: Int8ExportInfo | undefined;
   try {
     const options = { numClasses: 10, ...spec.options };
     const cardFile = a.card ?? path.join(path.dirname(path.resolve(a.out)), 'model-card.json');
     const cardDir = path.dirname(path.resolve(cardFile));
     const described = { model: spec.model, options: JSON.stringify(options), source_sha256: sourceSha, dataset: r.cfg.data.dataset };
     let bytes: Uint8Array;
-    if (format === 'onnx')
-      bytes = toOnnx(model, {
-        inputShape, opset: a.opset, batchSize: a.batch,
-        metadata: { ...described, ...(r.cfg.data.normalize ? { mean: JSON.stringify(info.mean), std: JSON.stringify(info.std) } : {}) },
-        docString: `${spec.model} (${r.kind}) exported by tsdistill from ${path.basename(r.checkpoint)}`,
-      }).bytes;
-    else bytes = weightsBytes(model, described);
+    const onnxOpts = {
+      inputShape, opset: a.opset, batchSize: a.batch,
+      metadata: { ...described, ...(r.cfg.data.normalize ? { mean: JSON.stringify(info.mean), std: JSON.stringify(info.std) } : {}) },
+      docString: `${spec.model} (${r.kind}) exported by tsdistill from ${path.basename(r.checkpoint)}`,
+    };
+    if (format === 'onnx') bytes = toOnnx(model, onnxOpts).bytes;
+    else if (format === 'onnx-int8') {
+      if (isQat(r)) {
+        if (a.calibrationBatches !== undefined) throw new Error(`export: ${r.checkpoint} comes from quantization-aware training and carries its ranges; --calibration-batches does not apply`);
+        ({ bytes, info: int8 } = await toOnnxInt8(model, onnxOpts));
+      } else {
+        const calibration = calibrationBatches(r, a.calibrationBatches ?? DEFAULT_CALIBRATION_BATCHES);
+        try {
+          ({ bytes, info: int8 } = await toOnnxInt8(model, { ...onnxOpts, calibration }));
+        } finally {
+          dispose(calibration);
+        }
+      }
+    } else bytes = weightsBytes(model, described);
     const file = writeExported(a.out, bytes, format as ExportedFile['format'], cardDir);
     const distilled = r.kind === 'distilled';
     const card: ModelCard = {
@@ -160,12 +199,12 @@ export function runExport(a: ExportArgs): { files: ExportedFile[]; card: string;
       name: r.cfg.name,
       architecture: { model: spec.model, class: model.constructor.name, options, parameters: model.numParameters() },
       input: {
-        ...(format === 'onnx' ? { name: 'input' } : {}),
+        ...(format !== 'safetensors' ? { name: 'input' } : {}),
         shape: inputShape,
         dtype: 'float32',
         preprocessing: { scale: 1 / 255, ...(r.cfg.data.normalize ? { mean: info.mean, std: info.std } : {}) },
       },
-      output: { ...(format === 'onnx' ? { name: 'logits' } : {}), classes: CLASSES[r.cfg.data.dataset] },
+      output: { ...(format !== 'safetensors' ? { name: 'logits' } : {}), classes: CLASSES[r.cfg.data.dataset] },
       files: [file],
       source: {
         checkpoint: path.resolve(r.checkpoint), sha256: sourceSha, run: r.kind,
@@ -174,7 +213,11 @@ export function runExport(a: ExportArgs): { files: ExportedFile[]; card: string;
       teacher: distilled && r.cfg.teacher
         ? { model: r.cfg.teacher.model, options: r.cfg.teacher.options, ...(r.cfg.teacher.checkpoint ? { checkpoint: r.cfg.teacher.checkpoint } : {}), ...(r.cfg.teacher.members ? { members: r.cfg.teacher.members } : {}) }
         : null,
-      recipe: { kind: distilled ? 'distillation' : 'supervised', ...(distilled ? { distill: r.cfg.distill } : {}), training: r.cfg.training, seed: r.cfg.seed },
+      recipe: {
+        kind: distilled ? 'distillation' : 'supervised', ...(distilled ? { distill: r.cfg.distill } : {}), training: r.cfg.training, seed: r.cfg.seed,
+        ...(r.cfg.quantization?.qat && r.kind !== 'teacher' ? { quantization: r.cfg.quantization } : {}),
+        ...(int8 ? { int8: { scheme: 'uint8 per-tensor activations, int8 per-channel symmetric weights (QDQ)', ranges: int8.ranges, quantized_layers: int8.quantizedLayers, ...(int8.calibrationBatches ? { calibration_batches: int8.calibrationBatches } : {}) } } : {}),
+      },
       data: { ...r.cfg.data, augment: spec.augment ?? r.cfg.data.augment ?? null },
       metrics: r.summary
         ? { best_test_acc: r.summary.best_test_acc, best_epoch: r.summary.best_epoch, final_test_acc: r.summary.final_test_acc, epochs: r.summary.epochs, mean_epoch_s: r.summary.mean_epoch_s }
@@ -183,7 +226,7 @@ export function runExport(a: ExportArgs): { files: ExportedFile[]; card: string;
       tsdistill: version().tsdistill,
     };
     const { replaced } = writeModelCard(cardFile, card);
-    return { files: [file], card: cardFile, model: `${spec.model} (${r.kind}, ${path.resolve(r.checkpoint)})`, replacedCard: replaced };
+    return { files: [file], card: cardFile, model: `${spec.model} (${r.kind}, ${path.resolve(r.checkpoint)})`, replacedCard: replaced, ...(int8 ? { int8 } : {}) };
   } finally {
     model.dispose();
   }

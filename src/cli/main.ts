@@ -7,6 +7,7 @@ import { loadWeights, closest } from '../nn';
 import { registerBuiltinModels } from '../models';
 import {
   RunKind, TrainingInterrupted, buildModel, checkDevice, checkMatches, loadTeacher, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
+  prepareQatCheckpoint,
 } from '../distill';
 import { writeReport } from '../report';
 import { loadConfig } from './config';
@@ -24,11 +25,12 @@ commands:
             and writes summary.json and report.html (charts per epoch and the table; opens offline)
   report    (re)write report.html for the compare run in the output directory
   eval      test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student
-  export    tsdistill export <run folder|checkpoint.safetensors> --format onnx|safetensors --out FILE: the model for
+  export    tsdistill export <run folder|checkpoint.safetensors> --format onnx|onnx-int8|safetensors --out FILE: the model for
             deployment, plus model-card.json beside it (architecture, input preprocessing, teacher, recipe, data,
             metrics); a folder holding several runs exports the distilled one unless --role teacher|student|distilled;
             a checkpoint outside a run folder needs --config FILE (and --role); ONNX: --opset N (default 17),
-            --batch N (default: dynamic batch); --card FILE to put the card elsewhere
+            --batch N (default: dynamic batch); --card FILE to put the card elsewhere; onnx-int8: QDQ model with the
+            ranges of a quantization-aware run, else calibrated on --calibration-batches N training batches (default 16)
   generate  a data set from a teacher LLM behind an OpenAI-compatible endpoint (a generate config: input, output,
             teacher, requests, curation); running it again resumes; exit status 3 when samples failed (run again)
 options:
@@ -54,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
       plugin: { type: 'string', multiple: true },
       format: { type: 'string' }, config: { type: 'string' }, card: { type: 'string' }, opset: { type: 'string' }, batch: { type: 'string' },
       concurrency: { type: 'string' }, limit: { type: 'string' },
+      'calibration-batches': { type: 'string' },
     },
   });
   const [command, file] = positionals;
@@ -71,7 +74,10 @@ async function main(argv: string[]): Promise<number> {
       if (!/^\d+$/.test(v)) throw new Error(`export: --${name} must be a positive integer, got '${v}'`);
       return Number(v);
     };
-    const r = runExport({ source: file, format: values.format, out: values.out, role: values.role, config: values.config, card: values.card, opset: int(values.opset, 'opset'), batch: int(values.batch, 'batch') });
+    const r = await runExport({
+      source: file, format: values.format, out: values.out, role: values.role, config: values.config, card: values.card, opset: int(values.opset, 'opset'), batch: int(values.batch, 'batch'),
+      calibrationBatches: int(values['calibration-batches'], 'calibration-batches'),
+    });
     for (const f of r.files) console.log(`${r.model} -> ${values.out} (${f.format}, ${f.bytes} bytes, sha256 ${f.sha256.slice(0, 16)}…)`);
     console.log(`model card: ${r.card}${r.replacedCard ? ` (replaced the card of ${r.replacedCard}; use --card FILE to keep cards apart)` : ''}`);
     if (values.json) console.log(JSON.stringify(r));
@@ -86,7 +92,7 @@ async function main(argv: string[]): Promise<number> {
     stopNote = 'stopping: abandoning requests in flight and flushing the output (Ctrl-C again to quit at once; the output stays consistent)';
     return runGenerate(file, { sets, force: values.force, json: values.json, signal: stop.signal });
   }
-  for (const opt of ['format', 'config', 'card', 'opset', 'batch'] as const)
+  for (const opt of ['format', 'config', 'card', 'opset', 'batch', 'calibration-batches'] as const)
     if (values[opt] !== undefined) throw new Error(`tsdistill ${command}: --${opt} applies to export only`);
   const sets = [...(values.set ?? [])];
   if (values.epochs) sets.push(`training.epochs=${values.epochs}`);
@@ -140,6 +146,7 @@ async function main(argv: string[]): Promise<number> {
       const ensemble = role === 'teacher' && !!spec.members;
       const model = ensemble ? loadTeacher(cfg, file) : buildModel(spec, cfg.seed);
       try {
+        if (!ensemble) prepareQatCheckpoint(model, cfg, role === 'teacher' ? 'teacher' : 'student');
         if (!ensemble) loadWeights(model, weights);
         if (cfg.training.device !== 'cpu') model.to(cfg.training.device);
         const acc = await evaluate(model, data.test, transformsFor(cfg).norm);

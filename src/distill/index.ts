@@ -10,3 +10,4 @@ export {
   distill, loadDataset, runFromConfig, compareFromConfig, compareSeeds, type SeedsResult, measureModel, claimOutputDir, formatTable, transformsFor, buildModel, runDir, teacherWeights,
   DATASET_STATS, DATASETS, checkDevice, checkMatches, loadTeacher, type DistillOptions, type ModelSpec, type DataSplits, type DatasetName, type RunKind, type RunFlags, type ModelReport, type CompareResult,
 } from './pipeline';
+export { prepareQat, prepareQatCheckpoint, type QatOptions } from './qat';

@@ -13,6 +13,7 @@ import { FeatureMatcher, type MatchSpec } from './features';
 import { initialValue, type DynamicTemperature, type ScheduleSpec } from './schedules';
 import { Ensemble } from './ensemble';
 import type { SoftLoss } from './response';
+import { prepareQat, prepareQatCheckpoint } from './qat';
 
 /** Mean and standard deviation of the training images, per data set (one channel). */
 export const DATASET_STATS: Record<string, [number, number]> = { mnist: [0.1307, 0.3081], 'fashion-mnist': [0.286, 0.353] };
@@ -296,10 +297,16 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
   let teacher: Module | undefined;
   let features: FeatureMatcher | undefined;
   try {
-    if (spec.checkpoint && kind !== 'distilled') loadWeights(model, spec.checkpoint);
+    const qat = kind !== 'teacher' && cfg.quantization?.qat ? cfg.quantization : null;
+    // quantization-aware distillation usually fine-tunes a trained fp32 student: start from student.checkpoint
+    if (spec.checkpoint && (kind !== 'distilled' || qat)) loadWeights(model, spec.checkpoint);
     if (kind === 'distilled') {
       if (!cfg.teacher) throw new Error(`${flags.file}: distill needs a 'teacher' section`);
       teacher = loadTeacher(cfg, flags.file);
+    }
+    if (qat) {
+      const info = DATASETS[cfg.data.dataset];
+      await prepareQat(model, qat, data.train, [info.channels, info.size, info.size], transformsFor(cfg, kind).norm, cfg.data.batchSize, flags.log);
     }
     const device = checkDevice(cfg.training.device);
     if (device !== 'cpu') {
@@ -462,6 +469,7 @@ export async function compareFromConfig(
     const weights = kind === 'teacher' ? teacherWeights(cfg) : path.join(runDir(cfg, kind), 'best.safetensors');
     const model = kind === 'teacher' ? loadTeacher(cfg, flags.file) : buildModel(spec, cfg.seed);
     try {
+      prepareQatCheckpoint(model, cfg, kind);
       if (kind !== 'teacher') loadWeights(model, weights);
       const device = checkDevice(cfg.training.device);
       if (device !== 'cpu') model.to(device);

@@ -11,7 +11,7 @@ import { Module } from '../nn';
 export interface ExportedFile {
   /** File name relative to the card's folder (or absolute when elsewhere). */
   file: string;
-  format: 'onnx' | 'safetensors';
+  format: 'onnx' | 'onnx-int8' | 'safetensors';
   bytes: number;
   sha256: string;
 }

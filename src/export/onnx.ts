@@ -167,7 +167,8 @@ function pruneInitializers(graph: OnnxGraph): void {
 
 // ---------------------------------------------------------------------------------------------------- serialisation
 
-const DTYPE_CODE = { float32: onnx.TensorProto.DataType.FLOAT, int64: onnx.TensorProto.DataType.INT64 } as const;
+const DT = onnx.TensorProto.DataType;
+const DTYPE_CODE = { float32: DT.FLOAT, int64: DT.INT64, int8: DT.INT8, uint8: DT.UINT8, int32: DT.INT32 } as const;
 
 function valueInfo(v: OnnxValue): onnx.IValueInfoProto {
   return {

@@ -4,6 +4,7 @@ export * from './module';
 export * from './layers';
 export * from './attention';
 export * from './onnx';
+export * from './quant';
 export * as init from './init';
 export * as F from './functional';
 export * from './functional';

@@ -8,6 +8,7 @@
 import { Tensor, empty, ones, ops, zeros, noGrad, tidy } from '../torch';
 import { Module } from './module';
 import type { OnnxGraphBuilder, OnnxValue } from './onnx';
+import type { LayerQuant } from './quant';
 import * as init from './init';
 
 const shapeStr = (s: number[]) => `[${s.join(', ')}]`;
@@ -56,6 +57,8 @@ function initLinearLike(weight: Tensor, bias: Tensor | null): void {
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  /** Fake quantization for quantization-aware training (set by prepareQuantAware); null: float. */
+  quant: LayerQuant | null = null;
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean } = {}) {
     super();
     checkPositiveInt(inFeatures, 'inFeatures', 'Linear');
@@ -66,6 +69,7 @@ export class Linear extends Module {
   }
   forward(x: Tensor): Tensor {
     try {
+      if (this.quant) return this.quant.forward(x, this.weight, this.training, (xq, w) => ops.linear(xq, w, this.bias));
       return ops.linear(x, this.weight, this.bias);
     } catch (e) {
       layerError(this, [x], e);
@@ -98,6 +102,8 @@ abstract class ConvNd extends Module {
   readonly padding: number[] | 'same' | 'valid';
   readonly dilation: number[];
   readonly groups: number;
+  /** Fake quantization for quantization-aware training (set by prepareQuantAware); null: float. */
+  quant: LayerQuant | null = null;
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: IntOrList, n: number, opts: ConvOptions) {
     super();
     const name = `Conv${n}d`;
@@ -142,12 +148,16 @@ export class Conv1d extends ConvNd {
   }
   forward(x: Tensor): Tensor {
     try {
-      return typeof this.padding === 'string'
-        ? ops.conv1d_padding(x, this.weight, this.bias, this.stride, this.padding, this.dilation, this.groups)
-        : ops.conv1d(x, this.weight, this.bias, this.stride, this.padding, this.dilation, this.groups);
+      if (this.quant) return this.quant.forward(x, this.weight, this.training, (xq, w) => this.conv(xq, w));
+      return this.conv(x, this.weight);
     } catch (e) {
       layerError(this, [x], e);
     }
+  }
+  private conv(x: Tensor, w: Tensor): Tensor {
+    return typeof this.padding === 'string'
+      ? ops.conv1d_padding(x, w, this.bias, this.stride, this.padding, this.dilation, this.groups)
+      : ops.conv1d(x, w, this.bias, this.stride, this.padding, this.dilation, this.groups);
   }
 }
 
@@ -158,12 +168,16 @@ export class Conv2d extends ConvNd {
   }
   forward(x: Tensor): Tensor {
     try {
-      return typeof this.padding === 'string'
-        ? ops.conv2d_padding(x, this.weight, this.bias, this.stride, this.padding, this.dilation, this.groups)
-        : ops.conv2d(x, this.weight, this.bias, this.stride, this.padding, this.dilation, this.groups);
+      if (this.quant) return this.quant.forward(x, this.weight, this.training, (xq, w) => this.conv(xq, w));
+      return this.conv(x, this.weight);
     } catch (e) {
       layerError(this, [x], e);
     }
+  }
+  private conv(x: Tensor, w: Tensor): Tensor {
+    return typeof this.padding === 'string'
+      ? ops.conv2d_padding(x, w, this.bias, this.stride, this.padding, this.dilation, this.groups)
+      : ops.conv2d(x, w, this.bias, this.stride, this.padding, this.dilation, this.groups);
   }
 }
 

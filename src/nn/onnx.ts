@@ -16,7 +16,8 @@ import type { Module } from './module';
 
 /** A dimension: a size, or a name for a size known only at run time (the batch). */
 export type Dim = number | string;
-export type OnnxDType = 'float32' | 'int64';
+/** Graph inputs are float32 or int64; quantized models add int8 / uint8 / int32 initializers. */
+export type OnnxDType = 'float32' | 'int64' | 'int8' | 'uint8' | 'int32';
 
 /** A value in the graph: the output of a node, a graph input or an initializer. */
 export interface OnnxValue {
@@ -45,7 +46,7 @@ export interface OnnxInitializer {
   name: string;
   dtype: OnnxDType;
   shape: number[];
-  data: Float32Array | BigInt64Array;
+  data: Float32Array | BigInt64Array | Int8Array | Uint8Array | Int32Array;
 }
 
 /** The graph as plain data, ready to be serialised (tsdistill/export). */
