@@ -2,4 +2,5 @@
 // HTTP endpoints; a Module trained here is used directly by the training loop (or adapted with moduleTeacher).
 export { type Teacher, isTeacher, moduleTeacher, runTeacher, teacherName } from './teacher';
 export { OnnxTeacher, type OnnxTeacherOptions } from './onnx';
+export { TorchScriptTeacher, type TorchScriptTeacherOptions } from './torchscript';
 export { BlackBoxTeacher, blackBoxTeacher, httpTeacher, type BlackBoxOptions, type BlackBoxOutput, type BlackBoxReturns, type BlackBoxStats, type HttpTeacherOptions } from './blackbox';
