@@ -6,4 +6,5 @@ export * as data from './data';
 export * as models from './models';
 export * from './distill';
 export * from './export';
+export * from './teachers';
 export * as report from './report';
