@@ -27,7 +27,7 @@ export interface BlackBoxOptions {
   id?: string;
 }
 
-/** What a black-box function may return for n inputs: a [n, C] tensor, n rows of numbers, or n·C numbers. */
+/** What a black-box function may return for n inputs: a [n, C] tensor (freed by the teacher), n rows of numbers, or n·C numbers. */
 export type BlackBoxOutput = Tensor | number[][] | Float32Array | Float64Array;
 
 export interface BlackBoxStats {
@@ -128,8 +128,13 @@ export class BlackBoxTeacher implements Teacher {
   private toRows(raw: BlackBoxOutput, n: number): Tensor {
     let t: Tensor;
     if (raw instanceof Tensor) {
-      if (raw.ndim !== 2 || raw.shape[0] !== n) throw new Permanent(`${this.where}: returned a tensor of shape ${shapeText(raw.shape)} for ${n} inputs; expected [${n}, classes]`);
-      t = tidy(() => raw.detach().float().cpu().contiguous().clone());
+      // the returned tensor is the teacher's to free
+      try {
+        if (raw.ndim !== 2 || raw.shape[0] !== n) throw new Permanent(`${this.where}: returned a tensor of shape ${shapeText(raw.shape)} for ${n} inputs; expected [${n}, classes]`);
+        t = tidy(() => raw.detach().float().cpu().contiguous().clone());
+      } finally {
+        raw.dispose();
+      }
     } else if (Array.isArray(raw)) {
       if (raw.length !== n) throw new Permanent(`${this.where}: returned ${raw.length} rows for ${n} inputs`);
       const c = Array.isArray(raw[0]) ? raw[0].length : -1;
