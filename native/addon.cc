@@ -1,5 +1,5 @@
 // tsdistill native addon: tensor handles, one generic operator call through the c10 dispatcher, and a few
-// helpers (autograd, grad mode, RNG, threads, version). Everything else lives in TypeScript.
+// helpers (autograd, grad mode, RNG, threads, version, TorchScript modules). Everything else lives in TypeScript.
 #include <napi.h>
 
 #include <ATen/ATen.h>
@@ -11,6 +11,8 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/import.h>
 #include <torch/version.h>
 
 #include <dlfcn.h>
@@ -923,6 +925,132 @@ Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---------------------------------------------------------------- TorchScript modules (teachers)
+
+struct ScriptHolder {
+  torch::jit::Module m;
+  std::string file;
+  bool disposed = false;
+};
+
+ScriptHolder* scriptOf(const Napi::Value& v, const char* what) {
+  if (!v.IsExternal()) throw std::invalid_argument(std::string(what) + ": expected a TorchScript module handle, got " + jsTypeName(v));
+  auto* s = v.As<Napi::External<ScriptHolder>>().Data();
+  if (s->disposed) throw std::invalid_argument(std::string(what) + ": TorchScript module " + s->file + " used after dispose()");
+  return s;
+}
+
+// jitLoad(file) -> handle to the module, loaded on the CPU in eval mode. Errors name the file.
+Napi::Value JitLoad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    std::string file = info[0].As<Napi::String>().Utf8Value();
+    auto* s = new ScriptHolder();
+    s->file = file;
+    try {
+      s->m = torch::jit::load(file, c10::Device(c10::kCPU));
+      s->m.eval();
+    } catch (const c10::Error& e) {
+      delete s;
+      throw std::runtime_error(file + ": cannot load the TorchScript module: " + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      delete s;
+      throw std::runtime_error(file + ": cannot load the TorchScript module: " + e.what());
+    }
+    return Napi::External<ScriptHolder>::New(info.Env(), s, [](Napi::Env, ScriptHolder* p) { delete p; });
+  });
+}
+
+// Flattens a forward result into (name, tensor) pairs: a tensor is `prefix`, tuple and list elements `prefix.i`,
+// dict entries `key` at the top level (`prefix.key` below it).
+void flattenOutput(const c10::IValue& v, const std::string& prefix, bool top, std::vector<std::pair<std::string, at::Tensor>>& out) {
+  if (v.isTensor()) {
+    out.emplace_back(prefix, v.toTensor());
+    return;
+  }
+  if (v.isTuple()) {
+    const auto& elems = v.toTupleRef().elements();
+    for (size_t i = 0; i < elems.size(); i++) flattenOutput(elems[i], prefix + "." + std::to_string(i), false, out);
+    return;
+  }
+  if (v.isList()) {
+    auto list = v.toList();
+    for (size_t i = 0; i < list.size(); i++) flattenOutput(list.get(i), prefix + "." + std::to_string(i), false, out);
+    return;
+  }
+  if (v.isGenericDict()) {
+    for (const auto& kv : v.toGenericDict()) {
+      std::string key;
+      if (kv.key().isString()) key = kv.key().toStringRef();
+      else if (kv.key().isInt()) key = std::to_string(kv.key().toInt());
+      else throw std::runtime_error("forward returned a dict with " + std::string(kv.key().tagKind()) + " keys; expected str or int keys");
+      flattenOutput(kv.value(), top ? key : prefix + "." + key, false, out);
+    }
+    return;
+  }
+  if (v.isNone()) return;
+  throw std::runtime_error("forward returned a value of type " + std::string(v.tagKind()) + " at '" + prefix +
+                           "'; expected tensors (alone, or in tuples, lists and dicts)");
+}
+
+// jitForward(handle, inputs: Tensor[]) -> [name, tensor][] (no gradients recorded).
+Napi::Value JitForward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    ScriptHolder* s = scriptOf(info[0], "jitForward");
+    auto arr = info[1].As<Napi::Array>();
+    std::vector<c10::IValue> inputs;
+    for (uint32_t i = 0; i < arr.Length(); i++) inputs.emplace_back(tensorOf(arr.Get(i), "jitForward: input"));
+    std::vector<std::pair<std::string, at::Tensor>> outs;
+    {
+      at::NoGradGuard ng;
+      c10::IValue r = s->m.forward(inputs);
+      flattenOutput(r, "output", true, outs);
+    }
+    auto result = Napi::Array::New(env, outs.size());
+    for (size_t i = 0; i < outs.size(); i++) {
+      auto pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, outs[i].first));
+      pair.Set(1u, wrapTensor(env, std::move(outs[i].second)));
+      result.Set(static_cast<uint32_t>(i), pair);
+    }
+    return result;
+  });
+}
+
+// jitTo(handle, device): moves the module's parameters and buffers.
+Napi::Value JitTo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    scriptOf(info[0], "jitTo")->m.to(c10::Device(info[1].As<Napi::String>().Utf8Value()));
+    return info.Env().Undefined();
+  });
+}
+
+// jitInfo(handle) -> { schema: forward's schema, parameters: count of parameter tensors }
+Napi::Value JitInfo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    ScriptHolder* s = scriptOf(info[0], "jitInfo");
+    auto out = Napi::Object::New(env);
+    std::ostringstream os;
+    os << s->m.get_method("forward").function().getSchema();
+    out.Set("schema", os.str());
+    int64_t n = 0;
+    for (const auto& p : s->m.parameters()) n += p.numel();
+    out.Set("parameters", Napi::Number::New(env, static_cast<double>(n)));
+    return out;
+  });
+}
+
+Napi::Value JitDispose(const Napi::CallbackInfo& info) {
+  if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "jitDispose: expected a TorchScript module handle");
+  auto* s = info[0].As<Napi::External<ScriptHolder>>().Data();
+  if (!s->disposed) {
+    s->disposed = true;
+    s->m = torch::jit::Module();
+  }
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if TORCH_VERSION_MAJOR >= 2
   c10::WarningUtils::set_warning_handler(&g_warnings);
@@ -953,6 +1081,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount, "cudaDeviceCount"));
+  exports.Set("jitLoad", Napi::Function::New(env, JitLoad, "jitLoad"));
+  exports.Set("jitForward", Napi::Function::New(env, JitForward, "jitForward"));
+  exports.Set("jitTo", Napi::Function::New(env, JitTo, "jitTo"));
+  exports.Set("jitInfo", Napi::Function::New(env, JitInfo, "jitInfo"));
+  exports.Set("jitDispose", Napi::Function::New(env, JitDispose, "jitDispose"));
   return exports;
 }
 

@@ -6,5 +6,6 @@ export * as data from './data';
 export * as models from './models';
 export * from './distill';
 export * from './export';
+export * from './teachers';
 export * as report from './report';
 export * as llm from './llm';

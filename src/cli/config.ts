@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { closest } from '../nn';
+import { EXTERNAL_TEACHERS } from '../teachers';
 
 const augmentSpec = z
   .object({
@@ -39,6 +40,31 @@ const modelSpec = z
     checkpoint: z.string().optional(),
   })
   .strict();
+
+/**
+ * The teacher: a zoo model (as above), or a model from elsewhere — `model: onnx` / `torchscript` with `path`, or
+ * `model: http` with `url` and `returns` (checked by `checkTeacherSource`).
+ */
+const teacherSpec = modelSpec.extend({
+  /** onnx, torchscript: the model file (relative to the configuration file). */
+  path: z.string().min(1).optional(),
+  /** onnx: the graph input fed with the images (default: the only input). */
+  input: z.string().min(1).optional(),
+  /** onnx, torchscript: the output used as logits (default: the first output; TorchScript: `output` / `output.0`). */
+  output: z.string().min(1).optional(),
+  /** onnx, http: inputs per call (default: the training batch for onnx, 64 for http). */
+  batchSize: z.number().int().positive().optional(),
+  /** onnx: onnxruntime execution providers in order of preference (default [cpu]). */
+  providers: z.array(z.enum(['cpu', 'cuda'])).min(1).optional(),
+  /** http: the endpoint (POST JSON {inputs, shape} -> {outputs}). */
+  url: z.string().url().optional(),
+  /** http: what the endpoint returns per input; probabilities are turned into log-probabilities. */
+  returns: z.enum(['logits', 'probs']).optional(),
+  /** http: retries after a failed request (default 3), waiting 0.2 s, 0.4 s, ... */
+  retries: z.number().int().min(0).optional(),
+  /** http: per request (default 30000). */
+  timeoutMs: z.number().int().positive().optional(),
+});
 
 /** A number, or a value that moves over training: linear / cosine from → to (over `epochs`, default the run), warm-up. */
 const scheduleObj = z.discriminatedUnion('kind', [
@@ -80,7 +106,7 @@ export const configSchema = z
         augment: augmentSpec.optional(),
       })
       .strict(),
-    teacher: modelSpec.optional(),
+    teacher: teacherSpec.optional(),
     student: modelSpec,
     distill: z
       .object({
@@ -191,6 +217,7 @@ export function validateConfig(raw: unknown, source = 'config'): RunConfig {
   if (!r.success) throw new Error(describe(r.error.issues, source));
   const cfg = r.data;
   const baseDir = source.endsWith('.yaml') || source.endsWith('.yml') || source.endsWith('.json') ? path.dirname(source) : '.';
+  checkTeacherSource(cfg.teacher, source, baseDir);
   for (const [role, spec] of [['teacher', cfg.teacher], ['student', cfg.student]] as const) {
     if (spec && (spec.model === 'ensemble') !== !!spec.members)
       throw new Error(`${source}: ${role}: ${spec.members ? `members need model: ensemble (got '${spec.model}')` : "model 'ensemble' needs a 'members' list"}`);
@@ -226,4 +253,43 @@ export function loadConfig(file: string, sets: string[] = []): RunConfig {
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${file}: the configuration must be a mapping`);
   return validateConfig(applyOverrides(raw as Record<string, unknown>, sets), file);
+}
+
+/** Keys of a teacher section that belong to each external kind (the rest of the section is the zoo's). */
+const EXTERNAL_KEYS: Record<string, string[]> = {
+  onnx: ['path', 'input', 'output', 'batchSize', 'providers'],
+  torchscript: ['path', 'output'],
+  http: ['url', 'returns', 'batchSize', 'retries', 'timeoutMs'],
+};
+
+/**
+ * A teacher from elsewhere: the keys its kind needs are present, keys of other kinds (and the zoo's checkpoint,
+ * options, members) are refused, and its file exists (the path is made absolute, relative to the configuration file).
+ */
+function checkTeacherSource(spec: RunConfig['teacher'], source: string, baseDir: string): void {
+  if (!spec) return;
+  const kind = spec.model;
+  const external = (EXTERNAL_TEACHERS as readonly string[]).includes(kind);
+  const allKeys = [...new Set(Object.values(EXTERNAL_KEYS).flat())];
+  const given = allKeys.filter((k) => (spec as Record<string, unknown>)[k] !== undefined);
+  if (!external) {
+    if (given.length)
+      throw new Error(`${source}: teacher.${given[0]} applies to teachers from elsewhere (model: ${EXTERNAL_TEACHERS.join(' | ')}), not to the zoo model '${kind}'`);
+    return;
+  }
+  const mine = EXTERNAL_KEYS[kind];
+  const foreign = given.filter((k) => !mine.includes(k));
+  if (foreign.length) throw new Error(`${source}: teacher.${foreign[0]} does not apply to model ${kind} (its keys: ${mine.join(', ')})`);
+  for (const k of ['checkpoint', 'members', 'mode', 'augment'] as const)
+    if (spec[k] !== undefined) throw new Error(`${source}: teacher.${k} does not apply to model ${kind} (the model comes from ${kind === 'http' ? 'the endpoint' : 'the file'})`);
+  if (Object.keys(spec.options).length) throw new Error(`${source}: teacher.options does not apply to model ${kind}`);
+  if (kind === 'http') {
+    if (!spec.url) throw new Error(`${source}: teacher.url is required for model http`);
+    if (!spec.returns) throw new Error(`${source}: teacher.returns is required for model http: 'logits' or 'probs' (what the endpoint returns per input)`);
+    return;
+  }
+  if (!spec.path) throw new Error(`${source}: teacher.path is required for model ${kind} (the ${kind === 'onnx' ? '.onnx' : '.pt'} file)`);
+  const file = path.resolve(baseDir, spec.path);
+  if (!fs.existsSync(file)) throw new Error(`${source}: teacher.path: file not found: ${file}`);
+  spec.path = file;
 }

@@ -5,8 +5,13 @@
 //   const fm = new FeatureMatcher(student, teacher, [{ teacher: 'layer3', student: 'layer3', loss: 'hint' }]);
 //   fm.probe(x);                                 // shapes → projections
 //   const { logits, terms } = fm.forward(x, y);  // student logits + one loss tensor per match (weighted)
+//
+// The teacher is a Module (its layers are tapped with forward hooks) or an external Teacher (ONNX, TorchScript): then
+// teacher paths are the teacher's value names, and the caller runs the teacher first (`runTeacher(teacher, x,
+// fm.teacherNames)`) and passes the tensors to `probe` and `forward`.
 import { Tensor, keep, noGrad, ops, tidy } from '../torch';
 import { BatchNorm2d, Conv2d, Linear, Module, ModuleList, closest } from '../nn';
+import { type Teacher, isTeacher } from '../teachers';
 import * as L from './losses';
 import { Progress, ScheduleSpec, checkSchedule, initialValue, scheduleValue } from './schedules';
 
@@ -175,7 +180,6 @@ interface Match {
 
 const LOGITS = 'logits';
 
-/** All module paths of a model, for error messages. */
 /**
  * The module path of a feature key: a module returning several tensors (attention returns [output, probabilities])
  * is captured as `path` (element 0), `path#1`, ...; `encoder.layers.0.self_attn#1` is attention probabilities.
@@ -185,7 +189,9 @@ function modulePath(key: string): string {
   return i < 0 ? key : key.slice(0, i);
 }
 
-function paths(m: Module): string[] {
+/** All module paths of a model (an external teacher's value names), for error messages. */
+function paths(m: Module | Teacher): string[] {
+  if (isTeacher(m)) return m.valueNames();
   return m.namedModules().map(([p]) => p).filter((p) => p !== '');
 }
 
@@ -199,15 +205,20 @@ export class FeatureMatcher {
   readonly projections = new ModuleList();
   private probed = false;
 
-  constructor(readonly student: Module, readonly teacher: Module, specs: MatchSpec[]) {
+  constructor(readonly student: Module, readonly teacher: Module | Teacher, specs: MatchSpec[]) {
     registerBuiltinLosses();
     if (!Array.isArray(specs) || specs.length === 0) throw new Error('FeatureMatcher: give at least one match');
-    const check = (m: Module, side: string, p: string, i: number) => {
+    const check = (m: Module | Teacher, side: string, p: string, i: number) => {
       if (p === LOGITS) return;
       const all = paths(m);
-      const base = modulePath(p);
+      // an external teacher whose names are known only after a batch (TorchScript) is checked when it runs
+      if (isTeacher(m) && all.length === 0) return;
+      // a module's extra outputs (`path#1`) are checked by their module path; an external teacher's value names as they are
+      const base = isTeacher(m) ? p : modulePath(p);
       if (!all.includes(base))
-        throw new Error(`matches[${i}].${side}: '${base}' is not a module of the ${side} (${m.constructor.name}). Closest: ${closest(base, all, 5).join(', ')}`);
+        throw new Error(
+          `matches[${i}].${side}: '${base}' is not ${isTeacher(m) ? `a value of the ${m.kind} teacher` : `a module of the ${side} (${m.constructor.name})`}. Closest: ${closest(base, all, 5).join(', ')}`,
+        );
     };
     const names = new Map<string, number>();
     specs = expandMatches(teacher, student, specs);
@@ -235,6 +246,11 @@ export class FeatureMatcher {
     return this.matches.map((m) => m.name);
   }
 
+  /** The teacher names the matches read ('logits' included): what an external teacher must be run for. */
+  get teacherNames(): string[] {
+    return [...new Set([LOGITS, ...this.matches.flatMap((m) => m.t)])];
+  }
+
   /** Trainable parameters of the projections. */
   parameters(): Tensor[] {
     return this.projections.parameters();
@@ -250,16 +266,28 @@ export class FeatureMatcher {
     return { logits: result, features };
   }
 
-  /** Runs both models once on x (eval mode, no grad) and builds a projection wherever a match needs one. */
-  probe(x: Tensor): void {
-    const sTrain = this.student.training, tTrain = this.teacher.training;
+  /** The external teacher's tensors for the matches (see `teacherNames`), checked to be all there. */
+  private given(teacherFeatures: Map<string, Tensor> | undefined, what: string): Map<string, Tensor> {
+    if (!teacherFeatures) throw new Error(`FeatureMatcher.${what}: the teacher is external (${(this.teacher as Teacher).kind}); run it first and pass its tensors (runTeacher(teacher, x, fm.teacherNames))`);
+    for (const n of this.teacherNames) if (!teacherFeatures.has(n)) throw new Error(`FeatureMatcher.${what}: the teacher's tensors lack '${n}'`);
+    return teacherFeatures;
+  }
+
+  /**
+   * Runs both models once on x (eval mode, no grad) and builds a projection wherever a match needs one. An external
+   * teacher's tensors for x are passed in `teacherFeatures`.
+   */
+  probe(x: Tensor, teacherFeatures?: Map<string, Tensor>): void {
+    const teacher = isTeacher(this.teacher) ? null : this.teacher;
+    const tf = teacher ? null : this.given(teacherFeatures, 'probe');
+    const sTrain = this.student.training, tTrain = teacher?.training ?? false;
     this.student.eval();
-    this.teacher.eval();
+    teacher?.eval();
     try {
       tidy(() =>
         noGrad(() => {
           const s = this.capture(this.student, this.matches.flatMap((m) => m.s), x);
-          const t = this.capture(this.teacher, this.matches.flatMap((m) => m.t), x);
+          const t = teacher ? this.capture(teacher, this.matches.flatMap((m) => m.t), x) : { features: tf! };
           for (const m of this.matches) {
             if (m.proj) continue;
             if ((m.def.arity ?? 1) > 1) continue;
@@ -274,7 +302,7 @@ export class FeatureMatcher {
       );
     } finally {
       this.student.train(sTrain);
-      this.teacher.train(tTrain);
+      teacher?.train(tTrain);
     }
     this.probed = true;
   }
@@ -283,13 +311,15 @@ export class FeatureMatcher {
    * The student's logits and each match's weighted loss for input x (teacher under no-grad). Call inside a scope;
    * the returned tensors belong to it.
    */
-  forward(x: Tensor, labels?: Tensor, progress?: Progress): { logits: Tensor; teacherLogits: Tensor; terms: Map<string, Tensor> } {
-    if (!this.probed) this.probe(x);
-    const t = tidy(() => noGrad(() => {
-      const r = this.capture(this.teacher, this.matches.flatMap((m) => m.t), x);
-      return [...r.features.entries()].map(([k, v]) => [k, keep(v)] as const);
-    }));
-    const tf = new Map(t);
+  forward(x: Tensor, labels?: Tensor, progress?: Progress, teacherFeatures?: Map<string, Tensor>): { logits: Tensor; teacherLogits: Tensor; terms: Map<string, Tensor> } {
+    if (!this.probed) this.probe(x, teacherFeatures);
+    const teacher = isTeacher(this.teacher) ? null : this.teacher;
+    const tf = teacher
+      ? new Map(tidy(() => noGrad(() => {
+          const r = this.capture(teacher, this.matches.flatMap((m) => m.t), x);
+          return [...r.features.entries()].map(([k, v]) => [k, keep(v)] as const);
+        })))
+      : new Map(this.given(teacherFeatures, 'forward'));
     try {
       const s = this.capture(this.student, this.matches.flatMap((m) => m.s), x);
       const terms = new Map<string, Tensor>();
@@ -302,7 +332,8 @@ export class FeatureMatcher {
       }
       return { logits: s.logits, teacherLogits: ops.alias(tf.get(LOGITS)!), terms };
     } finally {
-      for (const v of tf.values()) v.dispose();
+      // the teacher's own tensors: the caller's when it passed them
+      if (teacher) for (const v of tf.values()) v.dispose();
     }
   }
 
@@ -322,7 +353,7 @@ export class FeatureMatcher {
  * Module paths of `model` matching `pattern`, where `*` stands for one path segment (`layer3.*`, `encoder.layer.*`),
  * in registration order. An empty result lists the closest paths.
  */
-export function expandPattern(model: Module, pattern: string): string[] {
+export function expandPattern(model: Module | Teacher, pattern: string): string[] {
   const all = paths(model);
   if (!pattern.includes('*')) return [pattern];
   // an output suffix (`encoder.layers.*.self_attn#1`) is kept on every expanded path
@@ -330,7 +361,7 @@ export function expandPattern(model: Module, pattern: string): string[] {
   const suffix = pattern.slice(base.length);
   const re = new RegExp(`^${base.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]+')}$`);
   const found = all.filter((p) => re.test(p));
-  if (!found.length) throw new Error(`'${pattern}' matches no module of ${model.constructor.name}. Closest: ${closest(base, all, 5).join(', ')}`);
+  if (!found.length) throw new Error(`'${pattern}' matches no ${isTeacher(model) ? `value of the ${model.kind} teacher` : `module of ${model.constructor.name}`}. Closest: ${closest(base, all, 5).join(', ')}`);
   return found.map((p) => p + suffix);
 }
 
@@ -361,7 +392,7 @@ export function mapLayers(teacherLayers: string[], studentLayers: string[], how:
  * Expands matches whose paths hold a `*` (one path segment) into one match per layer pair, paired by `map`
  * (default 'uniform'); other matches pass through unchanged.
  */
-export function expandMatches(teacher: Module, student: Module, specs: MatchSpec[]): MatchSpec[] {
+export function expandMatches(teacher: Module | Teacher, student: Module, specs: MatchSpec[]): MatchSpec[] {
   return specs.flatMap((spec, i) => {
     const t = typeof spec.teacher === 'string' ? spec.teacher : null, s = typeof spec.student === 'string' ? spec.student : null;
     if (!(t?.includes('*') || s?.includes('*'))) {

@@ -14,6 +14,7 @@ import { initialValue, type DynamicTemperature, type ScheduleSpec } from './sche
 import { Ensemble } from './ensemble';
 import type { SoftLoss } from './response';
 import { prepareQat, prepareQatCheckpoint } from './qat';
+import { type Teacher, isExternalTeacherSpec, isTeacher, loadExternalTeacher } from '../teachers';
 
 /** Mean and standard deviation of the training images, per data set (one channel). */
 export const DATASET_STATS: Record<string, [number, number]> = { mnist: [0.1307, 0.3081], 'fashion-mnist': [0.286, 0.353] };
@@ -71,8 +72,11 @@ function resolveModel(m: Module | ModelSpec, seed: number, what: string): { modu
 }
 
 export interface DistillOptions {
-  /** The trained teacher (kept frozen: eval mode, no gradients) or a zoo spec with its checkpoint. */
-  teacher: Module | ModelSpec;
+  /**
+   * The trained teacher (kept frozen: eval mode, no gradients), a zoo spec with its checkpoint, or a teacher from
+   * elsewhere (OnnxTeacher, TorchScriptTeacher, blackBoxTeacher, httpTeacher: run before each step).
+   */
+  teacher: Module | ModelSpec | Teacher;
   /** The student to train (a Module is trained in place) or a zoo spec. */
   student: Module | ModelSpec;
   /** Train/test splits, or a data set name. */
@@ -123,14 +127,14 @@ export async function distill(o: DistillOptions): Promise<TrainSummary> {
   const stats = typeof o.data === 'string' ? DATASETS[o.data] : null;
   const transforms = o.transforms ?? (stats ? [normalize(stats.mean, stats.std)] : []);
   const testTransforms = o.testTransforms ?? transforms.filter((t) => !t.random);
-  const teacher = resolveModel(o.teacher, seed, 'teacher');
+  const teacher: { module: Module | Teacher; owned: boolean } = isTeacher(o.teacher) ? { module: o.teacher, owned: false } : resolveModel(o.teacher, seed, 'teacher');
   let student: { module: Module; owned: boolean } | null = null;
   let features: FeatureMatcher | undefined;
   try {
     student = resolveModel(o.student, seed, 'student');
     const device = checkDevice(o.device ?? 'cpu');
     if (device !== 'cpu') {
-      teacher.module.to(device);
+      if (teacher.module instanceof Module) teacher.module.to(device);
       student.module.to(device);
     }
     const loader = new DataLoader(data.train, { batchSize: o.batchSize ?? 64, shuffle: true, seed, transforms, device });
@@ -293,8 +297,9 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
   const spec = kind === 'teacher' ? cfg.teacher : cfg.student;
   if (!spec) throw new Error(`${flags.file}: no '${kind === 'teacher' ? 'teacher' : 'student'}' section`);
   if (kind === 'teacher' && spec.members) throw new Error(`${flags.file}: the teacher is an ensemble of trained members; there is nothing to train`);
+  if (kind === 'teacher' && isExternalTeacherSpec(spec)) throw new Error(`${flags.file}: the teacher is a ${spec.model} model from elsewhere; there is nothing to train`);
   const model = buildModel(spec, cfg.seed);
-  let teacher: Module | undefined;
+  let teacher: Module | Teacher | undefined;
   let features: FeatureMatcher | undefined;
   try {
     const qat = kind !== 'teacher' && cfg.quantization?.qat ? cfg.quantization : null;
@@ -302,7 +307,7 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
     if (spec.checkpoint && (kind !== 'distilled' || qat)) loadWeights(model, spec.checkpoint);
     if (kind === 'distilled') {
       if (!cfg.teacher) throw new Error(`${flags.file}: distill needs a 'teacher' section`);
-      teacher = loadTeacher(cfg, flags.file);
+      teacher = isExternalTeacherSpec(cfg.teacher) ? await loadExternalTeacher(cfg.teacher, `${flags.file}: teacher`) : loadTeacher(cfg, flags.file);
     }
     if (qat) {
       const info = DATASETS[cfg.data.dataset];
@@ -311,7 +316,7 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
     const device = checkDevice(cfg.training.device);
     if (device !== 'cpu') {
       model.to(device);
-      teacher?.to(device);
+      if (teacher instanceof Module) teacher.to(device);
     }
     const { norm, aug } = transformsFor(cfg, kind);
     const loader = new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device });
@@ -340,6 +345,8 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
 export function checkMatches(cfg: RunConfig, file: string): void {
   if (!cfg.distill.matches.length) return;
   if (!cfg.teacher) throw new Error(`${file}: distill.matches needs a 'teacher' section`);
+  // a teacher from elsewhere: its value names are checked when it is loaded, before training
+  if (isExternalTeacherSpec(cfg.teacher)) return;
   const teacher = loadTeacher(cfg, file, false);
   const student = createModel(cfg.student.model, { numClasses: 10, ...cfg.student.options });
   try {
@@ -450,6 +457,7 @@ export async function compareFromConfig(
   const kinds: RunKind[] = ['teacher', 'student', 'distilled'];
   const summaries: Partial<Record<RunKind, TrainSummary>> = {};
   if (!cfg.teacher) throw new Error(`${flags.file}: compare needs a 'teacher' section`);
+  if (isExternalTeacherSpec(cfg.teacher)) throw new Error(`${flags.file}: compare measures a teacher trained here or a zoo model; for a ${cfg.teacher.model} teacher use distill`);
   for (const kind of kinds) {
     const done = path.join(runDir(cfg, kind), 'summary.json');
     if (kind === 'teacher' && (cfg.teacher.checkpoint || cfg.teacher.members)) continue;

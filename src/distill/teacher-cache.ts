@@ -1,14 +1,17 @@
 // Teacher-output cache: a frozen teacher's logits over a whole data set are computed once and stored on disk, keyed by
 // (teacher weights hash, data set identity, transform identity). Later epochs and later runs gather rows by sample
 // index instead of running the teacher. Random augmentation changes the teacher's input every epoch, so a loader with
-// random transforms cannot use the cache: `teacherLogits` refuses it rather than serve stale outputs.
+// random transforms cannot use the cache: `teacherLogits` refuses it rather than serve stale outputs. External teachers
+// (ONNX, TorchScript, black-box) are identified by their `id()` (a hash of the model file, or the endpoint), so a remote
+// teacher is queried once per sample.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, keep, nextTick, noGrad, ops, tensor, tidy, writeFileAtomic } from '../torch';
 import { native } from '../torch/handle';
-import type { Module } from '../nn';
+import { Module } from '../nn';
 import { DataLoader, TensorDataset } from '../data';
+import { type Teacher, isTeacher, runTeacher } from '../teachers';
 
 /** SHA-256 over a module's state_dict (names, dtypes, shapes and bytes), hex. */
 export function hashModule(m: Module): string {
@@ -53,12 +56,12 @@ function refuseRandom(loader: DataLoader): void {
  * The cache file for (teacher weights, `loader.dataset`, the loader's transforms) in `cacheDir`. Throws when the loader
  * applies random transforms.
  */
-export function teacherCacheFile(teacher: Module, loader: DataLoader, cacheDir: string): string {
+export function teacherCacheFile(teacher: Module | Teacher, loader: DataLoader, cacheDir: string): string {
   refuseRandom(loader);
   if (!(loader.dataset instanceof TensorDataset)) throw new Error('teacher cache: the data set must be resident (a TensorDataset) to be identified');
   const key = crypto
     .createHash('sha256')
-    .update(`${hashModule(teacher)}\0${hashDataset(loader.dataset)}\0${loader.transforms.map((t) => t.name).join('|')}\0${loader.scale}`)
+    .update(`${isTeacher(teacher) ? teacher.id() : hashModule(teacher)}\0${hashDataset(loader.dataset)}\0${loader.transforms.map((t) => t.name).join('|')}\0${loader.scale}`)
     .digest('hex')
     .slice(0, 32);
   return path.join(cacheDir, `teacher-logits-${key}.bin`);
@@ -103,25 +106,28 @@ export function writeTeacherCache(file: string, logits: Tensor, teacherName = 't
  * Runs the frozen teacher (eval mode, no-grad) over the loader's batches of epoch 0 (the same batches, hence the same
  * bits, as a first training epoch that fills the cache as it goes) and returns the logits in data set order.
  */
-export async function computeTeacherLogits(teacher: Module, loader: DataLoader): Promise<Tensor> {
+export async function computeTeacherLogits(teacher: Module | Teacher, loader: DataLoader): Promise<Tensor> {
   refuseRandom(loader);
-  const wasTraining = teacher.training;
+  const module = teacher instanceof Module ? teacher : null;
+  const wasTraining = module?.training ?? false;
   const epoch = loader.currentEpoch;
-  teacher.eval();
+  module?.eval();
   let out: Tensor | null = null;
   try {
     loader.setEpoch(0);
     let covered = 0;
     for (let b = 0; b < loader.length; b++) {
       const batch = loader.batchAt(b);
+      const ext = isTeacher(teacher) ? await runTeacher(teacher, batch.x, ['logits']) : null;
       try {
         tidy(() => {
-          const t = noGrad(() => (teacher.call(batch.x) as Tensor).float());
+          const t = noGrad(() => (ext ? ext.get('logits')! : (module!.call(batch.x) as Tensor)).float());
           if (!out) out = keep(ops.zeros([loader.dataset.length, t.shape[1]], { dtype: 'float32', device: t.device }));
           noGrad(() => ops.index_copy_(out!, 0, tensor(batch.indices, { dtype: 'int64', device: t.device }), t));
         });
       } finally {
         batch.dispose();
+        if (ext) for (const v of ext.values()) v.dispose();
       }
       covered += batch.indices.length;
       await nextTick();
@@ -133,7 +139,7 @@ export async function computeTeacherLogits(teacher: Module, loader: DataLoader):
     throw e;
   } finally {
     loader.setEpoch(epoch);
-    teacher.train(wasTraining);
+    module?.train(wasTraining);
   }
   return out!;
 }
@@ -142,7 +148,7 @@ export async function computeTeacherLogits(teacher: Module, loader: DataLoader):
  * The teacher's logits for every sample of `loader.dataset`, in data set order, from `cacheDir` when a file for the
  * same (teacher, data, transforms) exists, otherwise computed in eval mode under no-grad and written atomically.
  */
-export async function teacherLogits(teacher: Module, loader: DataLoader, cacheDir: string): Promise<TeacherLogitsResult> {
+export async function teacherLogits(teacher: Module | Teacher, loader: DataLoader, cacheDir: string): Promise<TeacherLogitsResult> {
   const file = teacherCacheFile(teacher, loader, cacheDir);
   const found = readTeacherCache(file, loader.dataset.length);
   if (found) return { logits: found, fromCache: true, file };

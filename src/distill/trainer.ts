@@ -14,6 +14,7 @@ import { kdLossPerSample } from './losses';
 import { DynamicTemperature, Progress as RunProgress, ScheduleSpec, checkSchedule, dynamicTemperature, initialValue, isConstant, scheduleValue } from './schedules';
 import type { FeatureMatcher } from './features';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
+import { type Teacher, isTeacher, runTeacher } from '../teachers';
 
 export interface TrainOptions {
   model: Module;
@@ -32,8 +33,11 @@ export interface TrainOptions {
   resume?: boolean;
   force?: boolean;
   checkpointEvery?: number;
-  /** Distillation: a frozen teacher and the response-KD settings. */
-  teacher?: Module;
+  /**
+   * Distillation: a frozen teacher and the response-KD settings. A Module runs inside the step; an external Teacher
+   * (ONNX, TorchScript, black-box) is awaited before the step and its outputs fed to it (and to the teacher cache).
+   */
+  teacher?: Module | Teacher;
   kd?: {
     /** A number or a schedule over training (linear, cosine, warmup). */
     temperature: number | ScheduleSpec;
@@ -178,10 +182,12 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     // a dry run on the first batch fixes the shapes and builds the projections (before the optimizer sees them)
     o.train.setEpoch(0);
     const b0 = o.train.batchAt(0);
+    const t0 = isTeacher(o.teacher) ? await runTeacher(o.teacher, b0.x, fm.teacherNames) : undefined;
     try {
-      fm.probe(b0.x);
+      fm.probe(b0.x, t0);
     } finally {
       b0.dispose();
+      if (t0) dispose([...t0.values()]);
     }
   }
   const projFile = path.join(o.outDir, 'last.proj.safetensors');
@@ -244,9 +250,13 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
         });
       }
     : null;
+  // an external teacher runs before each step (its outputs awaited); a Module teacher runs inside the step
+  const external = isTeacher(o.teacher) ? o.teacher : null;
   if (o.teacher) {
-    o.teacher.eval();
-    o.teacher.requiresGrad_(false);
+    if (!isTeacher(o.teacher)) {
+      o.teacher.eval();
+      o.teacher.requiresGrad_(false);
+    }
     if (o.kd?.cache && !fm && !o.train.transforms.some((t) => t.random)) {
       const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
       fs.mkdirSync(cacheDir, { recursive: true });
@@ -292,12 +302,13 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
         const b = o.train.batchAt(step);
         manualSeed(stepSeed(o.seed, epoch, step));
         progressNow = { epoch, step, stepsPerEpoch: steps, epochs: o.epochs };
-        const r = tidy(() => {
+        const ext = external && (fm || !cached) ? await runTeacher(external, b.x, fm ? fm.teacherNames : ['logits']) : null;
+        const r = disposingAfter(ext, () => tidy(() => {
           let logits: Tensor;
           let loss: Tensor, hard: Tensor | null = null, soft: Tensor | null = null;
           let terms: Map<string, Tensor> | null = null;
           if (fm) {
-            const f = fm.forward(b.x, b.y, progressNow);
+            const f = fm.forward(b.x, b.y, progressNow, ext ?? undefined);
             logits = f.logits;
             terms = f.terms;
             if (kd) ({ loss, hard, soft } = kd(logits, f.teacherLogits, b.y));
@@ -308,7 +319,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
             let t: Tensor;
             if (cached) t = cached.indexSelect(0, tensor(b.indices, { dtype: 'int64', device: cached.device }));
             else {
-              t = tidy(() => noGrad(() => o.teacher!.call(b.x) as Tensor));
+              t = ext ? ext.get('logits')! : tidy(() => noGrad(() => (o.teacher as Module).call(b.x) as Tensor));
               if (cacheFile) {
                 if (!filling) filling = keep(ops.zeros([o.train.dataset.length, t.shape[1]], { dtype: 'float32', device: t.device }));
                 noGrad(() => ops.index_copy_(filling!, 0, tensor(b.indices, { dtype: 'int64', device: t.device }), t.float()));
@@ -329,7 +340,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
           loss.backward();
           opt.step();
           return { value, hard: hard ? hard.item() : NaN, soft: soft ? soft.item() : NaN, correct: noGrad(() => logits.argmax(1).eq(b.y).sum().item()), termVals, bad: [] as string[] };
-        });
+        }));
         const n = b.y.shape[0];
         b.dispose();
         if (!Number.isFinite(r.value))
@@ -405,6 +416,15 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     ...(liveTimes.length ? { live_teacher_epoch_s: mean(liveTimes) } : {}), ...(cachedTimes.length ? { cached_teacher_epoch_s: mean(cachedTimes) } : {}),
     ...(resumedFrom !== undefined ? { resumed_from_epoch: resumedFrom } : {}),
   };
+}
+
+/** `fn()`, then disposes an external teacher's outputs for the step (they were made outside the step's scope). */
+function disposingAfter<T>(outs: Map<string, Tensor> | null, fn: () => T): T {
+  try {
+    return fn();
+  } finally {
+    if (outs) dispose([...outs.values()]);
+  }
 }
 
 /** A progress bar per epoch on a TTY (cli-progress), plain lines every quarter epoch elsewhere. */

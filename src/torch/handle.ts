@@ -41,7 +41,15 @@ export interface Native {
   getNumThreads(): { torch: number; interop: number; openblas: number | null };
   version(): NativeVersion;
   cudaDeviceCount(): number;
+  jitLoad(file: string): ScriptHandle;
+  jitForward(m: ScriptHandle, inputs: Handle[]): [string, Handle][];
+  jitTo(m: ScriptHandle, device: string): void;
+  jitInfo(m: ScriptHandle): { schema: string; parameters: number };
+  jitDispose(m: ScriptHandle): void;
 }
+
+/** Opaque handle to a loaded TorchScript module (an N-API external). */
+export type ScriptHandle = { readonly __script: unique symbol };
 
 function findAddon(): string {
   const root = path.resolve(__dirname, '..', '..', '..');

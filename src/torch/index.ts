@@ -2,6 +2,7 @@ export { Tensor, type IndexSpec } from './tensor';
 export * from './types';
 export * from './factory';
 export * from './runtime';
+export { ScriptModule } from './jit';
 export { tidy, keep, dispose, liveTensors, nextTick, memory } from './scope';
 export * as ops from './ops.generated';
 export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, readSafetensorsHeader, parseHeader,

@@ -1,0 +1,116 @@
+// One Teacher interface for every kind of teacher: a module trained here, an ONNX file, a TorchScript file, a black-box
+// function or HTTP endpoint.
+//
+// Design. A teacher trained here is an `nn.Module`: the training step calls it synchronously inside the step's scope
+// and taps its layers with forward hooks (response KD, FeatureMatcher). That path stays as it is — the trainer, the
+// teacher cache and FeatureMatcher take a Module directly, and nothing is added to the step when the teacher is one.
+// Every other teacher is *external*: its outputs come from another runtime (onnxruntime, a TorchScript module, a
+// remote service) and may arrive asynchronously. An external teacher implements `Teacher`:
+//
+//   id()           identity for the teacher cache (a hash of the model file, or of the endpoint and its version)
+//   logits         the name of the output that response KD distills (logits, or log-probabilities)
+//   outputNames()  the model's own outputs; valueNames() every name `run` accepts (outputs + intermediate tensors)
+//   run(x, names)  the named tensors for the batch x, computed without gradients (the caller owns them)
+//
+// The trainer awaits `run` for a batch BEFORE the synchronous student step and hands the results to the step (and to
+// FeatureMatcher in place of its teacher hooks); the teacher cache fills from the same call, so a deterministic data
+// pipeline queries an external teacher once per sample. `moduleTeacher` adapts a Module to the interface for code that
+// wants one shape for all teachers (tests, tools); the training loop does not route Modules through it.
+import { Tensor, keep, noGrad, ops, tidy } from '../torch';
+import { Module, closest } from '../nn';
+
+export interface Teacher {
+  /** 'onnx', 'torchscript', 'blackbox', 'module', ... (for messages and cache headers). */
+  readonly kind: string;
+  /** The name of the output used as logits by response KD (and by the `logits` alias in feature matches). */
+  readonly logits: string;
+  /** Identity for the teacher cache: changes whenever the teacher's outputs could change. */
+  id(): string;
+  /** The teacher's own outputs. */
+  outputNames(): string[];
+  /** Every name `run` accepts: outputs and intermediate values (ONNX value names). Empty when known only after a run. */
+  valueNames(): string[];
+  /**
+   * The named tensors for input batch x (eval mode, no gradients), on x's device. The caller owns (and disposes) the
+   * returned tensors; an unknown name is an error listing the closest known ones.
+   */
+  run(x: Tensor, names: string[]): Promise<Record<string, Tensor>>;
+  dispose(): void;
+}
+
+/** True for an external teacher (anything implementing `Teacher` that is not an nn.Module). */
+export function isTeacher(t: unknown): t is Teacher {
+  return !!t && !(t instanceof Module) && typeof (t as Teacher).run === 'function' && typeof (t as Teacher).id === 'function';
+}
+
+/** Resolves the `logits` alias used in match specs to the teacher's logits output. */
+export function teacherName(t: Teacher, name: string): string {
+  return name === 'logits' && !t.valueNames().includes('logits') ? t.logits : name;
+}
+
+/** Error for a name a teacher does not have, listing the closest of `known`. */
+export function unknownName(where: string, name: string, known: string[]): Error {
+  const near = closest(name, known, 5);
+  return new Error(
+    `${where}: no value named '${name}'.${near.length ? ` Closest: ${near.join(', ')}.` : ''} ${known.length} names are available (teacher.valueNames())`,
+  );
+}
+
+/**
+ * Runs `t` on x and returns the named tensors, resolving the `logits` alias; the result maps the names as asked.
+ * Throws (after disposing what it got) when the teacher returns fewer names than asked.
+ */
+export async function runTeacher(t: Teacher, x: Tensor, names: string[]): Promise<Map<string, Tensor>> {
+  const wanted = [...new Set(names.map((n) => teacherName(t, n)))];
+  const got = await t.run(x, wanted);
+  const out = new Map<string, Tensor>();
+  const missing = wanted.filter((n) => !(n in got));
+  if (missing.length) {
+    for (const v of Object.values(got)) v.dispose();
+    throw unknownName(`${t.kind} teacher ${t.id().slice(0, 40)}`, missing[0], Object.keys(got));
+  }
+  for (const n of names) out.set(n, got[teacherName(t, n)]);
+  // a name asked twice (e.g. 'logits' and the logits output itself) shares one tensor: hand out aliases
+  const seen = new Set<Tensor>();
+  for (const [k, v] of out) {
+    if (seen.has(v)) out.set(k, keep(ops.alias(v)));
+    seen.add(v);
+  }
+  return out;
+}
+
+/** A Module as a `Teacher` (outputs: 'logits'; values: its module paths, captured by forward hooks). */
+export function moduleTeacher(m: Module, identity: () => string): Teacher {
+  const paths = () => m.namedModules().map(([p]) => p).filter((p) => p !== '');
+  return {
+    kind: 'module',
+    logits: 'logits',
+    id: identity,
+    outputNames: () => ['logits'],
+    valueNames: () => ['logits', ...paths()],
+    async run(x, names) {
+      const inner = names.filter((n) => n !== 'logits');
+      const known = paths();
+      for (const n of inner) if (!known.includes(n)) throw unknownName(`module teacher ${m.constructor.name}`, n, ['logits', ...known]);
+      const was = m.training;
+      m.eval();
+      try {
+        return tidy(() =>
+          noGrad(() => {
+            const { result, features } = m.captureFeatures(inner, () => m.call(x) as Tensor);
+            const out: Record<string, Tensor> = {};
+            if (names.includes('logits')) out.logits = keep(result);
+            for (const [k, v] of features) out[k] = keep(v);
+            return out;
+          }),
+        );
+      } finally {
+        m.train(was);
+      }
+    },
+    dispose: () => m.dispose(),
+  };
+}
+
+/** `[2, 3, 4]` */
+export const shapeText = (s: readonly (number | string)[]): string => `[${s.join(', ')}]`;
