@@ -237,8 +237,8 @@ export function validateConfig(raw: unknown, source = 'config'): RunConfig {
   return cfg;
 }
 
-/** Reads a YAML or JSON file, applies overrides and validates. */
-export function loadConfig(file: string, sets: string[] = []): RunConfig {
+/** The mapping in a YAML or JSON configuration file (by extension); errors name the file. */
+export function readConfigMapping(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -252,7 +252,12 @@ export function loadConfig(file: string, sets: string[] = []): RunConfig {
     throw new Error(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${file}: the configuration must be a mapping`);
-  return validateConfig(applyOverrides(raw as Record<string, unknown>, sets), file);
+  return raw as Record<string, unknown>;
+}
+
+/** Reads a YAML or JSON file, applies overrides and validates. */
+export function loadConfig(file: string, sets: string[] = []): RunConfig {
+  return validateConfig(applyOverrides(readConfigMapping(file), sets), file);
 }
 
 /** Keys of a teacher section that belong to each external kind (the rest of the section is the zoo's). */

@@ -1,8 +1,6 @@
 // `tsdistill generate <config>`: teacher-generated data from an OpenAI-compatible endpoint (see src/llm).
-import * as fs from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { generate, GenerationInterrupted, type GenerateSummary } from '../llm';
-import { applyOverrides } from './config';
+import { applyOverrides, readConfigMapping } from './config';
 
 export interface GenerateFlags {
   sets: string[];
@@ -13,20 +11,7 @@ export interface GenerateFlags {
 
 /** Reads a generate configuration (YAML or JSON) and applies `--set` overrides; `input: file` / `output: dir` shorthands become sections first. */
 export function loadGenerateConfig(file: string, sets: string[]): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${file}: cannot read: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${file}: the configuration must be a mapping`);
-  const cfg = { ...(raw as Record<string, unknown>) };
+  const cfg = { ...readConfigMapping(file) };
   if (typeof cfg.input === 'string') cfg.input = { file: cfg.input };
   if (typeof cfg.output === 'string') cfg.output = { dir: cfg.output };
   return applyOverrides(cfg, sets);

@@ -1,6 +1,7 @@
 // The `tsdistill generate` configuration: data (YAML/JSON or an object from TypeScript) validated against one schema
 // before any request is sent. Unknown keys are errors that suggest the closest valid key.
 import { z } from 'zod';
+import { levenshtein } from '../util/closest';
 
 const inputSpec = z
   .object({
@@ -99,20 +100,6 @@ export const generateConfigSchema = z
 export type GenerateConfig = z.infer<typeof generateConfigSchema>;
 /** What a configuration may say before defaults are filled in. */
 export type GenerateConfigInput = z.input<typeof generateConfigSchema>;
-
-function levenshtein(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0];
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j];
-      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length];
-}
 
 /** The candidate closest to `name` by edit distance, for "did you mean" messages. */
 export function nearest(name: string, candidates: string[]): string | undefined {

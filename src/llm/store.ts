@@ -3,19 +3,7 @@
 // drops a torn last line (a crash mid-write) by truncating it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { tempPathFor } from '../torch/atomic';
-
-function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // some file systems cannot fsync a directory
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}
+import { fsyncDir, processRunning, tempPathFor } from '../torch/atomic';
 
 export interface JsonlScan {
   /** Records read (non-empty, valid lines). */
@@ -172,15 +160,6 @@ export class JsonlAppender {
     } finally {
       await this.fh.close();
     }
-  }
-}
-
-function processRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 /** Temp files are named `.<target name>.tmp-<pid>-<random>` in the target's directory. */
 const TEMP_RE = /^\..+\.tmp-(\d+)-[0-9a-f]{8}$/;
 
-function fsyncDir(dir: string): void {
+/** fsync a directory (after a rename or create in it); a file system that cannot is ignored. */
+export function fsyncDir(dir: string): void {
   let fd: number | undefined;
   try {
     fd = fs.openSync(dir, 'r');
@@ -83,7 +84,8 @@ export function appendLineDurable(file: string, line: string): void {
   if (created) fsyncDir(dir);
 }
 
-function processRunning(pid: number): boolean {
+/** Whether a process with this id is running (EPERM: it exists but belongs to someone else). */
+export function processRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
