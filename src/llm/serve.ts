@@ -5,7 +5,7 @@
 // extension), n, stop (a string or up to 4), seed (sample k of n uses seed + k; without a seed each request draws
 // one), logprobs, top_logprobs (0–20), stream, stream_options.include_usage. Unknown fields are ignored, as OpenAI
 // does. Prompts are rendered with the chat template of ./tokenizer.ts and end with `<|assistant|>\n`; generation
-// stops at <|endoftext|>, a stop string, max_tokens or the model's context length (finish_reason 'length').
+// stops at <|endoftext|> (or a role marker that is a special token), a stop string, max_tokens or the model's context length (finish_reason 'length').
 // Reported log-probabilities are the model's own (temperature 1, before top-k/top-p), as vLLM reports them.
 //
 // Requests run concurrently, interleaved token by token (each one yields to the event loop after every token); a
@@ -129,6 +129,8 @@ export async function serve(o: ServeOptions): Promise<Server> {
     throw new Error(`serve: the tokenizer '${tokenizer.name}' has ${tokenizer.vocabSize} ids but the model's vocabulary only ${model.vocabSize}`);
   const modelName = o.modelName ?? 'tsdistill-decoder';
   const defaultMaxTokens = o.defaultMaxTokens ?? 256;
+  // an answer ends at <|endoftext|> or at a role marker the model starts on its own
+  const stopTokens = [tokenizer.eosId, ...['<|system|>', '<|user|>', '<|assistant|>'].map((t) => tokenizer.specialId(t)).filter((x): x is number => x !== null)];
   const stats = { requests: 0, completionTokens: 0, errors: 0 };
   const created = () => Math.floor(Date.now() / 1000);
   let nextId = 0;
@@ -147,7 +149,7 @@ export async function serve(o: ServeOptions): Promise<Server> {
     const maxNew = Math.min(r.maxTokens, room);
     const steps = model.generateSteps(prompt, {
       maxNewTokens: maxNew, temperature: r.temperature, topP: r.topP, topK: r.topK, seed: r.seed + k,
-      stopTokens: [tokenizer.eosId], topLogprobs: r.logprobs ? r.topLogprobs : 0,
+      stopTokens, topLogprobs: r.logprobs ? r.topLogprobs : 0,
     });
     const dec = new StreamDecoder(tokenizer);
     let text = '';
