@@ -155,7 +155,12 @@ async function main() {
   await runStudent('student_alone', {});
   await runStudent('student_sft_on_teacher_samples', { data: generated });
   await runStudent('student_token_kd', { kd: { teacher, loss: 'forward_kl', alpha: 0.5 } });
-  await runStudent('student_kd_top5_logprobs', { data: generated, kd: { source: 'logprobs', alpha: 0.5, topk: 5 } });
+  try {
+    await runStudent('student_kd_top5_logprobs', { data: generated, kd: { source: 'logprobs', alpha: 0.5, topk: 5 } });
+  } catch (e) {
+    results.student_kd_top5_logprobs = { error: (e as Error).message };
+    log(`student_kd_top5_logprobs: ${(e as Error).message}`);
+  }
 
   // 5. samples, their perplexity under the teacher, generation speed
   const nEval = quick ? 4 : 40;

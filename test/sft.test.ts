@@ -51,6 +51,8 @@ describe('sft data', () => {
         { token: 'b', logprob: -0.2, top_logprobs: [{ token: 'b', logprob: -0.2 }] },
       ] },
       { messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'zz' }], logprobs: [{ token: 'zz', logprob: -1 }] },
+      // stored trimmed (as generate stores answers): the whitespace entries at either end are dropped
+      { messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'cd' }], logprobs: [' ', 'c', 'd', '\n'].map((t) => ({ token: t, logprob: -1 })) },
     ];
     const s = packChats(tok, ex, { topk: 3 });
     assert.equal(s.unaligned, 1);
@@ -60,6 +62,8 @@ describe('sft data', () => {
     assert.deepEqual([...s.topk!.valid.slice(at * 3, at * 3 + 3)], [1, 1, 0]);
     assert.equal(s.topk!.has[at + 1], 1);
     assert.equal(s.topk!.has[at + 2], 0, 'no target for the end-of-text');
+    const c = [...s.ids].lastIndexOf(99);
+    assert.deepEqual([s.topk!.has[c], s.topk!.has[c + 1], s.topk!.ids[c * 3], s.topk!.ids[(c + 1) * 3]], [1, 1, 99, 100]);
   });
   it('cosine schedule with warm-up', () => {
     const o = { lr: 1, minLr: 0.1, warmupSteps: 4, steps: 104 };

@@ -85,6 +85,21 @@ export function packTexts(tok: Tokenizer, texts: readonly string[]): TokenStream
   return { ids: Int32Array.from(ids), mask: new Uint8Array(ids.length).fill(1), unaligned: 0 };
 }
 
+/**
+ * The logprob entries that spell `content`: all of them, or — when the answer was stored trimmed, as `generate`
+ * stores it — without the leading and trailing entries that are whitespace only. Null when they do not spell it.
+ */
+function trimmedLogprobs<T extends { token: string }>(lps: T[], content: string): T[] | null {
+  const join = (xs: T[]) => xs.map((x) => x.token).join('');
+  if (join(lps) === content) return lps;
+  let a = 0;
+  let b = lps.length;
+  while (a < b && lps[a].token.trim() === '') a++;
+  while (b > a && lps[b - 1].token.trim() === '') b--;
+  const mid = lps.slice(a, b);
+  return join(mid) === content ? mid : null;
+}
+
 /** Packs conversations into one stream with the chat template; the mask marks answer tokens. */
 export function packChats(tok: Tokenizer, examples: readonly ChatExample[], opts: { topk?: number } = {}): TokenStream {
   const ids: number[] = [];
@@ -112,11 +127,11 @@ export function packChats(tok: Tokenizer, examples: readonly ChatExample[], opts
       let start = end - 1;
       while (start >= 0 && enc.mask[start] === 1) start--;
       const answer = enc.ids.slice(start + 1, end); // without the <|endoftext|>
-      const lps = ex.logprobs;
-      const ok = answer.length === lps.length && lps.every((lp, i) => tok.decode([answer[i]]) === lp.token);
+      const lps = trimmedLogprobs(ex.logprobs, tok.decode(answer));
+      const ok = lps !== null && answer.length === lps.length && lps.every((lp, i) => tok.decode([answer[i]]) === lp.token);
       if (!ok) unaligned++;
       else
-        lps.forEach((lp, i) => {
+        lps!.forEach((lp, i) => {
           const top = (lp.top_logprobs?.length ? lp.top_logprobs : [{ token: lp.token, logprob: lp.logprob }])
             .map((t) => [idOf(t.token), t.logprob] as [number | null, number])
             .filter((t): t is [number, number] => t[0] !== null && Number.isFinite(t[1]));
