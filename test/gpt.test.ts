@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { manualSeed, noGrad, tensor, tidy, randint, cat } from '../src/torch';
-import { GPT, createDecoder, sampleFromLogits, topIndices } from '../src/models/gpt';
+import { GPT, applyRope, createDecoder, sampleFromLogits, topIndices } from '../src/models/gpt';
 import { Rng } from '../src/data/rng';
 import { ByteTokenizer, StreamDecoder, checkSameVocabulary, createTokenizer, encodeChat } from '../src/llm/tokenizer';
 import { checkLeaks, maxDiff } from './helpers';
@@ -94,6 +94,42 @@ describe('GPT decoder', () => {
     const g = m.generate([3, 4], { maxNewTokens: 1, temperature: 0 });
     const arg = tidy(() => noGrad(() => m.call(tensor([[3, 4]], { dtype: 'int64' })).select(1, -1).argmax(-1).item()));
     assert.equal(g.tokens[0], arg);
+    m.dispose();
+  });
+
+  it('rotary positions: no wpe, cached equals uncached, scores depend on relative positions only', () => {
+    manualSeed(5);
+    const m = new GPT({ ...tiny, positional: 'rope' }).eval();
+    assert.ok(!Object.keys(m.stateDict()).includes('wpe.weight'));
+    const learned = new GPT(tiny);
+    assert.equal(m.numParameters(), learned.numParameters() - 24 * 16);
+    learned.dispose();
+    tidy(() =>
+      noGrad(() => {
+        const ids = randint(0, 37, [1, 10], { dtype: 'int64' });
+        const full = m.call(ids);
+        const cache = m.newCache();
+        try {
+          const parts = [m.call(ids.narrow(1, 0, 6), cache)];
+          for (let t = 6; t < 10; t++) parts.push(m.call(ids.narrow(1, t, 1), cache));
+          assert.ok(maxDiff(full, cat(parts, 1)) < 1e-5);
+        } finally {
+          cache.dispose();
+        }
+        // q·k after rotation at positions (i, j) equals that at (i + 7, j + 7)
+        const q = randint(-3, 4, [1, 1, 1, 8]).double();
+        const k = randint(-3, 4, [1, 1, 1, 8]).double();
+        const dot = (i: number, j: number) => applyRope(q, i).mul(applyRope(k, j)).sum().item();
+        assert.ok(Math.abs(dot(2, 5) - dot(9, 12)) < 1e-9);
+        assert.ok(Math.abs(dot(2, 5) - dot(2, 6)) > 1e-6, 'another distance, another score');
+        // position 0 is the identity
+        assert.ok(maxDiff(applyRope(q, 0), q) < 1e-12);
+      }),
+    );
+    const g1 = m.generate([1, 2], { maxNewTokens: 6, seed: 1 });
+    const g2 = m.generate([1, 2], { maxNewTokens: 6, seed: 1, useCache: false });
+    assert.deepEqual(g1.tokens, g2.tokens);
+    assert.throws(() => createDecoder({ ...tiny, nHead: 16, positional: 'rope' }), /rope needs an even head size, got dModel \/ nHead = 1/);
     m.dispose();
   });
 

@@ -4,6 +4,9 @@
 //   wte.weight [V, C]   wpe.weight [T, C]   h.{i}.ln_1   h.{i}.attn.c_attn [3C, C]   h.{i}.attn.c_proj [C, C]
 //   h.{i}.ln_2   h.{i}.mlp.c_fc [4C, C]   h.{i}.mlp.c_proj [C, 4C]   ln_f
 //
+// With `positional: 'rope'` there is no `wpe`: queries and keys are rotated by their absolute position (rotary
+// embeddings, GPT-NeoX's half-split layout, base `ropeBase`), so attention scores depend on relative positions only.
+//
 // Linear weights are [out, in] (torch.nn.Linear, as in nanoGPT); Hugging Face's GPT-2 stores these four as Conv1D
 // [in, out], so its checkpoints need those weights transposed. The head has no parameter of its own: logits are
 // `x · wteᵀ`, so the state_dict has no `lm_head.weight`.
@@ -29,21 +32,28 @@ export interface DecoderOptions {
   dropout?: number;
   /** LayerNorm epsilon (default 1e-5). */
   layerNormEps?: number;
+  /** 'learned' (a position embedding `wpe`, default) or 'rope' (rotary embeddings of queries and keys). */
+  positional?: 'learned' | 'rope';
+  /** Rotary base (default 10000). */
+  ropeBase?: number;
 }
 
-const DECODER_KEYS = ['vocabSize', 'contextLength', 'dModel', 'nLayer', 'nHead', 'mlpRatio', 'dropout', 'layerNormEps'];
+const DECODER_KEYS = ['vocabSize', 'contextLength', 'dModel', 'nLayer', 'nHead', 'mlpRatio', 'dropout', 'layerNormEps', 'positional', 'ropeBase'];
 
 /** Checks decoder options, naming the key at fault; returns them with defaults filled in. */
 export function checkDecoderOptions(o: DecoderOptions, where = 'createDecoder'): Required<DecoderOptions> {
   if (o === null || typeof o !== 'object') throw new Error(`${where}: options must be an object`);
   for (const k of Object.keys(o))
     if (!DECODER_KEYS.includes(k)) throw new Error(`${where}: unknown option '${k}' (known: ${DECODER_KEYS.join(', ')})`);
-  const full: Required<DecoderOptions> = { mlpRatio: 4, dropout: 0, layerNormEps: 1e-5, ...o };
+  const full: Required<DecoderOptions> = { mlpRatio: 4, dropout: 0, layerNormEps: 1e-5, positional: 'learned', ropeBase: 10000, ...o };
   for (const k of ['vocabSize', 'contextLength', 'dModel', 'nLayer', 'nHead'] as const)
     if (!Number.isInteger(full[k]) || full[k] <= 0) throw new Error(`${where}: ${k} must be a positive integer, got ${full[k]}`);
   if (full.dModel % full.nHead !== 0) throw new Error(`${where}: dModel (${full.dModel}) must be divisible by nHead (${full.nHead})`);
   if (!(full.mlpRatio > 0) || !Number.isInteger(full.mlpRatio * full.dModel)) throw new Error(`${where}: mlpRatio · dModel must be a positive integer, got ${full.mlpRatio} · ${full.dModel}`);
   if (!(full.dropout >= 0 && full.dropout < 1)) throw new Error(`${where}: dropout must be in [0, 1), got ${full.dropout}`);
+  if (full.positional !== 'learned' && full.positional !== 'rope') throw new Error(`${where}: positional must be 'learned' or 'rope', got ${JSON.stringify(full.positional)}`);
+  if (full.positional === 'rope' && (full.dModel / full.nHead) % 2 !== 0) throw new Error(`${where}: rope needs an even head size, got dModel / nHead = ${full.dModel / full.nHead}`);
+  if (!(full.ropeBase > 1)) throw new Error(`${where}: ropeBase must be > 1, got ${full.ropeBase}`);
   if (!(full.layerNormEps > 0)) throw new Error(`${where}: layerNormEps must be positive, got ${full.layerNormEps}`);
   return full;
 }
@@ -84,6 +94,26 @@ export class KVCache {
   }
 }
 
+/**
+ * Rotary position embedding of x [B, H, T, d] whose positions start at `start`: the two halves of each head
+ * (x1, x2) become (x1·cos − x2·sin, x2·cos + x1·sin) with angles position · base^(−2i/d).
+ */
+export function applyRope(x: Tensor, start: number, base = 10000): Tensor {
+  const d = x.shape[x.ndim - 1];
+  const T = x.shape[x.ndim - 2];
+  if (d % 2 !== 0) throw new Error(`applyRope: the last dimension must be even, got shape [${x.shape.join(', ')}]`);
+  const half = d / 2;
+  const inv = Float64Array.from({ length: half }, (_, i) => Math.pow(base, (-2 * i) / d));
+  const ang = new Float64Array(T * half);
+  for (let t = 0; t < T; t++) for (let i = 0; i < half; i++) ang[t * half + i] = (start + t) * inv[i];
+  const a = tensor(ang, { shape: [T, half], dtype: 'float64' }).to({ dtype: x.dtype, device: x.device });
+  const cos = ops.cos(a);
+  const sin = ops.sin(a);
+  const x1 = x.narrow(-1, 0, half);
+  const x2 = x.narrow(-1, half, half);
+  return cat([x1.mul(cos).sub(x2.mul(sin)), x2.mul(cos).add(x1.mul(sin))], -1);
+}
+
 /** Multi-head causal self-attention with fused q/k/v projection (`c_attn`) and output projection (`c_proj`). */
 export class CausalSelfAttention extends Module {
   readonly c_attn: Linear;
@@ -91,7 +121,7 @@ export class CausalSelfAttention extends Module {
   readonly attn_dropout: Dropout;
   readonly resid_dropout: Dropout;
   readonly headDim: number;
-  constructor(readonly dModel: number, readonly nHead: number, dropout = 0) {
+  constructor(readonly dModel: number, readonly nHead: number, dropout = 0, readonly rope: { base: number } | null = null) {
     super();
     this.headDim = dModel / nHead;
     this.c_attn = this.registerModule('c_attn', new Linear(dModel, 3 * dModel));
@@ -111,6 +141,10 @@ export class CausalSelfAttention extends Module {
     let k = heads(k0);
     let v = heads(v0);
     const past = cache === null ? 0 : cache.length;
+    if (this.rope !== null) {
+      q = applyRope(q, past, this.rope.base);
+      k = applyRope(k, past, this.rope.base);
+    }
     if (cache !== null) [k, v] = cache.append(layer, k, v);
     const S = past + T;
     let scores = ops.div_Tensor(q, Math.sqrt(d)).matmul(k.transpose(-2, -1)); // [B, H, T, S]
@@ -152,7 +186,7 @@ export class DecoderBlock extends Module {
   constructor(o: Required<DecoderOptions>) {
     super();
     this.ln_1 = this.registerModule('ln_1', new LayerNorm(o.dModel, { eps: o.layerNormEps }));
-    this.attn = this.registerModule('attn', new CausalSelfAttention(o.dModel, o.nHead, o.dropout));
+    this.attn = this.registerModule('attn', new CausalSelfAttention(o.dModel, o.nHead, o.dropout, o.positional === 'rope' ? { base: o.ropeBase } : null));
     this.ln_2 = this.registerModule('ln_2', new LayerNorm(o.dModel, { eps: o.layerNormEps }));
     this.mlp = this.registerModule('mlp', new DecoderMLP(o.dModel, o.mlpRatio * o.dModel, o.dropout));
   }
@@ -234,7 +268,8 @@ export function sampleFromLogits(logits: ArrayLike<number>, o: SampleOptions, rn
 export class GPT extends Module {
   readonly options: Required<DecoderOptions>;
   readonly wte: Embedding;
-  readonly wpe: Embedding;
+  /** The learned position embedding; null with rotary embeddings. */
+  readonly wpe: Embedding | null;
   readonly drop: Dropout;
   readonly h: ModuleList;
   readonly ln_f: LayerNorm;
@@ -243,7 +278,7 @@ export class GPT extends Module {
     const o = checkDecoderOptions(opts, 'GPT');
     this.options = o;
     this.wte = this.registerModule('wte', new Embedding(o.vocabSize, o.dModel));
-    this.wpe = this.registerModule('wpe', new Embedding(o.contextLength, o.dModel));
+    this.wpe = o.positional === 'learned' ? this.registerModule('wpe', new Embedding(o.contextLength, o.dModel)) : null;
     this.drop = this.registerModule('drop', new Dropout(o.dropout));
     this.h = this.registerModule('h', new ModuleList(Array.from({ length: o.nLayer }, () => new DecoderBlock(o))));
     this.ln_f = this.registerModule('ln_f', new LayerNorm(o.dModel, { eps: o.layerNormEps }));
@@ -273,8 +308,9 @@ export class GPT extends Module {
     const past = cache === null ? 0 : cache.length;
     if (past + T > this.options.contextLength)
       throw new Error(`GPT: ${past} cached + ${T} new positions exceed the context length ${this.options.contextLength}`);
-    const pos = arange(past, past + T, 1, { dtype: 'int64', device: ids.device });
-    let x = this.drop.call(this.wte.call(ids).add(this.wpe.call(pos)));
+    let x = this.wte.call(ids);
+    if (this.wpe !== null) x = x.add(this.wpe.call(arange(past, past + T, 1, { dtype: 'int64', device: ids.device })));
+    x = this.drop.call(x);
     const blocks = this.h.children() as DecoderBlock[];
     blocks.forEach((b, i) => {
       x = b.call(x, cache, i);
@@ -357,7 +393,7 @@ export class GPT extends Module {
   }
   override extraRepr(): string {
     const o = this.options;
-    return `vocab=${o.vocabSize}, context=${o.contextLength}, d_model=${o.dModel}, n_layer=${o.nLayer}, n_head=${o.nHead}`;
+    return `vocab=${o.vocabSize}, context=${o.contextLength}, d_model=${o.dModel}, n_layer=${o.nLayer}, n_head=${o.nHead}${o.positional === 'rope' ? ', rope' : ''}`;
   }
 }
 

@@ -6,6 +6,6 @@ export { Vgg, VGG_CONFIGS } from './vgg';
 export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from './mobilenetv2';
 export { createModel, registerModel, registerBuiltinModels, modelNames, type ModelFactory, type ModelOptions } from './registry';
 export {
-  GPT, createDecoder, checkDecoderOptions, KVCache, CausalSelfAttention, DecoderBlock, DecoderMLP, sampleFromLogits, topIndices,
+  GPT, createDecoder, checkDecoderOptions, applyRope, KVCache, CausalSelfAttention, DecoderBlock, DecoderMLP, sampleFromLogits, topIndices,
   type DecoderOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type SampleOptions,
 } from './gpt';
