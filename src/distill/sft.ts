@@ -173,7 +173,9 @@ interface Batch {
   tk?: { ids: Tensor; logprobs: Tensor; valid: Tensor; w: Tensor };
 }
 
-function makeBatch(s: TokenStream, starts: number[], seqLen: number): Batch {
+function makeBatch(s: TokenStream, starts: number[], seqLen: number, device = 'cpu'): Batch {
+  // called inside a scope: the CPU copies of tensors moved to another device are freed with it
+  const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
   const B = starts.length;
   const x = new Int32Array(B * seqLen);
   const y = new Int32Array(B * seqLen);
@@ -186,9 +188,9 @@ function makeBatch(s: TokenStream, starts: number[], seqLen: number): Batch {
     }
   });
   const batch: Batch = {
-    x: tensor(x, { shape: [B, seqLen], dtype: 'int64' }),
-    y: tensor(y, { shape: [B * seqLen], dtype: 'int64' }),
-    w: tensor(w, { shape: [B * seqLen] }),
+    x: on(tensor(x, { shape: [B, seqLen], dtype: 'int64' })),
+    y: on(tensor(y, { shape: [B * seqLen], dtype: 'int64' })),
+    w: on(tensor(w, { shape: [B * seqLen] })),
   };
   if (s.topk) {
     const K = s.topk.k;
@@ -209,10 +211,10 @@ function makeBatch(s: TokenStream, starts: number[], seqLen: number): Batch {
       }
     });
     batch.tk = {
-      ids: tensor(ids, { shape: [B * seqLen, K], dtype: 'int64' }),
-      logprobs: tensor(lps, { shape: [B * seqLen, K] }),
-      valid: tensor(valid, { shape: [B * seqLen, K] }),
-      w: tensor(tw, { shape: [B * seqLen] }),
+      ids: on(tensor(ids, { shape: [B * seqLen, K], dtype: 'int64' })),
+      logprobs: on(tensor(lps, { shape: [B * seqLen, K] })),
+      valid: on(tensor(valid, { shape: [B * seqLen, K] })),
+      w: on(tensor(tw, { shape: [B * seqLen] })),
     };
   }
   return batch;
@@ -233,7 +235,7 @@ export async function evaluateNll(model: GPT, s: TokenStream, opts: { seqLen?: n
     for (let i = 0; i < starts.length; i += bs) {
       const [a, c] = tidy(() =>
         noGrad(() => {
-          const b = makeBatch(s, starts.slice(i, i + bs), seqLen);
+          const b = makeBatch(s, starts.slice(i, i + bs), seqLen, model.wte.weight.device);
           const logits = model.call(b.x);
           const nll = ops.cross_entropy_loss(logits.reshape(-1, logits.shape[2]), b.y, null, 0);
           return [nll.mul(b.w).sum().item(), b.w.sum().item()];
@@ -461,7 +463,7 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
       const terms = { ce: 0, kd: 0 };
       for (let a = 0; a < accum; a++) {
         const r = tidy(() => {
-          const b = makeBatch(stream, windowsFor(step * accum + a), seqLen);
+          const b = makeBatch(stream, windowsFor(step * accum + a), seqLen, model.wte.weight.device);
           const logits = model.call(b.x);
           const flat = logits.reshape(-1, logits.shape[2]);
           const ceRows = ops.cross_entropy_loss(flat, b.y, null, 0);

@@ -380,7 +380,9 @@ export class GPT extends Module {
     try {
       const row = tidy(() =>
         noGrad(() => {
-          const logits = this.forward(tensor([ids], { dtype: 'int64' }), cache);
+          const dev = this.wte.weight.device;
+          const x = tensor([ids], { dtype: 'int64' });
+          const logits = this.forward(dev === 'cpu' ? x : x.to({ device: dev }), cache);
           return ops.log_softmax_int(logits.select(1, -1).select(0, 0), -1, 'float64');
         }),
       );
