@@ -14,8 +14,9 @@ import { loadConfig } from './config';
 import { loadPlugins } from './plugins';
 import { runExport } from './export';
 import { runGenerate } from './generate';
+import { runServe, runSft } from './llm';
 
-const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report', 'export', 'generate'];
+const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report', 'export', 'generate', 'serve', 'sft'];
 const USAGE = `usage: tsdistill <command> <config.yaml|json> [options]
 commands:
   train     train a model alone: --role teacher (default) or --role student
@@ -33,6 +34,13 @@ commands:
             ranges of a quantization-aware run, else calibrated on --calibration-batches N training batches (default 16)
   generate  a data set from a teacher LLM behind an OpenAI-compatible endpoint (a generate config: input, output,
             teacher, requests, curation); running it again resumes; exit status 3 when samples failed (run again)
+  serve     tsdistill serve <decoder.safetensors>: the decoder over the OpenAI Chat Completions protocol (JSON and
+            SSE streaming, logprobs, n, stop) at http://127.0.0.1:8000/v1; --port N, --host H, --model-name NAME,
+            --max-tokens N (default for requests without max_tokens)
+  sft       tsdistill sft <chat.jsonl> --out DIR --steps N (--init decoder.safetensors | --arch JSON [--tokenizer
+            bytes|gpt2|cl100k_base|...]): fine-tune on answers; --seq-len N --batch N --grad-accum N --lr X
+            --warmup N --seed N --resume --force; token-level KD: --kd forward_kl|reverse_kl|jsd --teacher
+            decoder.safetensors [--alpha X --beta X --temperature X], or --kd logprobs (the stored top-k) [--topk N]
 options:
   --set key.path=value   override a config value (repeatable)
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
@@ -57,6 +65,10 @@ async function main(argv: string[]): Promise<number> {
       format: { type: 'string' }, config: { type: 'string' }, card: { type: 'string' }, opset: { type: 'string' }, batch: { type: 'string' },
       concurrency: { type: 'string' }, limit: { type: 'string' },
       'calibration-batches': { type: 'string' },
+      port: { type: 'string' }, host: { type: 'string' }, 'model-name': { type: 'string' }, 'max-tokens': { type: 'string' }, quiet: { type: 'boolean' },
+      init: { type: 'string' }, arch: { type: 'string' }, tokenizer: { type: 'string' }, steps: { type: 'string' }, 'seq-len': { type: 'string' },
+      'grad-accum': { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' }, teacher: { type: 'string' }, kd: { type: 'string' },
+      alpha: { type: 'string' }, beta: { type: 'string' }, temperature: { type: 'string' }, topk: { type: 'string' },
     },
   });
   const [command, file] = positionals;
@@ -65,7 +77,13 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   if (!COMMANDS.includes(command)) throw new Error(`unknown command '${command}'; did you mean '${closest(command, COMMANDS, 1)[0]}'?\n${USAGE}`);
-  if (!file) throw new Error(`tsdistill ${command}: ${command === 'export' ? 'a run folder or checkpoint' : 'a config file'} is required\n${USAGE}`);
+  const what = command === 'export' ? 'a run folder or checkpoint' : command === 'serve' ? 'a decoder checkpoint' : command === 'sft' ? 'a chat JSONL file' : 'a config file';
+  if (!file) throw new Error(`tsdistill ${command}: ${what} is required\n${USAGE}`);
+  if (command === 'serve') {
+    stopNote = 'stopping the server';
+    return runServe(file, values, stop.signal);
+  }
+  if (command === 'sft') return runSft(file, values, stop.signal);
   if (command === 'export') {
     if (values.plugin?.length) loadPlugins(values.plugin);
     if (values.threads) setNumThreads(Number(values.threads));

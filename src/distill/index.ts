@@ -11,3 +11,7 @@ export {
   DATASET_STATS, DATASETS, checkDevice, checkMatches, loadTeacher, type DistillOptions, type ModelSpec, type DataSplits, type DatasetName, type RunKind, type RunFlags, type ModelReport, type CompareResult,
 } from './pipeline';
 export { prepareQat, prepareQatCheckpoint, type QatOptions } from './qat';
+export { tokenKdLoss, topkForwardKl, TOKEN_KD_LOSSES, type TokenKdLoss, type TokenKdOptions } from './token-kd';
+export {
+  sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, cosineLr, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,
+} from './sft';

@@ -11,3 +11,8 @@ export {
   type Sample, type Verifier, type VerifierFactory, type VerifierOptions,
 } from './curate';
 export { JsonlAppender, scanJsonl, writeLinesAtomic, type JsonlScan } from './store';
+export {
+  ByteTokenizer, BpeTokenizer, StreamDecoder, createTokenizer, tokenizerNames, checkSameVocabulary, encodeChat, EOT, type Tokenizer, type ChatTurn,
+} from './tokenizer';
+export { serve, type ServeOptions, type Server } from './serve';
+export { saveDecoder, loadDecoder, readDecoderInfo, type DecoderCheckpointInfo } from './decoder-checkpoint';

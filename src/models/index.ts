@@ -6,3 +6,7 @@ export { Vgg, VGG_CONFIGS } from './vgg';
 export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from './mobilenetv2';
 export { TransformerClassifier, MaskedMeanPool, type TransformerClassifierOptions } from './transformer';
 export { createModel, registerModel, registerBuiltinModels, modelNames, type ModelFactory, type ModelOptions } from './registry';
+export {
+  GPT, createDecoder, checkDecoderOptions, applyRope, KVCache, CausalSelfAttention, DecoderBlock, DecoderMLP, sampleFromLogits, topIndices,
+  type DecoderOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type SampleOptions,
+} from './gpt';

@@ -1,0 +1,79 @@
+// `generate` against `serve` (in one process, 127.0.0.1) as concurrency grows: completion tokens/s and samples/s.
+// The server interleaves requests token by token without batching them, so on a CPU the model's step time bounds
+// the total rate; this measures how close it gets and what the HTTP/SSE path costs.
+//
+// node dist/bench/serve-throughput.js [--checkpoint decoder.safetensors] [--requests N] [--max-tokens N]
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { manualSeed, setNumThreads } from '../src/torch';
+import { GPT } from '../src/models/gpt';
+import { ByteTokenizer, type Tokenizer } from '../src/llm/tokenizer';
+import { loadDecoder } from '../src/llm/decoder-checkpoint';
+import { serve } from '../src/llm/serve';
+import { generate } from '../src/llm';
+
+const { values } = parseArgs({ options: { checkpoint: { type: 'string' }, requests: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' } } });
+setNumThreads(Number(values.threads ?? 2));
+const perLevel = Number(values.requests ?? 32);
+const maxTokens = Number(values['max-tokens'] ?? 64);
+
+async function main() {
+  let model: GPT;
+  let tokenizer: Tokenizer;
+  if (values.checkpoint) ({ model, tokenizer } = loadDecoder(values.checkpoint));
+  else {
+    tokenizer = new ByteTokenizer();
+    manualSeed(0);
+    model = new GPT({ vocabSize: tokenizer.vocabSize, contextLength: 192, dModel: 96, nLayer: 4, nHead: 4 });
+  }
+  const server = await serve({ model, tokenizer });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-serve-bench-'));
+  const rows: Record<string, unknown>[] = [];
+  try {
+    // the model alone, one sequence, no HTTP
+    const directRate = () => {
+      const t0 = Date.now();
+      let n = 0;
+      for (let i = 0; i < 16; i++) n += model.generate([258, 10, 65, 10, 259, 10], { maxNewTokens: maxTokens, seed: i }).tokens.length;
+      return n / ((Date.now() - t0) / 1000);
+    };
+    for (let w = 0; w < 4; w++) directRate(); // warm-up: the first thousands of steps run slower
+    const directTps = directRate();
+    for (const stream of [false, true])
+      for (const concurrency of [1, 4, 16, 64]) {
+        const input = path.join(tmp, 'prompts.jsonl');
+        fs.writeFileSync(input, Array.from({ length: perLevel }, (_, i) => JSON.stringify({ prompt: `Prompt number ${i}.` })).join('\n') + '\n');
+        const before = server.stats.completionTokens;
+        const t = Date.now();
+        const s = await generate(
+          {
+            input, output: { dir: path.join(tmp, `out-${stream}-${concurrency}`) },
+            // temperature 1 from an untrained model: answers run to max_tokens, so every request costs the same
+            teacher: { baseUrl: server.url, model: 'bench', maxTokens, temperature: 1, seed: 0, stream },
+            requests: { concurrency, timeoutMs: 600000 },
+            curation: { minChars: 0, dropTruncated: false, dedup: 'none' },
+          },
+          { progress: false, log: () => {} },
+        );
+        const secs = (Date.now() - t) / 1000;
+        const tokens = server.stats.completionTokens - before;
+        rows.push({ concurrency, stream, samples: s.written + s.rejected, seconds: +secs.toFixed(2), tokens, tokens_per_s: +(tokens / secs).toFixed(0), samples_per_s: +((s.written + s.rejected) / secs).toFixed(2), vs_direct: +(tokens / secs / directTps).toFixed(2) });
+        console.log(JSON.stringify(rows.at(-1)));
+      }
+    const directAfter = directRate();
+    console.log(`\nmodel: ${model.numParameters()} parameters; one sequence without HTTP: ${directTps.toFixed(0)} tokens/s before, ${directAfter.toFixed(0)} after`);
+    console.log('| concurrency | transport | samples | seconds | tokens/s | samples/s | vs. model alone |\n|---:|---|---:|---:|---:|---:|---:|');
+    for (const r of rows) console.log(`| ${r.concurrency} | ${r.stream ? 'SSE' : 'JSON'} | ${r.samples} | ${r.seconds} | ${r.tokens_per_s} | ${r.samples_per_s} | ${r.vs_direct} |`);
+    console.log(JSON.stringify({ direct_tokens_per_s: directTps, direct_after: directAfter, rows }));
+  } finally {
+    await server.close();
+    model.dispose();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

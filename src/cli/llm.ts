@@ -1,0 +1,110 @@
+// `tsdistill serve` and `tsdistill sft`: a decoder checkpoint behind the OpenAI Chat Completions protocol, and
+// supervised fine-tuning / token-level KD of a decoder on chat JSONL.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { manualSeed, setNumThreads } from '../torch';
+import { GPT, checkDecoderOptions, type DecoderOptions } from '../models/gpt';
+import { createTokenizer } from '../llm/tokenizer';
+import { loadDecoder } from '../llm/decoder-checkpoint';
+import { serve } from '../llm/serve';
+import { sft, type SftKdOptions } from '../distill/sft';
+import { TOKEN_KD_LOSSES, type TokenKdLoss } from '../distill/token-kd';
+
+export interface LlmCliValues {
+  [key: string]: string | boolean | string[] | undefined;
+}
+
+function int(v: unknown, name: string, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) < min) throw new Error(`--${name} must be an integer >= ${min}, got '${String(v)}'`);
+  return Number(v);
+}
+function float(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(x)) throw new Error(`--${name} must be a number, got '${String(v)}'`);
+  return x;
+}
+
+/** Serves a decoder checkpoint until `signal` aborts; prints the URL. */
+export async function runServe(file: string, v: LlmCliValues, signal: AbortSignal): Promise<number> {
+  if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
+  const { model, tokenizer } = loadDecoder(file);
+  const host = (v.host as string | undefined) ?? '127.0.0.1';
+  const server = await serve({
+    model, tokenizer, host, port: int(v.port, 'port') ?? 8000,
+    modelName: (v['model-name'] as string | undefined) ?? path.basename(file).replace(/\.safetensors$/, ''),
+    defaultMaxTokens: int(v['max-tokens'], 'max-tokens', 1),
+    log: v.quiet ? undefined : (l) => console.log(l),
+  });
+  console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}) at ${server.url} — POST ${server.url}/chat/completions; Ctrl-C stops`);
+  if (!['127.0.0.1', 'localhost', '::1'].includes(host)) console.log(`note: listening on ${host}, reachable from other machines; there is no authentication`);
+  await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  await server.close();
+  model.dispose();
+  return 0;
+}
+
+/** Fine-tunes a decoder on chat JSONL; see `tsdistill --help`. */
+export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal): Promise<number> {
+  if (!fs.existsSync(data)) throw new Error(`sft: data file ${data} does not exist`);
+  const out = v.out as string | undefined;
+  if (!out) throw new Error('sft: --out DIR is required');
+  const steps = int(v.steps, 'steps', 1);
+  if (steps === undefined) throw new Error('sft: --steps N is required');
+  if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
+  const seed = int(v.seed, 'seed') ?? 0;
+  let model: GPT;
+  let tokenizerName: string;
+  if (v.init) {
+    if (v.arch) throw new Error('sft: give --init CHECKPOINT or --arch JSON, not both');
+    const loaded = loadDecoder(v.init as string);
+    model = loaded.model;
+    tokenizerName = loaded.tokenizer.name;
+    if (v.tokenizer && v.tokenizer !== tokenizerName) throw new Error(`sft: --tokenizer ${v.tokenizer} differs from the checkpoint's '${tokenizerName}'`);
+  } else if (v.arch) {
+    tokenizerName = (v.tokenizer as string | undefined) ?? 'bytes';
+    let arch: Partial<DecoderOptions>;
+    try {
+      arch = JSON.parse(v.arch as string);
+    } catch (e) {
+      throw new Error(`sft: --arch must be JSON such as '{"contextLength":128,"dModel":64,"nLayer":2,"nHead":2}': ${(e as Error).message}`);
+    }
+    const tok = createTokenizer(tokenizerName);
+    const opts = checkDecoderOptions({ vocabSize: tok.vocabSize, ...arch } as DecoderOptions, 'sft: --arch');
+    manualSeed(seed);
+    model = new GPT(opts);
+  } else throw new Error('sft: give the student as --init CHECKPOINT (a decoder checkpoint) or --arch JSON (a new decoder)');
+  const tokenizer = createTokenizer(tokenizerName);
+  let teacher: GPT | undefined;
+  let kd: SftKdOptions | undefined;
+  const kdName = v.kd as string | undefined;
+  if (kdName !== undefined) {
+    const alpha = float(v.alpha, 'alpha');
+    const beta = float(v.beta, 'beta');
+    const temperature = float(v.temperature, 'temperature');
+    if (kdName === 'logprobs') kd = { source: 'logprobs', alpha, topk: int(v.topk, 'topk', 1) };
+    else {
+      if (!TOKEN_KD_LOSSES.includes(kdName as TokenKdLoss)) throw new Error(`sft: --kd must be ${[...TOKEN_KD_LOSSES, 'logprobs'].join(', ')}, got '${kdName}'`);
+      if (!v.teacher) throw new Error(`sft: --kd ${kdName} needs --teacher CHECKPOINT (a decoder checkpoint)`);
+      const t = loadDecoder(v.teacher as string);
+      if (t.tokenizer.name !== tokenizer.name)
+        throw new Error(`sft: the teacher's tokenizer '${t.tokenizer.name}' (${t.tokenizer.vocabSize} tokens) differs from the student's '${tokenizer.name}' (${tokenizer.vocabSize} tokens)`);
+      teacher = t.model;
+      kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature };
+    }
+  } else if (v.teacher) throw new Error('sft: --teacher is used with --kd forward_kl|reverse_kl|jsd');
+  try {
+    const s = await sft({
+      model, tokenizer, data, outDir: out, steps, seed, signal, kd,
+      seqLen: int(v['seq-len'], 'seq-len', 1), batchSize: int(v.batch, 'batch', 1), gradAccum: int(v['grad-accum'], 'grad-accum', 1),
+      lr: float(v.lr, 'lr'), warmupSteps: int(v.warmup, 'warmup'), resume: v.resume === true, force: v.force === true,
+    });
+    console.log(`sft: ${s.steps} steps, ${s.tokens} tokens, ${s.tokensPerSecond.toFixed(0)} tok/s, final loss ${s.finalLoss.toFixed(4)}; decoder checkpoint ${s.checkpoint}`);
+    if (v.json) console.log(JSON.stringify(s));
+    return 0;
+  } finally {
+    model.dispose();
+    teacher?.dispose();
+  }
+}

@@ -1,0 +1,300 @@
+// Serves a decoder over the OpenAI Chat Completions protocol: POST /v1/chat/completions (JSON, or server-sent
+// events with `stream: true`) and GET /v1/models. Loopback by default.
+//
+// Request fields honoured: messages, max_tokens (or max_completion_tokens), temperature, top_p, top_k (an
+// extension), n, stop (a string or up to 4), seed (sample k of n uses seed + k; without a seed each request draws
+// one), logprobs, top_logprobs (0–20), stream, stream_options.include_usage. Unknown fields are ignored, as OpenAI
+// does. Prompts are rendered with the chat template of ./tokenizer.ts and end with `<|assistant|>\n`; generation
+// stops at <|endoftext|> (or a role marker that is a special token), a stop string, max_tokens or the model's context length (finish_reason 'length').
+// Reported log-probabilities are the model's own (temperature 1, before top-k/top-p), as vLLM reports them.
+//
+// Requests run concurrently, interleaved token by token (each one yields to the event loop after every token); a
+// client that disconnects stops its generation.
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { nextTick } from '../torch';
+import type { GPT, GeneratedToken } from '../models/gpt';
+import { StreamDecoder, encodeChat, type ChatTurn, type Tokenizer } from './tokenizer';
+
+export interface ServeOptions {
+  model: GPT;
+  tokenizer: Tokenizer;
+  /** The name reported in answers and by /v1/models (default 'tsdistill-decoder'). */
+  modelName?: string;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0: any free port. */
+  port?: number;
+  /** max_tokens when a request gives none (default 256). */
+  defaultMaxTokens?: number;
+  /** One line per request (default: nothing). */
+  log?: (line: string) => void;
+}
+
+export interface Server {
+  /** Base URL including /v1. */
+  url: string;
+  port: number;
+  /** Completion tokens generated since start. */
+  stats: { requests: number; completionTokens: number; errors: number };
+  close(): Promise<void>;
+}
+
+class BadRequest extends Error {
+  constructor(message: string, readonly param: string | null = null) {
+    super(message);
+  }
+}
+
+interface ParsedRequest {
+  messages: ChatTurn[];
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK?: number;
+  n: number;
+  stop: string[];
+  seed: number;
+  logprobs: boolean;
+  topLogprobs: number;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+function num(body: any, key: string, def: number, lo: number, hi: number, int = false): number {
+  const v = body[key];
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (int && !Number.isInteger(v)))
+    throw new BadRequest(`'${key}' must be ${int ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${JSON.stringify(v)}`, key);
+  return v;
+}
+
+function parseRequest(body: any, defaultMaxTokens: number): ParsedRequest {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('the request body must be a JSON object');
+  const msgs = body.messages;
+  if (!Array.isArray(msgs) || msgs.length === 0) throw new BadRequest("'messages' must be a non-empty array", 'messages');
+  const messages: ChatTurn[] = msgs.map((m: any, i: number) => {
+    if (m === null || typeof m !== 'object') throw new BadRequest(`messages[${i}] must be an object`, 'messages');
+    let content = m.content;
+    if (Array.isArray(content)) content = content.map((p: any) => (p && p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('');
+    if (typeof content !== 'string') throw new BadRequest(`messages[${i}].content must be a string`, 'messages');
+    if (!['system', 'user', 'assistant'].includes(m.role)) throw new BadRequest(`messages[${i}].role must be system, user or assistant, got ${JSON.stringify(m.role)}`, 'messages');
+    return { role: m.role, content };
+  });
+  let stop: string[] = [];
+  if (typeof body.stop === 'string') stop = [body.stop];
+  else if (Array.isArray(body.stop)) stop = body.stop;
+  else if (body.stop !== undefined && body.stop !== null) throw new BadRequest("'stop' must be a string or an array of strings", 'stop');
+  if (stop.length > 4 || stop.some((s) => typeof s !== 'string' || s === '')) throw new BadRequest("'stop' must hold at most 4 non-empty strings", 'stop');
+  const maxKey = body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens';
+  const logprobs = body.logprobs === true;
+  const topLogprobs = num(body, 'top_logprobs', 0, 0, 20, true);
+  if (topLogprobs > 0 && !logprobs) throw new BadRequest("'top_logprobs' needs 'logprobs': true", 'top_logprobs');
+  return {
+    messages,
+    maxTokens: num(body, maxKey, defaultMaxTokens, 0, 1e9, true),
+    temperature: num(body, 'temperature', 1, 0, 2),
+    topP: num(body, 'top_p', 1, Number.MIN_VALUE, 1),
+    topK: body.top_k === undefined || body.top_k === null || body.top_k === -1 ? undefined : num(body, 'top_k', 0, 1, 1e9, true),
+    n: num(body, 'n', 1, 1, 128, true),
+    stop,
+    seed: num(body, 'seed', Math.floor(Math.random() * 2 ** 31), -(2 ** 53), 2 ** 53, true),
+    logprobs,
+    topLogprobs,
+    stream: body.stream === true,
+    includeUsage: body.stream_options?.include_usage === true,
+  };
+}
+
+/** Length of the longest suffix of `text` that is a proper prefix of a stop string (text that must be held back). */
+function pendingStopPrefix(text: string, stops: string[]): number {
+  let best = 0;
+  for (const s of stops)
+    for (let k = Math.min(s.length - 1, text.length); k > best; k--)
+      if (text.endsWith(s.slice(0, k))) {
+        best = k;
+        break;
+      }
+  return best;
+}
+
+interface ChoiceEvents {
+  /** New text (may be empty) and, with logprobs, the token just generated. */
+  delta(text: string, token: GeneratedToken | null): void;
+}
+
+export async function serve(o: ServeOptions): Promise<Server> {
+  const { model, tokenizer } = o;
+  if (tokenizer.vocabSize > model.vocabSize)
+    throw new Error(`serve: the tokenizer '${tokenizer.name}' has ${tokenizer.vocabSize} ids but the model's vocabulary only ${model.vocabSize}`);
+  const modelName = o.modelName ?? 'tsdistill-decoder';
+  const defaultMaxTokens = o.defaultMaxTokens ?? 256;
+  // an answer ends at <|endoftext|> or at a role marker the model starts on its own
+  const stopTokens = [tokenizer.eosId, ...['<|system|>', '<|user|>', '<|assistant|>'].map((t) => tokenizer.specialId(t)).filter((x): x is number => x !== null)];
+  const stats = { requests: 0, completionTokens: 0, errors: 0 };
+  const created = () => Math.floor(Date.now() / 1000);
+  let nextId = 0;
+
+  const tokenLogprob = (t: GeneratedToken, k: number) => {
+    const entry = (id: number, logprob: number) => {
+      const token = tokenizer.decode([id]);
+      return { token, logprob, bytes: id < 256 && tokenizer.name === 'bytes' ? [id] : [...Buffer.from(token, 'utf8')] };
+    };
+    return { ...entry(t.id, t.logprob), top_logprobs: t.top.slice(0, k).map((x) => entry(x.id, x.logprob)) };
+  };
+
+  /** Generates one choice, reporting text as it becomes final; returns the finish reason and token count. */
+  const runChoice = async (prompt: number[], r: ParsedRequest, k: number, ev: ChoiceEvents, closed: () => boolean) => {
+    const room = model.contextLength - prompt.length;
+    const maxNew = Math.min(r.maxTokens, room);
+    const steps = model.generateSteps(prompt, {
+      maxNewTokens: maxNew, temperature: r.temperature, topP: r.topP, topK: r.topK, seed: r.seed + k,
+      stopTokens, topLogprobs: r.logprobs ? r.topLogprobs : 0,
+    });
+    const dec = new StreamDecoder(tokenizer);
+    let text = '';
+    let sent = 0;
+    let count = 0;
+    let finish: 'stop' | 'length' = 'length';
+    for (;;) {
+      const it = steps.next();
+      if (it.done) {
+        finish = it.value.finishReason;
+        text += dec.end();
+        break;
+      }
+      count++;
+      text += dec.push(it.value.id);
+      const hit = r.stop.map((s) => text.indexOf(s)).filter((i) => i >= 0);
+      if (hit.length) {
+        text = text.slice(0, Math.min(...hit));
+        ev.delta(text.slice(sent), r.logprobs ? it.value : null);
+        sent = text.length;
+        finish = 'stop';
+        steps.return(undefined as never);
+        break;
+      }
+      const safe = text.length - pendingStopPrefix(text, r.stop);
+      ev.delta(safe > sent ? text.slice(sent, safe) : '', r.logprobs ? it.value : null);
+      sent = Math.max(sent, safe);
+      await nextTick();
+      if (closed()) {
+        steps.return(undefined as never);
+        break;
+      }
+    }
+    if (text.length > sent) ev.delta(text.slice(sent), null);
+    stats.completionTokens += count;
+    return { finish, count, text };
+  };
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse, raw: string) => {
+    const url = (req.url ?? '').split('?')[0].replace(/\/+$/, '');
+    const json = (status: number, obj: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(obj));
+    };
+    if (req.method === 'GET' && url === '/v1/models') {
+      json(200, { object: 'list', data: [{ id: modelName, object: 'model', created: 0, owned_by: 'tsdistill' }] });
+      return;
+    }
+    if (url !== '/v1/chat/completions') {
+      json(404, { error: { message: `no route ${req.method} ${req.url}; this server answers POST /v1/chat/completions and GET /v1/models`, type: 'invalid_request_error' } });
+      return;
+    }
+    if (req.method !== 'POST') {
+      json(405, { error: { message: `use POST for /v1/chat/completions, got ${req.method}`, type: 'invalid_request_error' } });
+      return;
+    }
+    let r: ParsedRequest;
+    let prompt: number[];
+    try {
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch (e) {
+        throw new BadRequest(`the body is not JSON: ${(e as Error).message}`);
+      }
+      r = parseRequest(body, defaultMaxTokens);
+      prompt = encodeChat(tokenizer, r.messages, { generationPrompt: true }).ids;
+      if (prompt.length >= model.contextLength)
+        throw new BadRequest(`the prompt has ${prompt.length} tokens; the model's context length is ${model.contextLength} (it must leave room for an answer)`, 'messages');
+    } catch (e) {
+      stats.errors++;
+      if (e instanceof BadRequest) json(400, { error: { message: e.message, type: 'invalid_request_error', param: e.param } });
+      else json(500, { error: { message: (e as Error).message, type: 'server_error' } });
+      return;
+    }
+    stats.requests++;
+    const id = `chatcmpl-${Date.now().toString(36)}-${nextId++}`;
+    const t0 = Date.now();
+    let closed = false;
+    res.on('close', () => {
+      closed = true;
+    });
+    let completion = 0;
+    if (!r.stream) {
+      const choices: unknown[] = [];
+      for (let k = 0; k < r.n && !closed; k++) {
+        const lps: unknown[] = [];
+        const c = await runChoice(prompt, r, k, { delta: (_t, tok) => tok && lps.push(tokenLogprob(tok, r.topLogprobs)) }, () => closed);
+        completion += c.count;
+        choices.push({ index: k, message: { role: 'assistant', content: c.text }, logprobs: r.logprobs ? { content: lps } : null, finish_reason: c.finish });
+      }
+      if (closed) return;
+      json(200, { id, object: 'chat.completion', created: created(), model: modelName, choices, usage: { prompt_tokens: prompt.length, completion_tokens: completion, total_tokens: prompt.length + completion } });
+    } else {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+      const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+      const chunk = (k: number, delta: unknown, extra: Record<string, unknown> = {}) =>
+        send({ id, object: 'chat.completion.chunk', created: created(), model: modelName, choices: [{ index: k, delta, logprobs: null, finish_reason: null, ...extra }] });
+      for (let k = 0; k < r.n && !closed; k++) {
+        chunk(k, { role: 'assistant', content: '' });
+        const c = await runChoice(prompt, r, k, {
+          delta: (text, tok) => {
+            if (text === '' && tok === null) return;
+            chunk(k, { content: text }, tok ? { logprobs: { content: [tokenLogprob(tok, r.topLogprobs)] } } : {});
+          },
+        }, () => closed);
+        completion += c.count;
+        chunk(k, {}, { finish_reason: c.finish });
+      }
+      if (closed) return;
+      if (r.includeUsage) send({ id, object: 'chat.completion.chunk', created: created(), model: modelName, choices: [], usage: { prompt_tokens: prompt.length, completion_tokens: completion, total_tokens: prompt.length + completion } });
+      res.end('data: [DONE]\n\n');
+    }
+    o.log?.(`${r.stream ? 'stream' : 'json'} n=${r.n} prompt=${prompt.length} completion=${completion} tokens ${Date.now() - t0} ms`);
+  };
+
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      handle(req, res, Buffer.concat(chunks).toString('utf8')).catch((e) => {
+        stats.errors++;
+        o.log?.(`error: ${(e as Error).message}`);
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: (e as Error).message, type: 'server_error' } }));
+        else res.end();
+      });
+    });
+  });
+  const host = o.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `http://${shownHost}:${port}/v1`,
+    port,
+    stats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
