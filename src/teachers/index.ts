@@ -5,4 +5,4 @@ export { OnnxTeacher, type OnnxTeacherOptions } from './onnx';
 export { TorchScriptTeacher, type TorchScriptTeacherOptions } from './torchscript';
 export { BlackBoxTeacher, blackBoxTeacher, httpTeacher, type BlackBoxOptions, type BlackBoxOutput, type BlackBoxReturns, type BlackBoxStats, type HttpTeacherOptions } from './blackbox';
 export { EXTERNAL_TEACHERS, isExternalTeacherSpec, loadExternalTeacher, type ExternalTeacherKind, type ExternalTeacherSpec } from './load';
-export { TfjsTeacher, type TfjsTeacherOptions } from './tfjs';
+export { TfjsTeacher, loadTfjsModel, tfjs, type LoadedTfjsModel, type TfjsTeacherOptions } from './tfjs';

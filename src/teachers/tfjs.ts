@@ -81,6 +81,91 @@ interface IoInfo {
 
 type AnyModel = TF.LayersModel | TF.GraphModel;
 
+/** A TF.js model loaded from disk, with a SHA-256 over model.json and its shards. */
+export interface LoadedTfjsModel {
+  tf: Tfjs;
+  model: TF.LayersModel | TF.GraphModel;
+  format: 'layers-model' | 'graph-model';
+  topology: Record<string, unknown>;
+  hash: string;
+}
+
+/**
+ * Reads model.json and every weight shard it lists (paths relative to model.json), checks the shards' sizes against
+ * the weight manifest, and loads the layers or graph model through an in-memory IO handler. Errors name the file and
+ * what failed: unreadable, not JSON, no topology or manifest, a missing or truncated shard, a topology tfjs refuses.
+ */
+export async function loadTfjsModel(file: string): Promise<LoadedTfjsModel> {
+  let text: Buffer;
+  try {
+    text = fs.readFileSync(file);
+  } catch (e) {
+    throw new Error(`${file}: cannot read the TF.js model.json: ${(e as Error).message}`);
+  }
+  let json: ModelJson;
+  try {
+    json = JSON.parse(text.toString('utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not a valid TF.js model.json (${text.length} bytes; corrupt or truncated?): ${(e as Error).message}`);
+  }
+  if (!json || typeof json !== 'object' || !json.modelTopology || typeof json.modelTopology !== 'object')
+    throw new Error(`${file}: not a TF.js model.json: no 'modelTopology'`);
+  if (!Array.isArray(json.weightsManifest)) throw new Error(`${file}: not a TF.js model.json: no 'weightsManifest'`);
+  const topo = json.modelTopology as Record<string, unknown>;
+  const format: 'layers-model' | 'graph-model' =
+    json.format === 'layers-model' || 'class_name' in topo || 'model_config' in topo ? 'layers-model' : json.format === 'graph-model' || 'node' in topo ? 'graph-model' : (() => {
+      throw new Error(`${file}: cannot tell a layers model from a graph model (format '${json.format ?? ''}', topology keys ${Object.keys(topo).slice(0, 5).join(', ')})`);
+    })();
+
+  // the shards, in manifest order, concatenated; each group's bytes checked against its weights' declared sizes
+  const dir = path.dirname(file);
+  const hash = crypto.createHash('sha256').update(text);
+  const buffers: Buffer[] = [];
+  const weightSpecs: WeightEntry[] = [];
+  for (const group of json.weightsManifest) {
+    let got = 0;
+    for (const p of group.paths ?? []) {
+      const shard = path.join(dir, p);
+      let b: Buffer;
+      try {
+        b = fs.readFileSync(shard);
+      } catch (e) {
+        throw new Error(`${file}: cannot read weight shard ${shard}: ${(e as Error).message}`);
+      }
+      hash.update(b);
+      buffers.push(b);
+      got += b.length;
+    }
+    const want = declaredBytes(group.weights ?? []);
+    if (want !== null && want !== got)
+      throw new Error(`${file}: weight shards ${(group.paths ?? []).join(', ')} hold ${got} bytes, the manifest declares ${want} (corrupt or truncated shard?)`);
+    weightSpecs.push(...(group.weights ?? []));
+  }
+  const all = Buffer.concat(buffers);
+  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.length) as ArrayBuffer;
+
+  const tf = await tfjs();
+  const artifacts: TF.io.ModelArtifacts = {
+    modelTopology: json.modelTopology as TF.io.ModelArtifacts['modelTopology'],
+    weightSpecs: weightSpecs as TF.io.WeightsManifestEntry[],
+    weightData,
+    format: format,
+    signature: json.signature as TF.io.ModelArtifacts['signature'],
+    userDefinedMetadata: json.userDefinedMetadata as TF.io.ModelArtifacts['userDefinedMetadata'],
+    modelInitializer: json.modelInitializer as TF.io.ModelArtifacts['modelInitializer'],
+  };
+  const handler = tf.io.fromMemory(artifacts);
+  let model: AnyModel;
+  try {
+    model = format === 'layers-model' ? await tf.loadLayersModel(handler) : await tf.loadGraphModel(handler);
+  } catch (e) {
+    throw new Error(`${file}: tfjs could not load the ${format}: ${(e as Error).message}`);
+  }
+
+  return { tf, model, format, topology: topo, hash: hash.digest('hex') };
+}
+
+
 export class TfjsTeacher implements Teacher {
   readonly kind = 'tfjs';
   readonly logits: string;
@@ -117,72 +202,7 @@ export class TfjsTeacher implements Teacher {
     const known = ['input', 'output', 'batchSize'];
     for (const k of Object.keys(o)) if (!known.includes(k)) throw new Error(`tfjs teacher: unknown option '${k}'${closest(k, known, 1).length ? ` (did you mean '${closest(k, known, 1)[0]}'?)` : ''}`);
     if (o.batchSize !== undefined && (!Number.isInteger(o.batchSize) || o.batchSize < 1)) throw new Error(`${file}: batchSize must be a positive integer, got ${o.batchSize}`);
-    let text: Buffer;
-    try {
-      text = fs.readFileSync(file);
-    } catch (e) {
-      throw new Error(`${file}: cannot read the TF.js model.json: ${(e as Error).message}`);
-    }
-    let json: ModelJson;
-    try {
-      json = JSON.parse(text.toString('utf8'));
-    } catch (e) {
-      throw new Error(`${file}: not a valid TF.js model.json (${text.length} bytes; corrupt or truncated?): ${(e as Error).message}`);
-    }
-    if (!json || typeof json !== 'object' || !json.modelTopology || typeof json.modelTopology !== 'object')
-      throw new Error(`${file}: not a TF.js model.json: no 'modelTopology'`);
-    if (!Array.isArray(json.weightsManifest)) throw new Error(`${file}: not a TF.js model.json: no 'weightsManifest'`);
-    const topo = json.modelTopology as Record<string, unknown>;
-    const format: 'layers-model' | 'graph-model' =
-      json.format === 'layers-model' || 'class_name' in topo || 'model_config' in topo ? 'layers-model' : json.format === 'graph-model' || 'node' in topo ? 'graph-model' : (() => {
-        throw new Error(`${file}: cannot tell a layers model from a graph model (format '${json.format ?? ''}', topology keys ${Object.keys(topo).slice(0, 5).join(', ')})`);
-      })();
-
-    // the shards, in manifest order, concatenated; each group's bytes checked against its weights' declared sizes
-    const dir = path.dirname(file);
-    const hash = crypto.createHash('sha256').update(text);
-    const buffers: Buffer[] = [];
-    const weightSpecs: WeightEntry[] = [];
-    for (const group of json.weightsManifest) {
-      let got = 0;
-      for (const p of group.paths ?? []) {
-        const shard = path.join(dir, p);
-        let b: Buffer;
-        try {
-          b = fs.readFileSync(shard);
-        } catch (e) {
-          throw new Error(`${file}: cannot read weight shard ${shard}: ${(e as Error).message}`);
-        }
-        hash.update(b);
-        buffers.push(b);
-        got += b.length;
-      }
-      const want = declaredBytes(group.weights ?? []);
-      if (want !== null && want !== got)
-        throw new Error(`${file}: weight shards ${(group.paths ?? []).join(', ')} hold ${got} bytes, the manifest declares ${want} (corrupt or truncated shard?)`);
-      weightSpecs.push(...(group.weights ?? []));
-    }
-    const all = Buffer.concat(buffers);
-    const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.length) as ArrayBuffer;
-
-    const tf = await tfjs();
-    const artifacts: TF.io.ModelArtifacts = {
-      modelTopology: json.modelTopology as TF.io.ModelArtifacts['modelTopology'],
-      weightSpecs: weightSpecs as TF.io.WeightsManifestEntry[],
-      weightData,
-      format: format,
-      signature: json.signature as TF.io.ModelArtifacts['signature'],
-      userDefinedMetadata: json.userDefinedMetadata as TF.io.ModelArtifacts['userDefinedMetadata'],
-      modelInitializer: json.modelInitializer as TF.io.ModelArtifacts['modelInitializer'],
-    };
-    const handler = tf.io.fromMemory(artifacts);
-    let model: AnyModel;
-    try {
-      model = format === 'layers-model' ? await tf.loadLayersModel(handler) : await tf.loadGraphModel(handler);
-    } catch (e) {
-      throw new Error(`${file}: tfjs could not load the ${format}: ${(e as Error).message}`);
-    }
-
+    const { tf, model, format, topology: topo, hash } = await loadTfjsModel(file);
     let inputs: IoInfo[], outputs: string[], values: string[];
     if (format === 'layers-model') {
       const m = model as TF.LayersModel;
@@ -209,8 +229,8 @@ export class TfjsTeacher implements Teacher {
     if (others.length) fail(`the model has further inputs (${others.map((i) => i.name).join(', ')}); only single-input teachers are supported (wrap the model in a black-box teacher to feed several)`);
     const output = o.output ?? outputs[0];
     if (!outputs.includes(output)) fail(`output '${output}' is not an output of the model (outputs: ${outputs.join(', ')})${values.includes(output) ? '' : `; closest names: ${closest(output, values, 5).join(', ')}`}`);
-    hash.update(`\0${input!.name}\0${output}`);
-    return new TfjsTeacher(file, tf, model, hash.digest('hex'), format, input!, outputs, values, output, o);
+    const id = crypto.createHash('sha256').update(`${hash}\0${input!.name}\0${output}`).digest('hex');
+    return new TfjsTeacher(file, tf, model, id, format, input!, outputs, values, output, o);
   }
 
   id(): string {
