@@ -1,5 +1,6 @@
 // External teachers: one `Teacher` interface (teacher.ts) for ONNX files, TorchScript files, TF.js models and black-box
-// functions or HTTP endpoints; a Module trained here is used directly by the training loop (or adapted with moduleTeacher).
+// functions or HTTP endpoints; a Module trained here is used directly by the training loop (or adapted with
+// moduleTeacher).
 export { type Teacher, isTeacher, moduleTeacher, runTeacher, teacherName } from './teacher';
 export { OnnxTeacher, type OnnxTeacherOptions } from './onnx';
 export { TorchScriptTeacher, type TorchScriptTeacherOptions } from './torchscript';

@@ -130,10 +130,11 @@ export async function loadTfjsModel(file: string): Promise<LoadedTfjsModel> {
     throw new Error(`${file}: not a TF.js model.json: no 'modelTopology'`);
   if (!Array.isArray(json.weightsManifest)) throw new Error(`${file}: not a TF.js model.json: no 'weightsManifest'`);
   const topo = json.modelTopology as Record<string, unknown>;
-  const format: 'layers-model' | 'graph-model' =
-    json.format === 'layers-model' || 'class_name' in topo || 'model_config' in topo ? 'layers-model' : json.format === 'graph-model' || 'node' in topo ? 'graph-model' : (() => {
-      throw new Error(`${file}: cannot tell a layers model from a graph model (format '${json.format ?? ''}', topology keys ${Object.keys(topo).slice(0, 5).join(', ')})`);
-    })();
+  let format: 'layers-model' | 'graph-model';
+  if (json.format === 'layers-model' || 'class_name' in topo || 'model_config' in topo) format = 'layers-model';
+  else if (json.format === 'graph-model' || 'node' in topo) format = 'graph-model';
+  else
+    throw new Error(`${file}: cannot tell a layers model from a graph model (format '${json.format ?? ''}', topology keys ${Object.keys(topo).slice(0, 5).join(', ')})`);
 
   // the shards, in manifest order, concatenated; each group's bytes checked against its weights' declared sizes
   const dir = path.dirname(file);
