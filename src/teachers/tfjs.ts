@@ -268,7 +268,8 @@ export class TfjsTeacher implements Teacher {
     const decl = want.shape ? shapeText(want.shape.map((d) => (d < 0 ? '?' : d))) : '(any shape)';
     const bad = (why: string) => new Error(`${this.file}: input '${want.name}' expects ${want.dtype} ${decl}, got ${x.dtype} ${shapeText(x.shape)}: ${why}`);
     const integer = ['int32', 'int64', 'int16', 'int8', 'uint8'].includes(x.dtype);
-    if (want.dtype === 'float32' && !['float32', 'float64'].includes(x.dtype)) throw bad('the dtypes differ (float input, integer batch)');
+    // integer batches (token ids) go to float inputs too, as Keras embedding models declare them; floats never go to ints
+    if (want.dtype === 'float32' && !integer && !['float32', 'float64'].includes(x.dtype)) throw bad('the dtypes differ');
     if (want.dtype === 'int32' && !integer) throw bad('the dtypes differ (integer input, float batch)');
     if (!['float32', 'int32'].includes(want.dtype)) throw bad(`input dtype ${want.dtype} is not supported`);
     if (!want.shape) return;
