@@ -42,17 +42,17 @@ const modelSpec = z
   .strict();
 
 /**
- * The teacher: a zoo model (as above), or a model from elsewhere — `model: onnx` / `torchscript` with `path`, or
+ * The teacher: a zoo model (as above), or a model from elsewhere — `model: onnx` / `torchscript` / `tfjs` with `path`, or
  * `model: http` with `url` and `returns` (checked by `checkTeacherSource`).
  */
 const teacherSpec = modelSpec.extend({
-  /** onnx, torchscript: the model file (relative to the configuration file). */
+  /** onnx, torchscript, tfjs: the model file (tfjs: model.json; relative to the configuration file). */
   path: z.string().min(1).optional(),
-  /** onnx: the graph input fed with the images (default: the only input). */
+  /** onnx, tfjs: the model input fed with the images (default: the only input). */
   input: z.string().min(1).optional(),
-  /** onnx, torchscript: the output used as logits (default: the first output; TorchScript: `output` / `output.0`). */
+  /** onnx, torchscript, tfjs: the output used as logits (default: the first output; TorchScript: `output` / `output.0`). */
   output: z.string().min(1).optional(),
-  /** onnx, http: inputs per call (default: the training batch for onnx, 64 for http). */
+  /** onnx, tfjs, http: inputs per call (default: the training batch for onnx and tfjs, 64 for http). */
   batchSize: z.number().int().positive().optional(),
   /** onnx: onnxruntime execution providers in order of preference (default [cpu]). */
   providers: z.array(z.enum(['cpu', 'cuda'])).min(1).optional(),
@@ -264,6 +264,7 @@ export function loadConfig(file: string, sets: string[] = []): RunConfig {
 const EXTERNAL_KEYS: Record<string, string[]> = {
   onnx: ['path', 'input', 'output', 'batchSize', 'providers'],
   torchscript: ['path', 'output'],
+  tfjs: ['path', 'input', 'output', 'batchSize'],
   http: ['url', 'returns', 'batchSize', 'retries', 'timeoutMs'],
 };
 
@@ -293,7 +294,7 @@ function checkTeacherSource(spec: RunConfig['teacher'], source: string, baseDir:
     if (!spec.returns) throw new Error(`${source}: teacher.returns is required for model http: 'logits' or 'probs' (what the endpoint returns per input)`);
     return;
   }
-  if (!spec.path) throw new Error(`${source}: teacher.path is required for model ${kind} (the ${kind === 'onnx' ? '.onnx' : '.pt'} file)`);
+  if (!spec.path) throw new Error(`${source}: teacher.path is required for model ${kind} (the ${kind === 'onnx' ? '.onnx' : kind === 'tfjs' ? 'model.json' : '.pt'} file)`);
   const file = path.resolve(baseDir, spec.path);
   if (!fs.existsSync(file)) throw new Error(`${source}: teacher.path: file not found: ${file}`);
   spec.path = file;

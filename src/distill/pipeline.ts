@@ -74,7 +74,7 @@ function resolveModel(m: Module | ModelSpec, seed: number, what: string): { modu
 export interface DistillOptions {
   /**
    * The trained teacher (kept frozen: eval mode, no gradients), a zoo spec with its checkpoint, or a teacher from
-   * elsewhere (OnnxTeacher, TorchScriptTeacher, blackBoxTeacher, httpTeacher: run before each step).
+   * elsewhere (OnnxTeacher, TorchScriptTeacher, TfjsTeacher, blackBoxTeacher, httpTeacher: run before each step).
    */
   teacher: Module | ModelSpec | Teacher;
   /** The student to train (a Module is trained in place) or a zoo spec. */

@@ -1,7 +1,9 @@
-// External teachers: one `Teacher` interface (teacher.ts) for ONNX files, TorchScript files and black-box functions or
-// HTTP endpoints; a Module trained here is used directly by the training loop (or adapted with moduleTeacher).
+// External teachers: one `Teacher` interface (teacher.ts) for ONNX files, TorchScript files, TF.js models and black-box
+// functions or HTTP endpoints; a Module trained here is used directly by the training loop (or adapted with
+// moduleTeacher).
 export { type Teacher, isTeacher, moduleTeacher, runTeacher, teacherName } from './teacher';
 export { OnnxTeacher, type OnnxTeacherOptions } from './onnx';
 export { TorchScriptTeacher, type TorchScriptTeacherOptions } from './torchscript';
 export { BlackBoxTeacher, blackBoxTeacher, httpTeacher, type BlackBoxOptions, type BlackBoxOutput, type BlackBoxReturns, type BlackBoxStats, type HttpTeacherOptions } from './blackbox';
 export { EXTERNAL_TEACHERS, isExternalTeacherSpec, loadExternalTeacher, type ExternalTeacherKind, type ExternalTeacherSpec } from './load';
+export { TfjsTeacher, loadTfjsModel, tfjs, type LoadedTfjsModel, type TfjsTeacherOptions } from './tfjs';

@@ -1,14 +1,16 @@
 // External teachers from a configuration's `teacher` section (already validated by the config schema):
 //   { model: onnx, path, input?, output?, batchSize?, providers? }
 //   { model: torchscript, path, output? }
+//   { model: tfjs, path (model.json), input?, output?, batchSize? }
 //   { model: http, url, returns: logits | probs, batchSize?, retries?, timeoutMs? }
 import type { Teacher } from './teacher';
 import { OnnxTeacher } from './onnx';
 import { TorchScriptTeacher } from './torchscript';
+import { TfjsTeacher } from './tfjs';
 import { httpTeacher } from './blackbox';
 
 /** The teacher kinds a configuration can name instead of a zoo model. */
-export const EXTERNAL_TEACHERS = ['onnx', 'torchscript', 'http'] as const;
+export const EXTERNAL_TEACHERS = ['onnx', 'torchscript', 'tfjs', 'http'] as const;
 export type ExternalTeacherKind = (typeof EXTERNAL_TEACHERS)[number];
 
 export interface ExternalTeacherSpec {
@@ -36,6 +38,8 @@ export async function loadExternalTeacher(spec: ExternalTeacherSpec, where = 'te
         return await OnnxTeacher.load(spec.path!, { input: spec.input, output: spec.output, batchSize: spec.batchSize, executionProviders: spec.providers });
       case 'torchscript':
         return TorchScriptTeacher.load(spec.path!, { output: spec.output });
+      case 'tfjs':
+        return await TfjsTeacher.load(spec.path!, { input: spec.input, output: spec.output, batchSize: spec.batchSize });
       case 'http':
         return httpTeacher({ url: spec.url!, returns: spec.returns!, batchSize: spec.batchSize, retries: spec.retries, timeoutMs: spec.timeoutMs });
     }

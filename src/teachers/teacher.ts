@@ -1,5 +1,5 @@
-// One Teacher interface for every kind of teacher: a module trained here, an ONNX file, a TorchScript file, a black-box
-// function or HTTP endpoint.
+// One Teacher interface for every kind of teacher: a module trained here, an ONNX file, a TorchScript file, a TF.js
+// model, a black-box function or HTTP endpoint.
 //
 // Design. A teacher trained here is an `nn.Module`: the training step calls it synchronously inside the step's scope
 // and taps its layers with forward hooks (response KD, FeatureMatcher). That path stays as it is — the trainer, the
@@ -20,7 +20,7 @@ import { Tensor, keep, noGrad, ops, tidy } from '../torch';
 import { Module, closest } from '../nn';
 
 export interface Teacher {
-  /** 'onnx', 'torchscript', 'blackbox', 'module', ... (for messages and cache headers). */
+  /** 'onnx', 'torchscript', 'tfjs', 'blackbox', 'module', ... (for messages and cache headers). */
   readonly kind: string;
   /** The name of the output used as logits by response KD (and by the `logits` alias in feature matches). */
   readonly logits: string;
