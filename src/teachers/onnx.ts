@@ -13,7 +13,7 @@ import { onnx } from 'onnx-proto';
 import { DType, Tensor, dispose, getNumThreads, ops, tensor, tidy } from '../torch';
 import { closest } from '../nn';
 import type { Teacher } from './teacher';
-import { shapeText, unknownName } from './teacher';
+import { joinChunks, shapeText, unknownName } from './teacher';
 
 export interface OnnxTeacherOptions {
   /** The graph input fed with the batch (default: the only input). */
@@ -228,16 +228,7 @@ export class OnnxTeacher implements Teacher {
     } finally {
       if (host !== x) host.dispose();
     }
-    const result: Record<string, Tensor> = {};
-    for (const k of wanted) {
-      const p = parts[k];
-      const joined = p.length === 1 ? p[0] : ops.cat(p, 0);
-      if (p.length > 1) dispose(p);
-      const moved = joined.device === x.device ? joined : joined.to({ device: x.device });
-      if (moved !== joined) joined.dispose();
-      result[k] = moved;
-    }
-    return result;
+    return joinChunks(parts, wanted, x.device);
   }
 
   dispose(): void {

@@ -16,7 +16,7 @@
 // FeatureMatcher in place of its teacher hooks); the teacher cache fills from the same call, so a deterministic data
 // pipeline queries an external teacher once per sample. `moduleTeacher` adapts a Module to the interface for code that
 // wants one shape for all teachers (tests, tools); the training loop does not route Modules through it.
-import { Tensor, keep, noGrad, ops, tidy } from '../torch';
+import { Tensor, dispose, keep, noGrad, ops, tidy } from '../torch';
 import { Module, closest } from '../nn';
 
 export interface Teacher {
@@ -114,3 +114,20 @@ export function moduleTeacher(m: Module, identity: () => string): Teacher {
 
 /** `[2, 3, 4]` */
 export const shapeText = (s: readonly (number | string)[]): string => `[${s.join(', ')}]`;
+
+/**
+ * Joins each output's per-chunk results (rows, in order) into one tensor on `device`; the chunks are released. For
+ * teachers that run a batch in pieces (fixed-batch models, request size limits).
+ */
+export function joinChunks(parts: Record<string, Tensor[]>, names: string[], device: string): Record<string, Tensor> {
+  const result: Record<string, Tensor> = {};
+  for (const k of names) {
+    const p = parts[k];
+    const joined = p.length === 1 ? p[0] : ops.cat(p, 0);
+    if (p.length > 1) dispose(p);
+    const moved = joined.device === device ? joined : joined.to({ device });
+    if (moved !== joined) joined.dispose();
+    result[k] = moved;
+  }
+  return result;
+}

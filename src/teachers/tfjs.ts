@@ -13,10 +13,10 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
-import { Tensor, dispose, ops, tensor, tidy } from '../torch';
+import { Tensor, dispose, tensor, tidy } from '../torch';
 import { closest } from '../nn';
 import type { Teacher } from './teacher';
-import { shapeText, unknownName } from './teacher';
+import { joinChunks, shapeText, unknownName } from './teacher';
 
 export interface TfjsTeacherOptions {
   /** The model input fed with the batch (default: the only input). */
@@ -341,16 +341,7 @@ export class TfjsTeacher implements Teacher {
     } finally {
       if (host !== x) host.dispose();
     }
-    const result: Record<string, Tensor> = {};
-    for (const k of wanted) {
-      const p = parts[k];
-      const joined = p.length === 1 ? p[0] : ops.cat(p, 0);
-      if (p.length > 1) dispose(p);
-      const moved = joined.device === x.device ? joined : joined.to({ device: x.device });
-      if (moved !== joined) joined.dispose();
-      result[k] = moved;
-    }
-    return result;
+    return joinChunks(parts, wanted, x.device);
   }
 
   dispose(): void {
