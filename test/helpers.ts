@@ -1,7 +1,9 @@
-// Shared test utilities: leak checks and float64 central-difference gradient checks.
+// Shared test utilities: leak checks, float64 central-difference gradient checks, teacher agreement.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach } from 'node:test';
-import { Tensor, liveTensors, noGrad, tidy, randn } from '../src/torch';
+import { Tensor, dispose, liveTensors, noGrad, tidy, randn } from '../src/torch';
+import type { Module } from '../src/nn';
+import { type Teacher, runTeacher } from '../src/teachers';
 
 /** Asserts after each test of the current suite that the live-tensor count is back to its value before the test. */
 export function checkLeaks(): void {
@@ -102,4 +104,14 @@ export function fx(t: { shape: number[]; values: number[] }, dtype: 'float64' | 
 export function maxDiff(a: Tensor, b: Tensor): number {
   assert.deepEqual(a.shape, b.shape, `shape ${JSON.stringify(a.shape)} vs ${JSON.stringify(b.shape)}`);
   return tidy(() => (a.numel() === 0 ? 0 : a.double().sub(b.double()).abs().max().item()));
+}
+
+/** Top-1 agreement (%) of `student` with an external `teacher` on the inputs `xs`. */
+export async function teacherAgreement(teacher: Teacher, student: Module, xs: Tensor): Promise<number> {
+  const t = await runTeacher(teacher, xs, ['logits']);
+  try {
+    return 100 * tidy(() => noGrad(() => (student.call(xs) as Tensor).argmax(1).eq(t.get('logits')!.argmax(1)).float().mean().item()));
+  } finally {
+    dispose([...t.values()]);
+  }
 }

@@ -16,7 +16,7 @@ import { TfjsTeacher, loadExternalTeacher, runTeacher } from '../src/teachers';
 import { validateConfig } from '../src/cli/config';
 import { tfjs } from '../src/teachers/tfjs';
 import { distill } from '../src/distill';
-import { checkLeaks, maxDiff } from './helpers';
+import { checkLeaks, maxDiff, teacherAgreement } from './helpers';
 
 const TOL = 1e-5;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-tfjs-teacher-'));
@@ -234,12 +234,7 @@ describe('distill() from a TF.js teacher', () => {
     manualSeed(1);
     const student = createModel('lenet5-half', { numClasses: 10 });
     const xs = tidy(() => test.images.float().div(255).sub(0.1307).div(0.3081));
-    const agreement = async () => {
-      const t = await runTeacher(teacher, xs, ['logits']);
-      const a = tidy(() => noGrad(() => (student.call(xs) as Tensor).argmax(1).eq(t.get('logits')!.argmax(1)).float().mean().item()));
-      dispose([...t.values()]);
-      return 100 * a;
-    };
+    const agreement = () => teacherAgreement(teacher, student, xs);
     try {
       const before = await agreement();
       const summary = await distill({

@@ -14,7 +14,7 @@ import { createModel, registerBuiltinModels } from '../src/models';
 import { loadMnist, normalize } from '../src/data';
 import { TorchScriptTeacher, runTeacher } from '../src/teachers';
 import { distill } from '../src/distill';
-import { FIXTURES, checkLeaks, maxDiff } from './helpers';
+import { FIXTURES, checkLeaks, maxDiff, teacherAgreement } from './helpers';
 
 const TOL = 1e-4;
 const fx = (name: string) => path.join(FIXTURES, name);
@@ -136,12 +136,7 @@ describe('distill() from a TorchScript teacher', () => {
     manualSeed(1);
     const student = createModel('lenet5-half', { numClasses: 10 });
     const xs = tidy(() => test.images.float().div(255).sub(0.1307).div(0.3081));
-    const agreement = async () => {
-      const t = await runTeacher(teacher, xs, ['logits']);
-      const a = tidy(() => noGrad(() => (student.call(xs) as Tensor).argmax(1).eq(t.get('logits')!.argmax(1)).float().mean().item()));
-      dispose([...t.values()]);
-      return 100 * a;
-    };
+    const agreement = () => teacherAgreement(teacher, student, xs);
     try {
       const before = await agreement();
       const summary = await distill({
