@@ -8,11 +8,12 @@
 // stops at <|endoftext|> (or a role marker that is a special token), a stop string, max_tokens or the model's context length (finish_reason 'length').
 // Reported log-probabilities are the model's own (temperature 1, before top-k/top-p), as vLLM reports them.
 //
-// Requests run concurrently, interleaved token by token (each one yields to the event loop after every token); a
+// Requests are decoded together (./batcher.ts): every sequence in flight — all requests, all n choices — advances by
+// one token per forward, requests arriving meanwhile join at the next step, and the event loop runs between steps. A
 // client that disconnects stops its generation.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { nextTick } from '../torch';
+import { DecodeBatcher, type BatcherStats } from './batcher';
 import type { GPT, GeneratedToken } from '../models/gpt';
 import { StreamDecoder, encodeChat, type ChatTurn, type Tokenizer } from './tokenizer';
 
@@ -29,6 +30,8 @@ export interface ServeOptions {
   defaultMaxTokens?: number;
   /** One line per request (default: nothing). */
   log?: (line: string) => void;
+  /** Most sequences decoded together in one forward (default 64; 1 decodes one sequence at a time). */
+  maxBatch?: number;
 }
 
 export interface Server {
@@ -37,6 +40,8 @@ export interface Server {
   port: number;
   /** Completion tokens generated since start. */
   stats: { requests: number; completionTokens: number; errors: number };
+  /** Batched decoding: steps run, tokens, mean batch = rowSteps / steps, largest batch. */
+  batch: BatcherStats;
   close(): Promise<void>;
 }
 
@@ -134,6 +139,7 @@ export async function serve(o: ServeOptions): Promise<Server> {
   const stats = { requests: 0, completionTokens: 0, errors: 0 };
   const created = () => Math.floor(Date.now() / 1000);
   let nextId = 0;
+  const batcher = new DecodeBatcher(model, { maxBatch: o.maxBatch ?? 64 });
 
   const tokenLogprob = (t: GeneratedToken, k: number) => {
     const entry = (id: number, logprob: number) => {
@@ -147,42 +153,32 @@ export async function serve(o: ServeOptions): Promise<Server> {
   const runChoice = async (prompt: number[], r: ParsedRequest, k: number, ev: ChoiceEvents, closed: () => boolean) => {
     const room = model.contextLength - prompt.length;
     const maxNew = Math.min(r.maxTokens, room);
-    const steps = model.generateSteps(prompt, {
-      maxNewTokens: maxNew, temperature: r.temperature, topP: r.topP, topK: r.topK, seed: r.seed + k,
-      stopTokens, topLogprobs: r.logprobs ? r.topLogprobs : 0,
-    });
     const dec = new StreamDecoder(tokenizer);
     let text = '';
     let sent = 0;
     let count = 0;
-    let finish: 'stop' | 'length' = 'length';
-    for (;;) {
-      const it = steps.next();
-      if (it.done) {
-        finish = it.value.finishReason;
-        text += dec.end();
-        break;
-      }
+    let stopped = false;
+    const res = await batcher.submit(prompt, {
+      maxNewTokens: maxNew, temperature: r.temperature, topP: r.topP, topK: r.topK, seed: r.seed + k,
+      stopTokens, topLogprobs: r.logprobs ? r.topLogprobs : 0,
+    }, (t) => {
       count++;
-      text += dec.push(it.value.id);
+      text += dec.push(t.id);
       const hit = r.stop.map((s) => text.indexOf(s)).filter((i) => i >= 0);
       if (hit.length) {
         text = text.slice(0, Math.min(...hit));
-        ev.delta(text.slice(sent), r.logprobs ? it.value : null);
+        ev.delta(text.slice(sent), r.logprobs ? t : null);
         sent = text.length;
-        finish = 'stop';
-        steps.return(undefined as never);
-        break;
+        stopped = true;
+        return false;
       }
       const safe = text.length - pendingStopPrefix(text, r.stop);
-      ev.delta(safe > sent ? text.slice(sent, safe) : '', r.logprobs ? it.value : null);
+      ev.delta(safe > sent ? text.slice(sent, safe) : '', r.logprobs ? t : null);
       sent = Math.max(sent, safe);
-      await nextTick();
-      if (closed()) {
-        steps.return(undefined as never);
-        break;
-      }
-    }
+      return !closed();
+    });
+    const finish: 'stop' | 'length' = stopped ? 'stop' : res.finishReason;
+    if (!stopped) text += dec.end();
     if (text.length > sent) ev.delta(text.slice(sent), null);
     stats.completionTokens += count;
     return { finish, count, text };
@@ -233,13 +229,13 @@ export async function serve(o: ServeOptions): Promise<Server> {
     });
     let completion = 0;
     if (!r.stream) {
-      const choices: unknown[] = [];
-      for (let k = 0; k < r.n && !closed; k++) {
+      // the n choices decode side by side in the batch
+      const choices = await Promise.all(Array.from({ length: r.n }, async (_, k) => {
         const lps: unknown[] = [];
         const c = await runChoice(prompt, r, k, { delta: (_t, tok) => tok && lps.push(tokenLogprob(tok, r.topLogprobs)) }, () => closed);
         completion += c.count;
-        choices.push({ index: k, message: { role: 'assistant', content: c.text }, logprobs: r.logprobs ? { content: lps } : null, finish_reason: c.finish });
-      }
+        return { index: k, message: { role: 'assistant', content: c.text }, logprobs: r.logprobs ? { content: lps } : null, finish_reason: c.finish };
+      }));
       if (closed) return;
       json(200, { id, object: 'chat.completion', created: created(), model: modelName, choices, usage: { prompt_tokens: prompt.length, completion_tokens: completion, total_tokens: prompt.length + completion } });
     } else {
@@ -247,17 +243,18 @@ export async function serve(o: ServeOptions): Promise<Server> {
       const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
       const chunk = (k: number, delta: unknown, extra: Record<string, unknown> = {}) =>
         send({ id, object: 'chat.completion.chunk', created: created(), model: modelName, choices: [{ index: k, delta, logprobs: null, finish_reason: null, ...extra }] });
-      for (let k = 0; k < r.n && !closed; k++) {
+      // the n choices decode side by side; their chunks interleave, told apart by `index` (as OpenAI streams them)
+      await Promise.all(Array.from({ length: r.n }, async (_, k) => {
         chunk(k, { role: 'assistant', content: '' });
         const c = await runChoice(prompt, r, k, {
           delta: (text, tok) => {
-            if (text === '' && tok === null) return;
+            if (closed || (text === '' && tok === null)) return;
             chunk(k, { content: text }, tok ? { logprobs: { content: [tokenLogprob(tok, r.topLogprobs)] } } : {});
           },
         }, () => closed);
         completion += c.count;
-        chunk(k, {}, { finish_reason: c.finish });
-      }
+        if (!closed) chunk(k, {}, { finish_reason: c.finish });
+      }));
       if (closed) return;
       if (r.includeUsage) send({ id, object: 'chat.completion.chunk', created: created(), model: modelName, choices: [], usage: { prompt_tokens: prompt.length, completion_tokens: completion, total_tokens: prompt.length + completion } });
       res.end('data: [DONE]\n\n');
@@ -291,8 +288,10 @@ export async function serve(o: ServeOptions): Promise<Server> {
     url: `http://${shownHost}:${port}/v1`,
     port,
     stats,
+    batch: batcher.stats,
     close: () =>
       new Promise<void>((resolve) => {
+        batcher.close();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

@@ -95,23 +95,117 @@ export class KVCache {
 }
 
 /**
- * Rotary position embedding of x [B, H, T, d] whose positions start at `start`: the two halves of each head
- * (x1, x2) become (x1·cos − x2·sin, x2·cos + x1·sin) with angles position · base^(−2i/d).
+ * Rotary position embedding of x [B, H, T, d] whose positions start at `start` (one start for the whole batch, or
+ * one per row): the two halves of each head (x1, x2) become (x1·cos − x2·sin, x2·cos + x1·sin) with angles
+ * position · base^(−2i/d).
  */
-export function applyRope(x: Tensor, start: number, base = 10000): Tensor {
+export function applyRope(x: Tensor, start: number | number[], base = 10000): Tensor {
   const d = x.shape[x.ndim - 1];
   const T = x.shape[x.ndim - 2];
   if (d % 2 !== 0) throw new Error(`applyRope: the last dimension must be even, got shape [${x.shape.join(', ')}]`);
+  const starts = typeof start === 'number' ? [start] : start;
+  if (typeof start !== 'number' && (x.ndim !== 4 || starts.length !== x.shape[0]))
+    throw new Error(`applyRope: ${starts.length} row starts for shape [${x.shape.join(', ')}] (one per row of a [B, H, T, d] input)`);
   const half = d / 2;
   const inv = Float64Array.from({ length: half }, (_, i) => Math.pow(base, (-2 * i) / d));
-  const ang = new Float64Array(T * half);
-  for (let t = 0; t < T; t++) for (let i = 0; i < half; i++) ang[t * half + i] = (start + t) * inv[i];
-  const a = tensor(ang, { shape: [T, half], dtype: 'float64' }).to({ dtype: x.dtype, device: x.device });
+  const ang = new Float64Array(starts.length * T * half);
+  let o = 0;
+  for (const s0 of starts) for (let t = 0; t < T; t++) for (let i = 0; i < half; i++) ang[o++] = (s0 + t) * inv[i];
+  const shape = typeof start === 'number' ? [T, half] : [starts.length, 1, T, half];
+  const a = tensor(ang, { shape, dtype: 'float64' }).to({ dtype: x.dtype, device: x.device });
   const cos = ops.cos(a);
   const sin = ops.sin(a);
   const x1 = x.narrow(-1, 0, half);
   const x2 = x.narrow(-1, half, half);
   return cat([x1.mul(cos).sub(x2.mul(sin)), x2.mul(cos).add(x1.mul(sin))], -1);
+}
+
+/**
+ * Keys and values of several sequences decoded together (batched decoding), per layer [capacity, heads, context,
+ * headDim]. Rows 0..size-1 are in use, each with its own length; a row leaves by swapping the last row into its
+ * place, so the rows in use stay contiguous and a step runs on views, without copying the cache. Capacity doubles
+ * when a row joins a full cache. Owns its tensors: call `dispose()` when done.
+ */
+export class BatchKVCache {
+  keys: (Tensor | null)[];
+  values: (Tensor | null)[];
+  /** Cached positions of each row in use. */
+  lengths: number[] = [];
+  capacity = 0;
+  constructor(readonly nLayer: number, readonly contextLength: number, readonly initialCapacity = 4) {
+    this.keys = Array(nLayer).fill(null);
+    this.values = Array(nLayer).fill(null);
+  }
+  get size(): number {
+    return this.lengths.length;
+  }
+  /** Appends a sequence whose keys and values are in a single-sequence cache (which is left as it is). */
+  addRow(c: KVCache): void {
+    if (c.nLayer !== this.nLayer || c.keys[0] === null) throw new Error(`BatchKVCache.addRow: the cache must hold ${this.nLayer} filled layers`);
+    const n = this.size;
+    if (n === this.capacity) this.grow(Math.max(this.initialCapacity, 2 * this.capacity), c.keys[0]!);
+    noGrad(() =>
+      tidy(() => {
+        for (let i = 0; i < this.nLayer; i++) {
+          this.keys[i]!.narrow(0, n, 1).narrow(2, 0, c.length).copy_(c.keys[i]!);
+          this.values[i]!.narrow(0, n, 1).narrow(2, 0, c.length).copy_(c.values[i]!);
+        }
+      }),
+    );
+    this.lengths.push(c.length);
+  }
+  /** Removes row `r`: the last row moves into its place (callers keep their own row order in step). */
+  removeRow(r: number): void {
+    const last = this.size - 1;
+    if (r < 0 || r > last) throw new Error(`BatchKVCache.removeRow: row ${r} is not in use (size ${this.size})`);
+    if (r !== last)
+      noGrad(() =>
+        tidy(() => {
+          const L = this.lengths[last];
+          for (const t of [...this.keys, ...this.values]) t!.narrow(0, r, 1).narrow(2, 0, L).copy_(t!.narrow(0, last, 1).narrow(2, 0, L));
+        }),
+      );
+    this.lengths[r] = this.lengths[last];
+    this.lengths.pop();
+  }
+  private grow(capacity: number, like: Tensor): void {
+    const [, H, , d] = like.shape;
+    const n = this.size;
+    for (const arr of [this.keys, this.values])
+      for (let i = 0; i < this.nLayer; i++) {
+        const t = keep(ops.zeros([capacity, H, this.contextLength, d], { dtype: like.dtype, device: like.device }));
+        const old = arr[i];
+        if (old !== null) {
+          if (n > 0) noGrad(() => tidy(() => void t.narrow(0, 0, n).copy_(old.narrow(0, 0, n))));
+          old.dispose();
+        }
+        arr[i] = t;
+      }
+    this.capacity = capacity;
+  }
+  dispose(): void {
+    for (const arr of [this.keys, this.values])
+      for (let i = 0; i < this.nLayer; i++) {
+        arr[i]?.dispose();
+        arr[i] = null;
+      }
+    this.lengths = [];
+    this.capacity = 0;
+  }
+}
+
+/** What the attention layers need for one batched decoding step (built by `GPT.forwardBatchStep`). */
+export interface BatchStep {
+  cache: BatchKVCache;
+  /** Position of each row's new token (= its cached length), as numbers and as an int64 tensor [B]. */
+  positions: number[];
+  pos: Tensor;
+  /** arange(B), int64. */
+  rows: Tensor;
+  /** Keys attended to: max(positions) + 1. */
+  span: number;
+  /** [B, 1, 1, span], true where a key lies after the row's new token. */
+  mask: Tensor;
 }
 
 /** Multi-head causal self-attention with fused q/k/v projection (`c_attn`) and output projection (`c_proj`). */
@@ -129,9 +223,13 @@ export class CausalSelfAttention extends Module {
     this.attn_dropout = this.registerModule('attn_dropout', new Dropout(dropout));
     this.resid_dropout = this.registerModule('resid_dropout', new Dropout(dropout));
   }
-  /** x [B, T, C]; with a cache, x holds the T positions after the `cache.length` cached ones. */
-  forward(x: Tensor, cache: KVCache | null = null, layer = 0): Tensor {
+  /**
+   * x [B, T, C]; with a cache, x holds the T positions after the `cache.length` cached ones. With a batched step,
+   * x is [B, 1, C]: each row's next token, at its own position.
+   */
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
     const [B, T, C] = x.shape;
+    if (cache !== null && !(cache instanceof KVCache)) return this.batchStep(x, cache, layer);
     if (x.ndim !== 3 || C !== this.dModel) throw new Error(`CausalSelfAttention: expected input [B, T, ${this.dModel}], got [${x.shape.join(', ')}]`);
     const H = this.nHead;
     const d = this.headDim;
@@ -156,6 +254,30 @@ export class CausalSelfAttention extends Module {
     const p = this.attn_dropout.call(scores.softmax(-1));
     const y = p.matmul(v).transpose(1, 2).reshape(B, T, C);
     return this.resid_dropout.call(this.c_proj.call(y));
+  }
+  private batchStep(x: Tensor, st: BatchStep, layer: number): Tensor {
+    const [B, T, C] = x.shape;
+    if (x.ndim !== 3 || T !== 1 || C !== this.dModel || B !== st.positions.length)
+      throw new Error(`CausalSelfAttention: a batched step expects [${st.positions.length}, 1, ${this.dModel}], got [${x.shape.join(', ')}]`);
+    const H = this.nHead;
+    const d = this.headDim;
+    const [q0, k0, v0] = this.c_attn.call(x).chunk(3, -1);
+    const heads = (t: Tensor) => t.view(B, 1, H, d).transpose(1, 2); // [B, H, 1, d]
+    let q = heads(q0);
+    let k = heads(k0);
+    if (this.rope !== null) {
+      q = applyRope(q, st.positions, this.rope.base);
+      k = applyRope(k, st.positions, this.rope.base);
+    }
+    const K = st.cache.keys[layer]!;
+    const V = st.cache.values[layer]!;
+    ops.index_put_(K, [st.rows, null, st.pos], k.squeeze(2));
+    ops.index_put_(V, [st.rows, null, st.pos], heads(v0).squeeze(2));
+    const Kn = K.narrow(0, 0, B).narrow(2, 0, st.span);
+    const Vn = V.narrow(0, 0, B).narrow(2, 0, st.span);
+    const scores = ops.div_Tensor(q, Math.sqrt(d)).matmul(Kn.transpose(-2, -1)).maskedFill(st.mask, -Infinity); // [B, H, 1, span]
+    const y = scores.softmax(-1).matmul(Vn).transpose(1, 2).reshape(B, 1, C);
+    return this.c_proj.call(y);
   }
   override extraRepr(): string {
     return `d_model=${this.dModel}, n_head=${this.nHead}`;
@@ -190,7 +312,7 @@ export class DecoderBlock extends Module {
     this.ln_2 = this.registerModule('ln_2', new LayerNorm(o.dModel, { eps: o.layerNormEps }));
     this.mlp = this.registerModule('mlp', new DecoderMLP(o.dModel, o.mlpRatio * o.dModel, o.dropout));
   }
-  forward(x: Tensor, cache: KVCache | null = null, layer = 0): Tensor {
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
     const a = x.add(this.attn.call(this.ln_1.call(x), cache, layer));
     return a.add(this.mlp.call(this.ln_2.call(a)));
   }
@@ -262,6 +384,18 @@ export function sampleFromLogits(logits: ArrayLike<number>, o: SampleOptions, rn
     if (u < 0) return kept[j];
   }
   return kept[probs.length - 1];
+}
+
+/**
+ * Picks the next token from log-probabilities `lp` (sampling with `o` and `rng`; log-softmax differs from the logits
+ * by a constant only). Null when the pick is one of `stops`. With `nTop`, also reports the top-n log-probabilities.
+ */
+export function chooseToken(lp: Float64Array, o: SampleOptions, rng: Rng, nTop: number, stops: Set<number>): GeneratedToken | null {
+  const id = sampleFromLogits(lp, o, rng);
+  if (stops.has(id)) return null;
+  const top: { id: number; logprob: number }[] = [];
+  if (nTop > 0) for (const i of topIndices(lp, nTop)) top.push({ id: i, logprob: lp[i] });
+  return { id, logprob: lp[id], top };
 }
 
 /** The GPT-style decoder. `call(ids [B, T] int64)` returns logits [B, T, vocabSize]. */
@@ -354,23 +488,69 @@ export class GPT extends Module {
       let feed = seq.slice();
       for (let step = 0; step < o.maxNewTokens && seq.length <= this.options.contextLength; step++) {
         const lp = this.nextLogprobs(useCache ? feed : seq, cache);
-        const id = sampleFromLogits(lp, o, rng); // log-softmax differs from the logits by a constant only
-        if (stops.has(id)) {
+        const t = chooseToken(lp, o, rng, nTop, stops);
+        if (t === null) {
           finishReason = 'stop';
           break;
         }
-        const top: { id: number; logprob: number }[] = [];
-        if (nTop > 0) for (const i of topIndices(lp, nTop)) top.push({ id: i, logprob: lp[i] });
-        const t: GeneratedToken = { id, logprob: lp[id], top };
         steps.push(t);
-        seq.push(id);
-        feed = [id];
+        seq.push(t.id);
+        feed = [t.id];
         yield t;
       }
     } finally {
       cache?.dispose();
     }
     return { tokens: steps.map((s) => s.id), steps, finishReason };
+  }
+
+  /** An empty cache for batched decoding (`nextLogprobsBatch`). */
+  newBatchCache(initialCapacity = 4): BatchKVCache {
+    return new BatchKVCache(this.options.nLayer, this.options.contextLength, initialCapacity);
+  }
+
+  /**
+   * One batched decoding step: row b of `cache` takes token `ids[b]` at its own position (`cache.lengths[b]`), and
+   * the cache grows by it. Returns the next-token log-probabilities of every row, [B · V] row-major float64, in eval
+   * mode without gradients. Rows may be at different lengths; each attends to its own keys only.
+   */
+  nextLogprobsBatch(ids: number[], cache: BatchKVCache): Float64Array {
+    const B = ids.length;
+    if (B === 0 || B !== cache.size) throw new Error(`GPT.nextLogprobsBatch: ${B} ids for a cache of ${cache.size} rows`);
+    const ctx = this.options.contextLength;
+    cache.lengths.forEach((L, b) => {
+      if (L >= ctx) throw new Error(`GPT.nextLogprobsBatch: row ${b} already holds ${L} positions, the context length is ${ctx}`);
+    });
+    const wasTraining = this.training;
+    if (wasTraining) this.eval();
+    try {
+      const out = tidy(() =>
+        noGrad(() => {
+          const device = this.wte.weight.device;
+          const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
+          const positions = cache.lengths.slice();
+          const span = Math.max(...positions) + 1;
+          const pos = on(tensor(positions, { dtype: 'int64' }));
+          const rows = arange(0, B, 1, { dtype: 'int64', device });
+          const mask = ops.gt_Tensor(arange(0, span, 1, { dtype: 'int64', device }).view(1, span), pos.view(B, 1)).view(B, 1, 1, span);
+          const step: BatchStep = { cache, positions, pos, rows, span, mask };
+          let x = this.wte.call(on(tensor(ids, { dtype: 'int64' })).view(B, 1));
+          if (this.wpe !== null) x = x.add(this.wpe.call(pos.view(B, 1)));
+          const blocks = this.h.children() as DecoderBlock[];
+          blocks.forEach((b, i) => {
+            x = b.call(x, step, i);
+          });
+          const logits = ops.linear(this.ln_f.call(x), this.wte.weight, null).select(1, 0);
+          return ops.log_softmax_int(logits, -1, 'float64');
+        }),
+      );
+      const data = out.data() as Float64Array;
+      out.dispose();
+      for (let b = 0; b < B; b++) cache.lengths[b]++;
+      return data;
+    } finally {
+      if (wasTraining) this.train(true);
+    }
   }
 
   /** Log-probabilities of the next token after `ids` (extending `cache` when given), in eval mode, as float64. */
