@@ -1,8 +1,9 @@
 // `generate` against `serve` (in one process, 127.0.0.1) as concurrency grows: completion tokens/s and samples/s.
-// The server interleaves requests token by token without batching them, so on a CPU the model's step time bounds
-// the total rate; this measures how close it gets and what the HTTP/SSE path costs.
+// Two servers side by side: one decoding every sequence in flight in one batched forward (the default), one with
+// --max-batch 1 (requests interleaved token by token, one sequence per forward), so the rows show what batching buys
+// as concurrency grows, and what the HTTP/SSE path costs against the model alone.
 //
-// node dist/bench/serve-throughput.js [--checkpoint decoder.safetensors] [--requests N] [--max-tokens N]
+// node dist/bench/serve-throughput.js [--checkpoint decoder.safetensors] [--requests N] [--max-tokens N] [--threads N]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,7 +17,7 @@ import { generate } from '../src/llm';
 
 const { values } = parseArgs({ options: { checkpoint: { type: 'string' }, requests: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' } } });
 setNumThreads(Number(values.threads ?? 2));
-const perLevel = Number(values.requests ?? 32);
+const perLevel = Number(values.requests ?? 64);
 const maxTokens = Number(values['max-tokens'] ?? 64);
 
 async function main() {
@@ -28,7 +29,7 @@ async function main() {
     manualSeed(0);
     model = new GPT({ vocabSize: tokenizer.vocabSize, contextLength: 192, dModel: 96, nLayer: 4, nHead: 4 });
   }
-  const server = await serve({ model, tokenizer });
+  const servers = { batched: await serve({ model, tokenizer }), unbatched: await serve({ model, tokenizer, maxBatch: 1 }) };
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-serve-bench-'));
   const rows: Record<string, unknown>[] = [];
   try {
@@ -41,15 +42,23 @@ async function main() {
     };
     for (let w = 0; w < 4; w++) directRate(); // warm-up: the first thousands of steps run slower
     const directTps = directRate();
-    for (const stream of [false, true])
+    const modes = [
+      { mode: 'unbatched', stream: true },
+      { mode: 'batched', stream: true },
+      { mode: 'batched', stream: false },
+    ] as const;
+    for (const { mode, stream } of modes)
       for (const concurrency of [1, 4, 16, 64]) {
+        const server = servers[mode];
+        const steps0 = server.batch.steps;
+        const rowSteps0 = server.batch.rowSteps;
         const input = path.join(tmp, 'prompts.jsonl');
         fs.writeFileSync(input, Array.from({ length: perLevel }, (_, i) => JSON.stringify({ prompt: `Prompt number ${i}.` })).join('\n') + '\n');
         const before = server.stats.completionTokens;
         const t = Date.now();
         const s = await generate(
           {
-            input, output: { dir: path.join(tmp, `out-${stream}-${concurrency}`) },
+            input, output: { dir: path.join(tmp, `out-${mode}-${stream}-${concurrency}`) },
             // temperature 1 from an untrained model: answers run to max_tokens, so every request costs the same
             teacher: { baseUrl: server.url, model: 'bench', maxTokens, temperature: 1, seed: 0, stream },
             requests: { concurrency, timeoutMs: 600000 },
@@ -59,16 +68,18 @@ async function main() {
         );
         const secs = (Date.now() - t) / 1000;
         const tokens = server.stats.completionTokens - before;
-        rows.push({ concurrency, stream, samples: s.written + s.rejected, seconds: +secs.toFixed(2), tokens, tokens_per_s: +(tokens / secs).toFixed(0), samples_per_s: +((s.written + s.rejected) / secs).toFixed(2), vs_direct: +(tokens / secs / directTps).toFixed(2) });
+        const meanBatch = (server.batch.rowSteps - rowSteps0) / Math.max(1, server.batch.steps - steps0);
+        rows.push({ mode, concurrency, stream, mean_batch: +meanBatch.toFixed(1), samples: s.written + s.rejected, seconds: +secs.toFixed(2), tokens, tokens_per_s: +(tokens / secs).toFixed(0), samples_per_s: +((s.written + s.rejected) / secs).toFixed(2), vs_direct: +(tokens / secs / directTps).toFixed(2) });
         console.log(JSON.stringify(rows.at(-1)));
       }
     const directAfter = directRate();
     console.log(`\nmodel: ${model.numParameters()} parameters; one sequence without HTTP: ${directTps.toFixed(0)} tokens/s before, ${directAfter.toFixed(0)} after`);
-    console.log('| concurrency | transport | samples | seconds | tokens/s | samples/s | vs. model alone |\n|---:|---|---:|---:|---:|---:|---:|');
-    for (const r of rows) console.log(`| ${r.concurrency} | ${r.stream ? 'SSE' : 'JSON'} | ${r.samples} | ${r.seconds} | ${r.tokens_per_s} | ${r.samples_per_s} | ${r.vs_direct} |`);
+    console.log('| decoding | concurrency | transport | mean batch | samples | seconds | tokens/s | samples/s | vs. model alone |\n|---|---:|---|---:|---:|---:|---:|---:|---:|');
+    for (const r of rows) console.log(`| ${r.mode} | ${r.concurrency} | ${r.stream ? 'SSE' : 'JSON'} | ${r.mean_batch} | ${r.samples} | ${r.seconds} | ${r.tokens_per_s} | ${r.samples_per_s} | ${r.vs_direct} |`);
     console.log(JSON.stringify({ direct_tokens_per_s: directTps, direct_after: directAfter, rows }));
   } finally {
-    await server.close();
+    await servers.batched.close();
+    await servers.unbatched.close();
     model.dispose();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
