@@ -28,6 +28,10 @@ describe('tsdistill sft / serve', () => {
     assert.match(again.stderr, /holds a run at step 4 of 4/);
     const bad = spawnSync(process.execPath, [cli, 'sft', data, '--arch', arch, '--steps', '1', '--out', path.join(tmp, 'x'), '--kd', 'jsd'], { encoding: 'utf8' });
     assert.match(bad.stderr, /--kd jsd needs --teacher CHECKPOINT/);
+    const dev = spawnSync(process.execPath, [cli, 'sft', data, '--arch', arch, '--steps', '1', '--out', path.join(tmp, 'y'), '--device', 'tpu'], { encoding: 'utf8' });
+    assert.equal(dev.status, 1);
+    assert.match(dev.stderr, /device 'tpu': expected cpu, cuda or cuda:N/);
+    assert.ok(!fs.existsSync(path.join(tmp, 'y', 'last.safetensors')));
 
     const ckpt = path.join(out, 'last.safetensors');
     const srv = spawn(process.execPath, [cli, 'serve', ckpt, '--port', '0', '--model-name', 'tiny', '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -9,6 +9,7 @@ import { loadDecoder } from '../llm/decoder-checkpoint';
 import { serve } from '../llm/serve';
 import { sft, type SftKdOptions } from '../distill/sft';
 import { TOKEN_KD_LOSSES, type TokenKdLoss } from '../distill/token-kd';
+import { checkDevice } from '../distill/pipeline';
 
 export interface LlmCliValues {
   [key: string]: string | boolean | string[] | undefined;
@@ -29,15 +30,18 @@ function float(v: unknown, name: string): number | undefined {
 /** Serves a decoder checkpoint until `signal` aborts; prints the URL. */
 export async function runServe(file: string, v: LlmCliValues, signal: AbortSignal): Promise<number> {
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
+  const device = checkDevice((v.device as string | undefined) ?? 'cpu');
   const { model, tokenizer } = loadDecoder(file);
+  if (device !== 'cpu') model.to(device);
   const host = (v.host as string | undefined) ?? '127.0.0.1';
   const server = await serve({
     model, tokenizer, host, port: int(v.port, 'port') ?? 8000,
     modelName: (v['model-name'] as string | undefined) ?? path.basename(file).replace(/\.safetensors$/, ''),
     defaultMaxTokens: int(v['max-tokens'], 'max-tokens', 1),
+    maxBatch: int(v['max-batch'], 'max-batch', 1),
     log: v.quiet ? undefined : (l) => console.log(l),
   });
-  console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}) at ${server.url} — POST ${server.url}/chat/completions; Ctrl-C stops`);
+  console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}, ${device}) at ${server.url} — POST ${server.url}/chat/completions; Ctrl-C stops`);
   if (!['127.0.0.1', 'localhost', '::1'].includes(host)) console.log(`note: listening on ${host}, reachable from other machines; there is no authentication`);
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
   await server.close();
@@ -53,6 +57,7 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
   const steps = int(v.steps, 'steps', 1);
   if (steps === undefined) throw new Error('sft: --steps N is required');
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
+  const device = checkDevice((v.device as string | undefined) ?? 'cpu');
   const seed = int(v.seed, 'seed') ?? 0;
   let model: GPT;
   let tokenizerName: string;
@@ -94,6 +99,10 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
       kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature };
     }
   } else if (v.teacher) throw new Error('sft: --teacher is used with --kd forward_kl|reverse_kl|jsd');
+  if (device !== 'cpu') {
+    model.to(device);
+    teacher?.to(device);
+  }
   try {
     const s = await sft({
       model, tokenizer, data, outDir: out, steps, seed, signal, kd,

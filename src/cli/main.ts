@@ -36,11 +36,13 @@ commands:
             teacher, requests, curation); running it again resumes; exit status 3 when samples failed (run again)
   serve     tsdistill serve <decoder.safetensors>: the decoder over the OpenAI Chat Completions protocol (JSON and
             SSE streaming, logprobs, n, stop) at http://127.0.0.1:8000/v1; --port N, --host H, --model-name NAME,
-            --max-tokens N (default for requests without max_tokens)
+            --max-tokens N (default for requests without max_tokens), --max-batch N (sequences decoded together in
+            one forward, default 64), --device cpu|cuda
   sft       tsdistill sft <chat.jsonl> --out DIR --steps N (--init decoder.safetensors | --arch JSON [--tokenizer
             bytes|gpt2|cl100k_base|...]): fine-tune on answers; --seq-len N --batch N --grad-accum N --lr X
-            --warmup N --seed N --resume --force; token-level KD: --kd forward_kl|reverse_kl|jsd --teacher
-            decoder.safetensors [--alpha X --beta X --temperature X], or --kd logprobs (the stored top-k) [--topk N]
+            --warmup N --seed N --device cpu|cuda --resume --force; token-level KD: --kd forward_kl|reverse_kl|jsd
+            --teacher decoder.safetensors [--alpha X --beta X --temperature X], or --kd logprobs (the stored top-k)
+            [--topk N]
 options:
   --set key.path=value   override a config value (repeatable)
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
@@ -65,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
       format: { type: 'string' }, config: { type: 'string' }, card: { type: 'string' }, opset: { type: 'string' }, batch: { type: 'string' },
       concurrency: { type: 'string' }, limit: { type: 'string' },
       'calibration-batches': { type: 'string' },
-      port: { type: 'string' }, host: { type: 'string' }, 'model-name': { type: 'string' }, 'max-tokens': { type: 'string' }, quiet: { type: 'boolean' },
+      port: { type: 'string' }, host: { type: 'string' }, 'model-name': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-batch': { type: 'string' }, quiet: { type: 'boolean' },
       init: { type: 'string' }, arch: { type: 'string' }, tokenizer: { type: 'string' }, steps: { type: 'string' }, 'seq-len': { type: 'string' },
       'grad-accum': { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' }, teacher: { type: 'string' }, kd: { type: 'string' },
       alpha: { type: 'string' }, beta: { type: 'string' }, temperature: { type: 'string' }, topk: { type: 'string' },

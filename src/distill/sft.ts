@@ -358,6 +358,8 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
     if (kdSource === 'teacher') {
       if (!kd.teacher) throw new Error("sft: kd.source 'teacher' needs kd.teacher (a decoder)");
       checkSameVocabulary({ vocabSize: kd.teacher.vocabSize, name: 'teacher decoder' }, { vocabSize: model.vocabSize, name: `student decoder, tokenizer ${tok.name}` }, 'sft: token-level KD');
+      if (kd.teacher.wte.weight.device !== model.wte.weight.device)
+        throw new Error(`sft: the teacher decoder is on ${kd.teacher.wte.weight.device}, the student on ${model.wte.weight.device}; move both to one device`);
       if (kd.teacher.contextLength < seqLen) throw new Error(`sft: the teacher's context length ${kd.teacher.contextLength} is shorter than seqLen ${seqLen}`);
     } else if (kdSource === 'logprobs') {
       if (kdLoss !== 'forward_kl') throw new Error(`sft: stored top-k logprobs support kd.loss 'forward_kl' only (got '${kdLoss}'); reverse KL and JSD need the teacher's full distribution (kd.teacher)`);
