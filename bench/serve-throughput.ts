@@ -3,7 +3,7 @@
 // --max-batch 1 (requests interleaved token by token, one sequence per forward), so the rows show what batching buys
 // as concurrency grows, and what the HTTP/SSE path costs against the model alone.
 //
-// node dist/bench/serve-throughput.js [--checkpoint decoder.safetensors] [--requests N] [--max-tokens N] [--threads N]
+// node dist/bench/serve-throughput.js [--checkpoint decoder.safetensors] [--requests N] [--max-tokens N] [--threads N] [--device cpu|cuda]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,9 +13,10 @@ import { GPT } from '../src/models/gpt';
 import { ByteTokenizer, type Tokenizer } from '../src/llm/tokenizer';
 import { loadDecoder } from '../src/llm/decoder-checkpoint';
 import { serve } from '../src/llm/serve';
+import { checkDevice } from '../src/distill/pipeline';
 import { generate } from '../src/llm';
 
-const { values } = parseArgs({ options: { checkpoint: { type: 'string' }, requests: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' } } });
+const { values } = parseArgs({ options: { checkpoint: { type: 'string' }, requests: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' } } });
 setNumThreads(Number(values.threads ?? 2));
 const perLevel = Number(values.requests ?? 64);
 const maxTokens = Number(values['max-tokens'] ?? 64);
@@ -29,6 +30,8 @@ async function main() {
     manualSeed(0);
     model = new GPT({ vocabSize: tokenizer.vocabSize, contextLength: 192, dModel: 96, nLayer: 4, nHead: 4 });
   }
+  const device = checkDevice(values.device ?? 'cpu');
+  if (device !== 'cpu') model.to(device);
   const servers = { batched: await serve({ model, tokenizer }), unbatched: await serve({ model, tokenizer, maxBatch: 1 }) };
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-serve-bench-'));
   const rows: Record<string, unknown>[] = [];
@@ -73,7 +76,7 @@ async function main() {
         console.log(JSON.stringify(rows.at(-1)));
       }
     const directAfter = directRate();
-    console.log(`\nmodel: ${model.numParameters()} parameters; one sequence without HTTP: ${directTps.toFixed(0)} tokens/s before, ${directAfter.toFixed(0)} after`);
+    console.log(`\nmodel: ${model.numParameters()} parameters on ${device}; one sequence without HTTP: ${directTps.toFixed(0)} tokens/s before, ${directAfter.toFixed(0)} after`);
     console.log('| decoding | concurrency | transport | mean batch | samples | seconds | tokens/s | samples/s | vs. model alone |\n|---|---:|---|---:|---:|---:|---:|---:|---:|');
     for (const r of rows) console.log(`| ${r.mode} | ${r.concurrency} | ${r.stream ? 'SSE' : 'JSON'} | ${r.mean_batch} | ${r.samples} | ${r.seconds} | ${r.tokens_per_s} | ${r.samples_per_s} | ${r.vs_direct} |`);
     console.log(JSON.stringify({ direct_tokens_per_s: directTps, direct_after: directAfter, rows }));
