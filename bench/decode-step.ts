@@ -3,13 +3,12 @@
 //
 // node dist/bench/decode-step.js [--threads N] [--device cpu|cuda]
 import { parseArgs } from 'node:util';
-import { manualSeed, setNumThreads } from '../src/torch';
+import { manualSeed, setNumThreads, checkDevice } from '../src/torch';
 import { GPT } from '../src/models/gpt';
-import { checkDevice } from '../src/distill/pipeline';
 
 const { values } = parseArgs({ options: { threads: { type: 'string' }, device: { type: 'string' }, steps: { type: 'string' } } });
 setNumThreads(Number(values.threads ?? 2));
-const device = checkDevice(values.device ?? 'cpu');
+const device = checkDevice(values.device ?? 'cpu', '--device');
 const steps = Number(values.steps ?? 32);
 manualSeed(0);
 const model = new GPT({ vocabSize: 260, contextLength: 192, dModel: 96, nLayer: 4, nHead: 4 });

@@ -10,11 +10,11 @@
 // and writes both to <out>/method-table.md and <out>/method-table.json.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getNumThreads, manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
+import { checkDevice, getNumThreads, manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
 import { Module, loadWeights } from '../src/nn';
 import { DataLoader, Rng, normalize, randomCrop, randomHorizontalFlip } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
-import { DATASETS, MatchSpec, TrainSummary, checkDevice, distill, loadDataset, trainModel } from '../src/distill';
+import { DATASETS, MatchSpec, TrainSummary, distill, loadDataset, trainModel } from '../src/distill';
 
 interface Method {
   alpha: number;
@@ -76,7 +76,7 @@ export async function main(): Promise<void> {
   const o = args();
   setNumThreads(o.threads);
   registerBuiltinModels();
-  const device = checkDevice(o.device);
+  const device = checkDevice(o.device, '--device');
   const table = methods(o.epochs);
   for (const m of o.methods) if (!(m in table)) throw new Error(`method-table: unknown method '${m}' (known: ${Object.keys(table).join(', ')})`);
   const info = DATASETS.cifar10;

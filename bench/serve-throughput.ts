@@ -8,12 +8,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { manualSeed, setNumThreads } from '../src/torch';
+import { manualSeed, setNumThreads, checkDevice } from '../src/torch';
 import { GPT } from '../src/models/gpt';
 import { ByteTokenizer, type Tokenizer } from '../src/llm/tokenizer';
 import { loadDecoder } from '../src/llm/decoder-checkpoint';
 import { serve } from '../src/llm/serve';
-import { checkDevice } from '../src/distill/pipeline';
 import { generate } from '../src/llm';
 
 const { values } = parseArgs({ options: { checkpoint: { type: 'string' }, requests: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' } } });
@@ -30,7 +29,7 @@ async function main() {
     manualSeed(0);
     model = new GPT({ vocabSize: tokenizer.vocabSize, contextLength: 192, dModel: 96, nLayer: 4, nHead: 4 });
   }
-  const device = checkDevice(values.device ?? 'cpu');
+  const device = checkDevice(values.device ?? 'cpu', '--device');
   if (device !== 'cpu') model.to(device);
   const servers = { batched: await serve({ model, tokenizer }), unbatched: await serve({ model, tokenizer, maxBatch: 1 }) };
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-serve-bench-'));

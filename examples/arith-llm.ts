@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { manualSeed, setNumThreads } from '../src/torch';
+import { manualSeed, setNumThreads, checkDevice } from '../src/torch';
 import { GPT, type DecoderOptions } from '../src/models/gpt';
 import { ByteTokenizer, encodeChat } from '../src/llm/tokenizer';
 import { serve } from '../src/llm/serve';
@@ -26,7 +26,6 @@ import { DecodeBatcher } from '../src/llm/batcher';
 import { generate } from '../src/llm';
 import { extractFinalAnswer, sameAnswer } from '../src/llm/curate';
 import { readChatJsonl, sft, type ChatExample } from '../src/distill/sft';
-import { checkDevice } from '../src/distill/pipeline';
 import { Rng } from '../src/data/rng';
 
 const { values } = parseArgs({
@@ -44,7 +43,7 @@ const nQuestions = Number(values.questions ?? (quick ? 16 : 1000)); // questions
 const nPer = Number(values.n ?? 4); // samples per question
 const nEval = Number(values['eval-size'] ?? (quick ? 32 : 500));
 const nTeacherTrain = Number(values['teacher-train'] ?? (quick ? 200 : 20000));
-const device = checkDevice(values.device ?? 'cpu');
+const device = checkDevice(values.device ?? 'cpu', '--device');
 setNumThreads(Number(values.threads ?? 2));
 fs.mkdirSync(out, { recursive: true });
 

@@ -11,11 +11,11 @@
 // Prints a table and a final JSON line; each run's metrics and checkpoints are in --out.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
+import { checkDevice, manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
 import { Module } from '../src/nn';
 import { DataLoader, TensorDataset, WordVocab, loadSst2, sharedDataDir } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
-import { FeatureMatcher, TrainSummary, checkDevice, trainModel } from '../src/distill';
+import { FeatureMatcher, TrainSummary, trainModel } from '../src/distill';
 import { tensor } from '../src/torch';
 
 const arg = (name: string, dflt: number | string) => {
@@ -37,7 +37,7 @@ async function main() {
     process.exit(2);
   }
   setNumThreads(THREADS);
-  const device = checkDevice(DEVICE);
+  const device = checkDevice(DEVICE, '--device');
   registerBuiltinModels();
   let train = loadSst2('train');
   if (LIMIT > 0) train = train.slice(0, LIMIT);

@@ -30,7 +30,7 @@ describe('tsdistill sft / serve', () => {
     assert.match(bad.stderr, /--kd jsd needs --teacher CHECKPOINT/);
     const dev = spawnSync(process.execPath, [cli, 'sft', data, '--arch', arch, '--steps', '1', '--out', path.join(tmp, 'y'), '--device', 'tpu'], { encoding: 'utf8' });
     assert.equal(dev.status, 1);
-    assert.match(dev.stderr, /device 'tpu': expected cpu, cuda or cuda:N/);
+    assert.match(dev.stderr, /--device 'tpu': expected cpu, cuda or cuda:N/);
     assert.ok(!fs.existsSync(path.join(tmp, 'y', 'last.safetensors')));
 
     const ckpt = path.join(out, 'last.safetensors');

@@ -2,14 +2,13 @@
 // supervised fine-tuning / token-level KD of a decoder on chat JSONL.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { manualSeed, setNumThreads } from '../torch';
+import { manualSeed, setNumThreads, checkDevice } from '../torch';
 import { GPT, checkDecoderOptions, type DecoderOptions } from '../models/gpt';
 import { createTokenizer } from '../llm/tokenizer';
 import { loadDecoder } from '../llm/decoder-checkpoint';
 import { serve } from '../llm/serve';
 import { sft, type SftKdOptions } from '../distill/sft';
 import { TOKEN_KD_LOSSES, type TokenKdLoss } from '../distill/token-kd';
-import { checkDevice } from '../distill/pipeline';
 
 export interface LlmCliValues {
   [key: string]: string | boolean | string[] | undefined;
@@ -30,7 +29,7 @@ function float(v: unknown, name: string): number | undefined {
 /** Serves a decoder checkpoint until `signal` aborts; prints the URL. */
 export async function runServe(file: string, v: LlmCliValues, signal: AbortSignal): Promise<number> {
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
-  const device = checkDevice((v.device as string | undefined) ?? 'cpu');
+  const device = checkDevice((v.device as string | undefined) ?? 'cpu', '--device');
   const { model, tokenizer } = loadDecoder(file);
   if (device !== 'cpu') model.to(device);
   const host = (v.host as string | undefined) ?? '127.0.0.1';
@@ -57,7 +56,7 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
   const steps = int(v.steps, 'steps', 1);
   if (steps === undefined) throw new Error('sft: --steps N is required');
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
-  const device = checkDevice((v.device as string | undefined) ?? 'cpu');
+  const device = checkDevice((v.device as string | undefined) ?? 'cpu', '--device');
   const seed = int(v.seed, 'seed') ?? 0;
   let model: GPT;
   let tokenizerName: string;

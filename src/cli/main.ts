@@ -6,9 +6,10 @@ import { setNumThreads } from '../torch';
 import { loadWeights, closest } from '../nn';
 import { registerBuiltinModels } from '../models';
 import {
-  RunKind, TrainingInterrupted, buildModel, checkDevice, checkMatches, loadTeacher, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
+  RunKind, TrainingInterrupted, buildModel, checkMatches, loadTeacher, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
   prepareQatCheckpoint,
 } from '../distill';
+import { checkDevice } from '../distill/pipeline';
 import { writeReport } from '../report';
 import { loadConfig } from './config';
 import { loadPlugins } from './plugins';

@@ -8,7 +8,7 @@ export { pseudoLabel, type PseudoLabelOptions, type PseudoLabelResult } from './
 export { FeatureMatcher, Projection, planProjection, expandPattern, mapLayers, expandMatches, type LayerMap, registerLoss, registerBuiltinLosses, lossNames, getLoss, type LossDef, type LossNeeds, type LossContext, type MatchSpec } from './features';
 export {
   distill, loadDataset, runFromConfig, compareFromConfig, compareSeeds, type SeedsResult, measureModel, claimOutputDir, formatTable, transformsFor, buildModel, runDir, teacherWeights,
-  DATASET_STATS, DATASETS, checkDevice, checkMatches, loadTeacher, type DistillOptions, type ModelSpec, type DataSplits, type DatasetName, type RunKind, type RunFlags, type ModelReport, type CompareResult,
+  DATASET_STATS, DATASETS, checkMatches, loadTeacher, type DistillOptions, type ModelSpec, type DataSplits, type DatasetName, type RunKind, type RunFlags, type ModelReport, type CompareResult,
 } from './pipeline';
 export { prepareQat, prepareQatCheckpoint, type QatOptions } from './qat';
 export { tokenKdLoss, topkForwardKl, TOKEN_KD_LOSSES, type TokenKdLoss, type TokenKdOptions } from './token-kd';

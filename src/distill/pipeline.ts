@@ -3,7 +3,7 @@
 // (train a teacher or a plain student, distill, or compare all three and measure them).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tensor, cuda, dispose, manualSeed, nextTick, noGrad, tidy, version, writeFileAtomic, zeros } from '../torch';
+import { Tensor, checkDevice as checkTorchDevice, dispose, manualSeed, nextTick, noGrad, tidy, writeFileAtomic, zeros } from '../torch';
 import { Module, loadWeights } from '../nn';
 import { BatchTransform, DataLoader, ImageDataset, Rng, loadCifar10, loadFashionMnist, loadMnist, normalize, randomCrop, randomHorizontalFlip } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
@@ -278,18 +278,9 @@ export function claimOutputDir(cfg: RunConfig, flags: RunFlags): void {
   writeFileAtomic(file, JSON.stringify(mine, null, 2));
 }
 
-/** 'cpu', or 'cuda' when this libtorch build has CUDA and a GPU is visible (an error saying what to do otherwise). */
+/** 'cpu', or 'cuda[:N]' when usable; the error names the config key `training.device`. */
 export function checkDevice(device: string): string {
-  if (device === 'cpu') return device;
-  if (device === 'cuda' || device.startsWith('cuda:')) {
-    if (!cuda.isAvailable())
-      throw new Error(
-        `training.device '${device}': ${version().cuda ? 'no GPU is visible to this CUDA build of libtorch' : 'the addon is built against a CPU-only libtorch'}; ` +
-          'build it against a CUDA libtorch (LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1, then npm rebuild) or use --device cpu',
-      );
-    return device;
-  }
-  throw new Error(`training.device '${device}': expected cpu, cuda or cuda:N`);
+  return checkTorchDevice(device, 'training.device');
 }
 
 /** Trains the teacher, the plain student or the distilled student as the configuration says. */

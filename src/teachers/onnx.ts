@@ -8,12 +8,17 @@
 // one zero-padded). The batch runs on onnxruntime's own threads, so the event loop stays free meanwhile.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as ort from 'onnxruntime-node';
-import { onnx } from 'onnx-proto';
+import type * as ort from 'onnxruntime-node';
+import type { onnx } from 'onnx-proto';
 import { DType, Tensor, dispose, getNumThreads, ops, tensor, tidy } from '../torch';
 import { closest } from '../nn';
 import type { Teacher } from './teacher';
 import { joinChunks, shapeText, unknownName } from './teacher';
+
+// onnxruntime-node and the ONNX protobuf classes load on first use: the rest of the toolkit (training, LLM commands)
+// starts without them.
+const runtime = (): typeof ort => require('onnxruntime-node');
+const proto = (): typeof onnx => require('onnx-proto').onnx;
 
 export interface OnnxTeacherOptions {
   /** The graph input fed with the batch (default: the only input). */
@@ -112,7 +117,7 @@ export class OnnxTeacher implements Teacher {
     }
     let model: onnx.ModelProto;
     try {
-      model = onnx.ModelProto.decode(bytes);
+      model = proto().ModelProto.decode(bytes);
     } catch (e) {
       throw new Error(`${file}: not a valid ONNX model (${bytes.length} bytes; corrupt or truncated?): protobuf decoding failed: ${(e as Error).message}`);
     }
@@ -157,11 +162,11 @@ export class OnnxTeacher implements Teacher {
 
   /** The model bytes with `extra` value names added as graph outputs. */
   private withOutputs(extra: string[]): Uint8Array {
-    const m = onnx.ModelProto.decode(onnx.ModelProto.encode(this.model).finish());
+    const m = proto().ModelProto.decode(proto().ModelProto.encode(this.model).finish());
     const g = graphOf(m)!;
     const typed = new Map(g.valueInfo.map((v) => [v.name, v]));
-    m.graph!.output = [...g.output, ...extra.map((name) => typed.get(name) ?? onnx.ValueInfoProto.create({ name }))];
-    return onnx.ModelProto.encode(m).finish();
+    m.graph!.output = [...g.output, ...extra.map((name) => typed.get(name) ?? proto().ValueInfoProto.create({ name }))];
+    return proto().ModelProto.encode(m).finish();
   }
 
   private async ensureOutputs(names: string[]): Promise<ort.InferenceSession> {
@@ -210,7 +215,7 @@ export class OnnxTeacher implements Teacher {
         });
         let feed: ort.Tensor;
         try {
-          feed = new ort.Tensor(ELEM[this.input.elemType]!.ort, chunk.data() as any, chunk.shape);
+          feed = new (runtime().Tensor)(ELEM[this.input.elemType]!.ort, chunk.data() as any, chunk.shape);
         } finally {
           chunk.dispose();
         }
@@ -240,7 +245,7 @@ export class OnnxTeacher implements Teacher {
 
 async function createSession(what: string, bytes: Uint8Array, opts: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
   try {
-    return await ort.InferenceSession.create(bytes, opts);
+    return await runtime().InferenceSession.create(bytes, opts);
   } catch (e) {
     const eps = (opts.executionProviders ?? []).map(String);
     const hint = eps.some((p) => p !== 'cpu') ? ` (execution providers ${eps.join(', ')}: is the CUDA provider installed? onnxruntime-node skips it when installed with onnxruntime-node-install=skip; use ['cpu'])` : '';

@@ -58,3 +58,17 @@ export function version(): { tsdistill: string; libtorch: string; built: string;
   const pkg = require('../../../package.json');
   return { tsdistill: pkg.version, libtorch: v.runtime ?? v.built, built: v.built, generatedFrom: LIBTORCH_VERSION, cuda: v.cuda, library: v.library };
 }
+
+/** `device` when usable: 'cpu', or 'cuda[:N]' when this libtorch build has CUDA and a GPU is visible (an error naming `what` and saying what to do otherwise). */
+export function checkDevice(device: string, what = 'device'): string {
+  if (device === 'cpu') return device;
+  if (device === 'cuda' || device.startsWith('cuda:')) {
+    if (!cuda.isAvailable())
+      throw new Error(
+        `${what} '${device}': ${version().cuda ? 'no GPU is visible to this CUDA build of libtorch' : 'the addon is built against a CPU-only libtorch'}; ` +
+          'build it against a CUDA libtorch (LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1, then npm rebuild) or use --device cpu',
+      );
+    return device;
+  }
+  throw new Error(`${what} '${device}': expected cpu, cuda or cuda:N`);
+}
