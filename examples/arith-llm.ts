@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { manualSeed, setNumThreads, checkDevice } from '../src/torch';
 import { GPT, type DecoderOptions } from '../src/models/gpt';
 import { ByteTokenizer, encodeChat } from '../src/llm/tokenizer';
+import { loadDecoder } from '../src/llm/decoder-checkpoint';
 import { serve } from '../src/llm/serve';
 import { DecodeBatcher } from '../src/llm/batcher';
 import { generate } from '../src/llm';
@@ -32,15 +33,15 @@ const { values } = parseArgs({
   options: {
     out: { type: 'string' }, quick: { type: 'boolean' }, 'teacher-steps': { type: 'string' }, 'student-steps': { type: 'string' },
     questions: { type: 'string' }, n: { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' }, 'eval-size': { type: 'string' },
-    'teacher-train': { type: 'string' },
+    'teacher-train': { type: 'string' }, 'teacher-checkpoint': { type: 'string' }, 'student-width': { type: 'string' }, 'student-layers': { type: 'string' },
   },
 });
 const quick = values.quick === true;
 const out = values.out ?? 'runs/arith-llm';
 const teacherSteps = Number(values['teacher-steps'] ?? (quick ? 20 : 1500));
 const studentSteps = Number(values['student-steps'] ?? (quick ? 10 : 1500));
-const nQuestions = Number(values.questions ?? (quick ? 16 : 1000)); // questions sent to the teacher
-const nPer = Number(values.n ?? 4); // samples per question
+const nQuestions = Number(values.questions ?? (quick ? 16 : 4000)); // questions sent to the teacher
+const nPer = Number(values.n ?? 2); // samples per question
 const nEval = Number(values['eval-size'] ?? (quick ? 32 : 500));
 const nTeacherTrain = Number(values['teacher-train'] ?? (quick ? 200 : 20000));
 const device = checkDevice(values.device ?? 'cpu', '--device');
@@ -87,12 +88,14 @@ const draw = (count: number): Problem[] => {
   }
   return outp;
 };
+// (drawn in this order, so the evaluation and teacher sets do not depend on --questions and a trained teacher can be
+// reused with --teacher-checkpoint)
 const evalSet = draw(nEval);
-const genSet = draw(nQuestions);
 const teacherSet = draw(nTeacherTrain);
+const genSet = draw(nQuestions);
 
 const teacherArch: DecoderOptions = { vocabSize: tok.vocabSize, contextLength: CONTEXT, dModel: 128, nLayer: 4, nHead: 4 };
-const studentArch: DecoderOptions = { vocabSize: tok.vocabSize, contextLength: CONTEXT, dModel: 64, nLayer: 2, nHead: 4 };
+const studentArch: DecoderOptions = { vocabSize: tok.vocabSize, contextLength: CONTEXT, dModel: Number(values['student-width'] ?? 64), nLayer: Number(values['student-layers'] ?? 3), nHead: 4 };
 const common = { tokenizer: tok, seqLen: CONTEXT, batchSize: 16, lr: 2e-3, log };
 
 /** Greedy answers for `problems` through the batched decoder; exact-match accuracy of the final answers. */
@@ -118,13 +121,22 @@ async function main() {
   const results: Record<string, any> = {
     task: { digits: 3, teacher_train: teacherSet.length, questions: genSet.length, n: nPer, eval: evalSet.length, device },
   };
-  // 1. teacher
-  manualSeed(0);
-  const teacher = new GPT(teacherArch);
-  if (device !== 'cpu') teacher.to(device);
+  // 1. teacher (or a trained one from --teacher-checkpoint, e.g. runs/arith-llm/teacher/last.safetensors)
+  let teacher: GPT;
   let t = Date.now();
-  const ts = await sft({ ...common, model: teacher, data: teacherSet.map((p) => chat(p, solution(p))), outDir: path.join(out, 'teacher'), steps: teacherSteps, force: true, logEvery: Math.max(1, Math.floor(teacherSteps / 10)) });
-  results.teacher = { params: teacher.numParameters(), steps: teacherSteps, train_seconds: (Date.now() - t) / 1000, train_tokens_per_s: ts.tokensPerSecond, final_loss: ts.finalLoss };
+  if (values['teacher-checkpoint']) {
+    teacher = loadDecoder(values['teacher-checkpoint']).model;
+    if (JSON.stringify(teacher.options) !== JSON.stringify({ ...teacher.options, ...teacherArch }))
+      throw new Error(`${values['teacher-checkpoint']}: the decoder is ${JSON.stringify(teacher.options)}, this demo's teacher is ${JSON.stringify(teacherArch)}`);
+    if (device !== 'cpu') teacher.to(device);
+    results.teacher = { params: teacher.numParameters(), steps: 0, checkpoint: values['teacher-checkpoint'], train_seconds: 0 };
+  } else {
+    manualSeed(0);
+    teacher = new GPT(teacherArch);
+    if (device !== 'cpu') teacher.to(device);
+    const ts = await sft({ ...common, model: teacher, data: teacherSet.map((p) => chat(p, solution(p))), outDir: path.join(out, 'teacher'), steps: teacherSteps, force: true, logEvery: Math.max(1, Math.floor(teacherSteps / 10)) });
+    results.teacher = { params: teacher.numParameters(), steps: teacherSteps, train_seconds: (Date.now() - t) / 1000, train_tokens_per_s: ts.tokensPerSecond, final_loss: ts.finalLoss };
+  }
   results.teacher.exact_match = await exactMatch(teacher, evalSet);
   log(`teacher: ${results.teacher.params} parameters, exact match ${results.teacher.exact_match.accuracy.toFixed(1)} % (greedy, ${evalSet.length} held-out questions)`);
 

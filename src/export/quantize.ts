@@ -20,7 +20,7 @@
 // values added as outputs, observed by min/max, moving-average min/max or percentiles), or from the quantizers a
 // quantization-aware run trained with (`prepareQuantAware` attaches them to the layers, at the same places).
 import { onnx } from 'onnx-proto';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { Tensor, tensor, writeFileAtomic } from '../torch';
 import {
   ActivationFakeQuant, Conv1d, Conv2d, LayerQuant, Linear, Module, ObserverOptions, OnnxGraph, OnnxInitializer, OnnxNode, RangeObserver, WEIGHT_QMAX,
@@ -216,6 +216,7 @@ export async function calibrateGraph(
   const have = new Set(model.graph!.output!.map((o) => o.name));
   const fetched = names.filter((n) => n !== input.name);
   for (const n of fetched) if (!have.has(n)) model.graph!.output!.push({ name: n, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+  const ort: typeof Ort = require('onnxruntime-node'); // loaded on first use, as by the ONNX teacher
   const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const observers = new Map(names.map((n) => [n, new RangeObserver(opts)]));
   let count = 0;
