@@ -47,11 +47,11 @@ let dirs = 0;
 const newDir = () => path.join(tmp, `run-${++dirs}`);
 const readJsonl = (file: string): any[] => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
 
-function config(url: string, out: string, stream: boolean): GenerateConfigInput {
+function config(url: string, out: string, stream: boolean, maxRetries = 10): GenerateConfigInput {
   return {
     input, output: { dir: out },
     teacher: { baseUrl: url, model: 'tiny', n: N, seed: SEED, maxTokens: 8, temperature: 1, stream },
-    requests: { concurrency: 4, timeoutMs: TIMEOUT_MS, maxRetries: 10, backoffMs: 5, maxBackoffMs: 20 },
+    requests: { concurrency: 4, timeoutMs: TIMEOUT_MS, maxRetries, backoffMs: 5, maxBackoffMs: 20 },
     // keep every answer, empty or cut by max_tokens, so written === total
     curation: { minChars: 0, dropTruncated: false, dedup: 'none' },
   };
@@ -69,6 +69,15 @@ function assertExactlyOnce(dir: string): any[] {
   assert.deepEqual([summary.written, summary.rejected, summary.failed, summary.pending, summary.duplicate_lines], [samples.length, rejected.length, failures.length, 0, 0]);
   assert.ok(summary.reconciled && summary.complete, JSON.stringify(summary));
   return samples;
+}
+
+/** Like assertExactlyOnce, for a run that ended with failures. */
+function assertExactlyOnceOrFailed(dir: string): void {
+  const all = ['samples', 'rejected', 'failures'].flatMap((f) => readJsonl(path.join(dir, `${f}.jsonl`)).map((r) => r.id));
+  assert.equal(new Set(all).size, all.length, 'no sample id appears twice');
+  assert.deepEqual([...all].sort(), [...ids].sort());
+  const summary: GenerateSummary = JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8'));
+  assert.ok(summary.reconciled && !summary.complete && summary.pending === 0 && summary.failed > 0, JSON.stringify(summary));
 }
 
 /** The answer of each sample id from the server without faults (the same seeds). */
@@ -243,6 +252,34 @@ describe('fault proxy in front of serve', () => {
       const again = await generate(config(proxy.url, copy, true), quiet);
       assert.deepEqual([again.duplicate_lines, again.reconciled, again.this_run.requests], [1, false, 0]);
       assert.throws(() => assertExactlyOnce(copy), /no sample id appears twice/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('without retries each faulted request is a failure, once; running again retries just those', async () => {
+    await unfaulted();
+    const events: (FaultEvent & { id: string })[] = [];
+    const spec = parseFaultSpec('429*1,500*1,drop*1,reset*1,500:0.15,drop:0.1,retry-after=0.02,drop-after=300');
+    const proxy = await startFaultProxy({ target: server.url, faults: spec, seed: 9, onRequest: (e) => events.push({ ...e, id: requestedId(e.body) }) });
+    try {
+      const out = newDir();
+      const first = await generate(config(proxy.url, out, true, 0), quiet);
+      const faulted = events.filter((e) => e.fault);
+      assert.ok(faulted.length >= 4);
+      assert.equal(events.length, ids.length, 'one request per sample');
+      assert.deepEqual([first.written, first.failed, first.this_run.retries], [ids.length - faulted.length, faulted.length, 0]);
+      const failures = readJsonl(path.join(out, 'failures.jsonl'));
+      assert.deepEqual(failures.map((f) => f.id).sort(), faulted.map((e) => e.id).sort(), 'the failed samples are the faulted requests');
+      const kindOf = { 429: 'http', 500: 'http', drop: 'dropped', reset: 'network' } as Record<string, string>;
+      for (const f of failures) assert.deepEqual([f.kind, f.attempts], [kindOf[faulted.find((e) => e.id === f.id)!.fault!], 1], JSON.stringify(f));
+      assertExactlyOnceOrFailed(out);
+      const asked = events.length;
+      const s = await generate(config(proxy.url, out, true), quiet);
+      assert.deepEqual([s.resumed, s.written, s.failed], [first.written, ids.length, 0]);
+      assert.deepEqual([...new Set(events.slice(asked).map((e) => e.id))].sort(), failures.map((f) => f.id).sort(), 'only the failed samples are asked again');
+      assert.equal(readJsonl(path.join(out, 'failures.jsonl')).length, 0);
+      await assertSameAsUnfaulted(assertExactlyOnce(out));
     } finally {
       await proxy.close();
     }
