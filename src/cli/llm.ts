@@ -7,6 +7,7 @@ import { GPT, checkDecoderOptions, type DecoderOptions } from '../models/gpt';
 import { createTokenizer } from '../llm/tokenizer';
 import { loadDecoder } from '../llm/decoder-checkpoint';
 import { serve } from '../llm/serve';
+import { FAULT_KINDS, describeFaultSpec, parseFaultSpec, startFaultProxy, type FaultProxy, type FaultSpec } from '../llm/faults';
 import { sft, type SftKdOptions } from '../distill/sft';
 import { TOKEN_KD_LOSSES, type TokenKdLoss } from '../distill/token-kd';
 
@@ -26,23 +27,52 @@ function float(v: unknown, name: string): number | undefined {
   return x;
 }
 
-/** Serves a decoder checkpoint until `signal` aborts; prints the URL. */
+/**
+ * Serves a decoder checkpoint until `signal` aborts; prints the URL. With --faults SPEC the server listens on an
+ * internal loopback port and a fault-injecting proxy (../llm/faults.ts) takes the public one.
+ */
 export async function runServe(file: string, v: LlmCliValues, signal: AbortSignal): Promise<number> {
+  let faults: FaultSpec | undefined;
+  if (v.faults !== undefined) {
+    try {
+      faults = parseFaultSpec(String(v.faults));
+    } catch (e) {
+      throw new Error(`--faults: ${(e as Error).message}`);
+    }
+  } else if (v['fault-seed'] !== undefined) throw new Error('--fault-seed goes with --faults SPEC');
+  const faultSeed = int(v['fault-seed'], 'fault-seed') ?? 0;
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
   const device = checkDevice((v.device as string | undefined) ?? 'cpu', '--device');
   const { model, tokenizer } = loadDecoder(file);
   if (device !== 'cpu') model.to(device);
   const host = (v.host as string | undefined) ?? '127.0.0.1';
+  const port = int(v.port, 'port') ?? 8000;
   const server = await serve({
-    model, tokenizer, host, port: int(v.port, 'port') ?? 8000,
+    model, tokenizer, ...(faults ? { host: '127.0.0.1', port: 0 } : { host, port }),
     modelName: (v['model-name'] as string | undefined) ?? path.basename(file).replace(/\.safetensors$/, ''),
     defaultMaxTokens: int(v['max-tokens'], 'max-tokens', 1),
     maxBatch: int(v['max-batch'], 'max-batch', 1),
     log: v.quiet ? undefined : (l) => console.log(l),
   });
-  console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}, ${device}) at ${server.url} — POST ${server.url}/chat/completions; Ctrl-C stops`);
+  let proxy: FaultProxy | undefined;
+  try {
+    if (faults) proxy = await startFaultProxy({ target: server.url, faults, seed: faultSeed, host, port });
+  } catch (e) {
+    await server.close();
+    model.dispose();
+    throw e;
+  }
+  const url = proxy?.url ?? server.url;
+  console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}, ${device}) at ${url} — POST ${url}/chat/completions; Ctrl-C stops`);
+  if (faults) console.log(`injecting faults at ${url} (seed ${faultSeed}): ${describeFaultSpec(faults)}; the server itself is at ${server.url}`);
   if (!['127.0.0.1', 'localhost', '::1'].includes(host)) console.log(`note: listening on ${host}, reachable from other machines; there is no authentication`);
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  if (proxy) {
+    const c = proxy.counts;
+    const injected = FAULT_KINDS.filter((k) => c[k]).map((k) => `${k} ×${c[k]}`);
+    console.log(`faults injected: ${injected.length ? injected.join(', ') : 'none'}; ${c.none} request${c.none === 1 ? '' : 's'} passed`);
+    await proxy.close();
+  }
   await server.close();
   model.dispose();
   return 0;

@@ -38,7 +38,9 @@ commands:
   serve     tsdistill serve <decoder.safetensors>: the decoder over the OpenAI Chat Completions protocol (JSON and
             SSE streaming, logprobs, n, stop) at http://127.0.0.1:8000/v1; --port N, --host H, --model-name NAME,
             --max-tokens N (default for requests without max_tokens), --max-batch N (sequences decoded together in
-            one forward, default 64), --device cpu|cuda
+            one forward, default 64), --device cpu|cuda; --faults SPEC [--fault-seed N]: a proxy on the port injects
+            faults into chat completions, e.g. '429:0.1,500:0.05,stall:0.05,drop:0.1,reset:0.02' (per-request
+            probabilities), '500*2' (the first 2 requests), retry-after=S, stall-ms=MS, drop-after=BYTES
   sft       tsdistill sft <chat.jsonl> --out DIR --steps N (--init decoder.safetensors | --arch JSON [--tokenizer
             bytes|gpt2|cl100k_base|...]): fine-tune on answers; --seq-len N --batch N --grad-accum N --lr X
             --warmup N --seed N --device cpu|cuda --resume --force; token-level KD: --kd forward_kl|reverse_kl|jsd
@@ -69,6 +71,7 @@ async function main(argv: string[]): Promise<number> {
       concurrency: { type: 'string' }, limit: { type: 'string' },
       'calibration-batches': { type: 'string' },
       port: { type: 'string' }, host: { type: 'string' }, 'model-name': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-batch': { type: 'string' }, quiet: { type: 'boolean' },
+      faults: { type: 'string' }, 'fault-seed': { type: 'string' },
       init: { type: 'string' }, arch: { type: 'string' }, tokenizer: { type: 'string' }, steps: { type: 'string' }, 'seq-len': { type: 'string' },
       'grad-accum': { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' }, teacher: { type: 'string' }, kd: { type: 'string' },
       alpha: { type: 'string' }, beta: { type: 'string' }, temperature: { type: 'string' }, topk: { type: 'string' },

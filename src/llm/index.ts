@@ -15,4 +15,8 @@ export {
   ByteTokenizer, BpeTokenizer, StreamDecoder, createTokenizer, tokenizerNames, checkSameVocabulary, encodeChat, EOT, type Tokenizer, type ChatTurn,
 } from './tokenizer';
 export { serve, type ServeOptions, type Server } from './serve';
+export {
+  startFaultProxy, parseFaultSpec, checkFaultSpec, describeFaultSpec, faultPlan, FAULT_KINDS,
+  type FaultSpec, type FaultKind, type FaultCounts, type FaultEvent, type FaultProxy, type FaultProxyOptions,
+} from './faults';
 export { saveDecoder, loadDecoder, readDecoderInfo, type DecoderCheckpointInfo } from './decoder-checkpoint';
