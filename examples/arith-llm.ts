@@ -164,15 +164,27 @@ async function main() {
   log(`generate: ${gen.total} samples, ${gen.written} verified (${results.generate.pass_rate.toFixed(1)} %), ${gen.rejected} rejected; ${results.generate.tokens_per_s.toFixed(0)} tok/s served, mean batch ${results.generate.mean_batch.toFixed(1)}`);
   const samplesFile = path.join(out, 'generated', 'samples.jsonl');
   const verified = fs.statSync(samplesFile).size > 0 ? readChatJsonl(samplesFile) : [];
-  const byQuestion = new Map(genSet.map((p, i) => [`q${i}`, p]));
+  const byId = new Map(genSet.map((p, i) => [`q${i}`, p]));
+  const byQuestion = new Map(genSet.map((p) => [question(p), p]));
   const unverified: ChatExample[] = [];
   for (const line of fs.readFileSync(path.join(out, 'generated', 'rejected.jsonl'), 'utf8').split('\n')) {
     if (!line.trim()) continue;
     const r = JSON.parse(line);
     if (r.reason !== 'unverified') continue; // truncated answers are dropped in both sets
-    unverified.push(chat(byQuestion.get(r.meta.prompt_id)!, r.response.content));
+    unverified.push(chat(byId.get(r.meta.prompt_id)!, r.response.content));
   }
   const allSamples = [...verified, ...unverified];
+  // where the rejected samples went wrong: in a column step, or only in the final answer after correct steps
+  let badStep = 0;
+  for (const c of unverified) {
+    const p = byQuestion.get(c.messages[0].content) ?? null;
+    const want = solution(p!);
+    const steps = want.slice(0, want.indexOf('.') + 1);
+    if (!c.messages[1].content.startsWith(steps)) badStep++;
+  }
+  results.generate.rejected_wrong_step = badStep;
+  results.generate.rejected_right_steps_wrong_answer = unverified.length - badStep;
+  log(`rejected samples: ${badStep} with a wrong column step, ${unverified.length - badStep} with right steps and a wrong final answer`);
 
   // 3. students: same initialisation, same steps
   const runStudent = async (name: string, data: ChatExample[]) => {
@@ -206,7 +218,7 @@ async function main() {
   row('student_all_samples', 'all teacher samples');
   row('student_verified_samples', 'verified teacher samples');
   row('student_worked_solutions', 'worked solutions of the same questions');
-  console.log(`\nteacher samples: ${gen.total} (${genSet.length} questions × ${nPer}), ${gen.written} verified = ${results.generate.pass_rate.toFixed(1)} % pass rate at temperature 1`);
+  console.log(`\nteacher samples: ${gen.total} (${genSet.length} questions × ${nPer}), ${gen.written} verified = ${results.generate.pass_rate.toFixed(1)} % pass rate at temperature 1; rejected: ${badStep} with a wrong column step, ${unverified.length - badStep} with right steps and a wrong final answer`);
   console.log(`wall time ${results.wall_seconds.toFixed(0)} s; results in ${path.join(out, 'results.json')}`);
   console.log(JSON.stringify({ teacher_em: results.teacher.exact_match.accuracy, pass_rate: results.generate.pass_rate, all_samples_em: results.student_all_samples.exact_match.accuracy, verified_em: results.student_verified_samples.exact_match.accuracy, worked_em: results.student_worked_solutions.exact_match.accuracy }));
   teacher.dispose();
