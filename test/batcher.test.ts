@@ -86,6 +86,23 @@ describe('batched decoding', () => {
     m.dispose();
   });
 
+  it('sequences admitted together with one prompt share its prefill and still sample independently', async () => {
+    manualSeed(6);
+    const m = new GPT(tiny);
+    const b = new DecodeBatcher(m);
+    const [p, q] = prompts(2, 3);
+    const jobs = [
+      ...[0, 1, 2].map((k) => ({ prompt: p, o: { maxNewTokens: 6, seed: 10 + k, temperature: 1.3 } })),
+      { prompt: q, o: { maxNewTokens: 6, seed: 10, temperature: 1.3 } },
+    ];
+    const got = await Promise.all(jobs.map((j) => b.submit(j.prompt, j.o)));
+    assert.equal(b.stats.prefills, 2);
+    got.forEach((r, k) => assert.deepEqual(r.tokens, m.generate(jobs[k].prompt, jobs[k].o).tokens, `sequence ${k}`));
+    assert.ok(new Set(got.slice(0, 3).map((r) => r.tokens.join(','))).size > 1, 'different seeds, different samples');
+    b.close();
+    m.dispose();
+  });
+
   it('stops where the callback says, at the context length, and fails bad prompts with the reason', async () => {
     manualSeed(5);
     const m = new GPT(tiny);

@@ -8,7 +8,7 @@
 // (up to the last bits of float arithmetic, which can only matter when a draw falls on a boundary).
 import { nextTick } from '../torch';
 import { Rng } from '../data/rng';
-import { chooseToken, type BatchKVCache, type GPT, type GenerateOptions, type GenerateResult, type GeneratedToken } from '../models/gpt';
+import { chooseToken, type BatchKVCache, type KVCache, type GPT, type GenerateOptions, type GenerateResult, type GeneratedToken } from '../models/gpt';
 
 export interface BatcherOptions {
   /** Most sequences decoded in one step (default 64); more wait in a queue. */
@@ -24,6 +24,8 @@ export interface BatcherStats {
   rowSteps: number;
   /** Largest batch seen. */
   maxBatchSeen: number;
+  /** Prompts run through the model (sequences admitted together with the same prompt share one). */
+  prefills: number;
 }
 
 /** Called with each token as it is chosen; return false to end the sequence there (finish reason 'stop'). */
@@ -43,7 +45,7 @@ interface Job {
 
 export class DecodeBatcher {
   readonly maxBatch: number;
-  readonly stats: BatcherStats = { steps: 0, tokens: 0, rowSteps: 0, maxBatchSeen: 0 };
+  readonly stats: BatcherStats = { steps: 0, tokens: 0, rowSteps: 0, maxBatchSeen: 0, prefills: 0 };
   private queue: Job[] = [];
   /** Jobs in flight, in cache row order. */
   private active: Job[] = [];
@@ -124,6 +126,8 @@ export class DecodeBatcher {
   private async loop(): Promise<void> {
     this.running = true;
     try {
+      // start on the next turn of the event loop: sequences submitted in the same turn are admitted together
+      await nextTick();
       while (!this.closed && (this.queue.length > 0 || this.active.length > 0)) {
         try {
           this.admit();
@@ -146,23 +150,41 @@ export class DecodeBatcher {
     }
   }
 
-  /** Prefills queued prompts while there is room in the batch. */
+  /**
+   * Prefills queued prompts while there is room in the batch. Sequences admitted together with the same prompt (the
+   * n choices of a request, or n requests for one prompt) share one prefill: its keys and values are copied into each
+   * row, and each draws its first token from the same log-probabilities with its own generator.
+   */
   private admit(): void {
-    while (this.queue.length > 0 && this.active.length < this.maxBatch) {
-      const j = this.queue.shift()!;
-      const single = this.model.newCache();
-      try {
-        const lp = this.model.nextLogprobs(j.prompt, single);
-        const t = chooseToken(lp, j.o, j.rng, j.nTop, j.stops);
-        if (!this.take(j, t)) continue;
-        this.cache ??= this.model.newBatchCache(Math.min(this.maxBatch, 4));
-        this.cache.addRow(single);
-        this.active.push(j);
-      } catch (e) {
-        j.reject(e as Error);
-      } finally {
-        single.dispose();
+    const shared = new Map<string, { cache: KVCache; lp: Float64Array }>();
+    try {
+      while (this.queue.length > 0 && this.active.length < this.maxBatch) {
+        const j = this.queue.shift()!;
+        const key = j.prompt.join(',');
+        try {
+          let pre = shared.get(key);
+          if (pre === undefined) {
+            const cache = this.model.newCache();
+            try {
+              pre = { cache, lp: this.model.nextLogprobs(j.prompt, cache) };
+            } catch (e) {
+              cache.dispose();
+              throw e;
+            }
+            shared.set(key, pre);
+            this.stats.prefills++;
+          }
+          const t = chooseToken(pre.lp, j.o, j.rng, j.nTop, j.stops);
+          if (!this.take(j, t)) continue;
+          this.cache ??= this.model.newBatchCache(Math.min(this.maxBatch, 4));
+          this.cache.addRow(pre.cache);
+          this.active.push(j);
+        } catch (e) {
+          j.reject(e as Error);
+        }
       }
+    } finally {
+      for (const { cache } of shared.values()) cache.dispose();
     }
   }
 
