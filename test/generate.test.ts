@@ -15,6 +15,7 @@ import {
 import { loadPlugins } from '../src/cli/plugins';
 import { loadGenerateConfig } from '../src/cli/generate';
 import { startFakeServer, fakeTokens, type FakeRequest } from './fake-openai';
+import { assertExactlyOnce, readJsonl } from './helpers';
 
 const root = path.join(__dirname, '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
@@ -28,7 +29,6 @@ function writePrompts(name: string, lines: unknown[]): string {
   fs.writeFileSync(file, lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n') + '\n');
   return file;
 }
-const readJsonl = (file: string): any[] => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
 const quiet = { progress: false, log: () => {} };
 
 function config(url: string, input: string, out: string, extra: { teacher?: object; requests?: object; curation?: object; output?: object } = {}): GenerateConfigInput {
@@ -39,17 +39,6 @@ function config(url: string, input: string, out: string, extra: { teacher?: obje
     requests: { concurrency: 4, timeoutMs: 2000, backoffMs: 10, maxBackoffMs: 40, ...extra.requests },
     curation: { ...extra.curation },
   };
-}
-
-/** Every expected sample id is in exactly one of the output files, and in it once. */
-function assertExactlyOnce(dir: string, ids: string[]): { samples: any[]; rejected: any[]; failures: any[] } {
-  const samples = readJsonl(path.join(dir, 'samples.jsonl'));
-  const rejected = readJsonl(path.join(dir, 'rejected.jsonl'));
-  const failures = readJsonl(path.join(dir, 'failures.jsonl'));
-  const all = [...samples, ...rejected, ...failures].map((r) => r.id);
-  assert.equal(new Set(all).size, all.length, 'no sample id appears twice');
-  assert.deepEqual([...all].sort(), [...ids].sort(), 'every prompt × sample index is accounted for, nothing else');
-  return { samples, rejected, failures };
 }
 
 const arithmetic = Array.from({ length: 12 }, (_, i) => ({ id: `q${i}`, prompt: `What is ${i} + ${i + 3}?`, answer: String(2 * i + 3) }));

@@ -115,3 +115,19 @@ export async function teacherAgreement(teacher: Teacher, student: Module, xs: Te
     dispose([...t.values()]);
   }
 }
+
+/** The records of a JSONL file (none when it does not exist). */
+export function readJsonl(file: string): any[] {
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+}
+
+/** A `generate` output directory: every expected sample id is in exactly one of its three files, and in it once. */
+export function assertExactlyOnce(dir: string, ids: readonly string[]): { samples: any[]; rejected: any[]; failures: any[] } {
+  const samples = readJsonl(path.join(dir, 'samples.jsonl'));
+  const rejected = readJsonl(path.join(dir, 'rejected.jsonl'));
+  const failures = readJsonl(path.join(dir, 'failures.jsonl'));
+  const all = [...samples, ...rejected, ...failures].map((r) => r.id);
+  assert.equal(new Set(all).size, all.length, 'no sample id appears twice');
+  assert.deepEqual([...all].sort(), [...ids].sort(), 'every prompt × sample index is accounted for, nothing else');
+  return { samples, rejected, failures };
+}

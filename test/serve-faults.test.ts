@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { manualSeed } from '../src/torch';
 import { GPT } from '../src/models/gpt';
+import { assertExactlyOnce, readJsonl } from './helpers';
 import {
   ByteTokenizer, generate, GenerationInterrupted, readPrompts, sampleId, saveDecoder, serve,
   startFaultProxy, parseFaultSpec, describeFaultSpec, faultPlan,
@@ -45,7 +46,6 @@ const requestedId = (body: any) => sampleId(idOf.get(body.messages.at(-1).conten
 const quiet = { progress: false, log: () => {} };
 let dirs = 0;
 const newDir = () => path.join(tmp, `run-${++dirs}`);
-const readJsonl = (file: string): any[] => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
 
 function config(url: string, out: string, stream: boolean, maxRetries = 10): GenerateConfigInput {
   return {
@@ -58,24 +58,17 @@ function config(url: string, out: string, stream: boolean, maxRetries = 10): Gen
 }
 
 /** Every expected id is in exactly one output file, once; the summary on disk says the same. */
-function assertExactlyOnce(dir: string): any[] {
-  const samples = readJsonl(path.join(dir, 'samples.jsonl'));
-  const rejected = readJsonl(path.join(dir, 'rejected.jsonl'));
-  const failures = readJsonl(path.join(dir, 'failures.jsonl'));
-  const all = [...samples, ...rejected, ...failures].map((r) => r.id);
-  assert.equal(new Set(all).size, all.length, 'no sample id appears twice');
-  assert.deepEqual([...all].sort(), [...ids].sort(), 'every prompt × sample index is accounted for, nothing else');
+function assertComplete(dir: string): any[] {
+  const { samples, rejected, failures } = assertExactlyOnce(dir, ids);
   const summary: GenerateSummary = JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8'));
   assert.deepEqual([summary.written, summary.rejected, summary.failed, summary.pending, summary.duplicate_lines], [samples.length, rejected.length, failures.length, 0, 0]);
   assert.ok(summary.reconciled && summary.complete, JSON.stringify(summary));
   return samples;
 }
 
-/** Like assertExactlyOnce, for a run that ended with failures. */
+/** Like assertComplete, for a run that ended with failures. */
 function assertExactlyOnceOrFailed(dir: string): void {
-  const all = ['samples', 'rejected', 'failures'].flatMap((f) => readJsonl(path.join(dir, `${f}.jsonl`)).map((r) => r.id));
-  assert.equal(new Set(all).size, all.length, 'no sample id appears twice');
-  assert.deepEqual([...all].sort(), [...ids].sort());
+  assertExactlyOnce(dir, ids);
   const summary: GenerateSummary = JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8'));
   assert.ok(summary.reconciled && !summary.complete && summary.pending === 0 && summary.failed > 0, JSON.stringify(summary));
 }
@@ -186,7 +179,7 @@ describe('fault proxy in front of serve', () => {
       try {
         const out = newDir();
         const s = await generate(config(proxy.url, out, stream), quiet);
-        const samples = assertExactlyOnce(out);
+        const samples = assertComplete(out);
         assert.equal(s.written, ids.length, JSON.stringify(s));
         const { none, ...faults } = proxy.counts;
         assert.deepEqual(faults, { 429: 2, 500: 2, stall: 1, drop: 2, reset: 2 });
@@ -236,7 +229,7 @@ describe('fault proxy in front of serve', () => {
       const s = await generate(cfg, quiet);
       assert.equal(s.resumed, first.written);
       assert.equal(s.written, ids.length, JSON.stringify(s));
-      const samples = assertExactlyOnce(out);
+      const samples = assertComplete(out);
       assert.ok(events.slice(asked).every((x) => !writtenFirst.has(x.id)), 'nothing written by the first run was asked for again');
       assert.equal(s.this_run.requests, events.length - asked);
       const { none, ...faults } = proxy.counts;
@@ -251,7 +244,7 @@ describe('fault proxy in front of serve', () => {
       fs.appendFileSync(path.join(copy, 'samples.jsonl'), fs.readFileSync(path.join(copy, 'samples.jsonl'), 'utf8').split('\n')[0] + '\n');
       const again = await generate(config(proxy.url, copy, true), quiet);
       assert.deepEqual([again.duplicate_lines, again.reconciled, again.this_run.requests], [1, false, 0]);
-      assert.throws(() => assertExactlyOnce(copy), /no sample id appears twice/);
+      assert.throws(() => assertComplete(copy), /no sample id appears twice/);
     } finally {
       await proxy.close();
     }
@@ -279,7 +272,7 @@ describe('fault proxy in front of serve', () => {
       assert.deepEqual([s.resumed, s.written, s.failed], [first.written, ids.length, 0]);
       assert.deepEqual([...new Set(events.slice(asked).map((e) => e.id))].sort(), failures.map((f) => f.id).sort(), 'only the failed samples are asked again');
       assert.equal(readJsonl(path.join(out, 'failures.jsonl')).length, 0);
-      await assertSameAsUnfaulted(assertExactlyOnce(out));
+      await assertSameAsUnfaulted(assertComplete(out));
     } finally {
       await proxy.close();
     }

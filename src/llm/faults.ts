@@ -14,8 +14,8 @@
 // Every other route passes through untouched. Listens on 127.0.0.1 unless told otherwise.
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { Rng } from '../data/rng';
+import { listen } from './serve';
 
 export const FAULT_KINDS = ['429', '500', 'stall', 'drop', 'reset'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -305,18 +305,9 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
     req.on('end', () => handle(req, res, Buffer.concat(chunks)));
     req.on('error', () => res.destroy());
   });
-  const host = o.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
+  const { port, origin } = await listen(server, o.host ?? '127.0.0.1', o.port ?? 0);
   return {
-    url: `http://${shownHost}:${port}${basePath}`,
+    url: `${origin}${basePath}`,
     port,
     target: o.target,
     counts,

@@ -274,18 +274,9 @@ export async function serve(o: ServeOptions): Promise<Server> {
       });
     });
   });
-  const host = o.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
+  const { port, origin } = await listen(server, o.host ?? '127.0.0.1', o.port ?? 0);
   return {
-    url: `http://${shownHost}:${port}/v1`,
+    url: `${origin}/v1`,
     port,
     stats,
     batch: batcher.stats,
@@ -296,4 +287,17 @@ export async function serve(o: ServeOptions): Promise<Server> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** Starts `server` on host:port (0: any free port); resolves with the port and `http://host:port` once listening. */
+export async function listen(server: http.Server, host: string, port: number): Promise<{ port: number; origin: string }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  return { port: bound, origin: `http://${host.includes(':') ? `[${host}]` : host}:${bound}` };
 }
