@@ -14,7 +14,8 @@
 //     sample, generation throughput and wall times.
 //
 // node dist/examples/arith-llm.js [--out DIR] [--quick] [--teacher-steps N] [--student-steps N] [--questions N]
-//   [--n N] [--device cpu|cuda] [--threads N]
+//   [--n N] [--device cpu|cuda] [--threads N] [--student-width N] [--student-layers N] [--student-lr X]
+//   [--teacher-checkpoint FILE] (a trained teacher; the generated data set in --out is then reused: generate resumes)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,7 +34,7 @@ const { values } = parseArgs({
   options: {
     out: { type: 'string' }, quick: { type: 'boolean' }, 'teacher-steps': { type: 'string' }, 'student-steps': { type: 'string' },
     questions: { type: 'string' }, n: { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' }, 'eval-size': { type: 'string' },
-    'teacher-train': { type: 'string' }, 'teacher-checkpoint': { type: 'string' }, 'student-width': { type: 'string' }, 'student-layers': { type: 'string' },
+    'teacher-train': { type: 'string' }, 'teacher-checkpoint': { type: 'string' }, 'student-width': { type: 'string' }, 'student-layers': { type: 'string' }, 'student-lr': { type: 'string' },
   },
 });
 const quick = values.quick === true;
@@ -140,28 +141,38 @@ async function main() {
   results.teacher.exact_match = await exactMatch(teacher, evalSet);
   log(`teacher: ${results.teacher.params} parameters, exact match ${results.teacher.exact_match.accuracy.toFixed(1)} % (greedy, ${evalSet.length} held-out questions)`);
 
-  // 2. serve it; generate n samples per question with the exact-match verifier
-  const server = await serve({ model: teacher, tokenizer: tok, modelName: 'arith-teacher' });
-  const promptsFile = path.join(out, 'questions.jsonl');
-  fs.writeFileSync(promptsFile, genSet.map((p, i) => JSON.stringify({ id: `q${i}`, prompt: question(p), answer: String(p.a + p.b) })).join('\n') + '\n');
-  t = Date.now();
-  const gen = await generate(
-    {
-      input: promptsFile, output: { dir: path.join(out, 'generated') },
-      teacher: { baseUrl: server.url, model: 'arith-teacher', n: nPer, seed: 1, temperature: 1, maxTokens: CONTEXT, stream: false },
-      requests: { concurrency: 64, timeoutMs: 600000 },
-      curation: { dedup: 'none', minChars: 1, dropTruncated: true, verifier: 'exact-match', answerField: 'answer' },
-    },
-    { progress: false, log: () => {}, force: true },
-  );
-  await server.close();
-  const secs = (Date.now() - t) / 1000;
-  results.generate = {
-    requests: gen.total, verified: gen.written, rejected: gen.rejected, rejected_by: gen.rejected_by, failed: gen.failed, seconds: secs,
-    completion_tokens: server.stats.completionTokens, tokens_per_s: server.stats.completionTokens / secs, mean_batch: server.batch.rowSteps / Math.max(1, server.batch.steps),
-    pass_rate: (100 * gen.written) / gen.total,
-  };
-  log(`generate: ${gen.total} samples, ${gen.written} verified (${results.generate.pass_rate.toFixed(1)} %), ${gen.rejected} rejected; ${results.generate.tokens_per_s.toFixed(0)} tok/s served, mean batch ${results.generate.mean_batch.toFixed(1)}`);
+  // 2. serve it; generate n samples per question with the exact-match verifier (with --teacher-checkpoint, a
+  // complete data set already in --out is reused as it is)
+  const summaryFile = path.join(out, 'generated', 'summary.json');
+  const reuse = values['teacher-checkpoint'] !== undefined && fs.existsSync(summaryFile) && JSON.parse(fs.readFileSync(summaryFile, 'utf8')).complete === true;
+  let gen: { total: number; written: number; rejected: number; rejected_by: unknown; failed: number };
+  if (reuse) {
+    gen = JSON.parse(fs.readFileSync(summaryFile, 'utf8'));
+    results.generate = { reused: summaryFile, requests: gen.total, verified: gen.written, rejected: gen.rejected, rejected_by: gen.rejected_by, failed: gen.failed, pass_rate: (100 * gen.written) / gen.total };
+    log(`generate: reusing ${summaryFile}: ${gen.total} samples, ${gen.written} verified (${results.generate.pass_rate.toFixed(1)} %)`);
+  } else {
+    const server = await serve({ model: teacher, tokenizer: tok, modelName: 'arith-teacher' });
+    const promptsFile = path.join(out, 'questions.jsonl');
+    fs.writeFileSync(promptsFile, genSet.map((p, i) => JSON.stringify({ id: `q${i}`, prompt: question(p), answer: String(p.a + p.b) })).join('\n') + '\n');
+    t = Date.now();
+    gen = await generate(
+      {
+        input: promptsFile, output: { dir: path.join(out, 'generated') },
+        teacher: { baseUrl: server.url, model: 'arith-teacher', n: nPer, seed: 1, temperature: 1, maxTokens: CONTEXT, stream: false },
+        requests: { concurrency: 64, timeoutMs: 600000 },
+        curation: { dedup: 'none', minChars: 1, dropTruncated: true, verifier: 'exact-match', answerField: 'answer' },
+      },
+      { progress: false, log: () => {}, force: true },
+    );
+    await server.close();
+    const secs = (Date.now() - t) / 1000;
+    results.generate = {
+      requests: gen.total, verified: gen.written, rejected: gen.rejected, rejected_by: gen.rejected_by, failed: gen.failed, seconds: secs,
+      completion_tokens: server.stats.completionTokens, tokens_per_s: server.stats.completionTokens / secs, mean_batch: server.batch.rowSteps / Math.max(1, server.batch.steps),
+      prefills: server.batch.prefills, pass_rate: (100 * gen.written) / gen.total,
+    };
+    log(`generate: ${gen.total} samples, ${gen.written} verified (${results.generate.pass_rate.toFixed(1)} %), ${gen.rejected} rejected; ${results.generate.tokens_per_s.toFixed(0)} tok/s served, mean batch ${results.generate.mean_batch.toFixed(1)}`);
+  }
   const samplesFile = path.join(out, 'generated', 'samples.jsonl');
   const verified = fs.statSync(samplesFile).size > 0 ? readChatJsonl(samplesFile) : [];
   const byId = new Map(genSet.map((p, i) => [`q${i}`, p]));
@@ -197,7 +208,7 @@ async function main() {
     const s = new GPT(studentArch);
     if (device !== 'cpu') s.to(device);
     const t1 = Date.now();
-    const r = await sft({ ...common, model: s, data, outDir: path.join(out, name), steps: studentSteps, force: true, logEvery: Math.max(1, Math.floor(studentSteps / 5)) });
+    const r = await sft({ ...common, lr: Number(values['student-lr'] ?? common.lr), model: s, data, outDir: path.join(out, name), steps: studentSteps, force: true, logEvery: Math.max(1, Math.floor(studentSteps / 5)) });
     results[name] = { params: s.numParameters(), steps: studentSteps, examples: data.length, train_seconds: (Date.now() - t1) / 1000, train_tokens_per_s: r.tokensPerSecond, final_loss: r.finalLoss };
     results[name].exact_match = await exactMatch(s, evalSet);
     log(`${name}: ${data.length} examples, exact match ${results[name].exact_match.accuracy.toFixed(1)} %`);
