@@ -40,7 +40,7 @@ const { values } = parseArgs({
 const quick = values.quick === true;
 const out = values.out ?? 'runs/arith-llm';
 const teacherSteps = Number(values['teacher-steps'] ?? (quick ? 20 : 1500));
-const studentSteps = Number(values['student-steps'] ?? (quick ? 10 : 1500));
+const studentSteps = Number(values['student-steps'] ?? (quick ? 10 : 3000));
 const nQuestions = Number(values.questions ?? (quick ? 16 : 4000)); // questions sent to the teacher
 const nPer = Number(values.n ?? 2); // samples per question
 const nEval = Number(values['eval-size'] ?? (quick ? 32 : 500));
