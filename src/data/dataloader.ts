@@ -60,6 +60,14 @@ export function defaultResidentFloatMB(): number {
   return v;
 }
 
+/**
+ * Row numbers as an index tensor for index_select on `device`: int32 on the CPU, which index_select takes as is (an
+ * int64 index would cost a conversion op per gather), int64 elsewhere.
+ */
+export function rowIndex(indices: Int32Array, device: string): Tensor {
+  return device === 'cpu' ? tensor(indices) : tensor(indices, { dtype: 'int64', device });
+}
+
 /** Rows converted at a time when building a resident copy: about 16 MiB of float32 per chunk. */
 const CHUNK_ELEMENTS = 4 << 20;
 
@@ -163,9 +171,9 @@ export class DataLoader {
         if (resident) {
           // the inputs were converted once (see the file header): one gather; the targets as on the per-batch path
           const ys = (ds as TensorDataset).tensors[1];
-          const idx = tensor(indices, { dtype: 'int64', device: resident.device });
+          const idx = rowIndex(indices, resident.device);
           const x = ops.index_select(resident, 0, idx);
-          let y = ops.index_select(ys, 0, ys.device === resident.device ? idx : tensor(indices, { dtype: 'int64', device: ys.device }));
+          let y = ops.index_select(ys, 0, ys.device === resident.device ? idx : rowIndex(indices, ys.device));
           if (this.device !== undefined) y = y.to({ device: this.device });
           return { x, y };
         }
@@ -252,8 +260,8 @@ export class DataLoader {
 
   private gather(ds: TensorDataset, indices: Int32Array): { x: Tensor; y: Tensor } {
     const [xs, ys] = ds.tensors;
-    const idx = tensor(indices, { dtype: 'int64', device: xs.device });
-    const idxY = ys.device === xs.device ? idx : tensor(indices, { dtype: 'int64', device: ys.device });
+    const idx = rowIndex(indices, xs.device);
+    const idxY = ys.device === xs.device ? idx : rowIndex(indices, ys.device);
     return { x: ops.index_select(xs, 0, idx), y: ops.index_select(ys, 0, idxY) };
   }
 
