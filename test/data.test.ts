@@ -266,21 +266,25 @@ describe('DataLoader', () => {
     ds.dispose();
   });
   it('hands batches to the caller: dispose() releases both tensors', () => {
-    const ds = toyImages(12);
-    const dl = new DataLoader(ds, { batchSize: 4, transforms: [normalize([0.5], [0.25])] });
-    const before = liveTensors();
-    const b: Batch = dl.batchAt(0);
-    assert.equal(liveTensors(), before + 2, 'a batch holds exactly x and y');
-    b.dispose();
-    assert.equal(liveTensors(), before);
-    tidy(() => {
-      const inside = dl.batchAt(1);
-      assert.equal(inside.x.shape[0], 4);
-    });
-    assert.equal(liveTensors(), before);
-    assert.throws(() => dl.batchAt(3), /DataLoader: batch 3 out of range \(3 batches of 4 from 12 samples\)/);
-    assert.throws(() => dl.batchAt(-1), /batch -1 out of range/);
-    ds.dispose();
+    for (const residentFloatMB of [0, undefined]) {
+      const ds = toyImages(12);
+      const dl = new DataLoader(ds, { batchSize: 4, transforms: [normalize([0.5], [0.25])], residentFloatMB });
+      // the resident copy (made on first use, owned by the data set) is not a batch's
+      assert.equal(dl.usesResidentFloat(), residentFloatMB === undefined);
+      const before = liveTensors();
+      const b: Batch = dl.batchAt(0);
+      assert.equal(liveTensors(), before + 2, 'a batch holds exactly x and y');
+      b.dispose();
+      assert.equal(liveTensors(), before);
+      tidy(() => {
+        const inside = dl.batchAt(1);
+        assert.equal(inside.x.shape[0], 4);
+      });
+      assert.equal(liveTensors(), before);
+      assert.throws(() => dl.batchAt(3), /DataLoader: batch 3 out of range \(3 batches of 4 from 12 samples\)/);
+      assert.throws(() => dl.batchAt(-1), /batch -1 out of range/);
+      ds.dispose();
+    }
   });
   it('collates a generic Dataset sample by sample and releases what get() made', () => {
     const made: Tensor[] = [];
@@ -324,6 +328,125 @@ describe('DataLoader', () => {
     assert.throws(() => toy.subset([5]), /toy\.subset: index 5 \(position 0\) out of range \[0, 5\)/);
     sub.dispose();
     toy.dispose();
+  });
+});
+
+// ------------------------------------------------------------------------------------------------ resident float mode
+
+/** n uint8 images [c, h, w] of seeded random bytes (every value 0..255 occurs), labels i mod 10. */
+function randomImages(n: number, c: number, h: number, w: number, seed = 1): ImageDataset {
+  const rng = new Rng(seed);
+  const bytes = Uint8Array.from({ length: n * c * h * w }, () => rng.int(256));
+  return tidy(() => new ImageDataset('random', tensor(bytes, { shape: [n, c, h, w], dtype: 'uint8' }), arange(n).remainder(10), ['a']));
+}
+
+/**
+ * Every batch of `epochs` epochs from both loaders: the same indices, the same targets and the same input bits
+ * (compared as bytes, so -0 and NaN payloads count too).
+ */
+function assertSameBatches(a: DataLoader, b: DataLoader, epochs: number, what: string): number {
+  assert.equal(a.length, b.length, what);
+  let compared = 0;
+  for (let e = 0; e < epochs; e++) {
+    a.setEpoch(e);
+    b.setEpoch(e);
+    for (let k = 0; k < a.length; k++) {
+      const p = a.batchAt(k), q = b.batchAt(k);
+      try {
+        assert.deepEqual(Array.from(q.indices), Array.from(p.indices), `${what}: epoch ${e} batch ${k} indices`);
+        assert.deepEqual(q.x.shape, p.x.shape, `${what}: epoch ${e} batch ${k} shape`);
+        assert.equal(q.x.dtype, p.x.dtype);
+        assert.equal(q.y.dtype, p.y.dtype);
+        assert.ok(Buffer.from(tidy(() => q.y.data()).buffer).equals(Buffer.from(tidy(() => p.y.data()).buffer)), `${what}: epoch ${e} batch ${k} targets`);
+        const px = Buffer.from(tidy(() => p.x.data()).buffer), qx = Buffer.from(tidy(() => q.x.data()).buffer);
+        assert.ok(qx.equals(px), `${what}: epoch ${e} batch ${k} inputs differ`);
+        compared++;
+      } finally {
+        p.dispose();
+        q.dispose();
+      }
+    }
+  }
+  return compared;
+}
+
+describe('DataLoader resident float mode', () => {
+  checkLeaks();
+  it('gives the per-batch path\'s batches bit for bit: order, targets, values', () => {
+    // odd sizes and a partial last batch (vector-loop tails), several conversion chunks (4608 bytes a row: 910 rows a
+    // chunk), three channels with awkward statistics, with and without scaling
+    const cases: [string, ImageDataset, Omit<ConstructorParameters<typeof DataLoader>[1], 'batchSize'>][] = [
+      ['1 channel, normalize, 2 chunks', randomImages(1000, 1, 64, 72), { transforms: [normalize([0.2860], [0.3530])] }],
+      ['3 channels, normalize', randomImages(203, 3, 7, 9, 2), { transforms: [normalize([0.4914, 0.4822, 0.4465], [0.247, 0.2435, 0.2616])] }],
+      ['scaling only', randomImages(101, 1, 5, 3, 3), {}],
+      ['no scaling, two normalizes, device', randomImages(77, 2, 3, 3, 4), { scale: false, device: 'cpu', transforms: [normalize([127.5, 3], [64, 0.7]), normalize([0.1, -0.2], [1.5, 0.3])] }],
+    ];
+    for (const [what, ds, opts] of cases) {
+      const perBatch = new DataLoader(ds, { batchSize: 13, shuffle: true, seed: 5, residentFloatMB: 0, ...opts });
+      const resident = new DataLoader(ds, { batchSize: 13, shuffle: true, seed: 5, ...opts });
+      assert.equal(perBatch.usesResidentFloat(), false, what);
+      assert.equal(resident.usesResidentFloat(), true, what);
+      assert.equal(assertSameBatches(perBatch, resident, 2, what), 2 * resident.length);
+      ds.dispose();
+    }
+  });
+  it('matches the per-batch path on Fashion-MNIST (12,000 images, 3 chunks, batch 64)', (t) => {
+    let ds: ImageDataset;
+    try {
+      ds = loadFashionMnist({ split: 'train', limit: 12000 });
+    } catch {
+      t.skip('Fashion-MNIST is not installed');
+      return;
+    }
+    const norm = [normalize([0.286], [0.353])];
+    const perBatch = new DataLoader(ds, { batchSize: 64, shuffle: true, seed: 0, transforms: norm, residentFloatMB: 0 });
+    const resident = new DataLoader(ds, { batchSize: 64, shuffle: true, seed: 0, transforms: norm });
+    assert.ok(resident.usesResidentFloat());
+    assert.equal(assertSameBatches(perBatch, resident, 1, 'fashion-mnist'), 188);
+    ds.dispose();
+  });
+  it('keeps the per-batch path for random, batch-wise or over-budget transforms', () => {
+    const ds = randomImages(40, 1, 4, 4);
+    const mk = (o: Omit<ConstructorParameters<typeof DataLoader>[1], 'batchSize'>) => new DataLoader(ds, { batchSize: 8, shuffle: true, seed: 1, ...o });
+    const norm = normalize([0.5], [0.25]);
+    const batchWise = { name: 'batch-standardize', random: false, apply: (x: Tensor) => tidy(() => x.sub(x.mean())) };
+    assert.equal(mk({ transforms: [randomHorizontalFlip(), norm] }).usesResidentFloat(), false, 'random');
+    assert.equal(mk({ transforms: [norm, randomCrop(4, 1)] }).usesResidentFloat(), false, 'random after a deterministic one');
+    assert.equal(mk({ transforms: [norm, batchWise] }).usesResidentFloat(), false, 'deterministic but not perSample');
+    // 40 × 16 float32 = 2560 bytes
+    assert.equal(mk({ transforms: [norm], residentFloatMB: 2000 / 2 ** 20 }).usesResidentFloat(), false, 'over budget');
+    assert.equal(ds.derivedBytes(), 0, 'nothing kept for the loaders that fell back');
+    assert.equal(mk({ transforms: [norm], residentFloatMB: 2560 / 2 ** 20 }).usesResidentFloat(), true, 'at the budget');
+    // float inputs without transforms have nothing to convert
+    const floats = tidy(() => new TensorDataset(ops.rand([10, 1, 2, 2]), arange(10)));
+    assert.equal(new DataLoader(floats, { batchSize: 4 }).usesResidentFloat(), false);
+    // float inputs with a transform do: the transform runs once
+    const fl = new DataLoader(floats, { batchSize: 3, transforms: [norm] });
+    assert.equal(fl.usesResidentFloat(), true);
+    assertSameBatches(new DataLoader(floats, { batchSize: 3, transforms: [norm], residentFloatMB: 0 }), fl, 1, 'float inputs');
+    floats.dispose();
+    // a budget that would be exceeded by a second copy next to the first
+    assert.equal(mk({ transforms: [normalize([0.1], [0.2])], residentFloatMB: 4000 / 2 ** 20 }).usesResidentFloat(), false, 'the budget counts the copies already held');
+    assert.throws(() => mk({ residentFloatMB: -1 }), /residentFloatMB must be a non-negative number, got -1/);
+    const rand = mk({ transforms: [randomHorizontalFlip(), norm] });
+    assertSameBatches(rand, mk({ transforms: [randomHorizontalFlip(), norm], residentFloatMB: 0 }), 1, 'random');
+    ds.dispose();
+  });
+  it('shares one copy among loaders with the same conversion; the data set releases it', () => {
+    const ds = randomImages(30, 1, 4, 4);
+    const live = liveTensors();
+    const a = new DataLoader(ds, { batchSize: 8, transforms: [normalize([0.5], [0.25])] });
+    const b = new DataLoader(ds, { batchSize: 5, shuffle: true, transforms: [normalize([0.5], [0.25])] });
+    assert.ok(a.usesResidentFloat() && b.usesResidentFloat());
+    assert.equal(liveTensors(), live + 1, 'one copy for both loaders');
+    assert.equal(ds.derivedBytes(), 30 * 16 * 4);
+    const c = new DataLoader(ds, { batchSize: 8, transforms: [normalize([0.5], [0.5])] });
+    assert.ok(c.usesResidentFloat());
+    assert.equal(liveTensors(), live + 2, 'another conversion, another copy');
+    // the data set's identity (its tensors) is unchanged
+    assert.equal(ds.tensors.length, 2);
+    ds.dispose();
+    assert.equal(liveTensors(), live - 2, 'dispose releases the tensors and the copies');
   });
 });
 

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { manualSeed, noGrad, tidy, tensor } from '../src/torch';
 import { DataLoader, loadMnist, normalize, randomHorizontalFlip } from '../src/data';
 import { LeNet5Half } from '../src/models';
-import { hashModule, teacherLogits } from '../src/distill';
+import { hashDataset, hashModule, teacherCacheFile, teacherLogits } from '../src/distill';
 import { checkLeaks, maxDiff } from './helpers';
 
 describe('teacher-output cache', () => {
@@ -48,6 +48,34 @@ describe('teacher-output cache', () => {
     for (const r of [a, b, c]) r.logits.dispose();
     batch.x.dispose();
     batch.y.dispose();
+    teacher.dispose();
+    data.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+  it('keys and fills the cache the same whether the loader converts per batch or keeps a resident float copy', async () => {
+    manualSeed(0);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-cache-'));
+    const data = loadMnist({ split: 'test', limit: 300 });
+    const teacher = new LeNet5Half();
+    const norm = [normalize([0.1307], [0.3081])];
+    const perBatch = new DataLoader(data, { batchSize: 64, shuffle: true, seed: 3, transforms: norm, residentFloatMB: 0 });
+    const hash0 = hashDataset(data);
+    const file0 = teacherCacheFile(teacher, perBatch, dir);
+    const a = await teacherLogits(teacher, perBatch, dir);
+    assert.equal(a.fromCache, false);
+    fs.rmSync(a.file);
+    const resident = new DataLoader(data, { batchSize: 64, shuffle: true, seed: 3, transforms: norm });
+    assert.ok(resident.usesResidentFloat());
+    assert.equal(hashDataset(data), hash0, 'the resident copy is not part of the data set identity');
+    assert.equal(teacherCacheFile(teacher, resident, dir), file0);
+    const b = await teacherLogits(teacher, resident, dir);
+    assert.equal(b.fromCache, false);
+    assert.equal(b.file, file0);
+    assert.equal(maxDiff(a.logits, b.logits), 0, 'the same logits, bit for bit');
+    // and a cache written by one is read by the other
+    const c = await teacherLogits(teacher, perBatch, dir);
+    assert.equal(c.fromCache, true);
+    for (const r of [a, b, c]) r.logits.dispose();
     teacher.dispose();
     data.dispose();
     fs.rmSync(dir, { recursive: true });

@@ -5,6 +5,7 @@ import * as vm from 'node:vm';
 import {
   Tensor, arange, cat, dispose, full, keep, liveTensors, manualSeed, noGrad, enableGrad, isGradEnabled, ones,
   ops, rand, randn, randint, tensor, tidy, version, zeros, getNumThreads, setNumThreads, nextTick, scalarTensor,
+  startOpProfile, stopOpProfile,
 } from '../src/torch';
 import { native, op } from '../src/torch/handle';
 import { checkLeaks, gradcheck } from './helpers';
@@ -293,6 +294,28 @@ describe('runtime', () => {
     assert.equal(getNumThreads().torch, 2);
     setNumThreads(before.torch);
     assert.throws(() => setNumThreads(0), /positive integer/);
+  });
+  it('profiles operator calls and autograd nodes with nesting', () => {
+    const w = tidy(() => keep(randn([4, 3]).requiresGrad_()));
+    startOpProfile();
+    tidy(() => {
+      for (let i = 0; i < 3; i++) ops.mm(randn([2, 4]), w).sum().backward();
+    });
+    const rows = stopOpProfile();
+    const row = (name: string) => rows.find((r) => r.name === name);
+    assert.equal(row('aten::mm')?.calls, 3 + 3, 'three forward mm and three for the weight gradient');
+    assert.equal(row('aten::randn')?.calls, 3);
+    assert.equal(row('MmBackward0')?.calls, 3);
+    for (const r of rows) assert.ok(r.selfUs <= r.totalUs + 1e-6 && r.totalUs >= 0, r.name);
+    const randn_ = row('aten::randn')!;
+    assert.ok(randn_.selfUs < randn_.totalUs, 'randn contains normal_ (self time excludes it)');
+    assert.deepEqual(rows.map((r) => r.selfUs), [...rows.map((r) => r.selfUs)].sort((a, b) => b - a), 'most self time first');
+    // stopped: nothing more is recorded, and a second stop returns nothing
+    tidy(() => {
+      ops.mm(w.t(), w);
+    });
+    assert.deepEqual(stopOpProfile(), []);
+    w.dispose();
   });
   it('reports versions and checks them at load', () => {
     const v = version();

@@ -26,9 +26,15 @@ function checkIndices(indices: ArrayLike<number>, n: number, who: string): Int32
 /**
  * Rows of aligned tensors (dimension 0 = sample). The data set owns its tensors: the constructor exempts them from
  * `tidy` scopes, and `dispose()` releases them. The DataLoader gathers batches with index_select.
+ *
+ * Derived copies: a DataLoader may store a whole-data-set copy of the inputs with its scaling and transforms applied
+ * (the resident float mode, see dataloader.ts) on the data set, under a key naming the conversion. Loaders with the
+ * same conversion share it; the data set owns it and `dispose()` releases it with the tensors. Derived copies are not
+ * among `tensors`, so they change neither the data set's rows nor its identity (teacher-cache keys hash `tensors`).
  */
 export class TensorDataset implements Dataset<Tensor[]> {
   readonly tensors: Tensor[];
+  private readonly derivedCopies = new Map<string, Tensor>();
   constructor(...tensors: Tensor[]) {
     if (tensors.length === 0) throw new Error('TensorDataset: needs at least one tensor');
     tensors.forEach((t, i) => {
@@ -61,9 +67,34 @@ export class TensorDataset implements Dataset<Tensor[]> {
       return this.tensors.map((t) => t.indexSelect(0, i));
     }));
   }
+  /** @internal The derived copy stored under `key`, if any (see the class comment). */
+  derived(key: string): Tensor | undefined {
+    return this.derivedCopies.get(key);
+  }
+  /** @internal Stores a derived copy (kept; the data set owns it from now on). */
+  setDerived(key: string, t: Tensor): void {
+    this.derivedCopies.get(key)?.dispose();
+    this.derivedCopies.set(key, keep(t));
+  }
+  /** @internal Bytes held in derived copies. */
+  derivedBytes(): number {
+    let n = 0;
+    for (const t of this.derivedCopies.values()) n += tensorBytes(t);
+    return n;
+  }
+  /** Releases the tensors and any derived copies. */
   dispose(): void {
     for (const t of this.tensors) t.dispose();
+    for (const t of this.derivedCopies.values()) t.dispose();
+    this.derivedCopies.clear();
   }
+}
+
+const ELEMENT_BYTES: Record<string, number> = { complex128: 16, complex64: 8, float64: 8, int64: 8, float32: 4, int32: 4, float16: 2, bfloat16: 2, int16: 2, int8: 1, uint8: 1, bool: 1 };
+
+/** @internal Bytes of a tensor's elements (numel × element size). */
+export function tensorBytes(t: Tensor): number {
+  return t.numel() * ELEMENT_BYTES[t.dtype];
 }
 
 /** An image classification set: uint8 images [N, C, H, W], int64 labels [N], class names. */

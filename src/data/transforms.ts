@@ -5,6 +5,10 @@
 // (loader seed, epoch, batch number), so augmentation is reproducible, independent of libtorch's generator and of
 // `manualSeed`, and the same whichever order batches are produced in (e.g. after a resume). The draws per batch are,
 // in sample order: randomCrop one (top, left) pair per sample; randomHorizontalFlip one uniform number per sample.
+//
+// Deterministic transforms that work sample by sample (`perSample: true`, as `normalize`) let the DataLoader convert the
+// whole resident data set once instead of every batch (see dataloader.ts); they must then give each sample the same
+// bits whatever batch it is in, which elementwise ops do.
 import { Tensor, arange, ops, tensor, tidy } from '../torch';
 import type { Rng } from './rng';
 
@@ -13,6 +17,12 @@ export interface BatchTransform {
   readonly name: string;
   /** Whether the output depends on the random draws. */
   readonly random: boolean;
+  /**
+   * Set on deterministic transforms whose output for a sample depends only on that sample, never on the rest of the
+   * batch (e.g. `normalize`). The DataLoader may then apply them once to the whole data set (its resident float mode,
+   * see dataloader.ts) instead of to every batch. Unset counts as false.
+   */
+  readonly perSample?: boolean;
   apply(x: Tensor, rng: Rng): Tensor;
 }
 
@@ -32,6 +42,7 @@ export function normalize(mean: number[], std: number[]): BatchTransform {
   return {
     name: `normalize(mean=[${mean}], std=[${std}])`,
     random: false,
+    perSample: true,
     apply(x) {
       const c = x.shape[1];
       if (x.ndim < 2 || c !== mean.length)

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Tensor, dispose, keep, loadSafetensors, manualSeed, nextTick, noGrad, ops, saveSafetensors, tensor, tidy, writeFileAtomic, appendLineDurable, removeStaleTempFiles } from '../torch';
 import { F, Module } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, warmup } from '../optim';
-import { DataLoader, TensorDataset, mixSeed } from '../data';
+import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
 import { responseKD, softTargetLoss } from './response';
 import { kdLossPerSample } from './losses';
 import { DynamicTemperature, Progress as RunProgress, ScheduleSpec, checkSchedule, dynamicTemperature, initialValue, isConstant, scheduleValue } from './schedules';
@@ -317,7 +317,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
           } else if (kd) {
             logits = o.model.call(b.x) as Tensor;
             let t: Tensor;
-            if (cached) t = cached.indexSelect(0, tensor(b.indices, { dtype: 'int64', device: cached.device }));
+            if (cached) t = cached.indexSelect(0, rowIndex(b.indices, cached.device));
             else {
               t = ext ? ext.get('logits')! : tidy(() => noGrad(() => (o.teacher as Module).call(b.x) as Tensor));
               if (cacheFile) {

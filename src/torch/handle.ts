@@ -46,6 +46,8 @@ export interface Native {
   jitTo(m: ScriptHandle, device: string): void;
   jitInfo(m: ScriptHandle): { schema: string; parameters: number };
   jitDispose(m: ScriptHandle): void;
+  /** Starts (true) or stops (false) the op profile; stopping returns [name, calls, total µs, self µs] rows. */
+  opProfile(on: boolean): [string, number, number, number][] | undefined;
 }
 
 /** Opaque handle to a loaded TorchScript module (an N-API external). */
