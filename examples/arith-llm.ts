@@ -188,8 +188,7 @@ async function main() {
   // where the rejected samples went wrong: in a column step, or only in the final answer after correct steps
   let badStep = 0;
   for (const c of unverified) {
-    const p = byQuestion.get(c.messages[0].content) ?? null;
-    const want = solution(p!);
+    const want = solution(byQuestion.get(c.messages[0].content)!);
     const steps = want.slice(0, want.indexOf('.') + 1);
     if (!c.messages[1].content.startsWith(steps)) badStep++;
   }

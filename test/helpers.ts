@@ -1,5 +1,6 @@
 // Shared test utilities: leak checks, float64 central-difference gradient checks, teacher agreement.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { afterEach, beforeEach } from 'node:test';
 import { Tensor, dispose, liveTensors, noGrad, tidy, randn } from '../src/torch';
 import type { Module } from '../src/nn';
@@ -130,4 +131,31 @@ export function assertExactlyOnce(dir: string, ids: readonly string[]): { sample
   assert.equal(new Set(all).size, all.length, 'no sample id appears twice');
   assert.deepEqual([...all].sort(), [...ids].sort(), 'every prompt × sample index is accounted for, nothing else');
   return { samples, rejected, failures };
+}
+
+/**
+ * Starts `tsdistill serve` (the CLI at `cli`) as a child process and waits until its output matches `ready`, whose
+ * first group is the base URL. `stop()` sends SIGINT and resolves with the exit code; `out` holds what it printed.
+ */
+export async function startServeProcess(cli: string, args: string[], ready: RegExp): Promise<{ url: string; out: { stdout: string; stderr: string }; stop(): Promise<number | null> }> {
+  const srv = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = { stdout: '', stderr: '' };
+  srv.stderr.on('data', (c) => (out.stderr += c));
+  const exited = new Promise<number | null>((resolve) => srv.on('exit', (c) => resolve(c)));
+  const url = await new Promise<string>((resolve, reject) => {
+    srv.stdout.on('data', (c) => {
+      out.stdout += c;
+      const m = ready.exec(out.stdout);
+      if (m) resolve(m[1]);
+    });
+    srv.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${out.stderr}`)));
+  });
+  return {
+    url,
+    out,
+    stop: () => {
+      srv.kill('SIGINT');
+      return exited;
+    },
+  };
 }

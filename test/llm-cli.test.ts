@@ -1,11 +1,12 @@
 // `tsdistill sft` and `tsdistill serve` as processes: train a tiny decoder from chat JSONL, serve the checkpoint,
 // ask it over HTTP, stop it with SIGINT.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { startServeProcess } from './helpers';
 
 const root = path.join(__dirname, '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
@@ -34,18 +35,8 @@ describe('tsdistill sft / serve', () => {
     assert.ok(!fs.existsSync(path.join(tmp, 'y', 'last.safetensors')));
 
     const ckpt = path.join(out, 'last.safetensors');
-    const srv = spawn(process.execPath, [cli, 'serve', ckpt, '--port', '0', '--model-name', 'tiny', '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    srv.stderr.on('data', (c) => (stderr += c));
-    const url = await new Promise<string>((resolve, reject) => {
-      srv.stdout.on('data', (c) => {
-        stdout += c;
-        const m = /at (http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(stdout);
-        if (m) resolve(m[1]);
-      });
-      srv.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
-    });
+    const srv = await startServeProcess(cli, [ckpt, '--port', '0', '--model-name', 'tiny', '--threads', '1'], /at (http:\/\/127\.0\.0\.1:\d+\/v1)/);
+    const url = srv.url;
     try {
       const res = await fetch(`${url}/chat/completions`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
@@ -56,9 +47,7 @@ describe('tsdistill sft / serve', () => {
       assert.equal(j.model, 'tiny');
       assert.ok(j.usage.completion_tokens >= 1 && j.usage.completion_tokens <= 5);
     } finally {
-      const code = new Promise<number | null>((resolve) => srv.on('exit', (c) => resolve(c)));
-      srv.kill('SIGINT');
-      assert.equal(await code, 0, stderr);
+      assert.equal(await srv.stop(), 0, srv.out.stderr);
     }
   });
 });

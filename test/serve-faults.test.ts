@@ -4,14 +4,13 @@
 // exactly once, and the samples are what the unfaulted server gives for the same seeds. Also the spec parser, the
 // seeded plan, and `tsdistill serve --faults`.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { manualSeed } from '../src/torch';
 import { GPT } from '../src/models/gpt';
-import { assertExactlyOnce, readJsonl } from './helpers';
+import { assertExactlyOnce, readJsonl, startServeProcess } from './helpers';
 import {
   ByteTokenizer, generate, GenerationInterrupted, readPrompts, sampleId, saveDecoder, serve,
   startFaultProxy, parseFaultSpec, describeFaultSpec, faultPlan,
@@ -281,30 +280,18 @@ describe('fault proxy in front of serve', () => {
   it('tsdistill serve --faults puts the proxy on the public port', async () => {
     const ckpt = path.join(tmp, 'tiny.safetensors');
     saveDecoder(model, ckpt, tok);
-    const srv = spawn(process.execPath, [cli, 'serve', ckpt, '--port', '0', '--threads', '1', '--quiet', '--faults', '500*1,429*1,retry-after=0', '--fault-seed', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    srv.stderr.on('data', (c) => (stderr += c));
-    const url = await new Promise<string>((resolve, reject) => {
-      srv.stdout.on('data', (c) => {
-        stdout += c;
-        const m = /at (http:\/\/127\.0\.0\.1:\d+\/v1)[\s\S]*\n.*injecting faults/.exec(stdout);
-        if (m) resolve(m[1]);
-      });
-      srv.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
-    });
+    const srv = await startServeProcess(cli, [ckpt, '--port', '0', '--threads', '1', '--quiet', '--faults', '500*1,429*1,retry-after=0', '--fault-seed', '3'], /at (http:\/\/127\.0\.0\.1:\d+\/v1)[\s\S]*\n.*injecting faults/);
+    const url = srv.url;
     try {
-      assert.match(stdout, /injecting faults at http:\/\/127\.0\.0\.1:\d+\/v1 \(seed 3\): the first 2 requests: 500, 429 \(Retry-After 0 s\); the server itself is at http:\/\/127\.0\.0\.1:\d+\/v1/);
+      assert.match(srv.out.stdout, /injecting faults at http:\/\/127\.0\.0\.1:\d+\/v1 \(seed 3\): the first 2 requests: 500, 429 \(Retry-After 0 s\); the server itself is at http:\/\/127\.0\.0\.1:\d+\/v1/);
       const post = () => fetch(`${url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }) });
       assert.equal((await post()).status, 500);
       const r = await post();
       assert.deepEqual([r.status, r.headers.get('retry-after')], [429, '0']);
       assert.equal((await post()).status, 200);
     } finally {
-      const code = new Promise<number | null>((resolve) => srv.on('exit', (c) => resolve(c)));
-      srv.kill('SIGINT');
-      assert.equal(await code, 0, stderr);
+      assert.equal(await srv.stop(), 0, srv.out.stderr);
     }
-    assert.match(stdout, /faults injected: 429 ×1, 500 ×1; 1 request passed/);
+    assert.match(srv.out.stdout, /faults injected: 429 ×1, 500 ×1; 1 request passed/);
   });
 });
