@@ -12,8 +12,11 @@
 import { Tensor, keep, noGrad, ops, tidy } from '../torch';
 import { BatchNorm2d, Conv2d, Linear, Module, ModuleList, closest } from '../nn';
 import { type Teacher, isTeacher } from '../teachers';
+import { F } from '../nn';
 import * as L from './losses';
-import { Progress, ScheduleSpec, checkSchedule, initialValue, scheduleValue } from './schedules';
+import { DynamicTemperature, Progress, ScheduleSpec, checkSchedule, dynamicTemperature, initialValue, scheduleValue } from './schedules';
+import { type LossResult, lossTensor } from './terms';
+import { type SoftLoss, softTerm } from './response';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -26,14 +29,21 @@ export type LossNeeds = 'same' | 'spatial' | 'batch';
 export interface LossContext {
   /** The batch's labels (class indices), for losses that use them (DKD). */
   labels?: Tensor;
+  /** Where training is (for losses that change over training). */
+  progress?: Progress;
+  /** Whether any of the loss's options follows a schedule that moves (constant-only shortcuts must not apply). */
+  scheduled?: boolean;
 }
 
 export interface LossDef {
   needs: LossNeeds;
   /** Number of layers per side (FSP uses pairs); default 1. */
   arity?: 1 | 2;
-  /** The loss on captured tensors (one per layer of the match, per side). */
-  fn: (student: Tensor[], teacher: Tensor[], ctx: LossContext, opts: Record<string, unknown>) => Tensor;
+  /**
+   * The loss on captured tensors (one per layer of the match, per side): a tensor, or a tensor and a constant scale
+   * kept out of the graph (see terms.ts).
+   */
+  fn: (student: Tensor[], teacher: Tensor[], ctx: LossContext, opts: Record<string, unknown>) => LossResult;
   /** One line for listings. */
   doc?: string;
 }
@@ -66,11 +76,23 @@ export function registerBuiltinLosses(): void {
   if (builtinLosses) return;
   builtinLosses = true;
   const num = (o: Record<string, unknown>, k: string) => o[k] as number | undefined;
-  const one = (needs: LossNeeds, doc: string, f: (s: Tensor, t: Tensor, ctx: LossContext, o: Record<string, unknown>) => Tensor): LossDef =>
+  const one = (needs: LossNeeds, doc: string, f: (s: Tensor, t: Tensor, ctx: LossContext, o: Record<string, unknown>) => LossResult): LossDef =>
     ({ needs, doc, fn: (s, t, ctx, o) => f(s[0], t[0], ctx, o) });
-  registerLoss('kd', one('same', 'KL(softmax(t/T) ‖ softmax(s/T))·T² on logits', (s, t, _c, o) => L.kdLoss(s, t, { temperature: num(o, 'temperature') })));
-  registerLoss('soft_ce', one('same', 'soft cross-entropy on logits ·T²', (s, t, _c, o) => L.kdLoss(s, t, { temperature: num(o, 'temperature'), kind: 'soft_ce' })));
-  registerLoss('logit_mse', one('same', 'MSE between logits', (s, t) => L.hintLoss(s, t)));
+  registerLoss('ce', one('batch', 'cross-entropy of logits against class labels (teacher side: labels)', (s, t, _c, o) =>
+    F.crossEntropy(s, t, num(o, 'labelSmoothing') ? { labelSmoothing: num(o, 'labelSmoothing') } : {})));
+  // response KD: options temperature (default 4, may follow a schedule) and, for kl, dynamicTemperature (flsw / cwsm)
+  const response = (kind: SoftLoss) => (s: Tensor, t: Tensor, c: LossContext, o: Record<string, unknown>) => {
+    const T = num(o, 'temperature') ?? 4;
+    if (typeof T !== 'number' || !(T > 0)) throw new Error(`${kind}: temperature must be positive, got ${T}`);
+    const dyn = o.dynamicTemperature as DynamicTemperature | undefined;
+    if (dyn && kind !== 'kl') throw new Error(`${kind}: a dynamic temperature needs the kl soft loss`);
+    return softTerm(s, t, T, kind, { scheduled: c.scheduled, tau: dyn ? dynamicTemperature(dyn, s, t, T) : undefined });
+  };
+  const kl = one('same', 'KL(softmax(t/T) ‖ softmax(s/T))·T² on logits (response KD)', response('kl'));
+  registerLoss('kl', kl);
+  registerLoss('kd', { ...kl, doc: 'the same as kl' });
+  registerLoss('soft_ce', one('same', 'soft cross-entropy on logits ·T²', response('soft_ce')));
+  registerLoss('logit_mse', one('same', 'MSE between logits', response('logit_mse')));
   registerLoss('dkd', one('same', 'decoupled KD (target / non-target terms) on logits', (s, t, c, o) => {
     if (!c.labels) throw new Error('dkd: needs the batch labels');
     return L.dkdLoss(s, t, c.labels, { alpha: num(o, 'alpha'), beta: num(o, 'beta'), temperature: num(o, 'temperature') });
@@ -184,13 +206,13 @@ const LOGITS = 'logits';
  * The module path of a feature key: a module returning several tensors (attention returns [output, probabilities])
  * is captured as `path` (element 0), `path#1`, ...; `encoder.layers.0.self_attn#1` is attention probabilities.
  */
-function modulePath(key: string): string {
+export function modulePath(key: string): string {
   const i = key.indexOf('#');
   return i < 0 ? key : key.slice(0, i);
 }
 
 /** All module paths of a model (an external teacher's value names), for error messages. */
-function paths(m: Module | Teacher): string[] {
+export function modelPaths(m: Module | Teacher): string[] {
   if (isTeacher(m)) return m.valueNames();
   return m.namedModules().map(([p]) => p).filter((p) => p !== '');
 }
@@ -210,7 +232,7 @@ export class FeatureMatcher {
     if (!Array.isArray(specs) || specs.length === 0) throw new Error('FeatureMatcher: give at least one match');
     const check = (m: Module | Teacher, side: string, p: string, i: number) => {
       if (p === LOGITS) return;
-      const all = paths(m);
+      const all = modelPaths(m);
       // an external teacher whose names are known only after a batch (TorchScript) is checked when it runs
       if (isTeacher(m) && all.length === 0) return;
       // a module's extra outputs (`path#1`) are checked by their module path; an external teacher's value names as they are
@@ -328,7 +350,7 @@ export class FeatureMatcher {
         const tv = m.t.map((p) => tf.get(p)!);
         const sp = m.proj ? [m.proj.call(sv[0]) as Tensor] : sv;
         const w = progress ? scheduleValue(m.weight, progress) : initialValue(m.weight);
-        terms.set(m.name, m.def.fn(sp, tv, { labels }, m.spec.options ?? {}).mul(w));
+        terms.set(m.name, lossTensor(m.def.fn(sp, tv, { labels, progress }, m.spec.options ?? {})).mul(w));
       }
       return { logits: s.logits, teacherLogits: ops.alias(tf.get(LOGITS)!), terms };
     } finally {
@@ -354,7 +376,7 @@ export class FeatureMatcher {
  * in registration order. An empty result lists the closest paths.
  */
 export function expandPattern(model: Module | Teacher, pattern: string): string[] {
-  const all = paths(model);
+  const all = modelPaths(model);
   if (!pattern.includes('*')) return [pattern];
   // an output suffix (`encoder.layers.*.self_attn#1`) is kept on every expanded path
   const base = modulePath(pattern);

@@ -1,4 +1,4 @@
-export { responseKD, hintonKD, softTargetLoss, type ResponseKDOptions, type KDLossTerms, type SoftLoss } from './response';
+export { responseKD, hintonKD, softTargetLoss, softTerm, type ResponseKDOptions, type KDLossTerms, type SoftLoss } from './response';
 export { teacherLogits, hashModule, hashDataset, teacherCacheFile, readTeacherCache, writeTeacherCache, computeTeacherLogits, type TeacherLogitsResult } from './teacher-cache';
 export { trainModel, evaluate, deviceOf, TrainingInterrupted, type TrainOptions, type TrainSummary, type EpochMetrics } from './trainer';
 export * from './losses';
@@ -15,3 +15,8 @@ export { tokenKdLoss, topkForwardKl, TOKEN_KD_LOSSES, type TokenKdLoss, type Tok
 export {
   sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, cosineLr, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,
 } from './sft';
+export {
+  runEngine, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec,
+} from './engine';
+export { RunDir, type RunState } from './rundir';
+export { weightedSum, lossTensor, lossValue, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';

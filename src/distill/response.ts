@@ -3,6 +3,8 @@
 // with soft = KL(softmax(teacher/T) ‖ softmax(student/T)) (batch mean), soft cross-entropy, or logit MSE.
 import { Tensor, noGrad, ops, tidy } from '../torch';
 import { F } from '../nn';
+import { type LossResult, lossValue, weightedSum } from './terms';
+import { kdLossPerSample } from './losses';
 
 export type SoftLoss = 'kl' | 'soft_ce' | 'logit_mse';
 
@@ -42,39 +44,43 @@ export function softTargetLoss(student: Tensor, teacher: Tensor, temperature: nu
   });
 }
 
-/** Builds the response-KD loss function. Teacher logits must come from a frozen teacher (no grad). */
+/**
+ * The soft term as the registered losses `kl` / `soft_ce` / `logit_mse` compute it. KL at a constant temperature on
+ * [batch, classes] logits is returned as the summed KL with T²/B as its scale (the batch mean and T² fold into the one
+ * multiply-add that adds it to the other terms); a per-sample temperature (`tau`, from `dynamicTemperature`) gives
+ * τᵢ²-weighted KL; otherwise `softTargetLoss`.
+ */
+export function softTerm(student: Tensor, teacher: Tensor, temperature: number, kind: SoftLoss, opts: { scheduled?: boolean; tau?: Tensor } = {}): LossResult {
+  if (opts.tau) return kdLossPerSample(student, teacher, opts.tau);
+  if (kind !== 'kl' || opts.scheduled || student.ndim !== 2) return softTargetLoss(student, teacher, temperature, kind);
+  const a = student.shape, b = teacher.shape;
+  if (a.length !== b.length || a.some((x, i) => x !== b[i]))
+    throw new Error(`responseKD: student logits [${a.join(', ')}] and teacher logits [${b.join(', ')}] differ in shape`);
+  if (!(temperature > 0)) throw new Error(`responseKD: temperature must be positive, got ${temperature}`);
+  const invT = 1 / temperature;
+  const lt = noGrad(() => ops.log_softmax_int(teacher.mul(invT), 1, null));
+  const klSum = ops.kl_div(ops.log_softmax_int(student.mul(invT), 1, null), lt, 2, { log_target: true });
+  return { value: klSum, scale: (temperature * temperature) / a[0] };
+}
+
+/**
+ * Builds the response-KD loss function α·CE + (1−α)·soft: the terms `ce` and `kl` / `soft_ce` / `logit_mse`, summed
+ * as the training engine sums them. Teacher logits must come from a frozen teacher (no grad).
+ */
 export function responseKD(opts: ResponseKDOptions = {}): (student: Tensor, teacher: Tensor, labels: Tensor) => KDLossTerms {
   const T = opts.temperature ?? 4;
   const alpha = opts.alpha ?? 0.1;
   const kind = opts.softLoss ?? 'kl';
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`responseKD: alpha must be in [0, 1], got ${alpha}`);
   if (!(T > 0)) throw new Error(`responseKD: temperature must be positive, got ${T}`);
-  if (kind !== 'kl')
-    return (student, teacher, labels) =>
-      tidy(() => {
-        const hard = F.crossEntropy(student, labels);
-        const soft = softTargetLoss(student, teacher, T, kind);
-        return { loss: hard.mul(alpha).add(soft.mul(1 - alpha)), hard, soft };
-      });
-  // KL, the common case, with as few graph nodes as the formula allows (it runs every step): the batch mean and T²
-  // fold into the one scale applied to the summed KL, α·CE + (1−α)·(T²/B)·ΣKL in a single add, and the reported soft
-  // term is scaled outside the graph.
-  const invT = 1 / T;
-  return (student, teacher, labels) => {
-    const a = student.shape, b = teacher.shape;
-    if (a.length !== b.length || a.some((x, i) => x !== b[i]))
-      throw new Error(`responseKD: student logits [${a.join(', ')}] and teacher logits [${b.join(', ')}] differ in shape`);
-    if (a.length !== 2) throw new Error(`responseKD: logits must be [batch, classes], got [${a.join(', ')}]`);
-    return tidy(() => {
+  if (!['kl', 'soft_ce', 'logit_mse'].includes(kind)) throw new Error(`responseKD: unknown soft loss '${kind as string}' (expected kl, soft_ce or logit_mse)`);
+  return (student, teacher, labels) =>
+    tidy(() => {
       const hard = F.crossEntropy(student, labels);
-      const lt = noGrad(() => ops.log_softmax_int(teacher.mul(invT), 1, null));
-      const klSum = ops.kl_div(ops.log_softmax_int(student.mul(invT), 1, null), lt, 2, { log_target: true });
-      const scale = (T * T) / a[0];
-      const loss = ops.add_Tensor(hard.mul(alpha), klSum, { alpha: (1 - alpha) * scale });
-      const soft = noGrad(() => klSum.mul(scale));
-      return { loss, hard, soft };
+      const soft = softTerm(student, teacher, T, kind);
+      const loss = weightedSum([{ loss: hard, weight: alpha }, { loss: soft, weight: 1 - alpha }]);
+      return { loss, hard, soft: lossValue(soft) };
     });
-  };
 }
 
 /** Hinton et al.'s recipe as a preset. */

@@ -1,0 +1,753 @@
+// The one training engine. A run has
+//   roles   models, each frozen (a teacher: a Module, or an external Teacher run before the step, or its logits read
+//           from the teacher cache) or trainable (its own optimizer and learning-rate schedule);
+//   terms   registered losses (`ce`, `kl`, `soft_ce`, `logit_mse`, `dkd`, `hint`, `at`, `rkd`, ... — see
+//           registerBuiltinLosses) over named taps `<role>.<tap>` (`student.logits`, `teacher.layer3`,
+//           `student.encoder.layers.1.self_attn#1`) and `labels`, each weighted by a number or a schedule, with
+//           projections inserted where shapes differ (trained with the role whose tap they read);
+//   updates which terms each optimizer step minimises (default: one update, all terms, all trainable roles; several
+//           updates alternate, e.g. a discriminator's step and then a generator's).
+// Every kind of classification run goes through `runEngine`: plain training (one role, the term `ce`), response KD,
+// feature KD, several students learning from each other. Its run directory is the RunDir: checkpoints of every role
+// written atomically, state.json as the commit point, metrics.jsonl appended durably, exact resume at any step.
+import { Tensor, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
+import { Module, ModuleList, closest } from '../nn';
+import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, warmup } from '../optim';
+import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
+import { type Teacher, isTeacher, runTeacher } from '../teachers';
+import { type LayerMap, type LossDef, Projection, expandMatches, getLoss, modelPaths, modulePath, planProjection, registerBuiltinLosses } from './features';
+import { type Progress as RunProgress } from './schedules';
+import { type LossResult, type WeightSpec, checkOptions, checkWeight, lossValue, resolveOptions, weightAt, weightedSum } from './terms';
+import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
+import { RunDir } from './rundir';
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+export interface OptimizerSpec {
+  kind: 'sgd' | 'adam' | 'adamw';
+  lr: number;
+  momentum?: number;
+  weightDecay?: number;
+}
+export interface LrScheduleSpec {
+  kind: 'constant' | 'cosine' | 'step' | 'multistep';
+  /** For 'multistep': epochs (counted after warm-up) at which the learning rate is multiplied by 0.1. */
+  milestones?: number[];
+  /** Linear warm-up over this many epochs before the schedule (0 = none). */
+  warmupEpochs?: number;
+}
+
+export interface RoleSpec {
+  /** Letters, digits, _ and -: the prefix of the role's taps (`student.logits`). */
+  name: string;
+  /** A Module (trained here or frozen) or an external teacher (ONNX, TorchScript, TF.js, black box, HTTP). */
+  model: Module | Teacher;
+  /** Trainable roles have an optimizer; a role without one is frozen (eval mode, no gradients). */
+  optimizer?: OptimizerSpec;
+  schedule?: LrScheduleSpec;
+  /**
+   * Frozen roles: read logits from the teacher cache (computed once per data set and transforms) when only the logits
+   * are tapped and the training transforms are deterministic.
+   */
+  cache?: boolean;
+}
+
+export interface TermSpec {
+  /** A registered loss: ce, kl, soft_ce, logit_mse, dkd, hint, at, rkd, ... (lossNames()). */
+  loss: string;
+  /** The side that learns: tap(s) `<role>.<path>`; a `*` in the path pairs layers (see `map`). */
+  student: string | string[];
+  /** The target side (never receives gradients): tap(s) `<role>.<path>`, or `labels`. */
+  teacher: string | string[];
+  /** Default 1: a number, a schedule ({ kind: 'linear', from, to }, ...) or a function of progress. */
+  weight?: WeightSpec;
+  /** Options of the loss (temperature, p, ...); any numeric option may be a schedule. */
+  options?: Record<string, unknown>;
+  /** 'auto' (default) inserts a projection where the loss needs equal shapes and they differ; 'none' refuses. */
+  proj?: 'auto' | 'none';
+  /** How `*` patterns pair up (uniform, last_k, explicit); default uniform. */
+  map?: LayerMap;
+  /** Name in metrics and logs (default `<loss>:<student path>`). */
+  name?: string;
+  /**
+   * Also report the unweighted value as a top-level metric under this key (e.g. `hard`, `soft`); false: not reported
+   * apart from the total loss. Default: the weighted value under `terms.<name>`.
+   */
+  metric?: string | false;
+}
+
+export interface UpdateSpec {
+  /** The trainable roles whose optimizers step in this update. */
+  roles: string[];
+  /** The terms (by name) this update minimises. */
+  terms: string[];
+}
+
+export interface EngineOptions {
+  name?: string;
+  roles: RoleSpec[];
+  terms: TermSpec[];
+  /** Default: one update over every term and every trainable role. */
+  updates?: UpdateSpec[];
+  /** The role whose weights are `last.safetensors` / `best.safetensors` (default: the first trainable role). */
+  primary?: string;
+  train: DataLoader;
+  test: TensorDataset;
+  testTransforms: DataLoader['transforms'];
+  epochs: number;
+  seed: number;
+  outDir: string;
+  resume?: boolean;
+  force?: boolean;
+  /** Keep `epoch-N.safetensors` every N epochs (0 = never; default 1). */
+  checkpointEvery?: number;
+  /** Extra values logged per epoch (e.g. scheduled hyper-parameters), evaluated at the end of each epoch. */
+  report?: (p: RunProgress) => Record<string, number>;
+  log?: (line: string) => void;
+  progress?: boolean;
+  signal?: AbortSignal;
+  /** Where teacher logits are cached (default: `.teacher-cache` next to outDir). */
+  cacheDir?: string;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  loss: number;
+  hard?: number;
+  soft?: number;
+  train_acc: number;
+  test_acc: number;
+  lr: number;
+  epoch_s: number;
+  samples_per_s: number;
+  /** Distillation: whether the teacher ran on every batch or its cached logits were used. */
+  teacher?: 'live' | 'cached';
+  /** Each term's weighted loss (those without a top-level metric), mean over the epoch. */
+  terms?: Record<string, number>;
+  /** The other trainable roles' accuracies. */
+  roles?: Record<string, { train_acc: number; test_acc: number }>;
+  [extra: string]: unknown;
+}
+
+export interface TrainSummary {
+  name: string;
+  epochs: number;
+  best_test_acc: number;
+  best_epoch: number;
+  final_test_acc: number;
+  mean_epoch_s: number;
+  out_dir: string;
+  teacher_cache?: 'built' | 'loaded' | 'off';
+  /** Mean epoch time with the teacher run on every batch (the epoch that fills the cache counts here). */
+  live_teacher_epoch_s?: number;
+  /** Mean epoch time with teacher logits read from the cache. */
+  cached_teacher_epoch_s?: number;
+  resumed_from_epoch?: number;
+  /** The other trainable roles' final test accuracies. */
+  roles?: Record<string, { final_test_acc: number }>;
+}
+
+/** Thrown by a run whose `signal` aborts: the state after the last finished step is saved for `resume`. */
+export class TrainingInterrupted extends Error {
+  constructor(readonly outDir: string, readonly epoch: number, readonly step: number) {
+    super(`interrupted at epoch ${epoch}, step ${step}: the model and optimizer state are saved in ${outDir}; continue with resume`);
+    this.name = 'TrainingInterrupted';
+  }
+}
+
+/** The device of a module's first parameter (CPU when it has none). */
+export function deviceOf(m: Module): string {
+  return m.parameters()[0]?.device ?? 'cpu';
+}
+
+/** Accuracy (percent) of `model` on a data set, in eval mode under no-grad. */
+export async function evaluate(model: Module, test: TensorDataset, transforms: DataLoader['transforms'] = []): Promise<number> {
+  const was = model.training;
+  model.eval();
+  let correct = 0;
+  const loader = new DataLoader(test, { batchSize: 1000, transforms, device: deviceOf(model) });
+  for (const b of loader) {
+    correct += tidy(() => noGrad(() => (model.call(b.x) as Tensor).argmax(1).eq(b.y).sum().item()));
+    dispose([b.x, b.y]);
+    await nextTick();
+  }
+  model.train(was);
+  return (100 * correct) / test.length;
+}
+
+export function makeOptimizer(o: OptimizerSpec, params: Tensor[]): Optimizer<any> {
+  const momentum = o.momentum ?? 0, weightDecay = o.weightDecay ?? 0;
+  if (o.kind === 'sgd') return new SGD(params, { lr: o.lr, momentum, weightDecay });
+  if (o.kind === 'adam') return new Adam(params, { lr: o.lr, weightDecay });
+  if (o.kind === 'adamw') return new AdamW(params, { lr: o.lr, weightDecay });
+  throw new Error(`optimizer: unknown kind '${(o as { kind: string }).kind}' (expected sgd, adam or adamw)`);
+}
+/** An epoch-stepped learning-rate schedule over `epochs` (optim's schedulers, after an optional warm-up). */
+export function makeLrSchedule(s: LrScheduleSpec, opt: Optimizer<any>, epochs: number): LRScheduler {
+  const warmupEpochs = s.warmupEpochs ?? 0, milestones = s.milestones ?? [];
+  const rest = Math.max(1, epochs - warmupEpochs);
+  if (s.kind === 'multistep' && !milestones.length) throw new Error("schedule 'multistep' needs milestones (epochs at which the learning rate drops by 10x)");
+  const main =
+    s.kind === 'cosine' ? new CosineAnnealingLR(opt, rest)
+    : s.kind === 'step' ? new StepLR(opt, Math.max(1, Math.floor(rest / 3)), 0.1)
+    : s.kind === 'multistep' ? new MultiStepLR(opt, milestones, 0.1)
+    : new LambdaLR(opt, () => 1);
+  return warmup(opt, warmupEpochs, main);
+}
+
+/** libtorch's generator is reseeded before every step from (seed, epoch, step), so a run can resume at any step. */
+export function stepSeed(seed: number, epoch: number, step: number): number {
+  return mixSeed(mixSeed(seed, epoch), step) & 0x7fffffff;
+}
+
+// ------------------------------------------------------------------------------------------------ roles and taps
+
+const LOGITS = 'logits';
+const LABELS = 'labels';
+
+interface Tap {
+  /** '' for the batch's labels. */
+  role: string;
+  path: string;
+}
+
+interface Role {
+  spec: RoleSpec;
+  name: string;
+  module: Module | null;
+  external: Teacher | null;
+  trainable: boolean;
+  /** Taps read from this role (module paths or external value names; `logits` always for trainable roles). */
+  taps: Set<string>;
+  /** Projections fed by this role's taps (trained with it). */
+  projections: Projection[];
+  opt: Optimizer<any> | null;
+  sched: LRScheduler | null;
+  /** Frozen roles: cached logits [N, C], or the rows filled during the first epoch. */
+  cached: Tensor | null;
+  filling: Tensor | null;
+  cacheFile: string | null;
+}
+
+interface Term {
+  spec: TermSpec;
+  name: string;
+  def: LossDef;
+  s: Tap[];
+  t: Tap[];
+  weight: WeightSpec;
+  options: Record<string, unknown>;
+  proj: Projection | null;
+}
+
+function parseTap(ref: string, roles: Map<string, Role>, where: string): Tap {
+  if (ref === LABELS) return { role: '', path: LABELS };
+  const i = ref.indexOf('.');
+  const role = i < 0 ? ref : ref.slice(0, i);
+  if (!roles.has(role))
+    throw new Error(`${where}: '${ref}' names no role (taps are <role>.<path> or labels; roles: ${[...roles.keys()].join(', ')}). Closest: ${closest(role, [...roles.keys()], 3).join(', ')}`);
+  if (i < 0 || i === ref.length - 1) throw new Error(`${where}: '${ref}' needs a path after the role (e.g. ${role}.logits)`);
+  return { role, path: ref.slice(i + 1) };
+}
+
+function checkTap(r: Role, tap: Tap, where: string): void {
+  if (tap.path === LOGITS) return;
+  const m = r.module ?? r.external!;
+  const all = modelPaths(m);
+  // an external teacher whose names are known only after a batch (TorchScript) is checked when it runs
+  if (r.external && all.length === 0) return;
+  const base = r.external ? tap.path : modulePath(tap.path);
+  if (!all.includes(base))
+    throw new Error(
+      `${where}: '${base}' is not ${r.external ? `a value of the ${r.external.kind} teacher` : `a module of role '${r.name}' (${m.constructor.name})`}. Closest: ${closest(base, all, 5).join(', ')}`,
+    );
+}
+
+const tapText = (t: Tap) => (t.role ? `${t.role}.${t.path}` : t.path);
+
+// ------------------------------------------------------------------------------------------------------- the run
+
+/** Runs the engine: trains the trainable roles on the terms, evaluating and checkpointing every epoch. */
+export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
+  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const name = o.name ?? 'run';
+  registerBuiltinLosses();
+  if (!o.roles?.length) throw new Error(`${name}: a run needs at least one role`);
+  if (!o.terms?.length) throw new Error(`${name}: a run needs at least one term`);
+
+  // ---- roles
+  const roles = new Map<string, Role>();
+  for (const [i, spec] of o.roles.entries()) {
+    if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(spec.name ?? '')) throw new Error(`${name}: roles[${i}].name '${spec.name}' must be letters, digits, _ or - (it prefixes taps)`);
+    if (roles.has(spec.name)) throw new Error(`${name}: two roles are named '${spec.name}'`);
+    const external = isTeacher(spec.model) ? spec.model : null;
+    if (!external && !(spec.model instanceof Module)) throw new Error(`${name}: roles[${i}] (${spec.name}).model must be a Module or a Teacher`);
+    if (external && spec.optimizer) throw new Error(`${name}: role '${spec.name}' is an external ${external.kind} teacher and cannot be trained (remove its optimizer)`);
+    roles.set(spec.name, {
+      spec, name: spec.name, module: external ? null : (spec.model as Module), external, trainable: !!spec.optimizer,
+      taps: new Set(spec.optimizer ? [LOGITS] : []), projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null,
+    });
+  }
+  const trainable = [...roles.values()].filter((r) => r.trainable);
+  if (!trainable.length) throw new Error(`${name}: no trainable role (give at least one role an optimizer)`);
+  const primary = o.primary ? roles.get(o.primary) : trainable[0];
+  if (!primary?.trainable) throw new Error(`${name}: primary role '${o.primary}' is not a trainable role (${trainable.map((r) => r.name).join(', ')})`);
+
+  // ---- terms: `*` patterns expanded, taps parsed and checked
+  const terms: Term[] = [];
+  const names = new Map<string, number>();
+  o.terms.forEach((spec, i) => {
+    const where = `${name}: terms[${i}] (${spec.loss})`;
+    const def = getLoss(spec.loss);
+    const sRefs = Array.isArray(spec.student) ? spec.student : [spec.student];
+    const tRefs = Array.isArray(spec.teacher) ? spec.teacher : [spec.teacher];
+    let pairs: [string[], string[]][] = [[sRefs, tRefs]];
+    if (sRefs.length === 1 && tRefs.length === 1 && (sRefs[0].includes('*') || tRefs[0].includes('*'))) {
+      const st = parseTap(sRefs[0], roles, where), tt = parseTap(tRefs[0], roles, where);
+      const sm = roles.get(st.role)!, tm = tt.role ? roles.get(tt.role)! : null;
+      if (!tm || !sm.module) throw new Error(`${where}: a '*' pattern needs model taps on both sides`);
+      try {
+        pairs = expandMatches(tm.module ?? tm.external!, sm.module, [{ teacher: tt.path, student: st.path, loss: spec.loss, map: spec.map }])
+          .map((m) => [[`${st.role}.${m.student as string}`], [`${tt.role}.${m.teacher as string}`]]);
+      } catch (e) {
+        throw new Error(`${where}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+    for (const [sr, tr] of pairs) {
+      const s = sr.map((r) => parseTap(r, roles, where)), t = tr.map((r) => parseTap(r, roles, where));
+      const arity = def.arity ?? 1;
+      if (s.length !== arity || t.length !== arity)
+        throw new Error(`${where}: loss '${spec.loss}' takes ${arity} tap(s) per side, got student ${JSON.stringify(sr)} and teacher ${JSON.stringify(tr)}`);
+      for (const tap of s) {
+        if (!tap.role) throw new Error(`${where}: the student side cannot be labels`);
+        const r = roles.get(tap.role)!;
+        if (!r.trainable) throw new Error(`${where}: the student side '${tapText(tap)}' belongs to the frozen role '${r.name}' (it would learn nothing)`);
+      }
+      for (const tap of [...s, ...t]) if (tap.role) {
+        const r = roles.get(tap.role)!;
+        checkTap(r, tap, where);
+        r.taps.add(tap.path);
+      }
+      const weight = spec.weight ?? 1;
+      checkWeight(weight, `${where}.weight`);
+      const options = spec.options ?? {};
+      checkOptions(options, where);
+      const base = spec.name ?? `${spec.loss}:${s.map((x) => x.path).join('+')}`;
+      const k = names.get(base) ?? 0;
+      names.set(base, k + 1);
+      terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, proj: null });
+    }
+  });
+  const termByName = new Map(terms.map((t) => [t.name, t]));
+  const updates = (o.updates ?? [{ roles: trainable.map((r) => r.name), terms: terms.map((t) => t.name) }]).map((u, i) => {
+    for (const r of u.roles) if (!roles.get(r)?.trainable) throw new Error(`${name}: updates[${i}].roles: '${r}' is not a trainable role (${trainable.map((x) => x.name).join(', ')})`);
+    for (const t of u.terms) if (!termByName.has(t)) throw new Error(`${name}: updates[${i}].terms: no term '${t}'. Closest: ${closest(t, [...termByName.keys()], 3).join(', ')}`);
+    if (!u.terms.length || !u.roles.length) throw new Error(`${name}: updates[${i}] needs at least one role and one term`);
+    return { roles: u.roles.map((r) => roles.get(r)!), terms: u.terms.map((t) => termByName.get(t)!) };
+  });
+
+  const dir = new RunDir(o.outDir, { name, resume: o.resume, force: o.force, log });
+  dir.claim();
+
+  // ---- projections: a dry run on the first batch fixes the taps' shapes (only when a term reads more than logits)
+  const projections = new ModuleList();
+  const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
+  if (probing) await probe(o.train, roles, terms, projections);
+
+  for (const r of trainable) {
+    r.opt = makeOptimizer(r.spec.optimizer!, [...r.module!.parameters(), ...r.projections.flatMap((p) => p.parameters())]);
+    r.sched = makeLrSchedule(r.spec.schedule ?? { kind: 'constant' }, r.opt, o.epochs);
+  }
+  const otherTrainable = trainable.filter((r) => r !== primary);
+  const files = {
+    weights: (r: Role) => (r === primary ? 'last.safetensors' : `last.${r.name}.safetensors`),
+    optim: (r: Role) => (r === primary ? 'last.optim.safetensors' : `last.${r.name}.optim.safetensors`),
+    proj: 'last.proj.safetensors',
+  };
+  const saveAll = (meta: Record<string, string>) => {
+    for (const r of trainable) {
+      dir.saveModule(files.weights(r), r.module!, meta);
+      dir.saveOptimizer(files.optim(r), r.opt!);
+    }
+    if (projections.length) dir.saveModule(files.proj, projections);
+  };
+
+  // ---- resume
+  let startEpoch = 0;
+  let best = { acc: -1, epoch: -1 };
+  let resumedFrom: number | undefined;
+  let partial: PartialEpoch | null = null;
+  const st = dir.resumeState();
+  if (st) {
+    for (const r of trainable) {
+      dir.loadModule(files.weights(r), r.module!);
+      dir.loadOptimizer(files.optim(r), r.opt!);
+      const ss = r === primary ? st.scheduler : st.schedulers?.[r.name];
+      if (!ss) throw new Error(`${o.outDir}/state.json: no scheduler state for role '${r.name}' (the run was started with other roles); pass --force to start over`);
+      r.sched!.loadStateDict(ss);
+    }
+    if (projections.length) dir.loadModule(files.proj, projections);
+    startEpoch = st.epoch + 1;
+    best = st.best;
+    partial = (st.partial as PartialEpoch | undefined) ?? null;
+    resumedFrom = st.epoch + 1;
+    dir.truncateMetrics(st.epoch + 1);
+    log(partial ? `${name}: resuming at epoch ${partial.epoch + 1} of ${o.epochs}, step ${partial.step} of ${o.train.length}` : `${name}: resuming after epoch ${startEpoch} of ${o.epochs}`);
+  }
+
+  // ---- frozen roles: eval mode, no gradients; the teacher cache where it applies
+  let cacheState: TrainSummary['teacher_cache'] = undefined;
+  const frozen = [...roles.values()].filter((r) => !r.trainable);
+  for (const r of frozen) {
+    cacheState = 'off';
+    if (r.module) {
+      r.module.eval();
+      r.module.requiresGrad_(false);
+    }
+  }
+  for (const r of frozen) {
+    const onlyLogits = [...r.taps].every((p) => p === LOGITS);
+    if (!r.spec.cache || !onlyLogits || probing || o.train.transforms.some((t) => t.random) || !r.taps.size) continue;
+    const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
+    fs.mkdirSync(cacheDir, { recursive: true });
+    const model = r.module ?? r.external!;
+    r.cacheFile = teacherCacheFile(model, o.train, cacheDir);
+    r.cached = readTeacherCache(r.cacheFile, o.train.dataset.length);
+    const device = deviceOf(primary.module!);
+    if (r.cached && r.cached.device !== device) {
+      const moved = keep(r.cached.to({ device }));
+      r.cached.dispose();
+      r.cached = moved;
+    }
+    if (r.cached) cacheState = 'loaded';
+    else if (startEpoch > 0 || partial || o.train.dropLast) {
+      // the first epoch will not cover every sample from the start: compute the rows now, from the same batches
+      r.cached = await computeTeacherLogits(model, o.train);
+      writeTeacherCache(r.cacheFile, r.cached, model.constructor.name);
+      cacheState = 'built';
+    }
+    // otherwise the first epoch runs the teacher on every batch and fills the cache as it goes
+  }
+
+  const times: number[] = [], liveTimes: number[] = [], cachedTimes: number[] = [];
+  let lastAcc = 0;
+  const otherAcc: Record<string, number> = {};
+  const metricKeys = [...new Set(terms.flatMap((t) => (t.spec.metric ? [t.spec.metric] : [])))];
+  const plainTerms = terms.filter((t) => t.spec.metric === undefined);
+  const external = frozen.filter((r) => r.external);
+  try {
+    for (let epoch = partial ? partial.epoch : startEpoch; epoch < o.epochs; epoch++) {
+      o.train.setEpoch(epoch);
+      for (const r of trainable) r.module!.train();
+      projections.train(true);
+      const from = partial && partial.epoch === epoch ? partial : null;
+      partial = null;
+      const acc: Accumulator = from ? structuredClone(from.acc) : newAccumulator(metricKeys, plainTerms.map((t) => t.name), otherTrainable.map((r) => r.name));
+      const t0 = Date.now() - (from?.elapsed ?? 0) * 1000;
+      const teacherMode: 'live' | 'cached' | null = frozen.length ? (frozen.every((r) => r.cached || !r.taps.size) ? 'cached' : 'live') : null;
+      const steps = o.train.length;
+      const progress = o.progress === false ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, steps, log, from?.step ?? 0);
+      for (let step = from?.step ?? 0; step < steps; step++) {
+        const b = o.train.batchAt(step);
+        manualSeed(stepSeed(o.seed, epoch, step));
+        const p: RunProgress = { epoch, step, stepsPerEpoch: steps, epochs: o.epochs };
+        // external teachers run before the synchronous step; their tensors are released after it
+        const ext = new Map<Role, Map<string, Tensor>>();
+        for (const r of external) if (!r.cached && r.taps.size) ext.set(r, await runTeacher(r.external!, b.x, [...r.taps]));
+        let res: StepResult;
+        try {
+          res = tidy(() => trainStep(b, p, roles, frozen, updates, primary, otherTrainable, ext, o.train.dataset.length));
+        } finally {
+          for (const m of ext.values()) dispose([...m.values()]);
+        }
+        const n = b.y.shape[0];
+        b.dispose();
+        if (!Number.isFinite(res.value))
+          throw new Error(`${name}: loss is ${res.value} at epoch ${epoch + 1}, step ${step + 1}${res.bad.length ? ` (non-finite terms: ${res.bad.join(', ')})` : ''}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
+        acc.sum += res.value * n; acc.correct += res.correct; acc.seen += n;
+        for (const [k, v] of Object.entries(res.metrics)) acc.metrics[k] += v * n;
+        for (const [k, v] of Object.entries(res.terms)) if (k in acc.terms) acc.terms[k] += v * n;
+        for (const [k, v] of Object.entries(res.others)) acc.others[k] += v;
+        progress?.update(step + 1, {
+          loss: acc.sum / acc.seen, metrics: means(acc.metrics, acc.seen), acc: (100 * acc.correct) / acc.seen,
+          ...(plainTerms.length ? { terms: means(acc.terms, acc.seen) } : {}),
+          rate: acc.seen / Math.max(1e-3, (Date.now() - t0) / 1000),
+        });
+        await nextTick();
+        if (o.signal?.aborted && step + 1 < steps) {
+          progress?.stop();
+          const pe: PartialEpoch = { epoch, step: step + 1, acc, elapsed: (Date.now() - t0) / 1000 };
+          saveAll({ epoch: String(epoch), step: String(step + 1) });
+          dir.commit({ epoch: epoch - 1, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable), partial: pe });
+          throw new TrainingInterrupted(o.outDir, epoch + 1, step + 1);
+        }
+      }
+      progress?.stop();
+      const epochS = (Date.now() - t0) / 1000;
+      times.push(epochS);
+      if (teacherMode === 'live') liveTimes.push(epochS);
+      else if (teacherMode === 'cached') cachedTimes.push(epochS);
+      for (const r of frozen)
+        if (r.filling && r.cacheFile) {
+          // every row was written by this epoch's batches: the cache is complete
+          writeTeacherCache(r.cacheFile, r.filling, (r.module ?? r.external!).constructor.name);
+          r.cached = r.filling;
+          r.filling = null;
+          cacheState = 'built';
+        }
+      lastAcc = await evaluate(primary.module!, o.test, o.testTransforms);
+      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
+      const lr = primary.opt!.paramGroups[0].options.lr;
+      for (const r of trainable) r.sched!.step();
+      const seen = acc.seen;
+      const m: EpochMetrics = {
+        epoch: epoch + 1, loss: acc.sum / seen, train_acc: (100 * acc.correct) / seen, test_acc: lastAcc, lr, epoch_s: epochS, samples_per_s: seen / epochS,
+        ...means(acc.metrics, seen), ...(teacherMode ? { teacher: teacherMode } : {}),
+        ...(plainTerms.length ? { terms: means(acc.terms, seen) } : {}),
+        ...(otherTrainable.length ? { roles: Object.fromEntries(otherTrainable.map((r) => [r.name, { train_acc: (100 * acc.others[r.name]) / seen, test_acc: otherAcc[r.name] }])) } : {}),
+        ...(o.report ? o.report({ epoch, step: steps, stepsPerEpoch: steps, epochs: o.epochs }) : {}),
+      };
+      // checkpoint files first, then state.json (the commit point), then the metrics line
+      if (lastAcc > best.acc) {
+        best = { acc: lastAcc, epoch: epoch + 1 };
+        dir.saveModule('best.safetensors', primary.module!, { epoch: String(epoch + 1), test_acc: lastAcc.toFixed(2) });
+      }
+      const every = o.checkpointEvery ?? 1;
+      if (every > 0 && (epoch + 1) % every === 0) dir.saveModule(`epoch-${epoch + 1}.safetensors`, primary.module!);
+      saveAll({ epoch: String(epoch + 1) });
+      dir.commit({ epoch, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable) });
+      dir.appendMetrics(m);
+      log(epochLine(name, o.epochs, m, metricKeys));
+      if (o.signal?.aborted && epoch + 1 < o.epochs) throw new TrainingInterrupted(o.outDir, epoch + 2, 0);
+    }
+    if (times.length === 0) {
+      lastAcc = await evaluate(primary.module!, o.test, o.testTransforms);
+      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
+    }
+  } finally {
+    for (const r of roles.values()) {
+      r.cached?.dispose();
+      r.filling?.dispose();
+      r.opt?.dispose();
+    }
+    projections.dispose();
+  }
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+  return {
+    name, epochs: o.epochs, best_test_acc: best.acc, best_epoch: best.epoch, final_test_acc: lastAcc,
+    mean_epoch_s: mean(times), out_dir: o.outDir,
+    ...(cacheState ? { teacher_cache: cacheState } : {}),
+    ...(liveTimes.length ? { live_teacher_epoch_s: mean(liveTimes) } : {}), ...(cachedTimes.length ? { cached_teacher_epoch_s: mean(cachedTimes) } : {}),
+    ...(resumedFrom !== undefined ? { resumed_from_epoch: resumedFrom } : {}),
+    ...(otherTrainable.length ? { roles: Object.fromEntries(otherTrainable.map((r) => [r.name, { final_test_acc: otherAcc[r.name] }])) } : {}),
+  };
+}
+
+const schedulerStates = (rs: Role[]) => Object.fromEntries(rs.map((r) => [r.name, r.sched!.stateDict()]));
+
+interface Accumulator {
+  sum: number;
+  correct: number;
+  seen: number;
+  /** Unweighted sums of the terms reported as top-level metrics (hard, soft). */
+  metrics: Record<string, number>;
+  /** Weighted sums of the other terms. */
+  terms: Record<string, number>;
+  /** Correct predictions of the other trainable roles. */
+  others: Record<string, number>;
+}
+const newAccumulator = (metrics: string[], terms: string[], others: string[]): Accumulator => ({
+  sum: 0, correct: 0, seen: 0,
+  metrics: Object.fromEntries(metrics.map((k) => [k, 0])), terms: Object.fromEntries(terms.map((k) => [k, 0])), others: Object.fromEntries(others.map((k) => [k, 0])),
+});
+const means = (sums: Record<string, number>, seen: number) => Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / seen]));
+
+interface PartialEpoch {
+  epoch: number;
+  step: number;
+  acc: Accumulator;
+  elapsed: number;
+}
+
+interface StepResult {
+  value: number;
+  correct: number;
+  metrics: Record<string, number>;
+  terms: Record<string, number>;
+  others: Record<string, number>;
+  bad: string[];
+}
+
+/** The forward pass of one role on x: logits and the captured taps (frozen roles under no-grad). */
+function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
+  const m = r.module!;
+  const inner = [...new Set([...r.taps].filter((p) => p !== LOGITS).map(modulePath))];
+  const run = () => {
+    if (!inner.length) return new Map([[LOGITS, m.call(x) as Tensor]]);
+    const { result, features } = m.captureFeatures(inner, () => m.call(x) as Tensor);
+    for (const p of r.taps)
+      if (p !== LOGITS && !features.has(p))
+        throw new Error(`role '${r.name}' (${m.constructor.name}): module '${modulePath(p)}' gave no output '${p}' (it produced: ${[...features.keys()].filter((k) => modulePath(k) === modulePath(p)).join(', ') || 'nothing'})`);
+    features.set(LOGITS, result);
+    return features;
+  };
+  return r.trainable ? run() : noGrad(run);
+}
+
+/** One step: every update's forward, terms, backward and optimizer steps. Runs inside the caller's scope. */
+function trainStep(
+  b: { x: Tensor; y: Tensor; indices: Int32Array },
+  p: RunProgress,
+  roles: Map<string, Role>,
+  frozen: Role[],
+  updates: { roles: Role[]; terms: Term[] }[],
+  primary: Role,
+  others: Role[],
+  ext: Map<Role, Map<string, Tensor>>,
+  rows: number,
+): StepResult {
+  // frozen roles' taps, once per step
+  const frozenTaps = new Map<Role, Map<string, Tensor>>();
+  for (const r of frozen) {
+    if (!r.taps.size) continue;
+    if (r.cached) {
+      frozenTaps.set(r, new Map([[LOGITS, r.cached.indexSelect(0, rowIndex(b.indices, r.cached.device))]]));
+      continue;
+    }
+    const taps = r.external ? ext.get(r)! : forwardRole(r, b.x);
+    frozenTaps.set(r, taps);
+    if (r.cacheFile) {
+      // the first epoch fills the cache from the teacher's outputs as it goes
+      const t = taps.get(LOGITS)!;
+      if (!r.filling) r.filling = keep(ops.zeros([rows, t.shape[1]], { dtype: 'float32', device: t.device }));
+      noGrad(() => ops.index_copy_(r.filling!, 0, tensor(b.indices, { dtype: 'int64', device: t.device }), t.float()));
+    }
+  }
+  let total = 0;
+  const metrics: Record<string, number> = {}, termValues: Record<string, number> = {};
+  let logits: Map<Role, Tensor> = new Map();
+  for (const u of updates) {
+    const taps = new Map(frozenTaps);
+    const need = new Set(u.terms.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
+    for (const r of u.roles) need.add(r);
+    for (const r of need) if (r.trainable) taps.set(r, forwardRole(r, b.x));
+    const get = (tap: Tap, target: boolean): Tensor => {
+      if (!tap.role) return b.y;
+      const r = roles.get(tap.role)!;
+      const t = taps.get(r)!.get(tap.path)!;
+      // the target side never receives gradients (another trainable role's output is a constant here)
+      return target && r.trainable ? t.detach() : t;
+    };
+    const parts: { loss: LossResult; weight: number }[] = [];
+    const reported: [Term, Tensor][] = [];
+    for (const term of u.terms) {
+      const { values, scheduled } = resolveOptions(term.options, p);
+      const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
+      const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
+      let loss: LossResult;
+      try {
+        loss = term.def.fn(sp, tv, { labels: b.y, progress: p, scheduled }, values);
+      } catch (e) {
+        throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
+      }
+      const weight = weightAt(term.weight, p);
+      if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
+      parts.push({ loss, weight });
+      reported.push([term, lossValue(loss)]);
+    }
+    const loss = weightedSum(parts);
+    const value = loss.item();
+    const vals = reported.map(([t, v], i) => [t, v.item(), parts[i].weight] as const);
+    if (!Number.isFinite(value)) {
+      const bad = vals.filter(([, v, w]) => !Number.isFinite(v * w)).map(([t]) => t.name);
+      return { value, correct: 0, metrics: {}, terms: {}, others: {}, bad };
+    }
+    for (const r of u.roles) r.opt!.zeroGrad();
+    loss.backward();
+    for (const r of u.roles) r.opt!.step();
+    total += value;
+    for (const [t, v, w] of vals) {
+      if (t.spec.metric) metrics[t.spec.metric] = (metrics[t.spec.metric] ?? 0) + v;
+      else if (t.spec.metric === undefined) termValues[t.name] = v * w;
+    }
+    for (const r of need) if (r.trainable) logits.set(r, taps.get(r)!.get(LOGITS)!);
+  }
+  const correctOf = (r: Role) => noGrad(() => logits.get(r)!.argmax(1).eq(b.y).sum().item());
+  return { value: total, correct: correctOf(primary), metrics, terms: termValues, others: Object.fromEntries(others.map((r) => [r.name, correctOf(r)])), bad: [] };
+}
+
+/** Runs every role once on the first batch (eval mode, no grad) and builds the projections the terms need. */
+async function probe(train: DataLoader, roles: Map<string, Role>, terms: Term[], projections: ModuleList): Promise<void> {
+  train.setEpoch(0);
+  const b0 = train.batchAt(0);
+  const ext = new Map<Role, Map<string, Tensor>>();
+  try {
+    for (const r of roles.values()) if (r.external && r.taps.size) ext.set(r, await runTeacher(r.external, b0.x, [...r.taps]));
+    const modes = [...roles.values()].filter((r) => r.module).map((r) => [r, r.module!.training] as const);
+    for (const [r] of modes) r.module!.eval();
+    try {
+      tidy(() =>
+        noGrad(() => {
+          const taps = new Map<Role, Map<string, Tensor>>();
+          for (const r of roles.values()) if (r.taps.size) taps.set(r, r.external ? ext.get(r)! : forwardRole(r, b0.x));
+          const shape = (x: Tap) => (x.role ? taps.get(roles.get(x.role)!)!.get(x.path)!.shape : b0.y.shape);
+          for (const term of terms) {
+            if ((term.def.arity ?? 1) > 1 || !term.t[0].role) continue;
+            const sf = taps.get(roles.get(term.s[0].role)!)!.get(term.s[0].path)!;
+            term.proj = planProjection(term.spec.loss, term.def.needs, sf.shape, shape(term.t[0]), term.spec.proj ?? 'auto');
+            if (term.proj) {
+              if (sf.device !== 'cpu') term.proj.to(sf.device); // projections live where the student's features are
+              projections.append(term.proj);
+              roles.get(term.s[0].role)!.projections.push(term.proj);
+            }
+          }
+        }),
+      );
+    } finally {
+      for (const [r, was] of modes) r.module!.train(was);
+    }
+  } finally {
+    b0.dispose();
+    for (const m of ext.values()) dispose([...m.values()]);
+  }
+}
+
+function epochLine(name: string, epochs: number, m: EpochMetrics, metricKeys: string[]): string {
+  const f = (v: unknown) => (v as number).toFixed(4);
+  const metricText = metricKeys.length ? ` (${metricKeys.map((k) => `${k} ${f(m[k])}`).join(', ')})` : '';
+  const termText = m.terms ? ` [${Object.entries(m.terms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}]` : '';
+  const roleText = m.roles ? ` | ${Object.entries(m.roles).map(([k, v]) => `${k} test ${v.test_acc.toFixed(2)} %`).join(', ')}` : '';
+  return `${name} epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}${metricText}${termText}  train ${m.train_acc.toFixed(2)} %  test ${m.test_acc.toFixed(2)} %  ${m.samples_per_s.toFixed(0)} samples/s  ${m.epoch_s.toFixed(1)} s${roleText}`;
+}
+
+/** A progress bar per epoch on a TTY (cli-progress), plain lines every quarter epoch elsewhere. */
+export class Progress {
+  private bar: any = null;
+  private nextLine: number;
+  constructor(private readonly label: string, private readonly total: number, private readonly log: (l: string) => void, start = 0) {
+    this.nextLine = Math.ceil(total / 4);
+    while (this.nextLine <= start) this.nextLine += Math.ceil(total / 4);
+    if (process.stdout.isTTY) {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { SingleBar, Presets } = require('cli-progress');
+      this.bar = new SingleBar(
+        { format: `${label} [{bar}] {value}/{total} batches | {terms} | acc {acc} % | {rate} samples/s | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: true },
+        Presets.shades_classic,
+      );
+      this.bar.start(total, start, { terms: '', acc: '0.00', rate: '0' });
+    }
+  }
+  update(step: number, m: { loss: number; metrics?: Record<string, number>; acc: number; rate: number; terms?: Record<string, number> }): void {
+    const metrics = Object.entries(m.metrics ?? {}).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('');
+    const extra = m.terms ? Object.entries(m.terms).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('') : '';
+    const terms = `loss ${m.loss.toFixed(4)}${metrics}${extra}`;
+    if (this.bar) this.bar.update(step, { terms, acc: m.acc.toFixed(2), rate: m.rate.toFixed(0) });
+    else if (step >= this.nextLine && step < this.total) {
+      this.log(`${this.label}  batch ${step}/${this.total}  ${terms}  acc ${m.acc.toFixed(2)} %  ${m.rate.toFixed(0)} samples/s`);
+      this.nextLine += Math.ceil(this.total / 4);
+    }
+  }
+  stop(): void {
+    this.bar?.stop();
+  }
+}
