@@ -625,7 +625,7 @@ function trainStep(
   }
   let total = 0;
   const metrics: Record<string, number> = {}, termValues: Record<string, number> = {};
-  let logits: Map<Role, Tensor> = new Map();
+  const logits = new Map<Role, Tensor>();
   for (const u of updates) {
     const taps = new Map(frozenTaps);
     const need = new Set(u.terms.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
@@ -672,7 +672,7 @@ function trainStep(
     }
     for (const r of need) if (r.trainable) logits.set(r, taps.get(r)!.get(LOGITS)!);
   }
-  const correctOf = (r: Role) => noGrad(() => logits.get(r)!.argmax(1).eq(b.y).sum().item());
+  const correctOf = (r: Role) => { const l = logits.get(r); return l ? noGrad(() => l.argmax(1).eq(b.y).sum().item()) : 0; };
   return { value: total, correct: correctOf(primary), metrics, terms: termValues, others: Object.fromEntries(others.map((r) => [r.name, correctOf(r)])), bad: [] };
 }
 

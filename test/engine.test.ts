@@ -1,0 +1,136 @@
+// The one engine (src/distill/engine.ts): several trainable roles learning from each other (deep mutual learning),
+// alternating updates, exact resume of every role after an interruption, the loss-term sum against hand-computed
+// values, and errors that name the role, tap or term at fault.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { F } from '../src/nn';
+import { dispose, loadSafetensors, manualSeed, tensor, tidy } from '../src/torch';
+import { DataLoader, loadMnist, normalize } from '../src/data';
+import { LeNet5, LeNet5Half } from '../src/models';
+import { type EngineOptions, TrainingInterrupted, responseKD, runEngine, weightedSum } from '../src/distill';
+import { checkLeaks, maxDiff } from './helpers';
+
+const quiet = { progress: false, log: () => {} };
+const norm = [normalize([0.1307], [0.3081])];
+const sgd = { kind: 'sgd' as const, lr: 0.02, momentum: 0.9 };
+
+function weights(file: string): Record<string, number[]> {
+  const w = loadSafetensors(file);
+  try {
+    return Object.fromEntries(Object.entries(w.tensors).map(([k, t]) => [k, tidy(() => t.float().toArray())]));
+  } finally {
+    dispose(w.tensors);
+  }
+}
+
+describe('engine', () => {
+  checkLeaks();
+
+  it('the loss-term sum equals α·CE + (1−α)·T²·KL computed by hand', () => {
+    tidy(() => {
+      const s = tensor([[1.0, -0.5, 0.25], [0.3, 0.1, -1.2]]), t = tensor([[2.0, 0.0, -1.0], [-0.5, 1.5, 0.5]]);
+      const y = tensor([0, 2], { dtype: 'int64' });
+      const T = 3, alpha = 0.25;
+      // by hand, from the formulas
+      const sm = (v: number[]) => { const e = v.map((x) => Math.exp(x / T)); const z = e.reduce((a, b) => a + b); return e.map((x) => x / z); };
+      const lsm = (v: number[]) => { const m = Math.log(v.map((x) => Math.exp(x)).reduce((a, b) => a + b)); return v.map((x) => x - m); };
+      const S = [[1.0, -0.5, 0.25], [0.3, 0.1, -1.2]], Tt = [[2.0, 0.0, -1.0], [-0.5, 1.5, 0.5]];
+      const ce = -(lsm(S[0])[0] + lsm(S[1])[2]) / 2;
+      const kl = S.map((row, i) => { const p = sm(Tt[i]), q = sm(row); return p.reduce((a, pi, j) => a + pi * Math.log(pi / q[j]), 0); }).reduce((a, b) => a + b) / 2;
+      const expected = alpha * ce + (1 - alpha) * T * T * kl;
+      const r = responseKD({ temperature: T, alpha })(s, t, y);
+      assert.ok(Math.abs(r.loss.item() - expected) < 1e-5, `${r.loss.item()} vs ${expected}`);
+      assert.ok(Math.abs(r.hard.item() - ce) < 1e-6);
+      assert.ok(Math.abs(r.soft.item() - T * T * kl) < 1e-5);
+      // weightedSum: plain and scaled terms
+      const sum = weightedSum([{ loss: F.crossEntropy(s, y), weight: 2 }, { loss: { value: tensor(3), scale: 0.5 }, weight: 4 }]);
+      assert.ok(Math.abs(sum.item() - (2 * ce + 4 * 0.5 * 3)) < 1e-5);
+    });
+  });
+
+  it('two students learn from each other (mutual learning); both roles resume to the same weights after an interruption', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-engine-'));
+    const train = loadMnist({ split: 'train', limit: 512 });
+    const test = loadMnist({ split: 'test', limit: 200 });
+    const opts = (out: string, a: LeNet5Half, b: LeNet5Half, extra: Partial<EngineOptions> = {}): EngineOptions => ({
+      name: 'dml', outDir: path.join(dir, out), epochs: 2, seed: 3, test, testTransforms: norm, ...quiet,
+      train: new DataLoader(train, { batchSize: 64, shuffle: true, seed: 3, transforms: norm }),
+      roles: [{ name: 'a', model: a, optimizer: sgd }, { name: 'b', model: b, optimizer: sgd, schedule: { kind: 'cosine' } }],
+      terms: [
+        { loss: 'ce', student: 'a.logits', teacher: 'labels' },
+        { loss: 'ce', student: 'b.logits', teacher: 'labels' },
+        { loss: 'kl', student: 'a.logits', teacher: 'b.logits', options: { temperature: 1 } },
+        { loss: 'kl', student: 'b.logits', teacher: 'a.logits', options: { temperature: { kind: 'linear', from: 2, to: 1 } } },
+      ],
+      ...extra,
+    });
+    const models = () => { manualSeed(1); const a = new LeNet5Half(); manualSeed(2); const b = new LeNet5Half(); return [a, b]; };
+    const [a1, b1] = models();
+    const s1 = await runEngine(opts('x', a1, b1));
+    assert.ok(s1.final_test_acc > 30 && s1.roles!.b.final_test_acc > 30, JSON.stringify(s1));
+    const m = fs.readFileSync(path.join(dir, 'x', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(m.length, 2);
+    assert.deepEqual(Object.keys(m[0].terms), ['ce:logits', 'ce:logits#1', 'kl:logits', 'kl:logits#1']);
+    assert.ok(Object.values(m[1].terms as Record<string, number>).every((v) => Number.isFinite(v) && v > 0));
+    assert.ok(m[1].roles.b.test_acc > 0);
+    for (const f of ['last.safetensors', 'last.b.safetensors', 'last.optim.safetensors', 'last.b.optim.safetensors', 'best.safetensors', 'state.json'])
+      assert.ok(fs.existsSync(path.join(dir, 'x', f)), f);
+    // the two students differ (different initialisations), and each learnt
+    assert.notDeepEqual(weights(path.join(dir, 'x', 'last.safetensors')), weights(path.join(dir, 'x', 'last.b.safetensors')));
+
+    // stopped after the fifth step of the first epoch, then resumed: the same weights for both roles, the same metrics
+    const [a2, b2] = models();
+    const ac = new AbortController();
+    let steps = 0;
+    const loader = new DataLoader(train, { batchSize: 64, shuffle: true, seed: 3, transforms: norm });
+    const batchAt = loader.batchAt.bind(loader);
+    loader.batchAt = (i: number) => { if (++steps === 5) ac.abort(); return batchAt(i); };
+    await assert.rejects(runEngine(opts('y', a2, b2, { train: loader, signal: ac.signal })), (e: Error) => e instanceof TrainingInterrupted && e.step === 5);
+    const [a3, b3] = models();
+    await runEngine(opts('y', a3, b3, { resume: true }));
+    for (const f of ['last.safetensors', 'last.b.safetensors', 'last.b.optim.safetensors']) assert.deepEqual(weights(path.join(dir, 'y', f)), weights(path.join(dir, 'x', f)), f);
+    const my = fs.readFileSync(path.join(dir, 'y', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(my.map((l) => [l.loss, l.terms, l.roles]), m.map((l) => [l.loss, l.terms, l.roles]));
+    for (const x of [a1, b1, a2, b2, a3, b3]) x.dispose();
+    train.dispose();
+    test.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('updates step only their own roles, in order; a frozen teacher role is never trained', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-engine-'));
+    const train = loadMnist({ split: 'train', limit: 128 });
+    const test = loadMnist({ split: 'test', limit: 100 });
+    manualSeed(0);
+    const teacher = new LeNet5(), a = new LeNet5Half(), b = new LeNet5Half(), c = new LeNet5Half();
+    const before = (m: LeNet5Half | LeNet5) => m.parameters().map((p) => (p.toArray() as number[]).slice());
+    const [t0, a0, b0, c0] = [teacher, a, b, c].map(before);
+    const base = {
+      outDir: path.join(dir, 'u'), epochs: 1, seed: 0, test, testTransforms: norm, ...quiet,
+      train: new DataLoader(train, { batchSize: 64, shuffle: true, seed: 0, transforms: norm }),
+      roles: [{ name: 'teacher', model: teacher }, { name: 'a', model: a, optimizer: sgd }, { name: 'b', model: b, optimizer: sgd }, { name: 'c', model: c, optimizer: sgd }],
+      terms: [
+        { loss: 'kl', name: 'a_from_teacher', student: 'a.logits', teacher: 'teacher.logits' },
+        { loss: 'kl', name: 'b_from_a', student: 'b.logits', teacher: 'a.logits' },
+      ],
+    };
+    await runEngine({ ...base, updates: [{ roles: ['a'], terms: ['a_from_teacher'] }, { roles: ['b'], terms: ['b_from_a'] }] });
+    const changed = (x: number[][], y: number[][]) => x.some((p, i) => p.some((v, j) => v !== y[i][j]));
+    assert.ok(!changed(before(teacher), t0), 'the frozen teacher is unchanged');
+    assert.ok(changed(before(a), a0) && changed(before(b), b0), 'a and b trained');
+    assert.ok(!changed(before(c), c0), 'c is in no update: unchanged');
+    // errors name the role, tap or term at fault
+    await assert.rejects(runEngine({ ...base, outDir: path.join(dir, 'e1'), terms: [{ loss: 'kl', student: 'd.logits', teacher: 'teacher.logits' }] }), /'d\.logits' names no role .*roles: teacher, a, b, c/);
+    await assert.rejects(runEngine({ ...base, outDir: path.join(dir, 'e2'), terms: [{ loss: 'kl', student: 'teacher.logits', teacher: 'a.logits' }] }), /belongs to the frozen role 'teacher'/);
+    await assert.rejects(runEngine({ ...base, outDir: path.join(dir, 'e3'), terms: [{ loss: 'hint', student: 'a.conv3', teacher: 'teacher.conv2' }] }), /'conv3' is not a module of role 'a' \(LeNet5Half\)\. Closest: conv/);
+    await assert.rejects(runEngine({ ...base, outDir: path.join(dir, 'e4'), updates: [{ roles: ['a'], terms: ['a_from_techer'] }] }), /updates\[0\]\.terms: no term 'a_from_techer'\. Closest: a_from_teacher/);
+    await assert.rejects(runEngine({ ...base, outDir: path.join(dir, 'e5'), updates: [{ roles: ['teacher'], terms: ['a_from_teacher'] }] }), /'teacher' is not a trainable role/);
+    for (const m of [teacher, a, b, c]) m.dispose();
+    train.dispose();
+    test.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+});
