@@ -10,7 +10,8 @@ import { F } from '../src/nn';
 import { dispose, loadSafetensors, manualSeed, tensor, tidy } from '../src/torch';
 import { DataLoader, loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { type EngineOptions, TrainingInterrupted, responseKD, runEngine, weightedSum } from '../src/distill';
+import { type EngineOptions, type StageSpec, TrainingInterrupted, responseKD, runEngine, runStages, weightedSum } from '../src/distill';
+import { loadWeights } from '../src/nn';
 import { checkLeaks, maxDiff } from './helpers';
 
 const quiet = { progress: false, log: () => {} };
@@ -129,6 +130,45 @@ describe('engine', () => {
     await assert.rejects(runEngine({ ...base, outDir: path.join(dir, 'e4'), updates: [{ roles: ['a'], terms: ['a_from_techer'] }] }), /updates\[0\]\.terms: no term 'a_from_techer'\. Closest: a_from_teacher/);
     await assert.rejects(runEngine({ ...base, outDir: path.join(dir, 'e5'), updates: [{ roles: ['teacher'], terms: ['a_from_teacher'] }] }), /'teacher' is not a trainable role/);
     for (const m of [teacher, a, b, c]) m.dispose();
+    train.dispose();
+    test.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+  it('stages: teacher → assistant → student, each from the one before; an interrupted stage resumes and the chain ends as an uninterrupted one', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-stages-'));
+    const train = loadMnist({ split: 'train', limit: 384 });
+    const test = loadMnist({ split: 'test', limit: 100 });
+    const made: (LeNet5 | LeNet5Half)[] = [];
+    const model = <M extends LeNet5 | LeNet5Half>(m: M, file?: string) => { if (file) loadWeights(m, file); made.push(m); return m; };
+    const stages = (signal?: AbortSignal): StageSpec[] => {
+      const common = (seed: number) => ({ epochs: 2, seed, test, testTransforms: norm, ...quiet, train: new DataLoader(train, { batchSize: 64, shuffle: true, seed, transforms: norm }) });
+      return [
+        { name: 'teacher', build: () => { manualSeed(0); return { ...common(0), roles: [{ name: 'teacher', model: model(new LeNet5()), optimizer: sgd }], terms: [{ loss: 'ce', student: 'teacher.logits', teacher: 'labels' }] }; } },
+        { name: 'assistant', build: (c) => { manualSeed(1); return { ...common(1), signal, roles: [{ name: 'teacher', model: model(new LeNet5(), c.checkpoint('teacher')) }, { name: 'assistant', model: model(new LeNet5Half()), optimizer: sgd }],
+          terms: [{ loss: 'ce', student: 'assistant.logits', teacher: 'labels', weight: 0.5 }, { loss: 'kl', student: 'assistant.logits', teacher: 'teacher.logits', weight: 0.5 }] }; } },
+        { name: 'student', build: (c) => { manualSeed(2); return { ...common(2), roles: [{ name: 'assistant', model: model(new LeNet5Half(), c.checkpoint('assistant', 'assistant')) }, { name: 'student', model: model(new LeNet5Half()), optimizer: sgd }],
+          terms: [{ loss: 'ce', student: 'student.logits', teacher: 'labels', weight: 0.5 }, { loss: 'kl', student: 'student.logits', teacher: 'assistant.logits', weight: 0.5 }] }; } },
+      ];
+    };
+    const whole = await runStages({ outDir: path.join(dir, 'a'), stages: stages(), log: () => {} });
+    assert.deepEqual(whole.stages.map((s) => [s.name, s.ran]), [['teacher', true], ['assistant', true], ['student', true]]);
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'a', 'stages.json'), 'utf8'));
+    assert.deepEqual(report.map((s: { stage: string }) => s.stage), ['teacher', 'assistant', 'student']);
+    assert.ok(report.every((s: { best_test_acc: number }) => s.best_test_acc > 10));
+
+    // the assistant stage is stopped at once; resuming runs it from its state and then the student stage
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(runStages({ outDir: path.join(dir, 'b'), stages: stages(ac.signal), log: () => {} }), (e: Error) => e instanceof TrainingInterrupted && e.step === 1);
+    await assert.rejects(runStages({ outDir: path.join(dir, 'b'), stages: stages(), log: () => {} }), /holds another run \(state\.json present\): pass --resume/);
+    const resumed = await runStages({ outDir: path.join(dir, 'b'), stages: stages(), resume: true, log: () => {} });
+    assert.deepEqual(resumed.stages.map((s) => [s.name, s.ran]), [['teacher', false], ['assistant', true], ['student', true]]);
+    for (const f of ['teacher/last.safetensors', 'assistant/last.safetensors', 'student/last.safetensors', 'student/best.safetensors'])
+      assert.deepEqual(weights(path.join(dir, 'b', f)), weights(path.join(dir, 'a', f)), f);
+    // a later stage cannot read a stage after it
+    await assert.rejects(runStages({ outDir: path.join(dir, 'c'), log: () => {}, stages: [{ name: 'x', build: (c) => { c.checkpoint('y'); throw new Error('unreachable'); } }, { name: 'y', build: () => { throw new Error('unreachable'); } }] }),
+      /stage 'x': 'y' is not an earlier stage \(earlier: none\)/);
+    for (const m of made) m.dispose();
     train.dispose();
     test.dispose();
     fs.rmSync(dir, { recursive: true });

@@ -20,3 +20,4 @@ export {
 } from './engine';
 export { RunDir, type RunState } from './rundir';
 export { weightedSum, lossTensor, lossValue, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';
+export { runStages, type StageSpec, type StageContext, type StagesResult } from './stages';
