@@ -639,7 +639,6 @@ function trainStep(
       return target && r.trainable ? t.detach() : t;
     };
     const parts: { loss: LossResult; weight: number }[] = [];
-    const reported: [Term, Tensor][] = [];
     for (const term of u.terms) {
       const { values, scheduled } = resolveOptions(term.options, p);
       const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
@@ -653,15 +652,16 @@ function trainStep(
       const weight = weightAt(term.weight, p);
       if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
       parts.push({ loss, weight });
-      reported.push([term, lossValue(loss)]);
     }
     const loss = weightedSum(parts);
     const value = loss.item();
-    const vals = reported.map(([t, v], i) => [t, v.item(), parts[i].weight] as const);
+    // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
+    const valueOf = (i: number) => lossValue(parts[i].loss).item();
     if (!Number.isFinite(value)) {
-      const bad = vals.filter(([, v, w]) => !Number.isFinite(v * w)).map(([t]) => t.name);
+      const bad = u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name);
       return { value, correct: 0, metrics: {}, terms: {}, others: {}, bad };
     }
+    const vals = u.terms.flatMap((t, i) => (t.spec.metric === false ? [] : [[t, valueOf(i), parts[i].weight] as const]));
     for (const r of u.roles) r.opt!.zeroGrad();
     loss.backward();
     for (const r of u.roles) r.opt!.step();
