@@ -79,7 +79,7 @@ function checkInfo(info: DatasetInfo): void {
     }
   if (!Array.isArray(info.classes) || info.classes.some((c) => typeof c !== 'string' || !c))
     throw new Error(`${who}: classes must be an array of non-empty class names, got ${JSON.stringify(info.classes)}`);
-  if (info.kind !== 'tokens' && !info.classes.length) throw new Error(`${who}: classes must name the classes of a ${info.kind} data set, got []`);
+  if (info.kind !== 'tokens' && !info.classes.length) throw new Error(`${who}: classes must list at least one class name for kind '${info.kind}', got []`);
   if (new Set(info.classes).size !== info.classes.length) throw new Error(`${who}: classes must be distinct, got ${JSON.stringify(info.classes)}`);
   if (typeof info.load !== 'function') throw new Error(`${who}: load must be a function (split, limit?) => data set`);
   if (info.kind !== 'image') return;
