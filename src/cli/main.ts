@@ -6,13 +6,9 @@ import { parseArgs } from 'node:util';
 import { setNumThreads } from '../torch';
 import { closest } from '../nn';
 import { loadDataset } from '../data';
-import { registerBuiltinModels } from '../models';
 import { TrainingInterrupted } from '../distill';
-import { checkDevice } from '../distill/pipeline';
 import { writeReport } from '../report';
-import {
-  RunKind, checkMatches, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, loadConfig, loadPlugins, runExport, runFromConfig,
-} from '../run';
+import { RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, loadPlugins, prepareConfig, runExport, runFromConfig } from '../run';
 import { runGenerate } from './generate';
 import { runServe, runSft } from './llm';
 
@@ -124,11 +120,7 @@ async function main(argv: string[]): Promise<number> {
   if (values.device) sets.push(`training.device=${values.device}`);
   if (values.out) sets.push(`output.dir=${values.out}`);
   if (values.plugin?.length) loadPlugins(values.plugin);
-  const cfg = loadConfig(file, sets);
-  checkDevice(cfg.training.device);
-  if (cfg.training.threads) setNumThreads(cfg.training.threads);
-  registerBuiltinModels();
-  checkMatches(cfg, file);
+  const cfg = prepareConfig(file, sets);
   const role = (values.role ?? (command === 'distill' ? 'student' : 'teacher')) as 'teacher' | 'student';
   if (role !== 'teacher' && role !== 'student') throw new Error(`--role must be teacher or student, got '${role}'`);
   if (command === 'report') {

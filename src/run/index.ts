@@ -4,7 +4,7 @@ export {
   configSchema, parseConfig, validateConfig, loadConfig, applyOverrides, readConfigMapping, loadGenerateConfig, type RunConfig,
 } from './config';
 export {
-  runFromConfig, checkMatches, claimOutputDir, loadTeacher, buildModel, transformsFor, runDir, teacherWeights, datasetOf, modelOptions, prepareQatCheckpoint,
+  prepareConfig, runFromConfig, checkMatches, claimOutputDir, loadTeacher, buildModel, transformsFor, runDir, teacherWeights, datasetOf, modelOptions, prepareQatCheckpoint,
   evaluateFromConfig, type RunKind, type RunFlags, type EvalResult,
 } from './runs';
 export { compareFromConfig, compareSeeds, measureModel, formatTable, type ModelReport, type CompareResult, type SeedsResult } from './compare';

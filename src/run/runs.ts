@@ -3,7 +3,7 @@
 // student. The data set named by `data.dataset` decides the number of classes, the image shape and the normalisation.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { manualSeed, tidy, writeFileAtomic, zeros } from '../torch';
+import { manualSeed, setNumThreads, tidy, writeFileAtomic, zeros } from '../torch';
 import { Module, loadWeights } from '../nn';
 import { BatchTransform, DataLoader, DataSplits, ImageDatasetInfo, getImageDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../data';
 import { createModel, registerBuiltinModels, type ModelOptions } from '../models';
@@ -11,7 +11,7 @@ import { prepareQuantAware } from '../export';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
 import { Ensemble, FeatureMatcher, TrainSummary, evaluate, initialValue, prepareQat, trainModel, type MatchSpec } from '../distill';
 import { checkDevice } from '../distill/pipeline';
-import type { RunConfig } from './config';
+import { type RunConfig, loadConfig } from './config';
 
 export type RunKind = 'teacher' | 'student' | 'distilled';
 export interface RunFlags {
@@ -147,6 +147,18 @@ export function claimOutputDir(cfg: RunConfig, flags: RunFlags): void {
   }
   fs.mkdirSync(cfg.output.dir, { recursive: true });
   writeFileAtomic(file, JSON.stringify(mine, null, 2));
+}
+
+/**
+ * A configuration ready for a command: loaded with `sets` overrides, its device checked, its thread count applied, and
+ * its feature matches checked against the models (see checkMatches), all before anything trains.
+ */
+export function prepareConfig(file: string, sets: string[] = []): RunConfig {
+  const cfg = loadConfig(file, sets);
+  checkDevice(cfg.training.device);
+  if (cfg.training.threads) setNumThreads(cfg.training.threads);
+  checkMatches(cfg, file);
+  return cfg;
 }
 
 /** Trains the teacher, the plain student or the distilled student as the configuration says. */
