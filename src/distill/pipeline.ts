@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import { checkDevice as checkTorchDevice, manualSeed, writeFileAtomic } from '../torch';
 import { Module, loadWeights } from '../nn';
-import { BatchTransform, DataLoader, DataSplits, ImageDataset, datasetNames, getImageDataset, loadDataset, normalize, registerBuiltinDatasets } from '../data';
+import { BatchTransform, DataLoader, DataSplits, ImageDataset, ImageDatasetInfo, getImageDataset, loadDataset, normalize, registerBuiltinDatasets } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
 import { TrainOptions, TrainSummary, trainModel } from './trainer';
 import { FeatureMatcher, type MatchSpec } from './features';
@@ -84,11 +84,14 @@ export async function distill(o: DistillOptions): Promise<TrainSummary> {
   if (!o || typeof o !== 'object') throw new Error('distill: expected an options object');
   if (typeof o.outDir !== 'string' || !o.outDir) throw new Error('distill: outDir is required (where checkpoints and metrics go)');
   const seed = o.seed ?? 0;
-  if (typeof o.data === 'string') registerBuiltinDatasets();
-  const info = typeof o.data === 'string' ? getImageDataset(o.data, 'distill: data') : null;
+  let info: ImageDatasetInfo | null = null;
+  if (typeof o.data === 'string') {
+    registerBuiltinDatasets();
+    info = getImageDataset(o.data, 'distill: data');
+  }
   const data = info ? loadDataset(info.name) : (o.data as DataSplits);
   if (!data || !(data.train instanceof ImageDataset) || !(data.test instanceof ImageDataset))
-    throw new Error(`distill: data must be an image data set's name (${datasetNames().join(', ')}) or { train: ImageDataset, test: ImageDataset }`);
+    throw new Error('distill: data must be the name of a registered image data set (see registerDataset) or { train: ImageDataset, test: ImageDataset }');
   const transforms = o.transforms ?? (info ? [normalize(info.mean, info.std)] : []);
   const testTransforms = o.testTransforms ?? transforms.filter((t) => !t.random);
   const numClasses = data.train.classes.length;
