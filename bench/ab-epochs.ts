@@ -40,8 +40,8 @@ async function main() {
     const torch = req('torch'), data = req('data'), models = req('models'), distill = req('distill');
     torch.setNumThreads(o.threads);
     const train = data.loadFashionMnist({ split: 'train' }), test = data.loadFashionMnist({ split: 'test', limit: 1000 });
-    const [mean, std] = distill.DATASET_STATS['fashion-mnist'];
-    const loader = new data.DataLoader(train, { batchSize: 64, shuffle: true, seed: 0, transforms: [data.normalize([mean], [std])] });
+    const stats = data.FASHION_MNIST_STATS;
+    const loader = new data.DataLoader(train, { batchSize: 64, shuffle: true, seed: 0, transforms: [data.normalize([...stats.mean], [...stats.std])] });
     torch.manualSeed(0);
     const teacher = new models.LeNet5(10);
     env[s] = { torch, models, distill, train, test, loader, teacher, cache: path.join(dir, `cache-${s}`) };

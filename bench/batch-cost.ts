@@ -4,8 +4,7 @@
 // per batch over the passes, and the one-off cost of building the resident copy.
 //   npm run bench:batches -- [--passes 5] [--threads 2]
 import { setNumThreads } from '../src/torch';
-import { DataLoader, loadFashionMnist, normalize } from '../src/data';
-import { DATASET_STATS } from '../src/distill';
+import { DataLoader, FASHION_MNIST_STATS, loadFashionMnist, normalize } from '../src/data';
 
 function main() {
   const argv = process.argv.slice(2);
@@ -16,7 +15,7 @@ function main() {
   const passes = opt('passes', 5);
   setNumThreads(opt('threads', 2));
   const ds = loadFashionMnist({ split: 'train' });
-  const [mean, std] = DATASET_STATS['fashion-mnist'];
+  const [mean, std] = [FASHION_MNIST_STATS.mean[0], FASHION_MNIST_STATS.std[0]];
   const mk = (residentFloatMB?: number) => new DataLoader(ds, { batchSize: 64, shuffle: true, seed: 0, transforms: [normalize([mean], [std])], residentFloatMB });
   const perBatch = mk(0), resident = mk();
   let t = process.hrtime.bigint();

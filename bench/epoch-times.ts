@@ -13,9 +13,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { getNumThreads, manualSeed, setNumThreads, version } from '../src/torch';
 import { Module } from '../src/nn';
-import { DataLoader, ImageDataset, loadFashionMnist, normalize } from '../src/data';
+import { DataLoader, FASHION_MNIST_STATS, ImageDataset, loadFashionMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { DATASET_STATS, TrainSummary, teacherLogits, trainModel } from '../src/distill';
+import { TrainSummary, teacherLogits, trainModel } from '../src/distill';
 
 const KINDS = ['teacher', 'plain', 'kd', 'kd_cached'] as const;
 type Kind = (typeof KINDS)[number];
@@ -95,7 +95,7 @@ async function train(kind: Kind, model: Module, teacher: Module | undefined, loa
  * mean epoch seconds. With `warmup` > 0, a throwaway model first trains that many steps of the same kind.
  */
 async function tsRound(train60k: ImageDataset, warmupSet: ImageDataset | null, test: ImageDataset, small: ImageDataset, a: Args, dir: string): Promise<Times> {
-  const norm = [normalize([DATASET_STATS['fashion-mnist'][0]], [DATASET_STATS['fashion-mnist'][1]])];
+  const norm = [normalize([...FASHION_MNIST_STATS.mean], [...FASHION_MNIST_STATS.std])];
   const loader = new DataLoader(train60k, { batchSize: BATCH, shuffle: true, seed: SEED, transforms: norm });
   const warmLoader = warmupSet ? new DataLoader(warmupSet, { batchSize: BATCH, shuffle: true, seed: SEED + 1000, transforms: norm }) : null;
   const times = {} as Times;
@@ -137,7 +137,7 @@ async function tsRound(train60k: ImageDataset, warmupSet: ImageDataset | null, t
  * the slow drift of a shared machine that separates kinds measured half a minute apart.
  */
 async function pairedCacheRatio(train60k: ImageDataset, test: ImageDataset, pairs: number, dir: string): Promise<number[]> {
-  const norm = [normalize([DATASET_STATS['fashion-mnist'][0]], [DATASET_STATS['fashion-mnist'][1]])];
+  const norm = [normalize([...FASHION_MNIST_STATS.mean], [...FASHION_MNIST_STATS.std])];
   const loader = new DataLoader(train60k, { batchSize: BATCH, shuffle: true, seed: SEED, transforms: norm });
   const teacher = makeModel('teacher');
   const ratios: number[] = [];

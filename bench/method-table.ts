@@ -12,9 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkDevice, getNumThreads, manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
 import { Module, loadWeights } from '../src/nn';
-import { DataLoader, Rng, normalize, randomCrop, randomHorizontalFlip } from '../src/data';
+import { DataLoader, Rng, getImageDataset, loadDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
-import { DATASETS, MatchSpec, TrainSummary, distill, loadDataset, trainModel } from '../src/distill';
+import { MatchSpec, TrainSummary, distill, trainModel } from '../src/distill';
 
 interface Method {
   alpha: number;
@@ -79,7 +79,8 @@ export async function main(): Promise<void> {
   const device = checkDevice(o.device, '--device');
   const table = methods(o.epochs);
   for (const m of o.methods) if (!(m in table)) throw new Error(`method-table: unknown method '${m}' (known: ${Object.keys(table).join(', ')})`);
-  const info = DATASETS.cifar10;
+  registerBuiltinDatasets();
+  const info = getImageDataset('cifar10');
   const data = loadDataset('cifar10', o.limit);
   if (o.testLimit !== undefined && o.testLimit < data.test.length) {
     // the test archive is sorted by class too: a fixed random subset (for smoke runs; tables use the full test set)

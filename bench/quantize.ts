@@ -15,10 +15,9 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tensor, dispose, manualSeed, setNumThreads, tidy } from '../src/torch';
 import { loadWeights } from '../src/nn';
-import { DataLoader } from '../src/data';
-import { DATASETS, DatasetName, buildModel, formatTable, loadDataset, runFromConfig, transformsFor } from '../src/distill';
+import { DataLoader, getImageDataset, loadDataset, registerBuiltinDatasets } from '../src/data';
 import { prepareQuantAware, toOnnx, toOnnxInt8 } from '../src/export';
-import { RunConfig, validateConfig } from '../src/cli/config';
+import { RunConfig, buildModel, formatTable, runFromConfig, transformsFor, validateConfig } from '../src/run';
 
 function args(): Record<string, string> {
   const a: Record<string, string> = {};
@@ -94,7 +93,7 @@ interface Row {
 
 async function main(): Promise<void> {
   const a = args();
-  const datasets = (a.datasets ?? 'mnist,fashion-mnist').split(',') as DatasetName[];
+  const datasets = (a.datasets ?? 'mnist,fashion-mnist').split(',');
   const students = (a.students ?? 'lenet5-half,mlp').split(',');
   for (const s of students) if (!STUDENTS[s]) throw new Error(`bench:quant: unknown student '${s}' (${Object.keys(STUDENTS).join(', ')})`);
   for (const d of datasets) if (d !== 'mnist' && d !== 'fashion-mnist') throw new Error(`bench:quant: --datasets takes mnist and fashion-mnist, got '${d}'`);
@@ -109,9 +108,10 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const t0 = Date.now();
   for (const dataset of datasets) {
+    registerBuiltinDatasets();
+    const info = getImageDataset(dataset);
     const data = loadDataset(dataset, limit);
-    const info = DATASETS[dataset];
-    const inputShape = [info.channels, info.size, info.size];
+    const inputShape = [...info.inputShape];
     const testX = tidy(() => data.test.images.float().div(255).sub(info.mean[0]).div(info.std[0]));
     const labels = data.test.labels.data() as BigInt64Array;
     try {
@@ -142,8 +142,8 @@ async function main(): Promise<void> {
         });
         await runFromConfig(qcfg, 'distilled', data, { file: 'bench', progress: false, force: true, log });
         // exports
-        const fp32Model = buildModel(cfg.student, 0);
-        const qadModel = buildModel(cfg.student, 0);
+        const fp32Model = buildModel(cfg, 'student');
+        const qadModel = buildModel(cfg, 'student');
         const calibration: Tensor[] = [];
         try {
           loadWeights(fp32Model, fp32Ckpt);

@@ -12,9 +12,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { manualSeed, setNumThreads, startOpProfile, stopOpProfile } from '../src/torch';
 import { Module } from '../src/nn';
-import { DataLoader, ImageDataset, loadFashionMnist, normalize } from '../src/data';
+import { DataLoader, FASHION_MNIST_STATS, ImageDataset, loadFashionMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { DATASET_STATS, teacherLogits, trainModel } from '../src/distill';
+import { teacherLogits, trainModel } from '../src/distill';
 
 const KINDS = ['teacher', 'plain', 'kd', 'kd_cached'] as const;
 type Kind = (typeof KINDS)[number];
@@ -58,7 +58,7 @@ async function main() {
   const kinds = a.kinds.split(',') as Kind[];
   const train = loadFashionMnist({ split: 'train', limit: a.steps * 64 });
   const test = loadFashionMnist({ split: 'test', limit: 10 });
-  const loader = new DataLoader(train, { batchSize: 64, shuffle: true, seed: 0, transforms: [normalize([DATASET_STATS['fashion-mnist'][0]], [DATASET_STATS['fashion-mnist'][1]])] });
+  const loader = new DataLoader(train, { batchSize: 64, shuffle: true, seed: 0, transforms: [normalize([...FASHION_MNIST_STATS.mean], [...FASHION_MNIST_STATS.std])] });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-step-ops-'));
   const teacher = model('teacher');
   const ts: Record<string, { step_ms: number; faults: number; ops: Record<string, [number, number]> }> = {};

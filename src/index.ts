@@ -9,3 +9,4 @@ export * from './export';
 export * from './teachers';
 export * as report from './report';
 export * as llm from './llm';
+export * from './run';

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { applyOverrides, loadConfig, validateConfig } from '../src/cli/config';
+import { applyOverrides, loadConfig, validateConfig } from '../src/run';
 
 const examples = path.join(__dirname, '..', '..', 'examples');
 const base = { data: { dataset: 'mnist' }, student: { model: 'lenet5-half' } };

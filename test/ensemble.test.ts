@@ -6,9 +6,9 @@ import { describe, it } from 'node:test';
 import { Tensor, manualSeed, noGrad, randn, tidy } from '../src/torch';
 import { loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { Ensemble, FeatureMatcher, checkMatches, compareFromConfig, distill, kdLoss, loadTeacher, pseudoLabel } from '../src/distill';
+import { Ensemble, FeatureMatcher, distill, kdLoss, pseudoLabel } from '../src/distill';
 import { saveWeights } from '../src/nn';
-import { validateConfig } from '../src/cli/config';
+import { checkMatches, compareFromConfig, loadTeacher, validateConfig } from '../src/run';
 import { checkLeaks, maxDiff } from './helpers';
 
 describe('Ensemble teacher', () => {

@@ -9,8 +9,8 @@ import { describe, it } from 'node:test';
 import { loadSafetensors, manualSeed, dispose } from '../src/torch';
 import { loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half, registerBuiltinModels } from '../src/models';
-import { MatchSpec, TrainingInterrupted, checkMatches, distill } from '../src/distill';
-import { loadConfig, validateConfig } from '../src/cli/config';
+import { MatchSpec, TrainingInterrupted, distill } from '../src/distill';
+import { checkMatches, loadConfig, validateConfig } from '../src/run';
 import { checkLeaks, maxDiff } from './helpers';
 
 const MATCHES: MatchSpec[] = [

@@ -12,8 +12,7 @@ import {
   generate, GenerationInterrupted, RateLimiter, readPrompts, scanJsonl, sampleId, splitReasoning, extractFinalAnswer, sameAnswer, parseRetryAfter,
   type Clock, type GenerateConfigInput, type GenerateSummary,
 } from '../src/llm';
-import { loadPlugins } from '../src/cli/plugins';
-import { loadGenerateConfig } from '../src/cli/generate';
+import { loadGenerateConfig, loadPlugins } from '../src/run';
 import { startFakeServer, fakeTokens, type FakeRequest } from './fake-openai';
 import { assertExactlyOnce, readJsonl } from './helpers';
 

@@ -3,9 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { loadPlugins } from '../src/cli/plugins';
-import { validateConfig } from '../src/cli/config';
-import { checkMatches, getLoss } from '../src/distill';
+import { checkMatches, loadPlugins, validateConfig } from '../src/run';
+import { getLoss } from '../src/distill';
 import { createModel, modelNames } from '../src/models';
 import { checkLeaks } from './helpers';
 

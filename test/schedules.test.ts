@@ -7,7 +7,7 @@ import { manualSeed, tensor, tidy } from '../src/torch';
 import { loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
 import { checkSchedule, distill, dynamicTemperature, kdLoss, kdLossPerSample, scheduleValue } from '../src/distill';
-import { validateConfig } from '../src/cli/config';
+import { validateConfig } from '../src/run';
 import { checkLeaks } from './helpers';
 
 const at = (epoch: number, step = 0) => ({ epoch, step, stepsPerEpoch: 10, epochs: 4 });

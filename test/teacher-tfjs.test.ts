@@ -13,7 +13,7 @@ import { Tensor, dispose, manualSeed, noGrad, randn, tensor, tidy } from '../src
 import { createModel, registerBuiltinModels } from '../src/models';
 import { loadMnist, normalize } from '../src/data';
 import { TfjsTeacher, loadExternalTeacher, runTeacher } from '../src/teachers';
-import { validateConfig } from '../src/cli/config';
+import { validateConfig } from '../src/run';
 import { tfjs } from '../src/teachers/tfjs';
 import { distill } from '../src/distill';
 import { checkLeaks, maxDiff, teacherAgreement } from './helpers';

@@ -1,20 +1,12 @@
 // `tsdistill generate <config>`: teacher-generated data from an OpenAI-compatible endpoint (see src/llm).
 import { generate, GenerationInterrupted, type GenerateSummary } from '../llm';
-import { applyOverrides, readConfigMapping } from './config';
+import { loadGenerateConfig } from '../run';
 
 export interface GenerateFlags {
   sets: string[];
   force?: boolean;
   json?: boolean;
   signal?: AbortSignal;
-}
-
-/** Reads a generate configuration (YAML or JSON) and applies `--set` overrides; `input: file` / `output: dir` shorthands become sections first. */
-export function loadGenerateConfig(file: string, sets: string[]): Record<string, unknown> {
-  const cfg = { ...readConfigMapping(file) };
-  if (typeof cfg.input === 'string') cfg.input = { file: cfg.input };
-  if (typeof cfg.output === 'string') cfg.output = { dir: cfg.output };
-  return applyOverrides(cfg, sets);
 }
 
 /** Runs the command; returns the exit status (0 complete, 3 some samples failed, 130 interrupted). */

@@ -1,19 +1,14 @@
 #!/usr/bin/env node
-// The `tsdistill` command: train a teacher or a plain student, distill a student, evaluate weights.
+// The `tsdistill` command: parses arguments, calls the run layer (src/run) and prints. Train a teacher or a plain
+// student, distill a student, compare, evaluate weights, export; generate, serve and sft for decoders.
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setNumThreads } from '../torch';
-import { loadWeights, closest } from '../nn';
-import { registerBuiltinModels } from '../models';
-import {
-  RunKind, TrainingInterrupted, buildModel, checkMatches, loadTeacher, claimOutputDir, compareFromConfig, compareSeeds, evaluate, formatTable, loadDataset, runDir, runFromConfig, transformsFor,
-  prepareQatCheckpoint,
-} from '../distill';
-import { checkDevice } from '../distill/pipeline';
+import { closest } from '../nn';
+import { loadDataset } from '../data';
+import { TrainingInterrupted } from '../distill';
 import { writeReport } from '../report';
-import { loadConfig } from './config';
-import { loadPlugins } from './plugins';
-import { runExport } from './export';
+import { RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, loadPlugins, prepareConfig, runExport, runFromConfig } from '../run';
 import { runGenerate } from './generate';
 import { runServe, runSft } from './llm';
 
@@ -53,8 +48,8 @@ options:
   --resume               continue the run in the output directory (after Ctrl-C or a crash)
   --force                overwrite a finished or interrupted run
   --json                 print the run summary as one JSON line at the end
-  --plugin FILE          load your own losses/models/verifiers first: FILE exports
-                         register({ registerLoss, registerModel, registerVerifier })
+  --plugin FILE          load your own losses/models/data sets/verifiers first: FILE exports
+                         register({ registerLoss, registerModel, registerDataset, registerVerifier })
                          (.js, or .ts when the typescript package is installed); repeatable
   --concurrency N  --limit N   generate: requests in flight; use only the first N prompts`;
 
@@ -125,11 +120,7 @@ async function main(argv: string[]): Promise<number> {
   if (values.device) sets.push(`training.device=${values.device}`);
   if (values.out) sets.push(`output.dir=${values.out}`);
   if (values.plugin?.length) loadPlugins(values.plugin);
-  const cfg = loadConfig(file, sets);
-  checkDevice(cfg.training.device);
-  if (cfg.training.threads) setNumThreads(cfg.training.threads);
-  registerBuiltinModels();
-  checkMatches(cfg, file);
+  const cfg = prepareConfig(file, sets);
   const role = (values.role ?? (command === 'distill' ? 'student' : 'teacher')) as 'teacher' | 'student';
   if (role !== 'teacher' && role !== 'student') throw new Error(`--role must be teacher or student, got '${role}'`);
   if (command === 'report') {
@@ -164,21 +155,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (command === 'eval') {
-      const spec = role === 'teacher' ? cfg.teacher : cfg.student;
-      if (!spec) throw new Error(`${file}: no '${role}' section`);
-      const weights = values.weights ?? path.join(runDir(cfg, role === 'teacher' ? 'teacher' : 'student'), 'best.safetensors');
-      const ensemble = role === 'teacher' && !!spec.members;
-      const model = ensemble ? loadTeacher(cfg, file) : buildModel(spec, cfg.seed);
-      try {
-        if (!ensemble) prepareQatCheckpoint(model, cfg, role === 'teacher' ? 'teacher' : 'student');
-        if (!ensemble) loadWeights(model, weights);
-        if (cfg.training.device !== 'cpu') model.to(cfg.training.device);
-        const acc = await evaluate(model, data.test, transformsFor(cfg).norm);
-        console.log(`${spec.model} (${weights}): test accuracy ${acc.toFixed(2)} % on ${data.test.length} images`);
-        if (values.json) console.log(JSON.stringify({ model: spec.model, weights, test_acc: acc }));
-      } finally {
-        model.dispose();
-      }
+      const r = await evaluateFromConfig(cfg, role, data, { file, weights: values.weights });
+      console.log(`${r.model} (${r.weights}): test accuracy ${r.test_acc.toFixed(2)} % on ${r.images} images`);
+      if (values.json) console.log(JSON.stringify({ model: r.model, weights: r.weights, test_acc: r.test_acc }));
       return 0;
     }
     const kind: RunKind = command === 'distill' ? 'distilled' : role;

@@ -7,3 +7,4 @@ export * from './text';
 export { Rng, mixSeed } from './rng';
 export * from './imagefolder';
 export * from './vocab';
+export * from './registry';

@@ -6,11 +6,10 @@ export * from './schedules';
 export { Ensemble, type EnsembleOptions } from './ensemble';
 export { pseudoLabel, type PseudoLabelOptions, type PseudoLabelResult } from './transfer';
 export { FeatureMatcher, Projection, planProjection, expandPattern, mapLayers, expandMatches, type LayerMap, registerLoss, registerBuiltinLosses, lossNames, getLoss, type LossDef, type LossNeeds, type LossContext, type MatchSpec } from './features';
-export {
-  distill, loadDataset, runFromConfig, compareFromConfig, compareSeeds, type SeedsResult, measureModel, claimOutputDir, formatTable, transformsFor, buildModel, runDir, teacherWeights,
-  DATASET_STATS, DATASETS, checkMatches, loadTeacher, type DistillOptions, type ModelSpec, type DataSplits, type DatasetName, type RunKind, type RunFlags, type ModelReport, type CompareResult,
-} from './pipeline';
-export { prepareQat, prepareQatCheckpoint, type QatOptions } from './qat';
+export { distill, type DistillOptions, type ModelSpec } from './pipeline';
+/** What `distill({ data })` takes: train/test splits, or a registered data set loaded by name. */
+export { loadDataset, type DataSplits } from '../data';
+export { prepareQat, type QatOptions } from './qat';
 export { tokenKdLoss, topkForwardKl, TOKEN_KD_LOSSES, type TokenKdLoss, type TokenKdOptions } from './token-kd';
 export {
   sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, cosineLr, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,

@@ -4,7 +4,6 @@ import { nextTick, noGrad, tidy } from '../torch';
 import { Module } from '../nn';
 import { BatchTransform, DataLoader, ImageDataset } from '../data';
 import { prepareQuantAware, setQuantObserving } from '../export';
-import type { RunConfig } from '../cli/config';
 
 export interface QatOptions {
   observer: 'ema' | 'minmax' | 'percentile';
@@ -44,15 +43,4 @@ export async function prepareQat(
     model.train(was);
   }
   log?.(`quantization-aware training: ${layers} layers, ${quantizers} activation quantizers, ranges calibrated on ${n} batches`);
-}
-
-/**
- * A student of a quantization-aware configuration gets its fake quantizers (without calibration) before weights are
- * loaded: its checkpoints hold the trained ranges, and it is then evaluated as the int8 model computes. Teachers and
- * other configurations are left as they are.
- */
-export function prepareQatCheckpoint(model: Module, cfg: RunConfig, role: 'teacher' | 'student' | 'distilled'): void {
-  if (role === 'teacher' || !cfg.quantization?.qat) return;
-  const info = { mnist: [1, 28], 'fashion-mnist': [1, 28], cifar10: [3, 32] }[cfg.data.dataset];
-  prepareQuantAware(model, { inputShape: [info[0], info[1], info[1]], observer: { method: cfg.quantization.observer, momentum: cfg.quantization.momentum } });
 }

@@ -1,4 +1,5 @@
-// `tsdistill export`: a trained model out of a run folder (or a checkpoint) as ONNX or safetensors, with a model card.
+// Exporting a trained model (what `tsdistill export` does): out of a run folder (or a checkpoint) as ONNX or
+// safetensors, with a model card.
 //
 // What is exported is found the way `eval` finds weights: a run folder (`runs/x/distilled`, holding best.safetensors
 // and summary.json, with the run's config.json in it or its parent), an output folder holding such runs (`runs/x`:
@@ -8,11 +9,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadSafetensors, dispose, version } from '../torch';
 import { Module } from '../nn';
-import { CIFAR10_CLASSES, FASHION_CLASSES, MNIST_CLASSES } from '../data';
-import { DataLoader } from '../data';
-import { DATASETS, TrainSummary, buildModel, loadDataset, transformsFor } from '../distill';
+import { DataLoader, loadDataset } from '../data';
+import type { TrainSummary } from '../distill';
 import { ExportedFile, Int8ExportInfo, ModelCard, prepareQuantAware, sha256, toOnnx, toOnnxInt8, weightsBytes, writeExported, writeModelCard } from '../export';
-import { RunConfig, configSchema, loadConfig } from './config';
+import { RunConfig, loadConfig, parseConfig } from './config';
+import { buildModel, datasetOf, modelOptions, transformsFor } from './runs';
 
 export const EXPORT_FORMATS = ['onnx', 'onnx-int8', 'safetensors'] as const;
 /** onnx-int8 without quantization-aware ranges: batches of training data that calibrate the activation ranges. */
@@ -56,7 +57,7 @@ function readJson(file: string): unknown {
 /** The run configuration recorded in a run's config.json (output and threads are not recorded there). */
 function recordedConfig(file: string): RunConfig {
   const raw = readJson(file);
-  const r = configSchema.safeParse(raw);
+  const r = parseConfig(raw);
   if (!r.success) throw new Error(`${file}: not a tsdistill run configuration: ${r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}`);
   return r.data;
 }
@@ -114,7 +115,7 @@ function loadModel(r: Resolved, inputShape: number[]): { model: Module; metadata
   const spec = r.kind === 'teacher' ? r.cfg.teacher : r.cfg.student;
   if (!spec) throw new Error(`export: the configuration has no ${r.kind === 'teacher' ? 'teacher' : 'student'} section`);
   if (spec.members) throw new Error('export: the teacher is an ensemble of several models; export its members one by one');
-  const model = buildModel(spec, r.cfg.seed);
+  const model = buildModel(r.cfg, r.kind);
   const { tensors, metadata } = loadSafetensors(r.checkpoint);
   try {
     // a quantization-aware run's checkpoints hold the trained activation ranges beside the weights
@@ -148,8 +149,6 @@ function calibrationBatches(r: Resolved, n: number) {
   return xs.slice(0, n);
 }
 
-const CLASSES: Record<string, string[]> = { mnist: MNIST_CLASSES, 'fashion-mnist': FASHION_CLASSES, cifar10: CIFAR10_CLASSES };
-
 /** Exports as `a` says; returns what was written. */
 export async function runExport(a: ExportArgs): Promise<{ files: ExportedFile[]; card: string; model: string; replacedCard: string | null; int8?: Int8ExportInfo }> {
   const format = a.format;
@@ -161,14 +160,14 @@ export async function runExport(a: ExportArgs): Promise<{ files: ExportedFile[];
   if (!a.out) throw new Error(`export: --out FILE is required (e.g. --out student.${format.startsWith('onnx') ? 'onnx' : 'safetensors'})`);
   const r = resolveSource(a);
   const spec = (r.kind === 'teacher' ? r.cfg.teacher : r.cfg.student)!;
-  const info = DATASETS[r.cfg.data.dataset];
-  const inputShape = [info.channels, info.size, info.size];
+  const info = datasetOf(r.cfg);
+  const inputShape = [...info.inputShape];
   const sourceBytes = fs.readFileSync(r.checkpoint);
   const sourceSha = sha256(sourceBytes);
   const { model, metadata: meta } = loadModel(r, inputShape);
   let int8: Int8ExportInfo | undefined;
   try {
-    const options = { numClasses: 10, ...spec.options };
+    const options = modelOptions(r.cfg, spec);
     const cardFile = a.card ?? path.join(path.dirname(path.resolve(a.out)), 'model-card.json');
     const cardDir = path.dirname(path.resolve(cardFile));
     const described = { model: spec.model, options: JSON.stringify(options), source_sha256: sourceSha, dataset: r.cfg.data.dataset };
@@ -204,7 +203,7 @@ export async function runExport(a: ExportArgs): Promise<{ files: ExportedFile[];
         dtype: 'float32',
         preprocessing: { scale: 1 / 255, ...(r.cfg.data.normalize ? { mean: info.mean, std: info.std } : {}) },
       },
-      output: { ...(format !== 'safetensors' ? { name: 'logits' } : {}), classes: CLASSES[r.cfg.data.dataset] },
+      output: { ...(format !== 'safetensors' ? { name: 'logits' } : {}), classes: info.classes },
       files: [file],
       source: {
         checkpoint: path.resolve(r.checkpoint), sha256: sourceSha, run: r.kind,

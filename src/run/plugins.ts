@@ -1,15 +1,17 @@
-// `--plugin FILE`: the user's own losses, models and generation verifiers, registered from their code before the config is checked.
-// A plugin is a CommonJS/ESM-compiled JavaScript file, or a TypeScript file when the `typescript` package can be
-// resolved (it is transpiled in memory). It exports `register(api)` (or a default function) and calls
-// `api.registerLoss(...)` / `api.registerModel(...)` / `api.registerVerifier(...)`; it may also import tsdistill itself.
+// `--plugin FILE`: the user's own losses, models, data sets and generation verifiers, registered from their code before
+// the config is checked. A plugin is a CommonJS/ESM-compiled JavaScript file, or a TypeScript file when the `typescript`
+// package can be resolved (it is transpiled in memory). It exports `register(api)` (or a default function) and calls
+// `api.registerLoss(...)` / `api.registerModel(...)` / `api.registerDataset(...)` / `api.registerVerifier(...)`; it may
+// also import tsdistill itself.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Module from 'node:module';
 import { registerLoss, registerBuiltinLosses, lossNames } from '../distill';
 import { registerModel, registerBuiltinModels, modelNames } from '../models';
+import { registerDataset, registerBuiltinDatasets, datasetNames } from '../data';
 import { registerVerifier, verifierNames } from '../llm';
 
-export const pluginApi = { registerLoss, registerModel, registerVerifier, lossNames, modelNames, verifierNames };
+export const pluginApi = { registerLoss, registerModel, registerDataset, registerVerifier, lossNames, modelNames, datasetNames, verifierNames };
 export type PluginApi = typeof pluginApi;
 
 function compileTs(file: string, source: string): string {
@@ -30,6 +32,7 @@ function compileTs(file: string, source: string): string {
 export function loadPlugins(files: string[]): void {
   registerBuiltinModels();
   registerBuiltinLosses();
+  registerBuiltinDatasets();
   for (const f of files) {
     const file = path.resolve(f);
     if (!fs.existsSync(file)) throw new Error(`--plugin ${f}: file not found: ${file}`);

@@ -5,7 +5,21 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { closest } from '../nn';
+import { datasetNames, getDataset, hasDataset, registerBuiltinDatasets } from '../data';
 import { EXTERNAL_TEACHERS } from '../teachers';
+
+/**
+ * A registered image data set (see registerDataset). An unknown name is an issue at `data.dataset` suggesting the
+ * closest registered one.
+ */
+const datasetName = z.string().min(1).superRefine((name, ctx) => {
+  const images = datasetNames().filter((n) => getDataset(n).kind === 'image');
+  if (!hasDataset(name)) {
+    const near = closest(name, images, 1)[0];
+    ctx.addIssue({ code: 'custom', message: `unknown data set '${name}'${near ? `; did you mean '${near}'?` : ''} (registered image data sets: ${images.join(', ')})` });
+  } else if (getDataset(name).kind !== 'image')
+    ctx.addIssue({ code: 'custom', message: `'${name}' is a ${getDataset(name).kind} data set; configuration runs train image classifiers (image data sets: ${images.join(', ')})` });
+});
 
 const augmentSpec = z
   .object({
@@ -97,8 +111,8 @@ export const configSchema = z
     seed: z.number().int().min(0).default(0),
     data: z
       .object({
-        /** cifar10 reads ../shared/data/cifar10-jpeg.tar.gz (decoded once, then cached). */
-        dataset: z.enum(['mnist', 'fashion-mnist', 'cifar10']),
+        /** A registered image data set: mnist, fashion-mnist, cifar10 (../shared/data/cifar10-jpeg.tar.gz, decoded once, then cached), or a plugin's. */
+        dataset: datasetName,
         batchSize: z.number().int().positive().default(64),
         /** Use only the first N training images. */
         limit: z.number().int().positive().optional(),
@@ -211,9 +225,15 @@ export function applyOverrides(raw: Record<string, unknown>, sets: string[]): Re
   return out;
 }
 
+/** The schema's verdict on a raw configuration; the built-in data sets are registered first (`data.dataset` names one). */
+export function parseConfig(raw: unknown): ReturnType<typeof configSchema.safeParse> {
+  registerBuiltinDatasets();
+  return configSchema.safeParse(raw);
+}
+
 /** Validates a raw configuration object; `source` names it in errors. */
 export function validateConfig(raw: unknown, source = 'config'): RunConfig {
-  const r = configSchema.safeParse(raw);
+  const r = parseConfig(raw);
   if (!r.success) throw new Error(describe(r.error.issues, source));
   const cfg = r.data;
   const baseDir = source.endsWith('.yaml') || source.endsWith('.yml') || source.endsWith('.json') ? path.dirname(source) : '.';
@@ -258,6 +278,14 @@ export function readConfigMapping(file: string): Record<string, unknown> {
 /** Reads a YAML or JSON file, applies overrides and validates. */
 export function loadConfig(file: string, sets: string[] = []): RunConfig {
   return validateConfig(applyOverrides(readConfigMapping(file), sets), file);
+}
+
+/** Reads a generate configuration (YAML or JSON) and applies `--set` overrides; `input: file` / `output: dir` shorthands become sections first. */
+export function loadGenerateConfig(file: string, sets: string[]): Record<string, unknown> {
+  const cfg = { ...readConfigMapping(file) };
+  if (typeof cfg.input === 'string') cfg.input = { file: cfg.input };
+  if (typeof cfg.output === 'string') cfg.output = { dir: cfg.output };
+  return applyOverrides(cfg, sets);
 }
 
 /** Keys of a teacher section that belong to each external kind (the rest of the section is the zoo's). */
