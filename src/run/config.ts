@@ -81,7 +81,7 @@ const teacherSpec = modelSpec.extend({
 });
 
 /** A number, or a value that moves over training: linear / cosine from → to (over `epochs`, default the run), warm-up. */
-const scheduleObj = z.discriminatedUnion('kind', [
+export const scheduleObj = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('constant'), value: z.number() }).strict(),
   z.object({ kind: z.literal('linear'), from: z.number(), to: z.number(), epochs: z.number().positive().optional() }).strict(),
   z.object({ kind: z.literal('cosine'), from: z.number(), to: z.number(), epochs: z.number().positive().optional() }).strict(),
@@ -185,16 +185,16 @@ function keysAt(schema: z.ZodTypeAny, pathParts: (string | number)[]): string[] 
   for (const p of [...pathParts, null]) {
     while (cur && (cur.def?.type === 'default' || cur.def?.type === 'optional' || cur.def?.type === 'nullable')) cur = cur.def.innerType;
     if (p === null) break;
-    cur = typeof p === 'number' && cur?.def?.type === 'array' ? cur.def.element : cur?.shape?.[p];
+    cur = typeof p === 'number' && cur?.def?.type === 'array' ? cur.def.element : cur?.def?.type === 'record' ? cur.def.valueType : cur?.shape?.[p];
   }
   return cur?.shape ? Object.keys(cur.shape) : [];
 }
 
-function describe(issues: z.core.$ZodIssue[], source: string): string {
+export function describe(issues: z.core.$ZodIssue[], source: string, schema: z.ZodTypeAny = configSchema): string {
   const lines = issues.flatMap((iss) => {
     const where = iss.path.length ? iss.path.join('.') : '(top level)';
     if (iss.code === 'unrecognized_keys') {
-      const valid = keysAt(configSchema, iss.path as (string | number)[]);
+      const valid = keysAt(schema, iss.path as (string | number)[]);
       return iss.keys.map((k) => {
         const full = [...iss.path, k].join('.');
         const near = closest(k, valid, 1)[0];

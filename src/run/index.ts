@@ -10,3 +10,4 @@ export {
 export { compareFromConfig, compareSeeds, measureModel, formatTable, type ModelReport, type CompareResult, type SeedsResult } from './compare';
 export { runExport, EXPORT_FORMATS, DEFAULT_CALIBRATION_BATCHES, type ExportArgs } from './export';
 export { loadPlugins, pluginApi, type PluginApi } from './plugins';
+export { stagedConfigSchema, isStagedConfig, validateStagedConfig, loadStagedConfig, runStagedConfig, stagesTable, type StagedConfig } from './stages';
