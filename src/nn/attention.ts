@@ -15,6 +15,7 @@ import { Tensor, empty, noGrad, ops, tidy } from '../torch';
 import { Module } from './module';
 import type { OnnxGraphBuilder, OnnxValue } from './onnx';
 import { Dropout, LayerNorm, Linear, ModuleList, layerError, moduleLabel } from './layers';
+import { scaledDotProductAttention } from './functional';
 import * as init from './init';
 
 export interface MultiheadAttentionOptions {
@@ -141,32 +142,33 @@ export class MultiheadAttention extends Module {
       layerError(this, [query, key, value], e);
     }
 
-    let scores = ops.div_Tensor(q, Math.sqrt(d)).matmul(k.transpose(-2, -1)); // [B, H, L, S]
+    // masks as [L, S] or [B, H, L, S] (attnMask) and [B, 1, 1, S] (keyPaddingMask) over the scores [B, H, L, S]
+    let attnMask: Tensor | null = null;
     const am = opts.attnMask;
     if (am) {
       const s = am.shape;
-      let m: Tensor;
-      if (s.length === 2 && s[0] === L && s[1] === S) m = am;
-      else if (s.length === 3 && s[0] === B * H && s[1] === L && s[2] === S) m = am.view(B, H, L, S);
+      if (s.length === 2 && s[0] === L && s[1] === S) attnMask = am;
+      else if (s.length === 3 && s[0] === B * H && s[1] === L && s[2] === S) attnMask = am.view(B, H, L, S);
       else throw new Error(`${label()}: attnMask must be [${L}, ${S}] or [${B * H}, ${L}, ${S}] (batch*heads, L, S), got ${shapeStr(s)}`);
-      scores = am.dtype === 'bool' ? scores.maskedFill(m, -Infinity) : scores.add(m);
     }
+    let paddingMask: Tensor | null = null;
     const kpm = opts.keyPaddingMask;
     if (kpm) {
       const s = kpm.shape;
       const ok = unbatched ? s.length === 1 && s[0] === S : s.length === 2 && s[0] === B && s[1] === S;
       if (!ok) throw new Error(`${label()}: keyPaddingMask must be ${unbatched ? `[${S}]` : `[${B}, ${S}]`} (batch, key length), got ${shapeStr(s)}`);
-      const m = kpm.view(B, 1, 1, S);
-      scores = kpm.dtype === 'bool' ? scores.maskedFill(m, -Infinity) : scores.add(m);
+      paddingMask = kpm.view(B, 1, 1, S);
     }
-    const probs = scores.softmax(-1);
-    const dropped = this.training && this.dropoutP > 0 ? ops.dropout(probs, this.dropoutP, true) : probs;
-    let out = dropped.matmul(v).transpose(1, 2).reshape(B, L, E);
-    out = this.out_proj.call(out);
+    const [attended, probs] = scaledDotProductAttention(q, k, v, {
+      mask: [attnMask, paddingMask],
+      dropout: this.training ? this.dropoutP : 0,
+      needWeights,
+    });
+    let out = this.out_proj.call(attended.transpose(1, 2).reshape(B, L, E));
     if (unbatched) out = out.squeeze(0);
     else if (!this.batchFirst) out = out.transpose(0, 1);
     let weights: Tensor | null = null;
-    if (needWeights) {
+    if (probs !== null) {
       weights = average ? probs.mean(1) : probs;
       if (unbatched) weights = weights.squeeze(0);
     }
