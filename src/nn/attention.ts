@@ -1,6 +1,9 @@
 // Multi-head attention and the Transformer encoder, with PyTorch 1.13's parameter names, state_dict keys,
 // initialisation order (bit for bit the same weights under the same manualSeed) and numerics.
 //
+// The attention computation itself is `scaledDotProductAttention` (functional.ts), which the GPT decoder calls as
+// well; `onnxScaledDotProductAttention` below is its exported graph.
+//
 // Capturing attention probabilities (for attention distillation): MultiheadAttention returns [output, weights], and
 // `captureFeatures` stores an array output's elements as `path`, `path#1`, ... A TransformerEncoderLayer asks its
 // `self_attn` for per-head weights only when a hook is registered on it, so
@@ -200,15 +203,33 @@ export class MultiheadAttention extends Module {
     } finally {
       for (const t of [...ws, ...bs]) t?.dispose();
     }
-    let scores = g.mul(g.matmul(q, k), g.constant('scale', [1 / Math.sqrt(d)], []));
-    if (mask) scores = g.add(scores, mask);
-    const out = g.matmul(g.softmax(scores, -1), v); // [B, H, L, d]
+    const out = onnxScaledDotProductAttention(g, q, k, v, d, mask); // [B, H, L, d]
     const merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [0, L, this.embedDim], [B, L, E]);
     return g.call(this.out_proj, merged);
   }
   override extraRepr(): string {
     return `embed_dim=${this.embedDim}, num_heads=${this.numHeads}, batch_first=${this.batchFirst}`;
   }
+}
+
+/**
+ * The ONNX graph of `scaledDotProductAttention` in eval mode: softmax(q·kᵀ/√headDim + mask)·v for q [..., L, d], the
+ * keys already transposed (kT [..., d, S]) and v [..., S, dv]; `mask`, when given, is added to the scores.
+ */
+export function onnxScaledDotProductAttention(g: OnnxGraphBuilder, q: OnnxValue, kT: OnnxValue, v: OnnxValue, headDim: number, mask?: OnnxValue): OnnxValue {
+  let scores = g.mul(g.matmul(q, kT), g.constant('scale', [1 / Math.sqrt(headDim)], []));
+  if (mask) scores = g.add(scores, mask);
+  return g.matmul(g.softmax(scores, -1), v);
+}
+
+/**
+ * The additive mask that MultiheadAttention's export takes, [B, 1, 1, L], from `padding` [B, L] (float, 1 where a
+ * key is padding): 0 for keys to attend, −1e9 for padding (its exp underflows to 0 as with −inf).
+ */
+export function onnxKeyPaddingMask(g: OnnxGraphBuilder, padding: OnnxValue): OnnxValue {
+  const [B, L] = padding.shape;
+  if (typeof L !== 'number') g.fail(`the key padding mask needs a static length, got shape [${padding.shape.join(', ')}]`);
+  return g.reshape(g.mul(padding, g.constant('neg', [-1e9], [])), [0, 1, 1, L], [B, 1, 1, L]);
 }
 
 export interface TransformerEncoderLayerOptions {
