@@ -72,6 +72,7 @@ export function checkDecoderOptions(o: DecoderOptions, where = 'createDecoder'):
 export class CausalSelfAttention extends Module {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
+  /** Its `p` is the dropout on the attention probabilities, applied by `scaledDotProductAttention` in training. */
   readonly attn_dropout: Dropout;
   readonly resid_dropout: Dropout;
   readonly headDim: number;
