@@ -4,11 +4,12 @@
 // the prefill — and its keys/values join the shared `BatchKVCache`), then runs one step for every sequence in flight
 // and hands each its token. Between steps the loop yields to the event loop, so requests that arrive meanwhile join
 // at the next step and finished ones leave at once. Sampling happens per sequence on the JavaScript side with the
-// sequence's own seeded generator, exactly as `GPT.generateSteps`, so a seed gives the same tokens batched or not
-// (up to the last bits of float arithmetic, which can only matter when a draw falls on a boundary).
+// sequence's own seeded `TokenSampler`, exactly as `generateTokenSteps` (decode.ts), so a seed gives the same tokens
+// batched or not (up to the last bits of float arithmetic, which can only matter when a draw falls on a boundary).
 import { nextTick } from '../torch';
-import { Rng } from '../data/rng';
-import { chooseToken, type BatchKVCache, type KVCache, type GPT, type GenerateOptions, type GenerateResult, type GeneratedToken } from '../models/gpt';
+import type { BatchKVCache, KVCache } from '../nn/kv-cache';
+import type { GPT } from '../models/gpt';
+import { TokenSampler, checkGenerateRequest, type GenerateOptions, type GenerateResult, type GeneratedToken } from './decode';
 
 export interface BatcherOptions {
   /** Most sequences decoded in one step (default 64); more wait in a queue. */
@@ -34,9 +35,7 @@ export type OnToken = (t: GeneratedToken) => boolean | void;
 interface Job {
   prompt: number[];
   o: GenerateOptions;
-  rng: Rng;
-  stops: Set<number>;
-  nTop: number;
+  sampler: TokenSampler;
   steps: GeneratedToken[];
   onToken: OnToken;
   resolve: (r: GenerateResult) => void;
@@ -66,15 +65,14 @@ export class DecodeBatcher {
   /** Generates a continuation of `prompt` (as `GPT.generate` would), calling `onToken` with each token. */
   submit(prompt: number[], o: GenerateOptions, onToken: OnToken = () => true): Promise<GenerateResult> {
     if (this.closed) return Promise.reject(new Error('DecodeBatcher: closed'));
-    const V = this.model.vocabSize;
-    const ctx = this.model.contextLength;
-    if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) return Promise.reject(new Error(`DecodeBatcher: maxNewTokens must be a non-negative integer, got ${o.maxNewTokens}`));
-    if (prompt.length === 0) return Promise.reject(new Error('DecodeBatcher: the prompt is empty (give at least one token, e.g. the end-of-text id)'));
-    for (const t of prompt) if (!Number.isInteger(t) || t < 0 || t >= V) return Promise.reject(new Error(`DecodeBatcher: prompt token ${t} is outside the vocabulary [0, ${V})`));
-    if (prompt.length > ctx) return Promise.reject(new Error(`DecodeBatcher: the prompt has ${prompt.length} tokens, more than the context length ${ctx}`));
+    try {
+      checkGenerateRequest(prompt, o, this.model.vocabSize, this.model.contextLength, 'DecodeBatcher');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (o.maxNewTokens === 0) return Promise.resolve({ tokens: [], steps: [], finishReason: 'length' });
     return new Promise<GenerateResult>((resolve, reject) => {
-      this.queue.push({ prompt: prompt.slice(), o, rng: new Rng(o.seed ?? 0), stops: new Set(o.stopTokens ?? []), nTop: o.topLogprobs ?? 0, steps: [], onToken, resolve, reject });
+      this.queue.push({ prompt: prompt.slice(), o, sampler: new TokenSampler(o), steps: [], onToken, resolve, reject });
       if (!this.running) void this.loop();
     });
   }
@@ -174,7 +172,7 @@ export class DecodeBatcher {
             shared.set(key, pre);
             this.stats.prefills++;
           }
-          const t = chooseToken(pre.lp, j.o, j.rng, j.nTop, j.stops);
+          const t = j.sampler.choose(pre.lp);
           if (!this.take(j, t)) continue;
           this.cache ??= this.model.newBatchCache(Math.min(this.maxBatch, 4));
           this.cache.addRow(pre.cache);
@@ -200,7 +198,7 @@ export class DecodeBatcher {
     const done: number[] = [];
     for (let b = 0; b < B; b++) {
       const j = this.active[b];
-      if (!this.take(j, chooseToken(lp.subarray(b * V, (b + 1) * V), j.o, j.rng, j.nTop, j.stops))) done.push(b);
+      if (!this.take(j, j.sampler.choose(lp.subarray(b * V, (b + 1) * V)))) done.push(b);
     }
     // remove from the end so that the rows moved into freed places are ones that stay
     for (let k = done.length - 1; k >= 0; k--) {

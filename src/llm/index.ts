@@ -14,6 +14,11 @@ export { JsonlAppender, scanJsonl, writeLinesAtomic, type JsonlScan } from './st
 export {
   ByteTokenizer, BpeTokenizer, StreamDecoder, createTokenizer, tokenizerNames, checkSameVocabulary, encodeChat, EOT, type Tokenizer, type ChatTurn,
 } from './tokenizer';
+export {
+  generateTokens, generateTokenSteps, sampleFromLogits, topIndices, chooseToken, checkGenerateRequest, TokenSampler,
+  type SampleOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type StepDecoder,
+} from './decode';
+export { DecodeBatcher, type BatcherOptions, type BatcherStats, type OnToken } from './batcher';
 export { serve, type ServeOptions, type Server } from './serve';
 export {
   startFaultProxy, parseFaultSpec, checkFaultSpec, describeFaultSpec, faultPlan, FAULT_KINDS,

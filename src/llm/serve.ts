@@ -14,7 +14,8 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DecodeBatcher, type BatcherStats } from './batcher';
-import type { GPT, GeneratedToken } from '../models/gpt';
+import type { GPT } from '../models/gpt';
+import type { GeneratedToken } from './decode';
 import { StreamDecoder, encodeChat, type ChatTurn, type Tokenizer } from './tokenizer';
 
 export interface ServeOptions {

@@ -11,12 +11,22 @@
 // [in, out], so its checkpoints need those weights transposed. The head has no parameter of its own: logits are
 // `x · wteᵀ`, so the state_dict has no `lm_head.weight`.
 //
-// Generation runs one forward over the prompt, then one token at a time against a key/value cache (`KVCache`), and
-// samples on the JavaScript side with a seeded generator (temperature, top-k, top-p), so a seed fixes the output
-// whatever libtorch's own generator has drawn.
-import { Tensor, arange, cat, keep, noGrad, ops, tensor, tidy, ones } from '../torch';
-import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, init } from '../nn';
-import { Rng } from '../data/rng';
+// The nn pieces come from src/nn: the attention math is `scaledDotProductAttention`, the caches `KVCache` (one
+// sequence) and `BatchKVCache` (batched decoding, rows at their own lengths), the rotary tables `ropeTables`. The
+// model has the forward and the decoding steps (`nextLogprobs`, `nextLogprobsBatch`); sampling and the generation
+// loop live with the serving code (src/llm/decode.ts), `generate` / `generateSteps` here call it.
+import { Tensor, arange, noGrad, ops, tensor, tidy } from '../torch';
+import {
+  BatchKVCache, Dropout, Embedding, KVCache, LayerNorm, Linear, Module, ModuleList, applyRotary, init, ropeTables, scaledDotProductAttention,
+  type BatchStep, type RopeTables,
+} from '../nn';
+import { generateTokenSteps, generateTokens, type GenerateOptions, type GenerateResult, type GeneratedToken } from '../llm/decode';
+
+// moved to src/nn and src/llm/decode.ts, importable from here as before
+export { KVCache, BatchKVCache, applyRope, type BatchStep } from '../nn';
+export {
+  sampleFromLogits, topIndices, chooseToken, type SampleOptions, type GenerateOptions, type GenerateResult, type GeneratedToken,
+} from '../llm/decode';
 
 export interface DecoderOptions {
   vocabSize: number;
@@ -58,160 +68,11 @@ export function checkDecoderOptions(o: DecoderOptions, where = 'createDecoder'):
   return full;
 }
 
-/**
- * Keys and values of the positions seen so far, per layer ([B, heads, length, headDim]). It owns its tensors (they
- * are exempt from scopes): call `dispose()` when done.
- */
-export class KVCache {
-  readonly keys: (Tensor | null)[];
-  readonly values: (Tensor | null)[];
-  /** Positions cached so far. */
-  length = 0;
-  constructor(readonly nLayer: number) {
-    this.keys = Array(nLayer).fill(null);
-    this.values = Array(nLayer).fill(null);
-  }
-  /** Appends layer `i`'s new keys and values and returns the whole ones (owned by the cache). */
-  append(i: number, k: Tensor, v: Tensor): [Tensor, Tensor] {
-    const pk = this.keys[i];
-    const pv = this.values[i];
-    const nk = keep(pk === null ? ops.contiguous(k) : cat([pk, k], 2));
-    const nv = keep(pv === null ? ops.contiguous(v) : cat([pv, v], 2));
-    pk?.dispose();
-    pv?.dispose();
-    this.keys[i] = nk;
-    this.values[i] = nv;
-    return [nk, nv];
-  }
-  dispose(): void {
-    for (let i = 0; i < this.nLayer; i++) {
-      this.keys[i]?.dispose();
-      this.values[i]?.dispose();
-      this.keys[i] = null;
-      this.values[i] = null;
-    }
-    this.length = 0;
-  }
-}
-
-/**
- * Rotary position embedding of x [B, H, T, d] whose positions start at `start` (one start for the whole batch, or
- * one per row): the two halves of each head (x1, x2) become (x1·cos − x2·sin, x2·cos + x1·sin) with angles
- * position · base^(−2i/d).
- */
-export function applyRope(x: Tensor, start: number | number[], base = 10000): Tensor {
-  const d = x.shape[x.ndim - 1];
-  const T = x.shape[x.ndim - 2];
-  if (d % 2 !== 0) throw new Error(`applyRope: the last dimension must be even, got shape [${x.shape.join(', ')}]`);
-  const starts = typeof start === 'number' ? [start] : start;
-  if (typeof start !== 'number' && (x.ndim !== 4 || starts.length !== x.shape[0]))
-    throw new Error(`applyRope: ${starts.length} row starts for shape [${x.shape.join(', ')}] (one per row of a [B, H, T, d] input)`);
-  const half = d / 2;
-  const inv = Float64Array.from({ length: half }, (_, i) => Math.pow(base, (-2 * i) / d));
-  const ang = new Float64Array(starts.length * T * half);
-  let o = 0;
-  for (const s0 of starts) for (let t = 0; t < T; t++) for (let i = 0; i < half; i++) ang[o++] = (s0 + t) * inv[i];
-  const shape = typeof start === 'number' ? [T, half] : [starts.length, 1, T, half];
-  const a = tensor(ang, { shape, dtype: 'float64' }).to({ dtype: x.dtype, device: x.device });
-  const cos = ops.cos(a);
-  const sin = ops.sin(a);
-  const x1 = x.narrow(-1, 0, half);
-  const x2 = x.narrow(-1, half, half);
-  return cat([x1.mul(cos).sub(x2.mul(sin)), x2.mul(cos).add(x1.mul(sin))], -1);
-}
-
-/**
- * Keys and values of several sequences decoded together (batched decoding), per layer [capacity, heads, context,
- * headDim]. Rows 0..size-1 are in use, each with its own length; a row leaves by swapping the last row into its
- * place, so the rows in use stay contiguous and a step runs on views, without copying the cache. Capacity doubles
- * when a row joins a full cache. Owns its tensors: call `dispose()` when done.
- */
-export class BatchKVCache {
-  keys: (Tensor | null)[];
-  values: (Tensor | null)[];
-  /** Cached positions of each row in use. */
-  lengths: number[] = [];
-  capacity = 0;
-  constructor(readonly nLayer: number, readonly contextLength: number, readonly initialCapacity = 4) {
-    this.keys = Array(nLayer).fill(null);
-    this.values = Array(nLayer).fill(null);
-  }
-  get size(): number {
-    return this.lengths.length;
-  }
-  /** Appends a sequence whose keys and values are in a single-sequence cache (which is left as it is). */
-  addRow(c: KVCache): void {
-    if (c.nLayer !== this.nLayer || c.keys[0] === null) throw new Error(`BatchKVCache.addRow: the cache must hold ${this.nLayer} filled layers`);
-    const n = this.size;
-    if (n === this.capacity) this.grow(Math.max(this.initialCapacity, 2 * this.capacity), c.keys[0]!);
-    noGrad(() =>
-      tidy(() => {
-        for (let i = 0; i < this.nLayer; i++) {
-          this.keys[i]!.narrow(0, n, 1).narrow(2, 0, c.length).copy_(c.keys[i]!);
-          this.values[i]!.narrow(0, n, 1).narrow(2, 0, c.length).copy_(c.values[i]!);
-        }
-      }),
-    );
-    this.lengths.push(c.length);
-  }
-  /** Removes row `r`: the last row moves into its place (callers keep their own row order in step). */
-  removeRow(r: number): void {
-    const last = this.size - 1;
-    if (r < 0 || r > last) throw new Error(`BatchKVCache.removeRow: row ${r} is not in use (size ${this.size})`);
-    if (r !== last)
-      noGrad(() =>
-        tidy(() => {
-          const L = this.lengths[last];
-          for (const t of [...this.keys, ...this.values]) t!.narrow(0, r, 1).narrow(2, 0, L).copy_(t!.narrow(0, last, 1).narrow(2, 0, L));
-        }),
-      );
-    this.lengths[r] = this.lengths[last];
-    this.lengths.pop();
-  }
-  private grow(capacity: number, like: Tensor): void {
-    const [, H, , d] = like.shape;
-    const n = this.size;
-    for (const arr of [this.keys, this.values])
-      for (let i = 0; i < this.nLayer; i++) {
-        const t = keep(ops.zeros([capacity, H, this.contextLength, d], { dtype: like.dtype, device: like.device }));
-        const old = arr[i];
-        if (old !== null) {
-          if (n > 0) noGrad(() => tidy(() => void t.narrow(0, 0, n).copy_(old.narrow(0, 0, n))));
-          old.dispose();
-        }
-        arr[i] = t;
-      }
-    this.capacity = capacity;
-  }
-  dispose(): void {
-    for (const arr of [this.keys, this.values])
-      for (let i = 0; i < this.nLayer; i++) {
-        arr[i]?.dispose();
-        arr[i] = null;
-      }
-    this.lengths = [];
-    this.capacity = 0;
-  }
-}
-
-/** What the attention layers need for one batched decoding step (built by `GPT.forwardBatchStep`). */
-export interface BatchStep {
-  cache: BatchKVCache;
-  /** Position of each row's new token (= its cached length), as numbers and as an int64 tensor [B]. */
-  positions: number[];
-  pos: Tensor;
-  /** arange(B), int64. */
-  rows: Tensor;
-  /** Keys attended to: max(positions) + 1. */
-  span: number;
-  /** [B, 1, 1, span], true where a key lies after the row's new token. */
-  mask: Tensor;
-}
-
 /** Multi-head causal self-attention with fused q/k/v projection (`c_attn`) and output projection (`c_proj`). */
 export class CausalSelfAttention extends Module {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
+  /** Its `p` is the dropout on the attention probabilities, applied by `scaledDotProductAttention` in training. */
   readonly attn_dropout: Dropout;
   readonly resid_dropout: Dropout;
   readonly headDim: number;
@@ -224,13 +85,18 @@ export class CausalSelfAttention extends Module {
     this.resid_dropout = this.registerModule('resid_dropout', new Dropout(dropout));
   }
   /**
-   * x [B, T, C]; with a cache, x holds the T positions after the `cache.length` cached ones. With a batched step,
-   * x is [B, 1, C]: each row's next token, at its own position.
+   * x [B, T, C]; with a cache, x holds the T positions after the `cache.length` cached ones, and their keys and
+   * values join the cache as layer `layer`. With a batched step, x is [B, 1, C]: each row's next token, at its own
+   * position. `rope`: the rotary tables of x's positions (built here when not given, with rotary embeddings).
    */
-  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0, rope: RopeTables | null = null): Tensor {
     const [B, T, C] = x.shape;
-    if (cache !== null && !(cache instanceof KVCache)) return this.batchStep(x, cache, layer);
-    if (x.ndim !== 3 || C !== this.dModel) throw new Error(`CausalSelfAttention: expected input [B, T, ${this.dModel}], got [${x.shape.join(', ')}]`);
+    const kv = cache instanceof KVCache ? cache : null;
+    const step = cache !== null && kv === null ? (cache as BatchStep) : null;
+    if (step !== null) {
+      if (x.ndim !== 3 || T !== 1 || C !== this.dModel || B !== step.positions.length)
+        throw new Error(`CausalSelfAttention: a batched step expects [${step.positions.length}, 1, ${this.dModel}], got [${x.shape.join(', ')}]`);
+    } else if (x.ndim !== 3 || C !== this.dModel) throw new Error(`CausalSelfAttention: expected input [B, T, ${this.dModel}], got [${x.shape.join(', ')}]`);
     const H = this.nHead;
     const d = this.headDim;
     const [q0, k0, v0] = this.c_attn.call(x).chunk(3, -1);
@@ -238,46 +104,22 @@ export class CausalSelfAttention extends Module {
     let q = heads(q0);
     let k = heads(k0);
     let v = heads(v0);
-    const past = cache === null ? 0 : cache.length;
     if (this.rope !== null) {
-      q = applyRope(q, past, this.rope.base);
-      k = applyRope(k, past, this.rope.base);
+      const start = step !== null ? step.positions : kv === null ? 0 : kv.length;
+      const tables = rope ?? ropeTables(d, start, T, { base: this.rope.base, dtype: x.dtype, device: x.device });
+      q = applyRotary(q, tables);
+      k = applyRotary(k, tables);
     }
-    if (cache !== null) [k, v] = cache.append(layer, k, v);
-    const S = past + T;
-    let scores = ops.div_Tensor(q, Math.sqrt(d)).matmul(k.transpose(-2, -1)); // [B, H, T, S]
-    if (T > 1) {
-      // query i (absolute position past + i) sees keys j <= past + i
-      const mask = ops.triu(ones([T, S], { dtype: 'bool', device: x.device }), past + 1);
-      scores = scores.maskedFill(mask, -Infinity);
-    }
-    const p = this.attn_dropout.call(scores.softmax(-1));
-    const y = p.matmul(v).transpose(1, 2).reshape(B, T, C);
-    return this.resid_dropout.call(this.c_proj.call(y));
-  }
-  private batchStep(x: Tensor, st: BatchStep, layer: number): Tensor {
-    const [B, T, C] = x.shape;
-    if (x.ndim !== 3 || T !== 1 || C !== this.dModel || B !== st.positions.length)
-      throw new Error(`CausalSelfAttention: a batched step expects [${st.positions.length}, 1, ${this.dModel}], got [${x.shape.join(', ')}]`);
-    const H = this.nHead;
-    const d = this.headDim;
-    const [q0, k0, v0] = this.c_attn.call(x).chunk(3, -1);
-    const heads = (t: Tensor) => t.view(B, 1, H, d).transpose(1, 2); // [B, H, 1, d]
-    let q = heads(q0);
-    let k = heads(k0);
-    if (this.rope !== null) {
-      q = applyRope(q, st.positions, this.rope.base);
-      k = applyRope(k, st.positions, this.rope.base);
-    }
-    const K = st.cache.keys[layer]!;
-    const V = st.cache.values[layer]!;
-    ops.index_put_(K, [st.rows, null, st.pos], k.squeeze(2));
-    ops.index_put_(V, [st.rows, null, st.pos], heads(v0).squeeze(2));
-    const Kn = K.narrow(0, 0, B).narrow(2, 0, st.span);
-    const Vn = V.narrow(0, 0, B).narrow(2, 0, st.span);
-    const scores = ops.div_Tensor(q, Math.sqrt(d)).matmul(Kn.transpose(-2, -1)).maskedFill(st.mask, -Infinity); // [B, H, 1, span]
-    const y = scores.softmax(-1).matmul(Vn).transpose(1, 2).reshape(B, 1, C);
-    return this.c_proj.call(y);
+    // a batched step attends to each row's keys up to its own position (step.mask); otherwise causal, the T new
+    // positions being the last of the keys
+    if (step !== null) [k, v] = step.cache.appendStep(step, layer, k, v);
+    else if (kv !== null) [k, v] = kv.append(layer, k, v);
+    const [y] = scaledDotProductAttention(q, k, v, {
+      causal: step === null,
+      mask: step?.mask,
+      dropout: this.training ? this.attn_dropout.p : 0,
+    });
+    return this.resid_dropout.call(this.c_proj.call(y.transpose(1, 2).reshape(B, T, C)));
   }
   override extraRepr(): string {
     return `d_model=${this.dModel}, n_head=${this.nHead}`;
@@ -312,90 +154,10 @@ export class DecoderBlock extends Module {
     this.ln_2 = this.registerModule('ln_2', new LayerNorm(o.dModel, { eps: o.layerNormEps }));
     this.mlp = this.registerModule('mlp', new DecoderMLP(o.dModel, o.mlpRatio * o.dModel, o.dropout));
   }
-  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
-    const a = x.add(this.attn.call(this.ln_1.call(x), cache, layer));
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0, rope: RopeTables | null = null): Tensor {
+    const a = x.add(this.attn.call(this.ln_1.call(x), cache, layer, rope));
     return a.add(this.mlp.call(this.ln_2.call(a)));
   }
-}
-
-export interface SampleOptions {
-  /** Softmax temperature; 0 picks the most likely token (default 1). */
-  temperature?: number;
-  /** Keep only the k most likely tokens (default: all). */
-  topK?: number;
-  /** Keep the smallest set of most likely tokens whose probability reaches p (nucleus sampling; default 1). */
-  topP?: number;
-}
-
-export interface GenerateOptions extends SampleOptions {
-  maxNewTokens: number;
-  /** Seeds the sampler (default 0). */
-  seed?: number;
-  /** Token ids that end generation (the stop token is not returned). */
-  stopTokens?: number[];
-  /** Use the key/value cache (default true); false recomputes the whole sequence every step. */
-  useCache?: boolean;
-  /** Also report the top-n log-probabilities at each step (default 0). */
-  topLogprobs?: number;
-}
-
-export interface GeneratedToken {
-  id: number;
-  /** log p(id) under the model's distribution (temperature 1, before top-k/top-p filtering). */
-  logprob: number;
-  top: { id: number; logprob: number }[];
-}
-
-export interface GenerateResult {
-  tokens: number[];
-  steps: GeneratedToken[];
-  /** 'stop' when a stop token came, 'length' when maxNewTokens or the context length was reached. */
-  finishReason: 'stop' | 'length';
-}
-
-/** Samples one id from logits (a JS array) with temperature, top-k and top-p, using `rng`. */
-export function sampleFromLogits(logits: ArrayLike<number>, o: SampleOptions, rng: Rng): number {
-  const V = logits.length;
-  const temperature = o.temperature ?? 1;
-  if (!(temperature >= 0)) throw new Error(`sample: temperature must be >= 0, got ${temperature}`);
-  const topP = o.topP ?? 1;
-  if (!(topP > 0 && topP <= 1)) throw new Error(`sample: topP must be in (0, 1], got ${topP}`);
-  const topK = o.topK ?? V;
-  if (!Number.isInteger(topK) || topK < 1) throw new Error(`sample: topK must be a positive integer, got ${topK}`);
-  let best = 0;
-  for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-  if (temperature === 0 || topK === 1) return best;
-  const kept = topK < V ? topIndices(logits, topK) : Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
-  const mx = logits[best] / temperature;
-  let probs = kept.map((i) => Math.exp(logits[i] / temperature - mx));
-  let z = probs.reduce((a, b) => a + b, 0);
-  probs = probs.map((p) => p / z);
-  if (topP < 1) {
-    let acc = 0;
-    let n = 0;
-    while (n < probs.length && acc < topP) acc += probs[n++];
-    probs = probs.slice(0, Math.max(1, n));
-    z = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((p) => p / z);
-  }
-  let u = rng.random();
-  for (let j = 0; j < probs.length; j++) {
-    u -= probs[j];
-    if (u < 0) return kept[j];
-  }
-  return kept[probs.length - 1];
-}
-
-/**
- * Picks the next token from log-probabilities `lp` (sampling with `o` and `rng`; log-softmax differs from the logits
- * by a constant only). Null when the pick is one of `stops`. With `nTop`, also reports the top-n log-probabilities.
- */
-export function chooseToken(lp: Float64Array, o: SampleOptions, rng: Rng, nTop: number, stops: Set<number>): GeneratedToken | null {
-  const id = sampleFromLogits(lp, o, rng);
-  if (stops.has(id)) return null;
-  const top: { id: number; logprob: number }[] = [];
-  if (nTop > 0) for (const i of topIndices(lp, nTop)) top.push({ id: i, logprob: lp[i] });
-  return { id, logprob: lp[id], top };
 }
 
 /** The GPT-style decoder. `call(ids [B, T] int64)` returns logits [B, T, vocabSize]. */
@@ -432,6 +194,10 @@ export class GPT extends Module {
   newCache(): KVCache {
     return new KVCache(this.options.nLayer);
   }
+  /** An empty cache for batched decoding (`nextLogprobsBatch`). */
+  newBatchCache(initialCapacity = 4): BatchKVCache {
+    return new BatchKVCache(this.options.nLayer, this.options.contextLength, initialCapacity);
+  }
   /**
    * ids [B, T] (int64) -> logits [B, T, V]. With a cache, `ids` are the positions after the cached ones and the
    * cache is extended by them.
@@ -444,69 +210,23 @@ export class GPT extends Module {
       throw new Error(`GPT: ${past} cached + ${T} new positions exceed the context length ${this.options.contextLength}`);
     let x = this.wte.call(ids);
     if (this.wpe !== null) x = x.add(this.wpe.call(arange(past, past + T, 1, { dtype: 'int64', device: ids.device })));
+    const logits = this.decode(x, cache, past);
+    if (cache !== null) cache.length = past + T;
+    return logits;
+  }
+  /**
+   * Embedded tokens x [B, T, C] at positions `start` (one for all rows, or one per row) through the blocks, the
+   * final LayerNorm and the tied head: logits [B, T, V]. The rotary tables are built once for all layers.
+   */
+  private decode(x: Tensor, cache: KVCache | BatchStep | null, start: number | number[]): Tensor {
+    const o = this.options;
+    const rope = o.positional === 'rope' ? ropeTables(o.dModel / o.nHead, start, x.shape[1], { base: o.ropeBase, dtype: x.dtype, device: x.device }) : null;
     x = this.drop.call(x);
     const blocks = this.h.children() as DecoderBlock[];
     blocks.forEach((b, i) => {
-      x = b.call(x, cache, i);
+      x = b.call(x, cache, i, rope);
     });
-    if (cache !== null) cache.length = past + T;
     return ops.linear(this.ln_f.call(x), this.wte.weight, null);
-  }
-
-  /**
-   * Continues `prompt` (token ids) by up to `maxNewTokens` tokens, one sequence at a time, and returns the tokens
-   * with their log-probabilities. Runs in eval mode without gradients; restores the training flag.
-   */
-  generate(prompt: number[], o: GenerateOptions): GenerateResult {
-    const it = this.generateSteps(prompt, o);
-    for (;;) {
-      const r = it.next();
-      if (r.done) return r.value;
-    }
-  }
-
-  /**
-   * `generate` one token at a time: yields each token as it is chosen and returns the result. Callers that serve
-   * several requests await between steps (the `serve` command does); returning early (`break`) frees the cache.
-   */
-  *generateSteps(prompt: number[], o: GenerateOptions): Generator<GeneratedToken, GenerateResult, void> {
-    if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new Error(`GPT.generate: maxNewTokens must be a non-negative integer, got ${o.maxNewTokens}`);
-    if (prompt.length === 0) throw new Error('GPT.generate: the prompt is empty (give at least one token, e.g. the end-of-text id)');
-    const V = this.options.vocabSize;
-    for (const t of prompt) if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`GPT.generate: prompt token ${t} is outside the vocabulary [0, ${V})`);
-    if (prompt.length > this.options.contextLength)
-      throw new Error(`GPT.generate: the prompt has ${prompt.length} tokens, more than the context length ${this.options.contextLength}`);
-    const rng = new Rng(o.seed ?? 0);
-    const useCache = o.useCache ?? true;
-    const nTop = o.topLogprobs ?? 0;
-    const stops = new Set(o.stopTokens ?? []);
-    const cache = useCache ? this.newCache() : null;
-    const seq = prompt.slice();
-    const steps: GeneratedToken[] = [];
-    let finishReason: 'stop' | 'length' = 'length';
-    try {
-      let feed = seq.slice();
-      for (let step = 0; step < o.maxNewTokens && seq.length <= this.options.contextLength; step++) {
-        const lp = this.nextLogprobs(useCache ? feed : seq, cache);
-        const t = chooseToken(lp, o, rng, nTop, stops);
-        if (t === null) {
-          finishReason = 'stop';
-          break;
-        }
-        steps.push(t);
-        seq.push(t.id);
-        feed = [t.id];
-        yield t;
-      }
-    } finally {
-      cache?.dispose();
-    }
-    return { tokens: steps.map((s) => s.id), steps, finishReason };
-  }
-
-  /** An empty cache for batched decoding (`nextLogprobsBatch`). */
-  newBatchCache(initialCapacity = 4): BatchKVCache {
-    return new BatchKVCache(this.options.nLayer, this.options.contextLength, initialCapacity);
   }
 
   /**
@@ -521,78 +241,53 @@ export class GPT extends Module {
     cache.lengths.forEach((L, b) => {
       if (L >= ctx) throw new Error(`GPT.nextLogprobsBatch: row ${b} already holds ${L} positions, the context length is ${ctx}`);
     });
+    const lp = this.readLogprobs(() => {
+      const device = this.wte.weight.device;
+      const step = cache.beginStep(device);
+      const t = tensor(ids, { dtype: 'int64' });
+      let x = this.wte.call((device === 'cpu' ? t : t.to({ device })).view(B, 1));
+      if (this.wpe !== null) x = x.add(this.wpe.call(step.pos.view(B, 1)));
+      return this.decode(x, step, step.positions).select(1, 0);
+    });
+    cache.endStep();
+    return lp;
+  }
+
+  /** Log-probabilities of the next token after `ids` (extending `cache` when given), in eval mode, as float64. */
+  nextLogprobs(ids: number[], cache: KVCache | null = null): Float64Array {
+    return this.readLogprobs(() => {
+      const dev = this.wte.weight.device;
+      const x = tensor([ids], { dtype: 'int64' });
+      return this.forward(dev === 'cpu' ? x : x.to({ device: dev }), cache).select(1, -1).select(0, 0);
+    });
+  }
+
+  /** log_softmax of the logits `fn` returns, as float64, computed in eval mode without gradients (restores the mode). */
+  private readLogprobs(fn: () => Tensor): Float64Array {
     const wasTraining = this.training;
     if (wasTraining) this.eval();
     try {
-      const out = tidy(() =>
-        noGrad(() => {
-          const device = this.wte.weight.device;
-          const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
-          const positions = cache.lengths.slice();
-          const span = Math.max(...positions) + 1;
-          const pos = on(tensor(positions, { dtype: 'int64' }));
-          const rows = arange(0, B, 1, { dtype: 'int64', device });
-          const mask = ops.gt_Tensor(arange(0, span, 1, { dtype: 'int64', device }).view(1, span), pos.view(B, 1)).view(B, 1, 1, span);
-          const step: BatchStep = { cache, positions, pos, rows, span, mask };
-          let x = this.wte.call(on(tensor(ids, { dtype: 'int64' })).view(B, 1));
-          if (this.wpe !== null) x = x.add(this.wpe.call(pos.view(B, 1)));
-          const blocks = this.h.children() as DecoderBlock[];
-          blocks.forEach((b, i) => {
-            x = b.call(x, step, i);
-          });
-          const logits = ops.linear(this.ln_f.call(x), this.wte.weight, null).select(1, 0);
-          return ops.log_softmax_int(logits, -1, 'float64');
-        }),
-      );
-      const data = out.data() as Float64Array;
-      out.dispose();
-      for (let b = 0; b < B; b++) cache.lengths[b]++;
+      const t = tidy(() => noGrad(() => ops.log_softmax_int(fn(), -1, 'float64')));
+      const data = t.data() as Float64Array;
+      t.dispose();
       return data;
     } finally {
       if (wasTraining) this.train(true);
     }
   }
 
-  /** Log-probabilities of the next token after `ids` (extending `cache` when given), in eval mode, as float64. */
-  nextLogprobs(ids: number[], cache: KVCache | null = null): Float64Array {
-    const wasTraining = this.training;
-    if (wasTraining) this.eval();
-    try {
-      const row = tidy(() =>
-        noGrad(() => {
-          const dev = this.wte.weight.device;
-          const x = tensor([ids], { dtype: 'int64' });
-          const logits = this.forward(dev === 'cpu' ? x : x.to({ device: dev }), cache);
-          return ops.log_softmax_int(logits.select(1, -1).select(0, 0), -1, 'float64');
-        }),
-      );
-      const out = row.data() as Float64Array;
-      row.dispose();
-      return out;
-    } finally {
-      if (wasTraining) this.train(true);
-    }
+  /** Continues `prompt` by up to `maxNewTokens` sampled tokens: `generateTokens` (src/llm/decode.ts) with this model. */
+  generate(prompt: number[], o: GenerateOptions): GenerateResult {
+    return generateTokens(this, prompt, o, 'GPT.generate');
+  }
+  /** `generate` one token at a time (`generateTokenSteps`): yields each token as it is chosen, returns the result. */
+  generateSteps(prompt: number[], o: GenerateOptions): Generator<GeneratedToken, GenerateResult, void> {
+    return generateTokenSteps(this, prompt, o, 'GPT.generate');
   }
   override extraRepr(): string {
     const o = this.options;
     return `vocab=${o.vocabSize}, context=${o.contextLength}, d_model=${o.dModel}, n_layer=${o.nLayer}, n_head=${o.nHead}${o.positional === 'rope' ? ', rope' : ''}`;
   }
-}
-
-/** Indices of the n largest values, largest first (ties: lower index first). */
-export function topIndices(v: ArrayLike<number>, n: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < v.length; i++) {
-    if (out.length === n && v[i] <= v[out[n - 1]]) continue;
-    let j = out.length < n ? out.length : n - 1;
-    if (out.length < n) out.push(i);
-    while (j > 0 && v[out[j - 1]] < v[i]) {
-      out[j] = out[j - 1];
-      j--;
-    }
-    out[j] = i;
-  }
-  return out;
 }
 
 /** A decoder from options (the factory used by checkpoints and the `serve` / `sft` commands). */

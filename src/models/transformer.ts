@@ -7,7 +7,7 @@
 // `encoder.layers.<i>.self_attn#1` its attention probabilities [B, heads, L, L] (see attentionKey), `embed` the
 // token embeddings, `pool` the pooled embedding, `logits` the output.
 import { Tensor, arange } from '../torch';
-import { Dropout, Embedding, LayerNorm, Linear, Module, TransformerEncoder, TransformerEncoderLayer } from '../nn';
+import { Dropout, Embedding, LayerNorm, Linear, Module, TransformerEncoder, TransformerEncoderLayer, onnxKeyPaddingMask } from '../nn';
 import type { OnnxGraphBuilder, OnnxValue } from '../nn/onnx';
 
 export interface TransformerClassifierOptions {
@@ -102,9 +102,7 @@ export class TransformerClassifier extends Module {
     const isPad = g.node('Equal', [ids, g.constant('pad_id', [this.padId], [], 'int64')], [B, L], {}, 'int64');
     const padF = g.node('Cast', [isPad], [B, L], { to: 1 }, 'float32');
     const keep = g.node('Sub', [g.constant('one', [1], []), padF], [B, L]);
-    // additive mask [B, 1, 1, L]: 0 for tokens, -1e9 for padding (exp underflows to 0 as with -inf)
-    const mask = g.reshape(g.mul(padF, g.constant('neg', [-1e9], [])), [0, 1, 1, L], [B, 1, 1, L]);
-    h = g.call(this.encoder, h, mask);
+    h = g.call(this.encoder, h, onnxKeyPaddingMask(g, padF));
     return g.call(this.fc, g.call(this.pool, h, keep));
   }
 }

@@ -1,6 +1,9 @@
 // Multi-head attention and the Transformer encoder, with PyTorch 1.13's parameter names, state_dict keys,
 // initialisation order (bit for bit the same weights under the same manualSeed) and numerics.
 //
+// The attention computation itself is `scaledDotProductAttention` (functional.ts), which the GPT decoder calls as
+// well; `onnxScaledDotProductAttention` below is its exported graph.
+//
 // Capturing attention probabilities (for attention distillation): MultiheadAttention returns [output, weights], and
 // `captureFeatures` stores an array output's elements as `path`, `path#1`, ... A TransformerEncoderLayer asks its
 // `self_attn` for per-head weights only when a hook is registered on it, so
@@ -15,6 +18,7 @@ import { Tensor, empty, noGrad, ops, tidy } from '../torch';
 import { Module } from './module';
 import type { OnnxGraphBuilder, OnnxValue } from './onnx';
 import { Dropout, LayerNorm, Linear, ModuleList, layerError, moduleLabel } from './layers';
+import { scaledDotProductAttention } from './functional';
 import * as init from './init';
 
 export interface MultiheadAttentionOptions {
@@ -141,32 +145,33 @@ export class MultiheadAttention extends Module {
       layerError(this, [query, key, value], e);
     }
 
-    let scores = ops.div_Tensor(q, Math.sqrt(d)).matmul(k.transpose(-2, -1)); // [B, H, L, S]
+    // masks as [L, S] or [B, H, L, S] (attnMask) and [B, 1, 1, S] (keyPaddingMask) over the scores [B, H, L, S]
+    let attnMask: Tensor | null = null;
     const am = opts.attnMask;
     if (am) {
       const s = am.shape;
-      let m: Tensor;
-      if (s.length === 2 && s[0] === L && s[1] === S) m = am;
-      else if (s.length === 3 && s[0] === B * H && s[1] === L && s[2] === S) m = am.view(B, H, L, S);
+      if (s.length === 2 && s[0] === L && s[1] === S) attnMask = am;
+      else if (s.length === 3 && s[0] === B * H && s[1] === L && s[2] === S) attnMask = am.view(B, H, L, S);
       else throw new Error(`${label()}: attnMask must be [${L}, ${S}] or [${B * H}, ${L}, ${S}] (batch*heads, L, S), got ${shapeStr(s)}`);
-      scores = am.dtype === 'bool' ? scores.maskedFill(m, -Infinity) : scores.add(m);
     }
+    let paddingMask: Tensor | null = null;
     const kpm = opts.keyPaddingMask;
     if (kpm) {
       const s = kpm.shape;
       const ok = unbatched ? s.length === 1 && s[0] === S : s.length === 2 && s[0] === B && s[1] === S;
       if (!ok) throw new Error(`${label()}: keyPaddingMask must be ${unbatched ? `[${S}]` : `[${B}, ${S}]`} (batch, key length), got ${shapeStr(s)}`);
-      const m = kpm.view(B, 1, 1, S);
-      scores = kpm.dtype === 'bool' ? scores.maskedFill(m, -Infinity) : scores.add(m);
+      paddingMask = kpm.view(B, 1, 1, S);
     }
-    const probs = scores.softmax(-1);
-    const dropped = this.training && this.dropoutP > 0 ? ops.dropout(probs, this.dropoutP, true) : probs;
-    let out = dropped.matmul(v).transpose(1, 2).reshape(B, L, E);
-    out = this.out_proj.call(out);
+    const [attended, probs] = scaledDotProductAttention(q, k, v, {
+      mask: [attnMask, paddingMask],
+      dropout: this.training ? this.dropoutP : 0,
+      needWeights,
+    });
+    let out = this.out_proj.call(attended.transpose(1, 2).reshape(B, L, E));
     if (unbatched) out = out.squeeze(0);
     else if (!this.batchFirst) out = out.transpose(0, 1);
     let weights: Tensor | null = null;
-    if (needWeights) {
+    if (probs !== null) {
       weights = average ? probs.mean(1) : probs;
       if (unbatched) weights = weights.squeeze(0);
     }
@@ -198,15 +203,33 @@ export class MultiheadAttention extends Module {
     } finally {
       for (const t of [...ws, ...bs]) t?.dispose();
     }
-    let scores = g.mul(g.matmul(q, k), g.constant('scale', [1 / Math.sqrt(d)], []));
-    if (mask) scores = g.add(scores, mask);
-    const out = g.matmul(g.softmax(scores, -1), v); // [B, H, L, d]
+    const out = onnxScaledDotProductAttention(g, q, k, v, d, mask); // [B, H, L, d]
     const merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [0, L, this.embedDim], [B, L, E]);
     return g.call(this.out_proj, merged);
   }
   override extraRepr(): string {
     return `embed_dim=${this.embedDim}, num_heads=${this.numHeads}, batch_first=${this.batchFirst}`;
   }
+}
+
+/**
+ * The ONNX graph of `scaledDotProductAttention` in eval mode: softmax(q·kᵀ/√headDim + mask)·v for q [..., L, d], the
+ * keys already transposed (kT [..., d, S]) and v [..., S, dv]; `mask`, when given, is added to the scores.
+ */
+export function onnxScaledDotProductAttention(g: OnnxGraphBuilder, q: OnnxValue, kT: OnnxValue, v: OnnxValue, headDim: number, mask?: OnnxValue): OnnxValue {
+  let scores = g.mul(g.matmul(q, kT), g.constant('scale', [1 / Math.sqrt(headDim)], []));
+  if (mask) scores = g.add(scores, mask);
+  return g.matmul(g.softmax(scores, -1), v);
+}
+
+/**
+ * The additive mask that MultiheadAttention's export takes, [B, 1, 1, L], from `padding` [B, L] (float, 1 where a
+ * key is padding): 0 for keys to attend, −1e9 for padding (its exp underflows to 0 as with −inf).
+ */
+export function onnxKeyPaddingMask(g: OnnxGraphBuilder, padding: OnnxValue): OnnxValue {
+  const [B, L] = padding.shape;
+  if (typeof L !== 'number') g.fail(`the key padding mask needs a static length, got shape [${padding.shape.join(', ')}]`);
+  return g.reshape(g.mul(padding, g.constant('neg', [-1e9], [])), [0, 1, 1, L], [B, 1, 1, L]);
 }
 
 export interface TransformerEncoderLayerOptions {

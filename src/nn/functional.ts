@@ -308,6 +308,59 @@ export function pad(x: Tensor, padding: number[], opts: { mode?: PadMode; value?
 /** Cosine of the angle between x1 and x2 along `dim` (broadcasting), each norm clamped to at least `eps`. */
 export const cosineSimilarity = (x1: Tensor, x2: Tensor, dim = 1, eps = 1e-8): Tensor => ops.cosine_similarity(x1, x2, dim, eps);
 
+// ---------------------------------------------------------------- attention
+
+export interface ScaledDotProductAttentionOptions {
+  /**
+   * Masks over the scores, broadcast against [..., L, S] and applied in order: bool (true = that key is not attended
+   * to) or float (added to the scores).
+   */
+  mask?: Tensor | null | readonly (Tensor | null | undefined)[];
+  /**
+   * Causal attention: the queries are the last L of the S key positions (as when the keys come from a cache), and
+   * query i attends to keys j ≤ S − L + i. Applied before `mask`.
+   */
+  causal?: boolean;
+  /** Dropout on the attention probabilities (default 0; pass 0 outside training). */
+  dropout?: number;
+  /** Also return the attention probabilities (after softmax, before dropout; default false). */
+  needWeights?: boolean;
+}
+
+/**
+ * softmax(q·kᵀ / √d + masks) · v for q [..., L, d], k [..., S, d], v [..., S, dv]: returns `[output [..., L, dv],
+ * probabilities [..., L, S] or null]`. The one attention computation of the library (MultiheadAttention, the
+ * encoder layers and the GPT decoder, for training, cached and batched decoding alike). Written with matmul and
+ * softmax, whose numerics are PyTorch 1.13's MultiheadAttention's (q is divided by √d before the product), and which
+ * can return the probabilities that attention distillation reads; libtorch 1.13 has no public fused kernel.
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: ScaledDotProductAttentionOptions = {}): [Tensor, Tensor | null] {
+  const op = 'scaledDotProductAttention';
+  const qs = q.shape;
+  const ks = k.shape;
+  const vs = v.shape;
+  if (qs.length < 2 || ks.length !== qs.length || vs.length !== qs.length)
+    throw new Error(`${op}: q, k and v must have the same number of dimensions (at least 2), got q ${fmt(qs)}, k ${fmt(ks)}, v ${fmt(vs)}`);
+  const n = qs.length;
+  const d = qs[n - 1];
+  const L = qs[n - 2];
+  const S = ks[n - 2];
+  if (ks[n - 1] !== d || vs[n - 2] !== S)
+    throw new Error(`${op}: q [..., L, d], k [..., S, d] and v [..., S, dv] do not fit: q ${fmt(qs)}, k ${fmt(ks)}, v ${fmt(vs)}`);
+  const p = opts.dropout ?? 0;
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new Error(`${op}: dropout must be in [0, 1], got ${p}`);
+  let scores = q.div(Math.sqrt(d)).matmul(k.transpose(-2, -1)); // [..., L, S]
+  if (opts.causal && L > 1) {
+    if (L > S) throw new Error(`${op}: causal attention needs at least as many keys as queries, got q ${fmt(qs)} and k ${fmt(ks)}`);
+    scores = scores.maskedFill(ops.triu(ops.ones([L, S], { dtype: 'bool', device: q.device }), S - L + 1), -Infinity);
+  }
+  const masks = opts.mask == null ? [] : Array.isArray(opts.mask) ? opts.mask : [opts.mask as Tensor];
+  for (const m of masks) if (m) scores = m.dtype === 'bool' ? scores.maskedFill(m, -Infinity) : scores.add(m);
+  const probs = scores.softmax(-1);
+  const out = (p > 0 ? ops.dropout(probs, p, true) : probs).matmul(v);
+  return [out, opts.needWeights ? probs : null];
+}
+
 // ---------------------------------------------------------------- losses
 
 export interface CrossEntropyOptions {

@@ -1,8 +1,10 @@
-// tsdistill/nn: the module system (Module, layers, attention), parameter initialisation, the functional API and
-// weight files.
+// tsdistill/nn: the module system (Module, layers, attention), the decoding building blocks (key/value caches,
+// rotary embeddings), parameter initialisation, the functional API and weight files.
 export * from './module';
 export * from './layers';
 export * from './attention';
+export * from './kv-cache';
+export * from './rope';
 export * from './onnx';
 export * from './quant';
 export * as init from './init';
