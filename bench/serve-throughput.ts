@@ -13,7 +13,7 @@ import { GPT } from '../src/models/gpt';
 import { ByteTokenizer, type Tokenizer } from '../src/llm/tokenizer';
 import { loadDecoder } from '../src/llm/decoder-checkpoint';
 import { serve } from '../src/llm/serve';
-import { generate } from '../src/llm';
+import { generate, generateTokens } from '../src/llm';
 
 const { values } = parseArgs({ options: { checkpoint: { type: 'string' }, requests: { type: 'string' }, 'max-tokens': { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' } } });
 setNumThreads(Number(values.threads ?? 2));
@@ -39,7 +39,7 @@ async function main() {
     const directRate = () => {
       const t0 = Date.now();
       let n = 0;
-      for (let i = 0; i < 16; i++) n += model.generate([258, 10, 65, 10, 259, 10], { maxNewTokens: maxTokens, seed: i }).tokens.length;
+      for (let i = 0; i < 16; i++) n += generateTokens(model, [258, 10, 65, 10, 259, 10], { maxNewTokens: maxTokens, seed: i }).tokens.length;
       return n / ((Date.now() - t0) / 1000);
     };
     for (let w = 0; w < 4; w++) directRate(); // warm-up: the first thousands of steps run slower

@@ -18,7 +18,7 @@ import { manualSeed, setNumThreads, tensor, tidy, noGrad, ops } from '../src/tor
 import { GPT, type DecoderOptions } from '../src/models/gpt';
 import { ByteTokenizer, encodeChat } from '../src/llm/tokenizer';
 import { serve } from '../src/llm/serve';
-import { generate } from '../src/llm';
+import { generate, generateTokens } from '../src/llm';
 import { evaluateNll, packChats, readChatJsonl, sft, type ChatExample } from '../src/distill/sft';
 import { Rng } from '../src/data/rng';
 
@@ -84,7 +84,7 @@ function sampleAndScore(m: GPT, teacher: GPT, n: number, seed: number) {
   for (let i = 0; i < n; i++) {
     const topic = topics[rng.int(topics.length)];
     const prompt = encodeChat(tok, [{ role: 'user', content: promptFor(topic) }], { generationPrompt: true }).ids;
-    const g = m.generate(prompt, { maxNewTokens: CONTEXT - prompt.length, temperature: 1, seed: seed + i, stopTokens: [tok.eosId] });
+    const g = generateTokens(m, prompt, { maxNewTokens: CONTEXT - prompt.length, temperature: 1, seed: seed + i, stopTokens: [tok.eosId] });
     tokens += g.tokens.length;
     chats.push({ messages: [{ role: 'user', content: promptFor(topic) }, { role: 'assistant', content: tok.decode(g.tokens) }] });
   }

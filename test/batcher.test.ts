@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { manualSeed, nextTick } from '../src/torch';
-import { GPT, type GenerateOptions } from '../src/models/gpt';
+import { GPT } from '../src/models/gpt';
+import { generateTokens, type GenerateOptions } from '../src/llm/decode';
 import { DecodeBatcher } from '../src/llm/batcher';
 import { Rng } from '../src/data/rng';
 import { checkLeaks } from './helpers';
@@ -70,7 +71,7 @@ describe('batched decoding', () => {
     const later = ps.slice(4).map((p, i) => b.submit(p, opts(4 + i), (t) => void seen[4 + i].push(t.id)));
     const got = await Promise.all([...first, ...later]);
     got.forEach((r, k) => {
-      const want = m.generate(ps[k], opts(k));
+      const want = generateTokens(m, ps[k], opts(k));
       assert.deepEqual(r.tokens, want.tokens, `sequence ${k}`);
       assert.equal(r.finishReason, want.finishReason, `sequence ${k}`);
       assert.deepEqual(seen[k], want.tokens);
@@ -97,7 +98,7 @@ describe('batched decoding', () => {
     ];
     const got = await Promise.all(jobs.map((j) => b.submit(j.prompt, j.o)));
     assert.equal(b.stats.prefills, 2);
-    got.forEach((r, k) => assert.deepEqual(r.tokens, m.generate(jobs[k].prompt, jobs[k].o).tokens, `sequence ${k}`));
+    got.forEach((r, k) => assert.deepEqual(r.tokens, generateTokens(m, jobs[k].prompt, jobs[k].o).tokens, `sequence ${k}`));
     assert.ok(new Set(got.slice(0, 3).map((r) => r.tokens.join(','))).size > 1, 'different seeds, different samples');
     b.close();
     m.dispose();
@@ -111,7 +112,7 @@ describe('batched decoding', () => {
     assert.equal(r.tokens.length, 1);
     assert.equal(r.finishReason, 'stop');
     const long = await b.submit(Array(30).fill(2), { maxNewTokens: 50, seed: 2 });
-    assert.deepEqual(long.tokens, m.generate(Array(30).fill(2), { maxNewTokens: 50, seed: 2 }).tokens);
+    assert.deepEqual(long.tokens, generateTokens(m, Array(30).fill(2), { maxNewTokens: 50, seed: 2 }).tokens);
     assert.equal(long.tokens.length, 3);
     assert.equal(long.finishReason, 'length');
     await assert.rejects(b.submit([99], { maxNewTokens: 2 }), /prompt token 99 is outside the vocabulary \[0, 41\)/);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { manualSeed, noGrad, tensor, tidy, randint, cat } from '../src/torch';
-import { GPT, applyRope, createDecoder, sampleFromLogits, topIndices } from '../src/models/gpt';
+import { GPT, applyRope, createDecoder } from '../src/models/gpt';
+import { generateTokens, sampleFromLogits, topIndices } from '../src/llm/decode';
 import { Rng } from '../src/data/rng';
 import { ByteTokenizer, StreamDecoder, checkSameVocabulary, createTokenizer, encodeChat } from '../src/llm/tokenizer';
 import { checkLeaks, maxDiff } from './helpers';
@@ -68,8 +69,8 @@ describe('GPT decoder', () => {
   it('generate: same tokens with and without the cache, seeded, stops at a stop token and at the context length', () => {
     manualSeed(3);
     const m = new GPT(tiny);
-    const a = m.generate([1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 7, topLogprobs: 3 });
-    const b = m.generate([1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 7, topLogprobs: 3, useCache: false });
+    const a = generateTokens(m, [1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 7, topLogprobs: 3 });
+    const b = generateTokens(m, [1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 7, topLogprobs: 3, useCache: false });
     assert.deepEqual(a.tokens, b.tokens);
     for (let i = 0; i < a.steps.length; i++) assert.ok(Math.abs(a.steps[i].logprob - b.steps[i].logprob) < 1e-5);
     assert.equal(a.tokens.length, 10);
@@ -77,21 +78,21 @@ describe('GPT decoder', () => {
     assert.ok(m.training, 'generate restores training mode');
     assert.equal(a.steps[0].top.length, 3);
     assert.ok(a.steps[0].top[0].logprob >= a.steps[0].top[1].logprob);
-    const c = m.generate([1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 8 });
+    const c = generateTokens(m, [1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 8 });
     assert.notDeepEqual(c.tokens, a.tokens, 'another seed, other tokens');
-    const stop = m.generate([1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 7, stopTokens: [a.tokens[4]] });
+    const stop = generateTokens(m, [1, 2, 3], { maxNewTokens: 10, temperature: 0.9, topK: 20, seed: 7, stopTokens: [a.tokens[4]] });
     assert.equal(stop.finishReason, 'stop');
     assert.deepEqual(stop.tokens, a.tokens.slice(0, a.tokens.indexOf(a.tokens[4])));
-    const long = m.generate(Array(20).fill(1), { maxNewTokens: 50, temperature: 0 });
+    const long = generateTokens(m, Array(20).fill(1), { maxNewTokens: 50, temperature: 0 });
     assert.equal(long.tokens.length, 5, 'stops when the context (24) is full: 20 + 4 fed + 1 sampled last');
-    assert.throws(() => m.generate([40], { maxNewTokens: 1 }), /prompt token 40 is outside the vocabulary \[0, 37\)/);
+    assert.throws(() => generateTokens(m, [40], { maxNewTokens: 1 }), /prompt token 40 is outside the vocabulary \[0, 37\)/);
     m.dispose();
   });
 
   it('greedy decoding picks the argmax of the uncached forward pass', () => {
     manualSeed(4);
     const m = new GPT(tiny).eval();
-    const g = m.generate([3, 4], { maxNewTokens: 1, temperature: 0 });
+    const g = generateTokens(m, [3, 4], { maxNewTokens: 1, temperature: 0 });
     const arg = tidy(() => noGrad(() => m.call(tensor([[3, 4]], { dtype: 'int64' })).select(1, -1).argmax(-1).item()));
     assert.equal(g.tokens[0], arg);
     m.dispose();
@@ -126,8 +127,8 @@ describe('GPT decoder', () => {
         assert.ok(maxDiff(applyRope(q, 0), q) < 1e-12);
       }),
     );
-    const g1 = m.generate([1, 2], { maxNewTokens: 6, seed: 1 });
-    const g2 = m.generate([1, 2], { maxNewTokens: 6, seed: 1, useCache: false });
+    const g1 = generateTokens(m, [1, 2], { maxNewTokens: 6, seed: 1 });
+    const g2 = generateTokens(m, [1, 2], { maxNewTokens: 6, seed: 1, useCache: false });
     assert.deepEqual(g1.tokens, g2.tokens);
     assert.throws(() => createDecoder({ ...tiny, nHead: 16, positional: 'rope' }), /rope needs an even head size, got dModel \/ nHead = 1/);
     m.dispose();

@@ -10,7 +10,7 @@ import { GPT } from '../src/models/gpt';
 import { ByteTokenizer, encodeChat } from '../src/llm/tokenizer';
 import { serve, type Server } from '../src/llm/serve';
 import { saveDecoder, loadDecoder, readDecoderInfo } from '../src/llm/decoder-checkpoint';
-import { generate } from '../src/llm';
+import { generate, generateTokens } from '../src/llm';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-serve-'));
 const tok = new ByteTokenizer();
@@ -56,7 +56,7 @@ describe('serve', () => {
         assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob);
       }
       // the sampled tokens are the model's: same seed, same tokens straight from generate()
-      const g = model.generate(prompt, { maxNewTokens: 12, temperature: 1.2, seed: 5 + c.index, stopTokens: [256, 257, 258, 259] });
+      const g = generateTokens(model, prompt, { maxNewTokens: 12, temperature: 1.2, seed: 5 + c.index, stopTokens: [256, 257, 258, 259] });
       assert.equal(c.message.content, tok.decode(g.tokens));
       assert.ok(Math.abs(lp[0].logprob - g.steps[0].logprob) < 1e-9);
     }

@@ -14,19 +14,15 @@
 // The nn pieces come from src/nn: the attention math is `scaledDotProductAttention`, the caches `KVCache` (one
 // sequence) and `BatchKVCache` (batched decoding, rows at their own lengths), the rotary tables `ropeTables`. The
 // model has the forward and the decoding steps (`nextLogprobs`, `nextLogprobsBatch`); sampling and the generation
-// loop live with the serving code (src/llm/decode.ts), `generate` / `generateSteps` here call it.
+// loop live with the serving code (src/llm/decode.ts: `generateTokens(model, prompt, options)`).
 import { Tensor, arange, noGrad, ops, tensor, tidy } from '../torch';
 import {
   BatchKVCache, Dropout, Embedding, KVCache, LayerNorm, Linear, Module, ModuleList, applyRotary, init, ropeTables, scaledDotProductAttention,
   type BatchStep, type RopeTables,
 } from '../nn';
-import { generateTokenSteps, generateTokens, type GenerateOptions, type GenerateResult, type GeneratedToken } from '../llm/decode';
 
-// moved to src/nn and src/llm/decode.ts, importable from here as before
+// moved to src/nn, importable from here as before
 export { KVCache, BatchKVCache, applyRope, type BatchStep } from '../nn';
-export {
-  sampleFromLogits, topIndices, chooseToken, type SampleOptions, type GenerateOptions, type GenerateResult, type GeneratedToken,
-} from '../llm/decode';
 
 export interface DecoderOptions {
   vocabSize: number;
@@ -276,14 +272,6 @@ export class GPT extends Module {
     }
   }
 
-  /** Continues `prompt` by up to `maxNewTokens` sampled tokens: `generateTokens` (src/llm/decode.ts) with this model. */
-  generate(prompt: number[], o: GenerateOptions): GenerateResult {
-    return generateTokens(this, prompt, o, 'GPT.generate');
-  }
-  /** `generate` one token at a time (`generateTokenSteps`): yields each token as it is chosen, returns the result. */
-  generateSteps(prompt: number[], o: GenerateOptions): Generator<GeneratedToken, GenerateResult, void> {
-    return generateTokenSteps(this, prompt, o, 'GPT.generate');
-  }
   override extraRepr(): string {
     const o = this.options;
     return `vocab=${o.vocabSize}, context=${o.contextLength}, d_model=${o.dModel}, n_layer=${o.nLayer}, n_head=${o.nHead}${o.positional === 'rope' ? ', rope' : ''}`;

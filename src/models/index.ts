@@ -7,6 +7,6 @@ export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options }
 export { TransformerClassifier, MaskedMeanPool, type TransformerClassifierOptions } from './transformer';
 export { createModel, registerModel, registerBuiltinModels, modelNames, type ModelFactory, type ModelOptions } from './registry';
 export {
-  GPT, createDecoder, checkDecoderOptions, applyRope, KVCache, CausalSelfAttention, DecoderBlock, DecoderMLP, sampleFromLogits, topIndices,
-  type DecoderOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type SampleOptions,
+  GPT, createDecoder, checkDecoderOptions, applyRope, KVCache, CausalSelfAttention, DecoderBlock, DecoderMLP,
+  type DecoderOptions,
 } from './gpt';
