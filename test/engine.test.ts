@@ -74,7 +74,7 @@ describe('engine', () => {
     assert.ok(s1.final_test_acc > 30 && s1.roles!.b.final_test_acc > 30, JSON.stringify(s1));
     const m = fs.readFileSync(path.join(dir, 'x', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     assert.equal(m.length, 2);
-    assert.deepEqual(Object.keys(m[0].terms), ['ce:logits', 'ce:logits#1', 'kl:logits', 'kl:logits#1']);
+    assert.deepEqual(Object.keys(m[0].terms), ['ce:a.logits', 'ce:b.logits', 'kl:a.logits', 'kl:b.logits']);
     assert.ok(Object.values(m[1].terms as Record<string, number>).every((v) => Number.isFinite(v) && v > 0));
     assert.ok(m[1].roles.b.test_acc > 0);
     for (const f of ['last.safetensors', 'last.b.safetensors', 'last.optim.safetensors', 'last.b.optim.safetensors', 'best.safetensors', 'state.json'])

@@ -8,7 +8,10 @@ import { closest } from '../nn';
 import { loadDataset } from '../data';
 import { TrainingInterrupted } from '../distill';
 import { writeReport } from '../report';
-import { RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, loadPlugins, prepareConfig, runExport, runFromConfig } from '../run';
+import {
+  RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  runFromConfig, runStagedConfig, stagesTable,
+} from '../run';
 import { runGenerate } from './generate';
 import { runServe, runSft } from './llm';
 
@@ -120,6 +123,25 @@ async function main(argv: string[]): Promise<number> {
   if (values.device) sets.push(`training.device=${values.device}`);
   if (values.out) sets.push(`output.dir=${values.out}`);
   if (values.plugin?.length) loadPlugins(values.plugin);
+  if (isStagedConfig(readConfigMapping(file))) {
+    // a configuration of stages, roles and terms: `distill` (or `train`) runs its stages in order
+    if (command !== 'distill' && command !== 'train')
+      throw new Error(`${file}: a configuration of stages runs with tsdistill distill (compare, eval and report need teacher / student sections)`);
+    const cfg = loadStagedConfig(file, sets);
+    claimOutputDir(cfg, { file, force: values.force });
+    const data = loadDataset(cfg.data.dataset, cfg.data.limit);
+    try {
+      const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: stop.signal });
+      console.log('');
+      for (const line of formatTable(stagesTable(r))) console.log(line);
+      console.log(`stages: ${path.join(cfg.output.dir, 'stages.json')}`);
+      if (values.json) console.log(JSON.stringify(r.stages.map((x) => ({ stage: x.name, ran: x.ran, ...x.summary }))));
+      return 0;
+    } finally {
+      data.train.dispose();
+      data.test.dispose();
+    }
+  }
   const cfg = prepareConfig(file, sets);
   const role = (values.role ?? (command === 'distill' ? 'student' : 'teacher')) as 'teacher' | 'student';
   if (role !== 'teacher' && role !== 'student') throw new Error(`--role must be teacher or student, got '${role}'`);

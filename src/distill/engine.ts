@@ -332,7 +332,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       checkWeight(weight, `${where}.weight`);
       const options = spec.options ?? {};
       checkOptions(options, where);
-      const base = spec.name ?? `${spec.loss}:${s.map((x) => x.path).join('+')}`;
+      const base = spec.name ?? `${spec.loss}:${s.map(tapText).join('+')}`;
       const k = names.get(base) ?? 0;
       names.set(base, k + 1);
       terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, proj: null });

@@ -112,7 +112,10 @@ export function prepareQatCheckpoint(model: Module, cfg: RunConfig, kind: RunKin
 }
 
 /** The parts of a configuration that decide a run's results (not where it is written or how many threads it uses). */
-function identity(cfg: RunConfig): Record<string, unknown> {
+/** Any configuration with output and training sections (classic or staged). */
+type OutputConfig = Pick<RunConfig, 'output' | 'training'> & Record<string, unknown>;
+
+function identity(cfg: OutputConfig): Record<string, unknown> {
   const { output: _o, training, ...rest } = cfg;
   const { threads: _t, ...train } = training;
   return { ...rest, training: train };
@@ -127,7 +130,7 @@ function flatten(v: unknown, prefix = '', out: Record<string, string> = {}): Rec
  * Records the configuration in the output directory (config.json) and refuses to mix runs: a directory holding a run
  * of another configuration is an error naming the differing keys, unless `force` (which starts over).
  */
-export function claimOutputDir(cfg: RunConfig, flags: RunFlags): void {
+export function claimOutputDir(cfg: OutputConfig, flags: RunFlags): void {
   const file = path.join(cfg.output.dir, 'config.json');
   const mine = identity(cfg);
   if (fs.existsSync(file) && !flags.force) {

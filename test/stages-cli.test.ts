@@ -1,0 +1,80 @@
+// Staged configurations through the tsdistill command: deep mutual learning (two trained roles in one stage) and a
+// teacher → assistant → student chain killed (kill -9) in the middle of its second stage, then resumed with --resume
+// to the same weights as an uninterrupted run; refusals of configurations that cannot run.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+
+const root = path.join(__dirname, '..', '..');
+const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
+const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+const lines = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+
+describe('staged configurations (tsdistill distill)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-stages-'));
+  it('two students learn from each other: both trained, evaluated and checkpointed', () => {
+    const out = path.join(dir, 'dml');
+    const r = run(['distill', path.join(root, 'examples', 'dml-mnist.yaml'), '--epochs', '2', '--set', 'data.limit=1500', '--threads', '1', '--out', out, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const stages = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.deepEqual(stages.map((s: { stage: string }) => s.stage), ['mutual']);
+    assert.ok(stages[0].best_test_acc > 20 && stages[0].roles.b.final_test_acc > 20, JSON.stringify(stages[0]));
+    const m = lines(path.join(out, 'mutual', 'metrics.jsonl'));
+    assert.deepEqual(m.map((x) => x.epoch), [1, 2]);
+    assert.deepEqual(Object.keys(m[1].terms), ['ce:a.logits', 'ce:b.logits', 'kl:a.logits', 'kl:b.logits']);
+    assert.equal(m[1].lr, 0.01);
+    for (const f of ['last.safetensors', 'last.b.safetensors', 'best.safetensors']) assert.ok(fs.existsSync(path.join(out, 'mutual', f)), f);
+    assert.match(r.stdout, /mutual\s+yes\s+2\s+\d+\.\d+\s+\d+\.\d+\s+b \d+\.\d+/);
+  });
+
+  it('a chain killed in its second stage resumes there and ends as the uninterrupted chain', async () => {
+    const config = path.join(root, 'examples', 'ta-chain-mnist.yaml');
+    const args = (out: string) => ['distill', config, '--epochs', '2', '--set', 'data.limit=4000', '--threads', '1', '--out', out];
+    const a = path.join(dir, 'a'), b = path.join(dir, 'b');
+    const whole = run(args(a));
+    assert.equal(whole.status, 0, whole.stderr);
+    assert.match(whole.stdout, /teacher\s+yes/);
+    // kill -9 as soon as the assistant stage has committed its first epoch (of two)
+    const child = spawn(process.execPath, [cli, ...args(b)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const metrics = path.join(b, 'assistant', 'metrics.jsonl');
+    const killed = await new Promise<boolean>((resolve) => {
+      const poll = setInterval(() => {
+        if (fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').trim()) {
+          child.kill('SIGKILL');
+          clearInterval(poll);
+        }
+      }, 2);
+      child.on('exit', (_c, sig) => { clearInterval(poll); resolve(sig === 'SIGKILL'); });
+    });
+    assert.ok(killed, 'the run was killed');
+    assert.ok(!fs.existsSync(path.join(b, 'student')), 'killed before the student stage');
+    const refused = run(args(b));
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /assistant holds another run \(state\.json present\): pass --resume/);
+    const resumed = run([...args(b), '--resume']);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stdout, /teacher\s+no \(finished earlier\)/);
+    assert.match(resumed.stdout, /resuming after epoch 1 of 2/);
+    for (const f of ['teacher/last.safetensors', 'assistant/last.safetensors', 'student/last.safetensors', 'student/best.safetensors'])
+      assert.ok(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f))), `${f}: byte for byte`);
+    const report = JSON.parse(fs.readFileSync(path.join(b, 'stages.json'), 'utf8'));
+    assert.deepEqual(report.map((s: { stage: string; epochs: number }) => [s.stage, s.epochs]), [['teacher', 2], ['assistant', 2], ['student', 2]]);
+  });
+
+  it('refuses what cannot run, naming the key', () => {
+    const cfg = path.join(dir, 'bad.yaml');
+    const write = (stages: string) => fs.writeFileSync(cfg, `data: { dataset: mnist }\nstages:\n${stages}\n`);
+    write('  - { name: s, roles: { a: { model: lenet5 } }, terms: [{ loss: ce, student: a.logits, teacher: labels }] }');
+    assert.match(run(['distill', cfg]).stderr, /stages\[0\] \(s\): no role has train: true/);
+    write('  - { name: s, roles: { a: { model: lenet5, train: true, from: t } }, terms: [{ loss: ce, student: a.logits, teacher: labels }] }');
+    assert.match(run(['distill', cfg]).stderr, /stages\[0\] \(s\)\.roles\.a\.from: 't' is not an earlier stage \(earlier: none\)/);
+    write('  - { name: s, roles: { a: { model: lenet5, tran: true } }, terms: [{ loss: ce, student: a.logits, teacher: labels }] }');
+    assert.match(run(['distill', cfg]).stderr, /stages\.0\.roles\.a\.tran: unknown key; did you mean 'stages\.0\.roles\.a\.train'\?/);
+    write('  - { name: s, roles: { a: { model: lenet5, train: true } }, terms: [{ loss: ce, student: a.logits, teacher: labels }] }');
+    assert.match(run(['compare', cfg]).stderr, /a configuration of stages runs with tsdistill distill/);
+  });
+  it('cleans up', () => fs.rmSync(dir, { recursive: true }));
+});
