@@ -12,7 +12,7 @@
 // written atomically, state.json as the commit point, metrics.jsonl appended durably, exact resume at any step.
 import { Tensor, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
 import { Module, ModuleList, closest } from '../nn';
-import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, warmup } from '../optim';
+import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, clipGradNorm, warmup, warmupCosine } from '../optim';
 import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
 import { type Teacher, isTeacher, runTeacher } from '../teachers';
 import { type LayerMap, type LossDef, Projection, expandMatches, getLoss, modelPaths, modulePath, planProjection, registerBuiltinLosses } from './features';
@@ -28,13 +28,22 @@ export interface OptimizerSpec {
   lr: number;
   momentum?: number;
   weightDecay?: number;
+  /** Adam / AdamW: (β₁, β₂); default (0.9, 0.999). */
+  betas?: [number, number];
+  /** Weight decay on matrices only (parameters of rank ≥ 2), none on biases and norms (GPT-2's convention). */
+  decayMatricesOnly?: boolean;
 }
 export interface LrScheduleSpec {
   kind: 'constant' | 'cosine' | 'step' | 'multistep';
+  /** Stepped once per epoch (default) or once per optimizer step. */
+  per?: 'epoch' | 'step';
   /** For 'multistep': epochs (counted after warm-up) at which the learning rate is multiplied by 0.1. */
   milestones?: number[];
   /** Linear warm-up over this many epochs before the schedule (0 = none). */
   warmupEpochs?: number;
+  /** per 'step', kind 'cosine': linear warm-up over this many steps, then a cosine down to `minLr` (default 0). */
+  warmupSteps?: number;
+  minLr?: number;
 }
 
 export interface RoleSpec {
@@ -50,6 +59,28 @@ export interface RoleSpec {
    * are tapped and the training transforms are deterministic.
    */
   cache?: boolean;
+  /** Trainable roles: clip the gradient norm (L2, over the role's parameters) to this value before each step. */
+  clip?: number;
+  /** How the role's weights are written (default: safetensors of its state_dict), e.g. with a tokenizer beside them. */
+  save?: (file: string, model: Module, meta: Record<string, string>) => void;
+}
+
+/** One batch of a BatchSource: inputs, labels, the data-set rows (for the teacher cache), other named tensors. */
+export interface EngineBatch {
+  x: Tensor;
+  /** The labels: the tap `labels`. */
+  y: Tensor;
+  indices?: Int32Array;
+  /** More tensors of the batch, tapped as `batch.<name>` (e.g. per-token loss weights). */
+  taps?: Record<string, Tensor>;
+  dispose(): void;
+}
+/** Where the training batches come from: a DataLoader, or any source with the same three members. */
+export interface BatchSource {
+  /** Batches per epoch. */
+  readonly length: number;
+  setEpoch(epoch: number): void;
+  batchAt(i: number): EngineBatch;
 }
 
 export interface TermSpec {
@@ -91,9 +122,12 @@ export interface EngineOptions {
   updates?: UpdateSpec[];
   /** The role whose weights are `last.safetensors` / `best.safetensors` (default: the first trainable role). */
   primary?: string;
-  train: DataLoader;
-  test: TensorDataset;
-  testTransforms: DataLoader['transforms'];
+  train: BatchSource;
+  /** Batches per optimizer step (gradient accumulation; the loss of each is divided by their number). Default 1. */
+  gradAccum?: number;
+  /** Held-out data: the trainable roles' accuracy after every epoch (and train accuracy). None: no evaluation. */
+  test?: TensorDataset;
+  testTransforms?: DataLoader['transforms'];
   epochs: number;
   seed: number;
   outDir: string;
@@ -101,6 +135,10 @@ export interface EngineOptions {
   force?: boolean;
   /** Keep `epoch-N.safetensors` every N epochs (0 = never; default 1). */
   checkpointEvery?: number;
+  /** Also commit a resumable state every N optimizer steps inside an epoch (default: at epoch ends only). */
+  checkpointEverySteps?: number;
+  /** Append a metrics line every N optimizer steps (`step` counted over the run) instead of one per epoch. */
+  logEverySteps?: number;
   /** Extra values logged per epoch (e.g. scheduled hyper-parameters), evaluated at the end of each epoch. */
   report?: (p: RunProgress) => Record<string, number>;
   log?: (line: string) => void;
@@ -145,6 +183,11 @@ export interface TrainSummary {
   resumed_from_epoch?: number;
   /** The other trainable roles' final test accuracies. */
   roles?: Record<string, { final_test_acc: number }>;
+  /** Optimizer steps of the whole run, and the loss of the last one. */
+  steps?: number;
+  last_loss?: number;
+  /** The step (counted over the run) a resumed run continued from. */
+  resumed_from_step?: number;
 }
 
 /** Thrown by a run whose `signal` aborts: the state after the last finished step is saved for `resume`. */
@@ -177,13 +220,26 @@ export async function evaluate(model: Module, test: TensorDataset, transforms: D
 
 export function makeOptimizer(o: OptimizerSpec, params: Tensor[]): Optimizer<any> {
   const momentum = o.momentum ?? 0, weightDecay = o.weightDecay ?? 0;
-  if (o.kind === 'sgd') return new SGD(params, { lr: o.lr, momentum, weightDecay });
-  if (o.kind === 'adam') return new Adam(params, { lr: o.lr, weightDecay });
-  if (o.kind === 'adamw') return new AdamW(params, { lr: o.lr, weightDecay });
+  // decay on matrices only: two parameter groups, the matrices first
+  const groups = o.decayMatricesOnly
+    ? [{ params: params.filter((p) => p.ndim >= 2), weightDecay }, { params: params.filter((p) => p.ndim < 2), weightDecay: 0 }]
+    : params;
+  if (o.kind === 'sgd') return new SGD(groups, { lr: o.lr, momentum, weightDecay });
+  if (o.kind === 'adam') return new Adam(groups, { lr: o.lr, weightDecay, ...(o.betas ? { betas: o.betas } : {}) });
+  if (o.kind === 'adamw') return new AdamW(groups, { lr: o.lr, weightDecay, ...(o.betas ? { betas: o.betas } : {}) });
   throw new Error(`optimizer: unknown kind '${(o as { kind: string }).kind}' (expected sgd, adam or adamw)`);
 }
-/** An epoch-stepped learning-rate schedule over `epochs` (optim's schedulers, after an optional warm-up). */
-export function makeLrSchedule(s: LrScheduleSpec, opt: Optimizer<any>, epochs: number): LRScheduler {
+/**
+ * A learning-rate schedule (optim's schedulers): stepped per epoch over `epochs` (after an optional warm-up), or per
+ * optimizer step over `epochs × stepsPerEpoch` steps.
+ */
+export function makeLrSchedule(s: LrScheduleSpec, opt: Optimizer<any>, epochs: number, stepsPerEpoch = 1): LRScheduler {
+  if (s.per === 'step') {
+    const total = epochs * stepsPerEpoch;
+    if (s.kind === 'cosine') return warmupCosine(opt, { warmupSteps: s.warmupSteps ?? 0, totalSteps: total, minLr: s.minLr ?? 0 });
+    if (s.kind === 'constant') return warmup(opt, s.warmupSteps ?? 0, new LambdaLR(opt, () => 1));
+    throw new Error(`schedule '${s.kind}' per step: use 'cosine' or 'constant' (milestones and step decay count epochs)`);
+  }
   const warmupEpochs = s.warmupEpochs ?? 0, milestones = s.milestones ?? [];
   const rest = Math.max(1, epochs - warmupEpochs);
   if (s.kind === 'multistep' && !milestones.length) throw new Error("schedule 'multistep' needs milestones (epochs at which the learning rate drops by 10x)");
@@ -242,10 +298,11 @@ interface Term {
 
 function parseTap(ref: string, roles: Map<string, Role>, where: string): Tap {
   if (ref === LABELS) return { role: '', path: LABELS };
+  if (ref.startsWith('batch.') && !roles.has('batch')) return { role: '', path: ref.slice('batch.'.length) };
   const i = ref.indexOf('.');
   const role = i < 0 ? ref : ref.slice(0, i);
   if (!roles.has(role))
-    throw new Error(`${where}: '${ref}' names no role (taps are <role>.<path> or labels; roles: ${[...roles.keys()].join(', ')}). Closest: ${closest(role, [...roles.keys()], 3).join(', ')}`);
+    throw new Error(`${where}: '${ref}' names no role (taps are <role>.<path>, labels or batch.<name>; roles: ${[...roles.keys()].join(', ')}). Closest: ${closest(role, [...roles.keys()], 3).join(', ')}`);
   if (i < 0 || i === ref.length - 1) throw new Error(`${where}: '${ref}' needs a path after the role (e.g. ${role}.logits)`);
   return { role, path: ref.slice(i + 1) };
 }
@@ -349,6 +406,13 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   const dir = new RunDir(o.outDir, { name, resume: o.resume, force: o.force, log });
   dir.claim();
 
+  const accum = o.gradAccum ?? 1;
+  if (!Number.isInteger(accum) || accum < 1) throw new Error(`${name}: gradAccum must be a positive integer, got ${accum}`);
+  const steps = Math.floor(o.train.length / accum);
+  if (steps < 1) throw new Error(`${name}: the training data gives ${o.train.length} batches, fewer than one step of ${accum}`);
+  const loader = o.train instanceof DataLoader ? o.train : null;
+  const classify = !!o.test;
+
   // ---- projections: a dry run on the first batch fixes the taps' shapes (only when a term reads more than logits)
   const projections = new ModuleList();
   const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
@@ -356,7 +420,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
 
   for (const r of trainable) {
     r.opt = makeOptimizer(r.spec.optimizer!, [...r.module!.parameters(), ...r.projections.flatMap((p) => p.parameters())]);
-    r.sched = makeLrSchedule(r.spec.schedule ?? { kind: 'constant' }, r.opt, o.epochs);
+    r.sched = makeLrSchedule(r.spec.schedule ?? { kind: 'constant' }, r.opt, o.epochs, steps);
   }
   const otherTrainable = trainable.filter((r) => r !== primary);
   const files = {
@@ -364,18 +428,22 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     optim: (r: Role) => (r === primary ? 'last.optim.safetensors' : `last.${r.name}.optim.safetensors`),
     proj: 'last.proj.safetensors',
   };
+  const saveWeights = (r: Role, file: string, meta: Record<string, string> = {}) =>
+    r.spec.save ? r.spec.save(dir.path(file), r.module!, meta) : dir.saveModule(file, r.module!, meta);
   const saveAll = (meta: Record<string, string>) => {
     for (const r of trainable) {
-      dir.saveModule(files.weights(r), r.module!, meta);
+      saveWeights(r, files.weights(r), meta);
       dir.saveOptimizer(files.optim(r), r.opt!);
     }
     if (projections.length) dir.saveModule(files.proj, projections);
   };
+  const stepped = (r: Role) => r.spec.schedule?.per === 'step';
 
   // ---- resume
   let startEpoch = 0;
   let best = { acc: -1, epoch: -1 };
   let resumedFrom: number | undefined;
+  let resumedStep: number | undefined;
   let partial: PartialEpoch | null = null;
   const st = dir.resumeState();
   if (st) {
@@ -391,8 +459,9 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     best = st.best;
     partial = (st.partial as PartialEpoch | undefined) ?? null;
     resumedFrom = st.epoch + 1;
-    dir.truncateMetrics(st.epoch + 1);
-    log(partial ? `${name}: resuming at epoch ${partial.epoch + 1} of ${o.epochs}, step ${partial.step} of ${o.train.length}` : `${name}: resuming after epoch ${startEpoch} of ${o.epochs}`);
+    resumedStep = committedStep(st, steps);
+    dir.truncateMetrics((m) => (typeof m.step === 'number' ? m.step <= resumedStep! : m.epoch <= st.epoch + 1));
+    log(partial ? `${name}: resuming at epoch ${partial.epoch + 1} of ${o.epochs}, step ${partial.step} of ${steps}` : `${name}: resuming after epoch ${startEpoch} of ${o.epochs}`);
   }
 
   // ---- frozen roles: eval mode, no gradients; the teacher cache where it applies
@@ -407,12 +476,12 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   }
   for (const r of frozen) {
     const onlyLogits = [...r.taps].every((p) => p === LOGITS);
-    if (!r.spec.cache || !onlyLogits || probing || o.train.transforms.some((t) => t.random) || !r.taps.size) continue;
+    if (!r.spec.cache || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
     const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
     fs.mkdirSync(cacheDir, { recursive: true });
     const model = r.module ?? r.external!;
-    r.cacheFile = teacherCacheFile(model, o.train, cacheDir);
-    r.cached = readTeacherCache(r.cacheFile, o.train.dataset.length);
+    r.cacheFile = teacherCacheFile(model, loader, cacheDir);
+    r.cached = readTeacherCache(r.cacheFile, loader.dataset.length);
     const device = deviceOf(primary.module!);
     if (r.cached && r.cached.device !== device) {
       const moved = keep(r.cached.to({ device }));
@@ -420,9 +489,9 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       r.cached = moved;
     }
     if (r.cached) cacheState = 'loaded';
-    else if (startEpoch > 0 || partial || o.train.dropLast) {
+    else if (startEpoch > 0 || partial || loader.dropLast) {
       // the first epoch will not cover every sample from the start: compute the rows now, from the same batches
-      r.cached = await computeTeacherLogits(model, o.train);
+      r.cached = await computeTeacherLogits(model, loader);
       writeTeacherCache(r.cacheFile, r.cached, model.constructor.name);
       cacheState = 'built';
     }
@@ -430,11 +499,13 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   }
 
   const times: number[] = [], liveTimes: number[] = [], cachedTimes: number[] = [];
-  let lastAcc = 0;
+  let lastAcc = 0, lastLoss = NaN;
   const otherAcc: Record<string, number> = {};
   const metricKeys = [...new Set(terms.flatMap((t) => (t.spec.metric ? [t.spec.metric] : [])))];
   const plainTerms = terms.filter((t) => t.spec.metric === undefined);
   const external = frozen.filter((r) => r.external);
+  const rows = loader?.dataset.length ?? 0;
+  const fresh = () => newAccumulator(metricKeys, plainTerms.map((t) => t.name), otherTrainable.map((r) => r.name));
   try {
     for (let epoch = partial ? partial.epoch : startEpoch; epoch < o.epochs; epoch++) {
       o.train.setEpoch(epoch);
@@ -442,43 +513,65 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       projections.train(true);
       const from = partial && partial.epoch === epoch ? partial : null;
       partial = null;
-      const acc: Accumulator = from ? structuredClone(from.acc) : newAccumulator(metricKeys, plainTerms.map((t) => t.name), otherTrainable.map((r) => r.name));
+      const acc: Accumulator = from ? structuredClone(from.acc) : fresh();
+      const win: Accumulator = from?.win ? structuredClone(from.win) : fresh();
       const t0 = Date.now() - (from?.elapsed ?? 0) * 1000;
       const teacherMode: 'live' | 'cached' | null = frozen.length ? (frozen.every((r) => r.cached || !r.taps.size) ? 'cached' : 'live') : null;
-      const steps = o.train.length;
-      const progress = o.progress === false ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, steps, log, from?.step ?? 0);
+      const progress = o.progress === false || o.logEverySteps ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, steps, log, from?.step ?? 0);
       for (let step = from?.step ?? 0; step < steps; step++) {
-        const b = o.train.batchAt(step);
+        const bs: EngineBatch[] = [];
+        for (let a = 0; a < accum; a++) bs.push(o.train.batchAt(step * accum + a));
         manualSeed(stepSeed(o.seed, epoch, step));
         const p: RunProgress = { epoch, step, stepsPerEpoch: steps, epochs: o.epochs };
+        const lr = primary.opt!.paramGroups[0].options.lr;
         // external teachers run before the synchronous step; their tensors are released after it
-        const ext = new Map<Role, Map<string, Tensor>>();
-        for (const r of external) if (!r.cached && r.taps.size) ext.set(r, await runTeacher(r.external!, b.x, [...r.taps]));
+        const ext: Map<Role, Map<string, Tensor>>[] = [];
         let res: StepResult;
         try {
-          res = tidy(() => trainStep(b, p, roles, frozen, updates, primary, otherTrainable, ext, o.train.dataset.length));
+          for (const b of bs) {
+            const m = new Map<Role, Map<string, Tensor>>();
+            ext.push(m);
+            for (const r of external) if (!r.cached && r.taps.size) m.set(r, await runTeacher(r.external!, b.x, [...r.taps]));
+          }
+          res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify });
         } finally {
-          for (const m of ext.values()) dispose([...m.values()]);
+          for (const m of ext) for (const t of m.values()) dispose([...t.values()]);
+          for (const b of bs) b.dispose();
         }
-        const n = b.y.shape[0];
-        b.dispose();
         if (!Number.isFinite(res.value))
           throw new Error(`${name}: loss is ${res.value} at epoch ${epoch + 1}, step ${step + 1}${res.bad.length ? ` (non-finite terms: ${res.bad.join(', ')})` : ''}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
-        acc.sum += res.value * n; acc.correct += res.correct; acc.seen += n;
-        for (const [k, v] of Object.entries(res.metrics)) acc.metrics[k] += v * n;
-        for (const [k, v] of Object.entries(res.terms)) if (k in acc.terms) acc.terms[k] += v * n;
-        for (const [k, v] of Object.entries(res.others)) acc.others[k] += v;
+        for (const r of trainable) if (stepped(r)) r.sched!.step();
+        lastLoss = res.value;
+        for (const x of [acc, win]) {
+          x.sum += res.value * res.n; x.correct += res.correct; x.seen += res.n; x.steps += 1;
+          for (const [k, v] of Object.entries(res.metrics)) x.metrics[k] += v * res.n;
+          for (const [k, v] of Object.entries(res.terms)) if (k in x.terms) x.terms[k] += v * res.n;
+          for (const [k, v] of Object.entries(res.others)) x.others[k] += v;
+        }
         progress?.update(step + 1, {
-          loss: acc.sum / acc.seen, metrics: means(acc.metrics, acc.seen), acc: (100 * acc.correct) / acc.seen,
+          loss: acc.sum / acc.seen, metrics: means(acc.metrics, acc.seen), ...(classify ? { acc: (100 * acc.correct) / acc.seen } : {}),
           ...(plainTerms.length ? { terms: means(acc.terms, acc.seen) } : {}),
           rate: acc.seen / Math.max(1e-3, (Date.now() - t0) / 1000),
         });
-        await nextTick();
-        if (o.signal?.aborted && step + 1 < steps) {
-          progress?.stop();
-          const pe: PartialEpoch = { epoch, step: step + 1, acc, elapsed: (Date.now() - t0) / 1000 };
+        const global = epoch * steps + step + 1;
+        const last = step + 1 === steps;
+        const stopping = !!o.signal?.aborted && !last;
+        if (o.logEverySteps && (global % o.logEverySteps === 0 || (last && epoch + 1 === o.epochs))) {
+          // appended before the next commit: a line past the committed step is dropped on resume and written again
+          const m = { step: global, epoch: epoch + 1, loss: win.sum / win.seen, ...means(win.metrics, win.seen), ...(plainTerms.length ? { terms: means(win.terms, win.seen) } : {}), lr, ...(o.report ? o.report(p) : {}) };
+          dir.appendMetrics(m);
+          const mk = metricKeys.map((k) => `${k} ${Number((m as Record<string, unknown>)[k]).toFixed(4)}`).join(', ');
+          log(`${name}: step ${global}/${o.epochs * steps} loss ${m.loss.toFixed(4)}${mk ? ` (${mk})` : ''} lr ${lr.toExponential(2)}`);
+          Object.assign(win, fresh());
+        }
+        if (!last && (stopping || (o.checkpointEverySteps && global % o.checkpointEverySteps === 0))) {
           saveAll({ epoch: String(epoch), step: String(step + 1) });
+          const pe: PartialEpoch = { epoch, step: step + 1, acc, win, elapsed: (Date.now() - t0) / 1000 };
           dir.commit({ epoch: epoch - 1, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable), partial: pe });
+        }
+        await nextTick();
+        if (stopping) {
+          progress?.stop();
           throw new TrainingInterrupted(o.outDir, epoch + 1, step + 1);
         }
       }
@@ -495,10 +588,12 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           r.filling = null;
           cacheState = 'built';
         }
-      lastAcc = await evaluate(primary.module!, o.test, o.testTransforms);
-      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
+      if (o.test) {
+        lastAcc = await evaluate(primary.module!, o.test, o.testTransforms);
+        for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
+      }
       const lr = primary.opt!.paramGroups[0].options.lr;
-      for (const r of trainable) r.sched!.step();
+      for (const r of trainable) if (!stepped(r)) r.sched!.step();
       const seen = acc.seen;
       const m: EpochMetrics = {
         epoch: epoch + 1, loss: acc.sum / seen, train_acc: (100 * acc.correct) / seen, test_acc: lastAcc, lr, epoch_s: epochS, samples_per_s: seen / epochS,
@@ -508,19 +603,21 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
         ...(o.report ? o.report({ epoch, step: steps, stepsPerEpoch: steps, epochs: o.epochs }) : {}),
       };
       // checkpoint files first, then state.json (the commit point), then the metrics line
-      if (lastAcc > best.acc) {
+      if (o.test && lastAcc > best.acc) {
         best = { acc: lastAcc, epoch: epoch + 1 };
-        dir.saveModule('best.safetensors', primary.module!, { epoch: String(epoch + 1), test_acc: lastAcc.toFixed(2) });
+        saveWeights(primary, 'best.safetensors', { epoch: String(epoch + 1), test_acc: lastAcc.toFixed(2) });
       }
       const every = o.checkpointEvery ?? 1;
-      if (every > 0 && (epoch + 1) % every === 0) dir.saveModule(`epoch-${epoch + 1}.safetensors`, primary.module!);
-      saveAll({ epoch: String(epoch + 1) });
+      if (every > 0 && (epoch + 1) % every === 0 && o.test) saveWeights(primary, `epoch-${epoch + 1}.safetensors`);
+      saveAll({ epoch: String(epoch + 1), ...(o.logEverySteps ? { step: String((epoch + 1) * steps) } : {}) });
       dir.commit({ epoch, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable) });
-      dir.appendMetrics(m);
-      log(epochLine(name, o.epochs, m, metricKeys));
+      if (!o.logEverySteps) {
+        dir.appendMetrics(m);
+        log(epochLine(name, o.epochs, m, metricKeys, classify));
+      }
       if (o.signal?.aborted && epoch + 1 < o.epochs) throw new TrainingInterrupted(o.outDir, epoch + 2, 0);
     }
-    if (times.length === 0) {
+    if (times.length === 0 && o.test) {
       lastAcc = await evaluate(primary.module!, o.test, o.testTransforms);
       for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
     }
@@ -540,7 +637,22 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     ...(liveTimes.length ? { live_teacher_epoch_s: mean(liveTimes) } : {}), ...(cachedTimes.length ? { cached_teacher_epoch_s: mean(cachedTimes) } : {}),
     ...(resumedFrom !== undefined ? { resumed_from_epoch: resumedFrom } : {}),
     ...(otherTrainable.length ? { roles: Object.fromEntries(otherTrainable.map((r) => [r.name, { final_test_acc: otherAcc[r.name] }])) } : {}),
+    steps: o.epochs * steps, last_loss: lastLoss,
+    ...(resumedStep !== undefined ? { resumed_from_step: resumedStep } : {}),
   };
+}
+
+/** The optimizer steps (counted over the run) a committed state has finished. */
+function committedStep(st: { epoch: number; partial?: unknown }, steps: number): number {
+  const p = st.partial as PartialEpoch | undefined;
+  return p ? p.epoch * steps + p.step : (st.epoch + 1) * steps;
+}
+
+/** The step of the run a run directory holds (state.json), or null when it holds none. */
+export function runDirStep(dir: string, stepsPerEpoch: number): number | null {
+  const f = path.join(dir, 'state.json');
+  if (!fs.existsSync(f)) return null;
+  return committedStep(JSON.parse(fs.readFileSync(f, 'utf8')), stepsPerEpoch);
 }
 
 const schedulerStates = (rs: Role[]) => Object.fromEntries(rs.map((r) => [r.name, r.sched!.stateDict()]));
@@ -549,6 +661,7 @@ interface Accumulator {
   sum: number;
   correct: number;
   seen: number;
+  steps: number;
   /** Unweighted sums of the terms reported as top-level metrics (hard, soft). */
   metrics: Record<string, number>;
   /** Weighted sums of the other terms. */
@@ -557,7 +670,7 @@ interface Accumulator {
   others: Record<string, number>;
 }
 const newAccumulator = (metrics: string[], terms: string[], others: string[]): Accumulator => ({
-  sum: 0, correct: 0, seen: 0,
+  sum: 0, correct: 0, seen: 0, steps: 0,
   metrics: Object.fromEntries(metrics.map((k) => [k, 0])), terms: Object.fromEntries(terms.map((k) => [k, 0])), others: Object.fromEntries(others.map((k) => [k, 0])),
 });
 const means = (sums: Record<string, number>, seen: number) => Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / seen]));
@@ -566,11 +679,16 @@ interface PartialEpoch {
   epoch: number;
   step: number;
   acc: Accumulator;
+  /** The sums since the last step metrics line. */
+  win?: Accumulator;
   elapsed: number;
 }
 
 interface StepResult {
+  /** The step's loss (the mean over its batches). */
   value: number;
+  /** Samples (rows of the labels) over the step's batches. */
+  n: number;
   correct: number;
   metrics: Record<string, number>;
   terms: Record<string, number>;
@@ -594,90 +712,111 @@ function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
   return r.trainable ? run() : noGrad(run);
 }
 
-/** One step: every update's forward, terms, backward and optimizer steps. Runs inside the caller's scope. */
-function trainStep(
-  b: { x: Tensor; y: Tensor; indices: Int32Array },
-  p: RunProgress,
-  roles: Map<string, Role>,
-  frozen: Role[],
-  updates: { roles: Role[]; terms: Term[] }[],
-  primary: Role,
-  others: Role[],
-  ext: Map<Role, Map<string, Tensor>>,
-  rows: number,
-): StepResult {
-  // frozen roles' taps, once per step
-  const frozenTaps = new Map<Role, Map<string, Tensor>>();
-  for (const r of frozen) {
-    if (!r.taps.size) continue;
-    if (r.cached) {
-      frozenTaps.set(r, new Map([[LOGITS, r.cached.indexSelect(0, rowIndex(b.indices, r.cached.device))]]));
-      continue;
-    }
-    const taps = r.external ? ext.get(r)! : forwardRole(r, b.x);
-    frozenTaps.set(r, taps);
-    if (r.cacheFile) {
-      // the first epoch fills the cache from the teacher's outputs as it goes
-      const t = taps.get(LOGITS)!;
-      if (!r.filling) r.filling = keep(ops.zeros([rows, t.shape[1]], { dtype: 'float32', device: t.device }));
-      noGrad(() => ops.index_copy_(r.filling!, 0, tensor(b.indices, { dtype: 'int64', device: t.device }), t.float()));
-    }
-  }
-  let total = 0;
-  const metrics: Record<string, number> = {}, termValues: Record<string, number> = {};
-  const logits = new Map<Role, Tensor>();
-  for (const u of updates) {
-    const taps = new Map(frozenTaps);
-    const need = new Set(u.terms.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
-    for (const r of u.roles) need.add(r);
-    for (const r of need) if (r.trainable) taps.set(r, forwardRole(r, b.x));
-    const get = (tap: Tap, target: boolean): Tensor => {
-      if (!tap.role) return b.y;
-      const r = roles.get(tap.role)!;
-      const t = taps.get(r)!.get(tap.path)!;
-      // the target side never receives gradients (another trainable role's output is a constant here)
-      return target && r.trainable ? t.detach() : t;
-    };
-    const parts: { loss: LossResult; weight: number }[] = [];
-    for (const term of u.terms) {
-      const { values, scheduled } = resolveOptions(term.options, p);
-      const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
-      const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
-      let loss: LossResult;
-      try {
-        loss = term.def.fn(sp, tv, { labels: b.y, progress: p, scheduled }, values);
-      } catch (e) {
-        throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
-      }
-      const weight = weightAt(term.weight, p);
-      if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
-      parts.push({ loss, weight });
-    }
-    const loss = weightedSum(parts);
-    const value = loss.item();
-    // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
-    const valueOf = (i: number) => lossValue(parts[i].loss).item();
-    if (!Number.isFinite(value)) {
-      const bad = u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name);
-      return { value, correct: 0, metrics: {}, terms: {}, others: {}, bad };
-    }
-    const vals = u.terms.flatMap((t, i) => (t.spec.metric === false ? [] : [[t, valueOf(i), parts[i].weight] as const]));
+interface StepEnv {
+  roles: Map<string, Role>;
+  frozen: Role[];
+  updates: { roles: Role[]; terms: Term[] }[];
+  primary: Role;
+  others: Role[];
+  /** External teachers' tensors, per batch of the step. */
+  ext: Map<Role, Map<string, Tensor>>[];
+  /** Rows of the data set (the teacher cache's size). */
+  rows: number;
+  /** Count correct predictions (classification). */
+  classify: boolean;
+}
+
+/**
+ * One optimizer step over the step's batches: for each update, every batch's forward, terms and backward (the loss
+ * divided by the number of batches), then gradient clipping and the update's optimizer steps. Each batch runs in its
+ * own scope; frozen roles run once per batch and update.
+ */
+function trainStep(bs: EngineBatch[], p: RunProgress, env: StepEnv): StepResult {
+  const { roles, frozen, updates, primary, others, ext, rows, classify } = env;
+  const out: StepResult = { value: 0, n: 0, correct: 0, metrics: {}, terms: {}, others: Object.fromEntries(others.map((r) => [r.name, 0])), bad: [] };
+  const k = bs.length;
+  for (const [ui, u] of updates.entries()) {
     for (const r of u.roles) r.opt!.zeroGrad();
-    loss.backward();
-    for (const r of u.roles) r.opt!.step();
-    total += value;
-    for (const [t, v, w] of vals) {
-      if (t.spec.metric) metrics[t.spec.metric] = (metrics[t.spec.metric] ?? 0) + v;
-      else if (t.spec.metric === undefined) termValues[t.name] = v * w;
+    for (const [bi, b] of bs.entries()) {
+      const r = tidy(() => {
+        const taps = new Map<Role, Map<string, Tensor>>();
+        for (const fr of frozen) {
+          if (!fr.taps.size) continue;
+          if (fr.cached) {
+            taps.set(fr, new Map([[LOGITS, fr.cached.indexSelect(0, rowIndex(b.indices!, fr.cached.device))]]));
+            continue;
+          }
+          const t = fr.external ? ext[bi].get(fr)! : forwardRole(fr, b.x);
+          taps.set(fr, t);
+          if (fr.cacheFile && ui === 0) {
+            // the first epoch fills the cache from the teacher's outputs as it goes
+            const l = t.get(LOGITS)!;
+            if (!fr.filling) fr.filling = keep(ops.zeros([rows, l.shape[1]], { dtype: 'float32', device: l.device }));
+            noGrad(() => ops.index_copy_(fr.filling!, 0, tensor(b.indices!, { dtype: 'int64', device: l.device }), l.float()));
+          }
+        }
+        const need = new Set(u.terms.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
+        for (const r of u.roles) need.add(r);
+        for (const r of need) if (r.trainable) taps.set(r, forwardRole(r, b.x));
+        const get = (tap: Tap, target: boolean): Tensor => {
+          if (!tap.role) {
+            if (tap.path === LABELS) return b.y;
+            const t = b.taps?.[tap.path];
+            if (!t) throw new Error(`the batch has no tensor '${tap.path}' (batch taps: ${Object.keys(b.taps ?? {}).join(', ') || 'none'})`);
+            return t;
+          }
+          const r = roles.get(tap.role)!;
+          const t = taps.get(r)!.get(tap.path)!;
+          // the target side never receives gradients (another trainable role's output is a constant here)
+          return target && r.trainable ? t.detach() : t;
+        };
+        const batchTaps = { labels: b.y, ...(b.taps ?? {}) };
+        const parts: { loss: LossResult; weight: number }[] = [];
+        for (const term of u.terms) {
+          const { values, scheduled } = resolveOptions(term.options, p);
+          const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
+          const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
+          let loss: LossResult;
+          try {
+            loss = term.def.fn(sp, tv, { labels: b.y, batch: batchTaps, progress: p, scheduled }, values);
+          } catch (e) {
+            throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
+          }
+          const weight = weightAt(term.weight, p);
+          if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
+          parts.push({ loss, weight });
+        }
+        const loss = weightedSum(parts);
+        const value = loss.item();
+        // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
+        const valueOf = (i: number) => lossValue(parts[i].loss).item();
+        if (!Number.isFinite(value)) return { value, bad: u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name) };
+        const vals = u.terms.flatMap((t, i) => (t.spec.metric === false ? [] : [[t, valueOf(i), parts[i].weight] as const]));
+        (k > 1 ? loss.div(k) : loss).backward();
+        const correct = (r: Role) => (classify && need.has(r) ? noGrad(() => taps.get(r)!.get(LOGITS)!.argmax(1).eq(b.y).sum().item()) : 0);
+        return { value, bad: [] as string[], vals, n: b.y.shape[0], correct: correct(primary), others: others.map((r) => [r.name, correct(r)] as const) };
+      });
+      if (!Number.isFinite(r.value)) return { ...out, value: r.value, bad: r.bad };
+      out.value += r.value / k;
+      for (const [t, v, w] of r.vals!) {
+        if (t.spec.metric) out.metrics[t.spec.metric] = (out.metrics[t.spec.metric] ?? 0) + v / k;
+        else out.terms[t.name] = (out.terms[t.name] ?? 0) + (v * w) / k;
+      }
+      // samples and accuracies: counted once per batch (from the update that ran the role)
+      if (ui === 0) out.n += r.n!;
+      if (r.correct) out.correct += r.correct;
+      for (const [name, c] of r.others!) out.others[name] += c;
     }
-    for (const r of need) if (r.trainable) logits.set(r, taps.get(r)!.get(LOGITS)!);
+    for (const r of u.roles) {
+      if (r.spec.clip) clipGradNorm([...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())], r.spec.clip);
+      r.opt!.step();
+    }
   }
-  const correctOf = (r: Role) => { const l = logits.get(r); return l ? noGrad(() => l.argmax(1).eq(b.y).sum().item()) : 0; };
-  return { value: total, correct: correctOf(primary), metrics, terms: termValues, others: Object.fromEntries(others.map((r) => [r.name, correctOf(r)])), bad: [] };
+  return out;
 }
 
 /** Runs every role once on the first batch (eval mode, no grad) and builds the projections the terms need. */
-async function probe(train: DataLoader, roles: Map<string, Role>, terms: Term[], projections: ModuleList): Promise<void> {
+async function probe(train: BatchSource, roles: Map<string, Role>, terms: Term[], projections: ModuleList): Promise<void> {
   train.setEpoch(0);
   const b0 = train.batchAt(0);
   const ext = new Map<Role, Map<string, Tensor>>();
@@ -712,12 +851,13 @@ async function probe(train: DataLoader, roles: Map<string, Role>, terms: Term[],
   }
 }
 
-function epochLine(name: string, epochs: number, m: EpochMetrics, metricKeys: string[]): string {
+function epochLine(name: string, epochs: number, m: EpochMetrics, metricKeys: string[], classify: boolean): string {
   const f = (v: unknown) => (v as number).toFixed(4);
   const metricText = metricKeys.length ? ` (${metricKeys.map((k) => `${k} ${f(m[k])}`).join(', ')})` : '';
   const termText = m.terms ? ` [${Object.entries(m.terms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}]` : '';
   const roleText = m.roles ? ` | ${Object.entries(m.roles).map(([k, v]) => `${k} test ${v.test_acc.toFixed(2)} %`).join(', ')}` : '';
-  return `${name} epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}${metricText}${termText}  train ${m.train_acc.toFixed(2)} %  test ${m.test_acc.toFixed(2)} %  ${m.samples_per_s.toFixed(0)} samples/s  ${m.epoch_s.toFixed(1)} s${roleText}`;
+  const accText = classify ? `  train ${m.train_acc.toFixed(2)} %  test ${m.test_acc.toFixed(2)} %` : '';
+  return `${name} epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}${metricText}${termText}${accText}  ${m.samples_per_s.toFixed(0)} samples/s  ${m.epoch_s.toFixed(1)} s${roleText}`;
 }
 
 /** A progress bar per epoch on a TTY (cli-progress), plain lines every quarter epoch elsewhere. */
@@ -737,13 +877,14 @@ export class Progress {
       this.bar.start(total, start, { terms: '', acc: '0.00', rate: '0' });
     }
   }
-  update(step: number, m: { loss: number; metrics?: Record<string, number>; acc: number; rate: number; terms?: Record<string, number> }): void {
+  update(step: number, m: { loss: number; metrics?: Record<string, number>; acc?: number; rate: number; terms?: Record<string, number> }): void {
     const metrics = Object.entries(m.metrics ?? {}).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('');
     const extra = m.terms ? Object.entries(m.terms).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('') : '';
     const terms = `loss ${m.loss.toFixed(4)}${metrics}${extra}`;
-    if (this.bar) this.bar.update(step, { terms, acc: m.acc.toFixed(2), rate: m.rate.toFixed(0) });
+    const acc = m.acc === undefined ? '-' : m.acc.toFixed(2);
+    if (this.bar) this.bar.update(step, { terms, acc, rate: m.rate.toFixed(0) });
     else if (step >= this.nextLine && step < this.total) {
-      this.log(`${this.label}  batch ${step}/${this.total}  ${terms}  acc ${m.acc.toFixed(2)} %  ${m.rate.toFixed(0)} samples/s`);
+      this.log(`${this.label}  batch ${step}/${this.total}  ${terms}${m.acc === undefined ? '' : `  acc ${acc} %`}  ${m.rate.toFixed(0)} samples/s`);
       this.nextLine += Math.ceil(this.total / 4);
     }
   }

@@ -29,6 +29,8 @@ export type LossNeeds = 'same' | 'spatial' | 'batch';
 export interface LossContext {
   /** The batch's labels (class indices), for losses that use them (DKD). */
   labels?: Tensor;
+  /** Every tensor of the batch by name: `labels`, and what the batch source adds (e.g. per-token `weights`). */
+  batch?: Record<string, Tensor>;
   /** Where training is (for losses that change over training). */
   progress?: Progress;
   /** Whether any of the loss's options follows a schedule that moves (constant-only shortcuts must not apply). */

@@ -103,11 +103,11 @@ export class RunDir {
     appendLineDurable(this.metrics, JSON.stringify(m));
   }
 
-  /** Drops metrics lines past `epoch` (1-based): they belong to an attempt that did not commit. */
-  truncateMetrics(epoch: number): void {
+  /** Keeps the metrics lines `keep` accepts: the others belong to an attempt that did not commit. */
+  truncateMetrics(keep: (line: Record<string, any>) => boolean): void {
     if (!fs.existsSync(this.metrics)) return;
-    const keep = fs.readFileSync(this.metrics, 'utf8').split('\n').filter((l) => l && JSON.parse(l).epoch <= epoch);
-    writeFileAtomic(this.metrics, keep.map((l) => l + '\n').join(''));
+    const lines = fs.readFileSync(this.metrics, 'utf8').split('\n').filter((l) => l && keep(JSON.parse(l)));
+    writeFileAtomic(this.metrics, lines.map((l) => l + '\n').join(''));
   }
 
   /** Writes summary.json atomically. */

@@ -4,6 +4,6 @@ export {
 export { SGD, type SGDOptions } from './sgd';
 export { Adam, AdamW, type AdamOptions } from './adam';
 export {
-  LRScheduler, StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, LambdaLR, SequentialLR, warmup, type SchedulerState,
+  LRScheduler, StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, LambdaLR, SequentialLR, warmup, warmupCosine, type SchedulerState,
 } from './lr_scheduler';
 export { clipGradNorm, clipGradValue } from './clip';

@@ -344,3 +344,17 @@ export function warmup(optimizer: AnyOptimizer, warmupSteps: number, after?: LRS
   const linear = new LinearLR(optimizer, opts.startFactor ?? 0.1, 1, warmupSteps);
   return after ? new SequentialLR(optimizer, [linear, after], [warmupSteps]) : linear;
 }
+
+/**
+ * Linear warm-up to the base learning rate over `warmupSteps` steps (lr·(s + 1)/W at step s), then half a cosine down
+ * to `minLr` at `totalSteps` — the usual schedule of language-model training, stepped once per optimizer step.
+ */
+export function warmupCosine(optimizer: AnyOptimizer, o: { warmupSteps: number; totalSteps: number; minLr: number }): LRScheduler {
+  const W = o.warmupSteps, N = o.totalSteps;
+  if (!Number.isInteger(W) || W < 0) throw new Error(`warmupCosine: warmupSteps must be a non-negative integer, got ${W}`);
+  if (!Number.isInteger(N) || N < 1) throw new Error(`warmupCosine: totalSteps must be a positive integer, got ${N}`);
+  const cosine = new CosineAnnealingLR(optimizer, Math.max(1, N - W), o.minLr);
+  if (W === 0) return cosine;
+  const rise = W === 1 ? new LambdaLR(optimizer, () => 1) : new LinearLR(optimizer, 1 / W, 1, W - 1);
+  return new SequentialLR(optimizer, [rise, cosine], [W]);
+}
