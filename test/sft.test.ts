@@ -5,10 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { liveTensors, manualSeed, noGrad, ops, tidy, tensor } from '../src/torch';
+import { liveTensors, manualSeed, noGrad, ops, tidy, tensor, zeros } from '../src/torch';
+import { SGD, warmupCosine } from '../src/optim';
 import { GPT } from '../src/models/gpt';
 import { ByteTokenizer, encodeChat } from '../src/llm/tokenizer';
-import { cosineLr, evaluateNll, packChats, packTexts, readChatJsonl, sft, windowStarts, type ChatExample } from '../src/distill/sft';
+import { evaluateNll, packChats, packTexts, readChatJsonl, sft, windowStarts, type ChatExample } from '../src/distill/sft';
 import { tokenKdLoss } from '../src/distill/token-kd';
 import { TrainingInterrupted } from '../src/distill/trainer';
 
@@ -65,13 +66,22 @@ describe('sft data', () => {
     const c = [...s.ids].lastIndexOf(99);
     assert.deepEqual([s.topk!.has[c], s.topk!.has[c + 1], s.topk!.ids[c * 3], s.topk!.ids[(c + 1) * 3]], [1, 1, 99, 100]);
   });
-  it('cosine schedule with warm-up', () => {
-    const o = { lr: 1, minLr: 0.1, warmupSteps: 4, steps: 104 };
-    assert.equal(cosineLr(0, o), 0.25);
-    assert.equal(cosineLr(3, o), 1);
-    assert.ok(Math.abs(cosineLr(4, o) - 1) < 1e-12);
-    assert.ok(Math.abs(cosineLr(54, o) - 0.55) < 1e-12);
-    assert.ok(Math.abs(cosineLr(104, o) - 0.1) < 1e-12);
+  it('cosine schedule with warm-up (optim.warmupCosine, stepped per optimizer step)', () => {
+    const p = zeros([1]);
+    const opt = new SGD([p], { lr: 1 });
+    const sched = warmupCosine(opt, { minLr: 0.1, warmupSteps: 4, totalSteps: 104 });
+    const lrs: number[] = [];
+    for (let i = 0; i <= 104; i++) {
+      lrs.push(opt.paramGroups[0].options.lr);
+      sched.step();
+    }
+    assert.equal(lrs[0], 0.25);
+    assert.equal(lrs[3], 1);
+    assert.ok(Math.abs(lrs[4] - 1) < 1e-12);
+    assert.ok(Math.abs(lrs[54] - 0.55) < 1e-12);
+    assert.ok(Math.abs(lrs[104] - 0.1) < 1e-12);
+    opt.dispose();
+    p.dispose();
   });
 });
 

@@ -555,7 +555,6 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
         });
         const global = epoch * steps + step + 1;
         const last = step + 1 === steps;
-        const stopping = !!o.signal?.aborted && !last;
         if (o.logEverySteps && (global % o.logEverySteps === 0 || (last && epoch + 1 === o.epochs))) {
           // appended before the next commit: a line past the committed step is dropped on resume and written again
           const m = { step: global, epoch: epoch + 1, loss: win.sum / win.seen, ...means(win.metrics, win.seen), ...(plainTerms.length ? { terms: means(win.terms, win.seen) } : {}), lr, ...(o.report ? o.report(p) : {}) };
@@ -564,6 +563,8 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           log(`${name}: step ${global}/${o.epochs * steps} loss ${m.loss.toFixed(4)}${mk ? ` (${mk})` : ''} lr ${lr.toExponential(2)}`);
           Object.assign(win, fresh());
         }
+        // (read after the log line: its reader may have asked to stop)
+        const stopping = !!o.signal?.aborted && !last;
         if (!last && (stopping || (o.checkpointEverySteps && global % o.checkpointEverySteps === 0))) {
           saveAll({ epoch: String(epoch), step: String(step + 1) });
           const pe: PartialEpoch = { epoch, step: step + 1, acc, win, elapsed: (Date.now() - t0) / 1000 };

@@ -17,6 +17,7 @@ import * as L from './losses';
 import { DynamicTemperature, Progress, ScheduleSpec, checkSchedule, dynamicTemperature, initialValue, scheduleValue } from './schedules';
 import { type LossResult, lossTensor } from './terms';
 import { type SoftLoss, softTerm } from './response';
+import { type TokenKdLoss, positionRows, tokenCrossEntropy, tokenKdLoss, topkForwardKl } from './token-kd';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -99,6 +100,23 @@ export function registerBuiltinLosses(): void {
     if (!c.labels) throw new Error('dkd: needs the batch labels');
     return L.dkdLoss(s, t, c.labels, { alpha: num(o, 'alpha'), beta: num(o, 'beta'), temperature: num(o, 'temperature') });
   }));
+  // decoders: per-token losses over [B, T, V] logits, weighted per position by the batch's `weights` (answer tokens)
+  const batchTensor = (c: LossContext, name: string, loss: string) => {
+    const t = c.batch?.[name];
+    if (!t) throw new Error(`${loss}: the batch has no '${name}' tensor (batch tensors: ${Object.keys(c.batch ?? {}).join(', ') || 'none'})`);
+    return t;
+  };
+  const positionWeights = (c: LossContext, rows: Tensor) => c.batch?.weights ?? ops.ones([rows.shape[0]], { dtype: rows.dtype, device: rows.device });
+  registerLoss('token_ce', one('batch', 'next-token cross-entropy, mean over the positions weighted by batch.weights', (s, t, c) => {
+    const rows = positionRows(s);
+    return tokenCrossEntropy(rows, t.reshape(-1), positionWeights(c, rows));
+  }));
+  registerLoss('token_kd', one('batch', "token-level KD to a teacher decoder's distribution (options kind: forward_kl | reverse_kl | jsd, temperature, beta)", (s, t, c, o) => {
+    const rows = positionRows(s);
+    return tokenKdLoss((o.kind as TokenKdLoss) ?? 'forward_kl', rows, positionRows(t), positionWeights(c, rows), { temperature: num(o, 'temperature'), beta: num(o, 'beta') });
+  }));
+  registerLoss('topk_kl', one('batch', "forward KL to stored top-k teacher log-probabilities (teacher side: batch.topk_logprobs; batch.topk_ids, topk_valid, topk_weights)", (s, t, c) =>
+    topkForwardKl(positionRows(s), batchTensor(c, 'topk_ids', 'topk_kl'), t, batchTensor(c, 'topk_valid', 'topk_kl'), batchTensor(c, 'topk_weights', 'topk_kl'))));
   registerLoss('hint', one('same', 'FitNets hint: MSE through a projection', (s, t) => L.hintLoss(s, t)));
   registerLoss('hidden_mse', one('same', 'TinyBERT hidden-state MSE', (s, t) => L.hiddenMseLoss(s, t)));
   registerLoss('cosine', one('same', 'DistilBERT cosine embedding loss', (s, t) => L.cosineLoss(s, t)));

@@ -12,7 +12,7 @@ export { loadDataset, type DataSplits } from '../data';
 export { prepareQat, type QatOptions } from './qat';
 export { tokenKdLoss, topkForwardKl, TOKEN_KD_LOSSES, type TokenKdLoss, type TokenKdOptions } from './token-kd';
 export {
-  sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, cosineLr, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,
+  sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,
 } from './sft';
 export {
   runEngine, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec,

@@ -7,11 +7,12 @@
 // Attention crosses example boundaries inside a window (the usual packing simplification; examples are separated
 // by <|endoftext|>). The loss is taken on answer tokens only (the assistant's content and its <|endoftext|>).
 //
-// Optimisation: AdamW, gradient accumulation over `gradAccum` micro-batches, gradient-norm clipping, and a cosine
-// schedule with linear warm-up: lr(s) = lr · (s + 1) / W for s < W, then minLr + ½ (lr − minLr)(1 + cos(π (s − W) /
-// (steps − W))). Every `checkpointEvery` steps (and at the end) the run directory gets, atomically, `last.safetensors`
-// (a decoder checkpoint), `last.optim.safetensors` and `state.json`; `metrics.jsonl` gets one durable line per logged
-// step. `resume` continues from the last checkpoint to the same weights as an uninterrupted run: the data order
+// Training is a configuration of the one engine (./engine.ts): the role `student` (AdamW with decay on matrices only,
+// gradient accumulation over `gradAccum` micro-batches, gradient-norm clipping, optim's `warmupCosine` schedule:
+// lr · (s + 1) / W for s < W, then a cosine down to minLr), the terms `token_ce` and, with KD, `token_kd` or `topk_kl`,
+// and the engine's run directory: every `checkpointEvery` steps (and at the end) `last.safetensors` (a decoder
+// checkpoint with its tokenizer), `last.optim.safetensors` and `state.json`; `metrics.jsonl` gets one durable line per
+// logged step. `resume` continues from the last commit to the same weights as an uninterrupted run: the data order
 // depends only on (seed, epoch) and libtorch's generator is reseeded from (seed, step) before every step.
 //
 // Token-level KD (`kd`): loss = (1 − α) · CE + α · KD, where KD is one of ./token-kd.ts's losses against a local
@@ -21,16 +22,13 @@
 // student's vocabulary fall into the tail mass.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  Tensor, appendLineDurable, dispose, loadSafetensors, manualSeed, nextTick, noGrad, ops, saveSafetensors, tensor, tidy, writeFileAtomic,
-} from '../torch';
-import { AdamW, clipGradNorm } from '../optim';
+import { Tensor, dispose, nextTick, noGrad, ops, tensor, tidy } from '../torch';
 import { Rng } from '../data/rng';
 import type { GPT } from '../models/gpt';
 import { checkSameVocabulary, encodeChat, type ChatTurn, type Tokenizer } from '../llm/tokenizer';
 import { saveDecoder } from '../llm/decoder-checkpoint';
-import { TOKEN_KD_LOSSES, tokenKdLoss, topkForwardKl, type TokenKdLoss } from './token-kd';
-import { TrainingInterrupted } from './trainer';
+import { TOKEN_KD_LOSSES, type TokenKdLoss } from './token-kd';
+import { type BatchSource, type EngineBatch, type RoleSpec, type TermSpec, runDirStep, runEngine } from './engine';
 
 export interface TopLogprobIn {
   token: string;
@@ -315,14 +313,6 @@ export interface SftSummary {
   checkpoint: string;
 }
 
-/** lr at step s (0-based) of the cosine schedule with linear warm-up. */
-export function cosineLr(s: number, o: { lr: number; minLr: number; warmupSteps: number; steps: number }): number {
-  if (s < o.warmupSteps) return (o.lr * (s + 1)) / o.warmupSteps;
-  const span = Math.max(1, o.steps - o.warmupSteps);
-  const p = Math.min(1, (s - o.warmupSteps) / span);
-  return o.minLr + 0.5 * (o.lr - o.minLr) * (1 + Math.cos(Math.PI * p));
-}
-
 const SFT_KEYS = ['model', 'tokenizer', 'data', 'outDir', 'steps', 'seqLen', 'batchSize', 'gradAccum', 'lr', 'minLr', 'warmupSteps', 'weightDecay', 'clip', 'seed', 'checkpointEvery', 'logEvery', 'kd', 'resume', 'force', 'signal', 'log'];
 const KD_KEYS = ['source', 'teacher', 'loss', 'beta', 'temperature', 'alpha', 'topk'];
 
@@ -381,141 +371,64 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
     throw new Error(`sft: kd.source 'logprobs' but no answer carries usable logprobs (${stream.unaligned} did not line up with the tokenizer '${tok.name}'; generate them with topLogprobs from a server using the same tokenizer)`);
   if (stream.unaligned) log(`sft: ${stream.unaligned} answers' logprobs do not line up with the tokenizer '${tok.name}'; they train without KD targets`);
 
-  // run directory
-  fs.mkdirSync(o.outDir, { recursive: true });
-  const stateFile = path.join(o.outDir, 'state.json');
-  const lastFile = path.join(o.outDir, 'last.safetensors');
-  const optimFile = path.join(o.outDir, 'last.optim.safetensors');
-  const metricsFile = path.join(o.outDir, 'metrics.jsonl');
-  const decay = model.namedParameters().filter(([, p]) => p.ndim >= 2).map(([, p]) => p);
-  const noDecay = model.namedParameters().filter(([, p]) => p.ndim < 2).map(([, p]) => p);
-  const opt = new AdamW([{ params: decay, weightDecay: o.weightDecay ?? 0.1 }, { params: noDecay, weightDecay: 0 }], { lr, betas: [0.9, 0.95] });
-  let step = 0;
-  let tokensSeen = 0;
-  let resumedFrom: number | undefined;
-  if (fs.existsSync(stateFile) && !o.force) {
-    const st = JSON.parse(fs.readFileSync(stateFile, 'utf8'));
-    if (!o.resume) throw new Error(`sft: ${o.outDir} holds a run at step ${st.step} of ${st.steps}; resume it (resume / --resume) or start over (force / --force)`);
-    const w = loadSafetensors(lastFile);
-    try {
-      model.loadStateDict(w.tensors);
-    } finally {
-      dispose(w.tensors);
-    }
-    const os_ = loadSafetensors(optimFile);
-    try {
-      opt.loadStateDict({ tensors: os_.tensors, meta: JSON.parse(os_.metadata.meta) });
-    } finally {
-      dispose(os_.tensors);
-    }
-    step = st.step;
-    tokensSeen = st.tokens;
-    resumedFrom = step;
-    if (fs.existsSync(metricsFile)) {
-      const keepLines = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l && JSON.parse(l).step <= step);
-      writeFileAtomic(metricsFile, keepLines.map((l) => l + '\n').join(''));
-    }
-    log(`sft: resuming at step ${step} of ${o.steps}`);
-  } else if (o.force) {
-    for (const f of [stateFile, lastFile, optimFile, metricsFile]) fs.rmSync(f, { force: true });
-  }
-
-  const save = () => {
-    saveDecoder(model, lastFile, tok, { step: String(step) });
-    const osd = opt.stateDict();
-    saveSafetensors(optimFile, osd.tensors, { meta: JSON.stringify(osd.meta) });
-    writeFileAtomic(stateFile, JSON.stringify({ step, steps: o.steps, tokens: tokensSeen }));
-  };
-
-  // the micro-batch g of the run takes windows perm_e[(g·B .. g·B + B) mod n] of epoch e = ⌊g·B / n⌋
+  // the run: the engine with one trained role (and a frozen teacher decoder for token KD), the decoder written with
+  // its tokenizer; its state commits every `every` steps
+  const held = runDirStep(o.outDir, o.steps);
+  if (held !== null && !o.resume && !o.force)
+    throw new Error(`sft: ${o.outDir} holds a run at step ${held} of ${o.steps}; resume it (resume / --resume) or start over (force / --force)`);
   const n = starts.length;
-  const perms = new Map<number, Int32Array>();
-  const windowsFor = (g: number): number[] => {
-    const out: number[] = [];
-    for (let i = 0; i < B; i++) {
-      const idx = g * B + i;
-      const e = Math.floor(idx / n);
-      if (!perms.has(e)) {
-        perms.clear();
-        perms.set(e, new Rng(seed * 7919 + e).permutation(n));
-      }
-      out.push(starts[perms.get(e)![idx % n]]);
-    }
-    return out;
-  };
-
-  const teacher = kd?.teacher;
-  teacher?.eval();
-  model.train();
-  const t0 = Date.now();
-  let runTokens = 0;
-  let lastLoss = NaN;
-  let lossSum = 0;
-  let lossCount = 0;
-  try {
-    while (step < o.steps) {
-      if (o.signal?.aborted) {
-        save();
-        throw new TrainingInterrupted(o.outDir, 0, step);
-      }
-      manualSeed((seed * 1000003 + step) % 2 ** 31);
-      const curLr = cosineLr(step, sched);
-      for (const g of opt.paramGroups) g.options.lr = curLr;
-      let stepLoss = 0;
-      const terms = { ce: 0, kd: 0 };
-      for (let a = 0; a < accum; a++) {
-        const r = tidy(() => {
-          const b = makeBatch(stream, windowsFor(step * accum + a), seqLen, model.wte.weight.device);
-          const logits = model.call(b.x);
-          const flat = logits.reshape(-1, logits.shape[2]);
-          const ceRows = ops.cross_entropy_loss(flat, b.y, null, 0);
-          const wsum = b.w.sum().clamp(1);
-          const ce = ceRows.mul(b.w).sum().div(wsum);
-          let loss = ce;
-          let kdv: Tensor | null = null;
-          if (kdSource === 'teacher') {
-            const tl = noGrad(() => teacher!.call(b.x)).reshape(-1, logits.shape[2]);
-            kdv = tokenKdLoss(kdLoss, flat, tl, b.w, { temperature: kd!.temperature, beta: kd!.beta });
-          } else if (kdSource === 'logprobs') {
-            kdv = topkForwardKl(flat, b.tk!.ids, b.tk!.logprobs, b.tk!.valid, b.tk!.w);
-          }
-          if (kdv !== null) loss = ce.mul(1 - alpha).add(kdv.mul(alpha));
-          loss.div(accum).backward();
-          return [loss.item(), ce.item(), kdv === null ? 0 : kdv.item(), b.w.sum().item()];
-        });
-        stepLoss += r[0] / accum;
-        terms.ce += r[1] / accum;
-        terms.kd += r[2] / accum;
-        runTokens += B * seqLen;
-        tokensSeen += B * seqLen;
-      }
-      if (!Number.isFinite(stepLoss)) {
-        throw new Error(`sft: the loss is ${stepLoss} at step ${step} (lr ${curLr}); lower lr or check the data`);
-      }
-      if (clip > 0) clipGradNorm(model.parameters(), clip);
-      opt.step();
-      opt.zeroGrad();
-      step++;
-      lastLoss = stepLoss;
-      lossSum += stepLoss;
-      lossCount++;
-      if (step % logEvery === 0 || step === o.steps) {
-        const secs = (Date.now() - t0) / 1000;
-        const m = { step, loss: lossSum / lossCount, ce: terms.ce, ...(kd ? { kd: terms.kd } : {}), lr: curLr, tokens: tokensSeen, tokens_per_s: Math.round(runTokens / Math.max(secs, 1e-9)) };
-        appendLineDurable(metricsFile, JSON.stringify(m));
-        log(`sft: step ${step}/${o.steps} loss ${m.loss.toFixed(4)}${kd ? ` (ce ${terms.ce.toFixed(4)}, kd ${terms.kd.toFixed(4)})` : ''} lr ${curLr.toExponential(2)} ${m.tokens_per_s} tok/s`);
-        lossSum = 0;
-        lossCount = 0;
-      }
-      if (step % every === 0 || step === o.steps) save();
-      await nextTick();
-    }
-  } finally {
-    opt.dispose();
+  const tokensPerStep = accum * B * seqLen;
+  const roles: RoleSpec[] = [{
+    name: 'student', model,
+    optimizer: { kind: 'adamw', lr, weightDecay: o.weightDecay ?? 0.1, betas: [0.9, 0.95], decayMatricesOnly: true },
+    schedule: { kind: 'cosine', per: 'step', warmupSteps: sched.warmupSteps, minLr: sched.minLr },
+    ...(clip > 0 ? { clip } : {}),
+    save: (file, m, meta) => saveDecoder(m as GPT, file, tok, meta),
+  }];
+  const terms: TermSpec[] = [{ loss: 'token_ce', name: 'ce', student: 'student.logits', teacher: 'labels', weight: kd ? 1 - alpha : 1, metric: 'ce' }];
+  if (kdSource === 'teacher') {
+    roles.push({ name: 'teacher', model: kd!.teacher! });
+    terms.push({ loss: 'token_kd', name: 'kd', student: 'student.logits', teacher: 'teacher.logits', weight: alpha, metric: 'kd', options: { kind: kdLoss, temperature: kd!.temperature, beta: kd!.beta } });
+  } else if (kdSource === 'logprobs') {
+    terms.push({ loss: 'topk_kl', name: 'kd', student: 'student.logits', teacher: 'batch.topk_logprobs', weight: alpha, metric: 'kd' });
   }
+  const t0 = Date.now();
+  const from = o.resume ? (held ?? 0) : 0;
+  const summary = await runEngine({
+    name: 'sft', roles, terms, train: new WindowBatches(stream, starts, seqLen, B, seed, o.steps * accum, model.wte.weight.device), gradAccum: accum,
+    epochs: 1, seed, outDir: o.outDir, resume: o.resume, force: o.force, checkpointEverySteps: every, logEverySteps: logEvery, progress: false,
+    report: (p) => ({ tokens: (p.step + 1) * tokensPerStep, tokens_per_s: Math.round(((p.step + 1 - from) * tokensPerStep) / Math.max((Date.now() - t0) / 1000, 1e-9)) }),
+    signal: o.signal, log,
+  });
   const seconds = (Date.now() - t0) / 1000;
   return {
-    steps: step, tokens: tokensSeen, seconds, tokensPerSecond: runTokens / Math.max(seconds, 1e-9), finalLoss: lastLoss, resumedFrom,
-    windows: n, unaligned: stream.unaligned, outDir: o.outDir, checkpoint: lastFile,
+    steps: o.steps, tokens: o.steps * tokensPerStep, seconds, tokensPerSecond: ((o.steps - from) * tokensPerStep) / Math.max(seconds, 1e-9), finalLoss: summary.last_loss ?? NaN,
+    resumedFrom: summary.resumed_from_step, windows: n, unaligned: stream.unaligned, outDir: o.outDir, checkpoint: path.join(o.outDir, 'last.safetensors'),
   };
+}
+
+/**
+ * The training windows as batches for the engine: micro-batch g takes windows perm_e[(g·B .. g·B + B) mod n] of epoch
+ * e = ⌊g·B / n⌋, with the answer mask as the batch's `weights` and stored top-k targets as `topk_*`.
+ */
+class WindowBatches implements BatchSource {
+  private perm: { e: number; p: Int32Array } | null = null;
+  constructor(
+    private readonly stream: TokenStream, private readonly starts: number[], private readonly seqLen: number, private readonly B: number,
+    private readonly seed: number, readonly length: number, private readonly device: string,
+  ) {}
+  setEpoch(): void {}
+  batchAt(g: number): EngineBatch {
+    const n = this.starts.length;
+    const at: number[] = [];
+    for (let i = 0; i < this.B; i++) {
+      const idx = g * this.B + i;
+      const e = Math.floor(idx / n);
+      if (this.perm?.e !== e) this.perm = { e, p: new Rng(this.seed * 7919 + e).permutation(n) };
+      at.push(this.starts[this.perm.p[idx % n]]);
+    }
+    const b = tidy(() => makeBatch(this.stream, at, this.seqLen, this.device));
+    const taps: Record<string, Tensor> = { weights: b.w, ...(b.tk ? { topk_ids: b.tk.ids, topk_logprobs: b.tk.logprobs, topk_valid: b.tk.valid, topk_weights: b.tk.w } : {}) };
+    return { x: b.x, y: b.y, taps, dispose: () => dispose([b.x, b.y, ...Object.values(taps)]) };
+  }
 }

@@ -92,3 +92,15 @@ export function topkForwardKl(studentLogits: Tensor, ids: Tensor, logprobs: Tens
   const tailTerm = ops.where_self(tail.gt(1e-9), tail.mul(tail.clamp(1e-12).log().sub(qTail.log())), ops.zeros_like(tail));
   return weightedMean(head.add(tailTerm), weights);
 }
+
+/**
+ * Cross-entropy per position against the next tokens ([N, V] logits, [N] ids), averaged over the positions that count:
+ * Σ w_n · CE_n / max(Σ w_n, 1) (with the answer mask as `w`, the loss of SFT on answers).
+ */
+export function tokenCrossEntropy(logits: Tensor, targets: Tensor, weights: Tensor): Tensor {
+  checkRows('token cross-entropy', logits, null, weights);
+  return ops.cross_entropy_loss(logits, targets, null, 0).mul(weights).sum().div(weights.sum().clamp(1));
+}
+
+/** [..., V] logits as [N, V] rows, one per position. */
+export const positionRows = (logits: Tensor): Tensor => logits.reshape(-1, logits.shape[logits.ndim - 1]);
