@@ -64,6 +64,31 @@ describe('staged configurations (tsdistill distill)', () => {
     assert.deepEqual(report.map((s: { stage: string; epochs: number }) => [s.stage, s.epochs]), [['teacher', 2], ['assistant', 2], ['student', 2]]);
   });
 
+  it('a teacher from elsewhere (TorchScript) as a frozen role; its logits are cached for the second epoch', () => {
+    const cfg = path.join(dir, 'ts.yaml');
+    const pt = path.join(root, 'test', 'fixtures', 'ts_lenet_half_traced.pt');
+    fs.writeFileSync(cfg, [
+      'data: { dataset: mnist, batchSize: 64, limit: 640 }',
+      'training: { epochs: 2, lr: 0.02 }',
+      'stages:',
+      '  - name: kd',
+      '    roles:',
+      `      teacher: { model: torchscript, path: ${JSON.stringify(pt)} }`,
+      '      student: { model: lenet5-half, train: true }',
+      '    terms:',
+      '      - { loss: ce, student: student.logits, teacher: labels, weight: 0.5 }',
+      '      - { loss: kl, student: student.logits, teacher: teacher.logits, weight: 0.5, options: { temperature: 4 } }',
+      `output: { dir: ${JSON.stringify(path.join(dir, 'ts'))} }`,
+    ].join('\n'));
+    const r = run(['distill', cfg, '--threads', '1', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const [st] = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.equal(st.teacher_cache, 'built');
+    assert.deepEqual(lines(path.join(dir, 'ts', 'kd', 'metrics.jsonl')).map((m) => m.teacher), ['live', 'cached']);
+    fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('teacher: { model: torchscript,', 'teacher: { model: torchscript, train: true,'));
+    assert.match(run(['distill', cfg]).stderr, /roles\.teacher: a torchscript teacher cannot be trained/);
+  });
+
   it('refuses what cannot run, naming the key', () => {
     const cfg = path.join(dir, 'bad.yaml');
     const write = (stages: string) => fs.writeFileSync(cfg, `data: { dataset: mnist }\nstages:\n${stages}\n`);

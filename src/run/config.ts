@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { closest } from '../nn';
 import { datasetNames, getDataset, hasDataset, registerBuiltinDatasets } from '../data';
-import { EXTERNAL_TEACHERS } from '../teachers';
+import { getTeacherKind, isExternalTeacherSpec, teacherKinds } from '../teachers';
 
 /**
  * A registered image data set (see registerDataset). An unknown name is an issue at `data.dataset` suggesting the
@@ -288,42 +288,31 @@ export function loadGenerateConfig(file: string, sets: string[]): Record<string,
   return applyOverrides(cfg, sets);
 }
 
-/** Keys of a teacher section that belong to each external kind (the rest of the section is the zoo's). */
-const EXTERNAL_KEYS: Record<string, string[]> = {
-  onnx: ['path', 'input', 'output', 'batchSize', 'providers'],
-  torchscript: ['path', 'output'],
-  tfjs: ['path', 'input', 'output', 'batchSize'],
-  http: ['url', 'returns', 'batchSize', 'retries', 'timeoutMs'],
-};
-
 /**
- * A teacher from elsewhere: the keys its kind needs are present, keys of other kinds (and the zoo's checkpoint,
- * options, members) are refused, and its file exists (the path is made absolute, relative to the configuration file).
+ * A teacher from elsewhere (a registered teacher kind): the keys its kind needs are present, keys of other kinds (and
+ * the zoo's checkpoint, options, members) are refused, and its file exists (the path is made absolute, relative to the
+ * configuration file). `section` names the section in errors.
  */
-function checkTeacherSource(spec: RunConfig['teacher'], source: string, baseDir: string): void {
+export function checkTeacherSource(spec: Record<string, unknown> & { model: string } | undefined, source: string, baseDir: string, section = 'teacher'): void {
   if (!spec) return;
   const kind = spec.model;
-  const external = (EXTERNAL_TEACHERS as readonly string[]).includes(kind);
-  const allKeys = [...new Set(Object.values(EXTERNAL_KEYS).flat())];
-  const given = allKeys.filter((k) => (spec as Record<string, unknown>)[k] !== undefined);
-  if (!external) {
+  const allKeys = [...new Set(teacherKinds().flatMap((k) => getTeacherKind(k).keys))];
+  const given = allKeys.filter((k) => spec[k] !== undefined);
+  if (!isExternalTeacherSpec(spec)) {
     if (given.length)
-      throw new Error(`${source}: teacher.${given[0]} applies to teachers from elsewhere (model: ${EXTERNAL_TEACHERS.join(' | ')}), not to the zoo model '${kind}'`);
+      throw new Error(`${source}: ${section}.${given[0]} applies to teachers from elsewhere (model: ${teacherKinds().join(' | ')}), not to the zoo model '${kind}'`);
     return;
   }
-  const mine = EXTERNAL_KEYS[kind];
-  const foreign = given.filter((k) => !mine.includes(k));
-  if (foreign.length) throw new Error(`${source}: teacher.${foreign[0]} does not apply to model ${kind} (its keys: ${mine.join(', ')})`);
-  for (const k of ['checkpoint', 'members', 'mode', 'augment'] as const)
-    if (spec[k] !== undefined) throw new Error(`${source}: teacher.${k} does not apply to model ${kind} (the model comes from ${kind === 'http' ? 'the endpoint' : 'the file'})`);
-  if (Object.keys(spec.options).length) throw new Error(`${source}: teacher.options does not apply to model ${kind}`);
-  if (kind === 'http') {
-    if (!spec.url) throw new Error(`${source}: teacher.url is required for model http`);
-    if (!spec.returns) throw new Error(`${source}: teacher.returns is required for model http: 'logits' or 'probs' (what the endpoint returns per input)`);
-    return;
+  const k = getTeacherKind(kind);
+  const foreign = given.filter((x) => !k.keys.includes(x));
+  if (foreign.length) throw new Error(`${source}: ${section}.${foreign[0]} does not apply to model ${kind} (its keys: ${k.keys.join(', ')})`);
+  for (const x of ['checkpoint', 'members', 'mode', 'augment', 'from'])
+    if (spec[x] !== undefined) throw new Error(`${source}: ${section}.${x} does not apply to model ${kind} (the model comes from ${k.file ? 'the file' : 'elsewhere'})`);
+  if (spec.options && Object.keys(spec.options as object).length) throw new Error(`${source}: ${section}.options does not apply to model ${kind}`);
+  for (const [key, what] of Object.entries(k.required)) if (spec[key] === undefined) throw new Error(`${source}: ${section}.${key} is required for model ${kind} (${what})`);
+  if (k.file && typeof spec.path === 'string') {
+    const file = path.resolve(baseDir, spec.path);
+    if (!fs.existsSync(file)) throw new Error(`${source}: ${section}.path: file not found: ${file}`);
+    spec.path = file;
   }
-  if (!spec.path) throw new Error(`${source}: teacher.path is required for model ${kind} (the ${kind === 'onnx' ? '.onnx' : kind === 'tfjs' ? 'model.json' : '.pt'} file)`);
-  const file = path.resolve(baseDir, spec.path);
-  if (!fs.existsSync(file)) throw new Error(`${source}: teacher.path: file not found: ${file}`);
-  spec.path = file;
 }

@@ -1,7 +1,8 @@
 // `--plugin FILE`: the user's own losses, models, data sets and generation verifiers, registered from their code before
 // the config is checked. A plugin is a CommonJS/ESM-compiled JavaScript file, or a TypeScript file when the `typescript`
 // package can be resolved (it is transpiled in memory). It exports `register(api)` (or a default function) and calls
-// `api.registerLoss(...)` / `api.registerModel(...)` / `api.registerDataset(...)` / `api.registerVerifier(...)`; it may
+// `api.registerLoss(...)` / `api.registerModel(...)` / `api.registerDataset(...)` / `api.registerTeacherKind(...)` /
+// `api.registerVerifier(...)`; it may
 // also import tsdistill itself.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -10,8 +11,9 @@ import { registerLoss, registerBuiltinLosses, lossNames } from '../distill';
 import { registerModel, registerBuiltinModels, modelNames } from '../models';
 import { registerDataset, registerBuiltinDatasets, datasetNames } from '../data';
 import { registerVerifier, verifierNames } from '../llm';
+import { registerTeacherKind, teacherKinds } from '../teachers';
 
-export const pluginApi = { registerLoss, registerModel, registerDataset, registerVerifier, lossNames, modelNames, datasetNames, verifierNames };
+export const pluginApi = { registerLoss, registerModel, registerDataset, registerTeacherKind, registerVerifier, lossNames, modelNames, datasetNames, teacherKinds, verifierNames };
 export type PluginApi = typeof pluginApi;
 
 function compileTs(file: string, source: string): string {

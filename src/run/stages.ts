@@ -25,7 +25,8 @@ import { DataLoader, type DataSplits, getImageDataset, normalize, randomCrop, ra
 import { createModel, registerBuiltinModels } from '../models';
 import { type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
 import { checkDevice } from '../distill/pipeline';
-import { applyOverrides, configSchema, describe, readConfigMapping, scheduleObj } from './config';
+import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
+import { applyOverrides, checkTeacherSource, configSchema, describe, readConfigMapping, scheduleObj } from './config';
 import type { RunFlags } from './runs';
 
 const ident = /^[A-Za-z][A-Za-z0-9_-]*$/;
@@ -52,6 +53,16 @@ const roleSchema = z
     warmupEpochs: z.number().int().min(0).optional(),
     /** Frozen roles whose logits alone are read: cache them on disk (default true). */
     cache: z.boolean().default(true),
+    // a teacher from elsewhere (model: onnx | torchscript | tfjs | http | a plugin's kind), frozen
+    path: z.string().min(1).optional(),
+    input: z.string().min(1).optional(),
+    output: z.string().min(1).optional(),
+    batchSize: z.number().int().positive().optional(),
+    providers: z.array(z.enum(['cpu', 'cuda'])).min(1).optional(),
+    url: z.string().url().optional(),
+    returns: z.enum(['logits', 'probs']).optional(),
+    retries: z.number().int().min(0).optional(),
+    timeoutMs: z.number().int().positive().optional(),
   })
   .strict();
 
@@ -110,6 +121,8 @@ export function validateStagedConfig(raw: unknown, source = 'config'): StagedCon
     const roles = Object.entries(stage.roles);
     if (!roles.some(([, r]) => r.train)) throw new Error(`${where}: no role has train: true (a stage trains at least one role)`);
     for (const [name, role] of roles) {
+      checkTeacherSource(role, source, baseDir, `stages[${i}] (${stage.name}).roles.${name}`);
+      if (isExternalTeacherSpec(role) && role.train) throw new Error(`${where}.roles.${name}: a ${role.model} teacher cannot be trained (remove train: true)`);
       if (role.checkpoint && role.from) throw new Error(`${where}.roles.${name}: give checkpoint or from, not both`);
       if (role.checkpoint) {
         const file = path.resolve(baseDir, role.checkpoint);
@@ -148,13 +161,20 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
   const device = checkDevice(cfg.training.device);
   const t = cfg.training;
   const stages: StageSpec[] = cfg.stages.map((stage) => {
-    const made: Module[] = [];
+    const made: (Module | Teacher)[] = [];
     const primary = stage.primary ?? Object.entries(stage.roles).find(([, r]) => r.train)![0];
     return {
       name: stage.name,
-      build: (ctx) => {
+      build: async (ctx) => {
         manualSeed(cfg.seed);
-        const roles: RoleSpec[] = Object.entries(stage.roles).map(([name, r]) => {
+        const roles: RoleSpec[] = [];
+        for (const [name, r] of Object.entries(stage.roles)) {
+          if (isExternalTeacherSpec(r)) {
+            const teacher = await loadExternalTeacher(r, `${flags.file}: stage '${stage.name}', role '${name}'`);
+            made.push(teacher);
+            roles.push({ name, model: teacher, cache: r.cache });
+            continue;
+          }
           const model = createModel(r.model, { numClasses: info.classes.length, ...r.options });
           made.push(model);
           const weights = r.checkpoint ?? (r.from ? ctx.checkpoint(r.from.split('.')[0], r.from.split('.')[1]) : undefined);
@@ -165,7 +185,7 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
               throw new Error(`${flags.file}: stage '${stage.name}', role '${name}': ${(e as Error).message}`, { cause: e });
             }
           if (device !== 'cpu') model.to(device);
-          return {
+          roles.push({
             name, model, cache: r.cache,
             ...(r.train
               ? {
@@ -173,8 +193,8 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
                   schedule: { kind: r.schedule ?? t.schedule, milestones: r.milestones ?? t.milestones, warmupEpochs: r.warmupEpochs ?? t.warmupEpochs },
                 }
               : {}),
-          };
-        });
+          });
+        }
         const terms: TermSpec[] = stage.terms;
         return {
           name: `${cfg.name}/${stage.name}`, roles, terms, updates: stage.updates, primary,

@@ -5,5 +5,5 @@ export { type Teacher, isTeacher, moduleTeacher, runTeacher, teacherName } from 
 export { OnnxTeacher, type OnnxTeacherOptions } from './onnx';
 export { TorchScriptTeacher, type TorchScriptTeacherOptions } from './torchscript';
 export { BlackBoxTeacher, blackBoxTeacher, httpTeacher, type BlackBoxOptions, type BlackBoxOutput, type BlackBoxReturns, type BlackBoxStats, type HttpTeacherOptions } from './blackbox';
-export { EXTERNAL_TEACHERS, isExternalTeacherSpec, loadExternalTeacher, type ExternalTeacherKind, type ExternalTeacherSpec } from './load';
+export { registerTeacherKind, registerBuiltinTeachers, teacherKinds, getTeacherKind, isExternalTeacherSpec, loadExternalTeacher, type TeacherKind, type ExternalTeacherSpec } from './load';
 export { TfjsTeacher, loadTfjsModel, tfjs, type LoadedTfjsModel, type TfjsTeacherOptions } from './tfjs';

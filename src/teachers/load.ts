@@ -1,17 +1,16 @@
-// External teachers from a configuration's `teacher` section (already validated by the config schema):
+// Teacher kinds by name: what a configuration's `teacher:` section (or a staged configuration's role) may name
+// instead of a zoo model. Each kind lists the section keys it takes, which of them are required, and how it loads.
+// The built-in kinds (registered by `registerBuiltinTeachers`, nothing registers on import):
 //   { model: onnx, path, input?, output?, batchSize?, providers? }
 //   { model: torchscript, path, output? }
 //   { model: tfjs, path (model.json), input?, output?, batchSize? }
 //   { model: http, url, returns: logits | probs, batchSize?, retries?, timeoutMs? }
+import { closest } from '../nn';
 import type { Teacher } from './teacher';
 import { OnnxTeacher } from './onnx';
 import { TorchScriptTeacher } from './torchscript';
 import { TfjsTeacher } from './tfjs';
 import { httpTeacher } from './blackbox';
-
-/** The teacher kinds a configuration can name instead of a zoo model. */
-export const EXTERNAL_TEACHERS = ['onnx', 'torchscript', 'tfjs', 'http'] as const;
-export type ExternalTeacherKind = (typeof EXTERNAL_TEACHERS)[number];
 
 export interface ExternalTeacherSpec {
   model: string;
@@ -24,27 +23,78 @@ export interface ExternalTeacherSpec {
   returns?: 'logits' | 'probs';
   retries?: number;
   timeoutMs?: number;
+  [key: string]: unknown;
 }
 
+export interface TeacherKind {
+  /** The section keys this kind takes. */
+  keys: string[];
+  /** Keys that must be given, each with a line saying what it is. */
+  required: Record<string, string>;
+  /** A model file read from `path` (checked to exist, made absolute relative to the configuration file). */
+  file?: string;
+  load(spec: ExternalTeacherSpec): Promise<Teacher> | Teacher;
+}
+
+const kinds = new Map<string, TeacherKind>();
+
+/** Adds a teacher kind that configurations can name (`model: <name>`). */
+export function registerTeacherKind(name: string, kind: TeacherKind): void {
+  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new Error(`registerTeacherKind: '${name}' is not a valid kind name (lower-case letters, digits, _ -)`);
+  if (kinds.has(name)) throw new Error(`registerTeacherKind: a teacher kind named '${name}' is already registered`);
+  if (typeof kind?.load !== 'function' || !Array.isArray(kind.keys)) throw new Error(`registerTeacherKind('${name}'): expected { keys, required, load }`);
+  for (const k of Object.keys(kind.required ?? {})) if (!kind.keys.includes(k)) throw new Error(`registerTeacherKind('${name}'): required key '${k}' is not among its keys`);
+  kinds.set(name, kind);
+}
+
+/** The registered teacher kinds. */
+export function teacherKinds(): string[] {
+  registerBuiltinTeachers();
+  return [...kinds.keys()];
+}
+export function getTeacherKind(name: string): TeacherKind {
+  registerBuiltinTeachers();
+  const k = kinds.get(name);
+  if (!k) throw new Error(`unknown teacher kind '${name}'. Closest: ${closest(name, [...kinds.keys()], 3).join(', ')}`);
+  return k;
+}
+
+let builtins = false;
+export function registerBuiltinTeachers(): void {
+  if (builtins) return;
+  builtins = true;
+  registerTeacherKind('onnx', {
+    keys: ['path', 'input', 'output', 'batchSize', 'providers'], required: { path: 'the .onnx file' }, file: '.onnx',
+    load: (s) => OnnxTeacher.load(s.path!, { input: s.input, output: s.output, batchSize: s.batchSize, executionProviders: s.providers }),
+  });
+  registerTeacherKind('torchscript', {
+    keys: ['path', 'output'], required: { path: 'the .pt file' }, file: '.pt',
+    load: (s) => TorchScriptTeacher.load(s.path!, { output: s.output }),
+  });
+  registerTeacherKind('tfjs', {
+    keys: ['path', 'input', 'output', 'batchSize'], required: { path: 'the model.json file' }, file: 'model.json',
+    load: (s) => TfjsTeacher.load(s.path!, { input: s.input, output: s.output, batchSize: s.batchSize }),
+  });
+  registerTeacherKind('http', {
+    keys: ['url', 'returns', 'batchSize', 'retries', 'timeoutMs'], required: { url: 'the endpoint', returns: "'logits' or 'probs' (what the endpoint returns per input)" },
+    load: (s) => httpTeacher({ url: s.url!, returns: s.returns!, batchSize: s.batchSize, retries: s.retries, timeoutMs: s.timeoutMs }),
+  });
+}
+
+/** True when the section names a registered teacher kind rather than a zoo model. */
 export function isExternalTeacherSpec(spec: { model: string } | undefined): boolean {
-  return !!spec && (EXTERNAL_TEACHERS as readonly string[]).includes(spec.model);
+  registerBuiltinTeachers();
+  return !!spec && kinds.has(spec.model);
 }
 
-/** Loads the teacher a `teacher:` section describes; `where` names the section in errors. */
+/** Loads the teacher a section describes; `where` names the section in errors. */
 export async function loadExternalTeacher(spec: ExternalTeacherSpec, where = 'teacher'): Promise<Teacher> {
+  registerBuiltinTeachers();
+  const kind = kinds.get(spec.model);
+  if (!kind) throw new Error(`${where}: model '${spec.model}' is not an external teacher (${[...kinds.keys()].join(', ')})`);
   try {
-    switch (spec.model) {
-      case 'onnx':
-        return await OnnxTeacher.load(spec.path!, { input: spec.input, output: spec.output, batchSize: spec.batchSize, executionProviders: spec.providers });
-      case 'torchscript':
-        return TorchScriptTeacher.load(spec.path!, { output: spec.output });
-      case 'tfjs':
-        return await TfjsTeacher.load(spec.path!, { input: spec.input, output: spec.output, batchSize: spec.batchSize });
-      case 'http':
-        return httpTeacher({ url: spec.url!, returns: spec.returns!, batchSize: spec.batchSize, retries: spec.retries, timeoutMs: spec.timeoutMs });
-    }
+    return await kind.load(spec);
   } catch (e) {
-    throw new Error(`${where}: ${(e as Error).message}`);
+    throw new Error(`${where}: ${(e as Error).message}`, { cause: e });
   }
-  throw new Error(`${where}: model '${spec.model}' is not an external teacher (${EXTERNAL_TEACHERS.join(', ')})`);
 }
