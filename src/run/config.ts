@@ -59,7 +59,8 @@ const modelSpec = z
  * The teacher: a zoo model (as above), or a model from elsewhere — `model: onnx` / `torchscript` / `tfjs` with `path`, or
  * `model: http` with `url` and `returns` (checked by `checkTeacherSource`).
  */
-const teacherSpec = modelSpec.extend({
+/** The keys of the built-in teacher kinds from elsewhere (a `teacher` section, or a frozen role of a staged configuration). */
+export const externalTeacherKeys = {
   /** onnx, torchscript, tfjs: the model file (tfjs: model.json; relative to the configuration file). */
   path: z.string().min(1).optional(),
   /** onnx, tfjs: the model input fed with the images (default: the only input). */
@@ -78,7 +79,9 @@ const teacherSpec = modelSpec.extend({
   retries: z.number().int().min(0).optional(),
   /** http: per request (default 30000). */
   timeoutMs: z.number().int().positive().optional(),
-});
+};
+
+const teacherSpec = modelSpec.extend(externalTeacherKeys);
 
 /** A number, or a value that moves over training: linear / cosine from → to (over `epochs`, default the run), warm-up. */
 export const scheduleObj = z.discriminatedUnion('kind', [

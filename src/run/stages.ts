@@ -26,7 +26,7 @@ import { createModel, registerBuiltinModels } from '../models';
 import { type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
 import { checkDevice } from '../distill/pipeline';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
-import { applyOverrides, checkTeacherSource, configSchema, describe, readConfigMapping, scheduleObj } from './config';
+import { applyOverrides, checkTeacherSource, configSchema, describe, externalTeacherKeys, readConfigMapping, scheduleObj } from './config';
 import type { RunFlags } from './runs';
 
 const ident = /^[A-Za-z][A-Za-z0-9_-]*$/;
@@ -53,16 +53,8 @@ const roleSchema = z
     warmupEpochs: z.number().int().min(0).optional(),
     /** Frozen roles whose logits alone are read: cache them on disk (default true). */
     cache: z.boolean().default(true),
-    // a teacher from elsewhere (model: onnx | torchscript | tfjs | http | a plugin's kind), frozen
-    path: z.string().min(1).optional(),
-    input: z.string().min(1).optional(),
-    output: z.string().min(1).optional(),
-    batchSize: z.number().int().positive().optional(),
-    providers: z.array(z.enum(['cpu', 'cuda'])).min(1).optional(),
-    url: z.string().url().optional(),
-    returns: z.enum(['logits', 'probs']).optional(),
-    retries: z.number().int().min(0).optional(),
-    timeoutMs: z.number().int().positive().optional(),
+    // a teacher from elsewhere (model: onnx | torchscript | tfjs | http), frozen
+    ...externalTeacherKeys,
   })
   .strict();
 
