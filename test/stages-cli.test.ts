@@ -28,6 +28,11 @@ describe('staged configurations (tsdistill distill)', () => {
     assert.equal(m[1].lr, 0.01);
     for (const f of ['last.safetensors', 'last.b.safetensors', 'best.safetensors']) assert.ok(fs.existsSync(path.join(out, 'mutual', f)), f);
     assert.match(r.stdout, /mutual\s+yes\s+2\s+\d+\.\d+\s+\d+\.\d+\s+b \d+\.\d+/);
+    // the report: a row per stage, and the stage's terms among the charted series
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    assert.match(html, /<table id="stages">[\s\S]*<th>mutual<\/th><td>2<\/td>/);
+    const data = JSON.parse(/<script type="application\/json" id="report-data">([\s\S]*?)<\/script>/.exec(html)![1]);
+    assert.deepEqual(data.terms['stage-0'], ['loss', 'ce:a.logits', 'ce:b.logits', 'kl:a.logits', 'kl:b.logits']);
   });
 
   it('a chain killed in its second stage resumes there and ends as the uninterrupted chain', async () => {
@@ -100,6 +105,7 @@ describe('staged configurations (tsdistill distill)', () => {
     assert.match(run(['distill', cfg]).stderr, /stages\.0\.roles\.a\.tran: unknown key; did you mean 'stages\.0\.roles\.a\.train'\?/);
     write('  - { name: s, roles: { a: { model: lenet5, train: true } }, terms: [{ loss: ce, student: a.logits, teacher: labels }] }');
     assert.match(run(['compare', cfg]).stderr, /a configuration of stages runs with tsdistill distill/);
+    assert.match(run(['report', cfg, '--out', path.join(dir, 'none')]).stderr, /stages\.json: cannot read the stages summary/);
   });
   it('cleans up', () => fs.rmSync(dir, { recursive: true }));
 });

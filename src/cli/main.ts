@@ -125,9 +125,13 @@ async function main(argv: string[]): Promise<number> {
   if (values.plugin?.length) loadPlugins(values.plugin);
   if (isStagedConfig(readConfigMapping(file))) {
     // a configuration of stages, roles and terms: `distill` (or `train`) runs its stages in order
-    if (command !== 'distill' && command !== 'train')
-      throw new Error(`${file}: a configuration of stages runs with tsdistill distill (compare, eval and report need teacher / student sections)`);
+    if (command !== 'distill' && command !== 'train' && command !== 'report')
+      throw new Error(`${file}: a configuration of stages runs with tsdistill distill (compare and eval need teacher / student sections)`);
     const cfg = loadStagedConfig(file, sets);
+    if (command === 'report') {
+      console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name, kind: 'stages' })}`);
+      return 0;
+    }
     claimOutputDir(cfg, { file, force: values.force });
     const data = loadDataset(cfg.data.dataset, cfg.data.limit);
     try {
@@ -135,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
       console.log('');
       for (const line of formatTable(stagesTable(r))) console.log(line);
       console.log(`stages: ${path.join(cfg.output.dir, 'stages.json')}`);
+      console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name, kind: 'stages' })}`);
       if (values.json) console.log(JSON.stringify(r.stages.map((x) => ({ stage: x.name, ran: x.ran, ...x.summary }))));
       return 0;
     } finally {

@@ -1,1 +1,1 @@
-export { writeReport, renderReport, readReportData, type ReportData, type ReportRun } from './render';
+export { writeReport, renderReport, readReportData, readStagesReportData, type ReportData, type ReportRun } from './render';

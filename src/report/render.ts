@@ -1,5 +1,5 @@
-// A self-contained HTML report of a `tsdistill compare` run: the verdict table and, as charts, test/train accuracy per
-// epoch for every run and each run's loss terms per epoch. Chart.js is inlined, the data is embedded as JSON, and
+// A self-contained HTML report of a `tsdistill compare` run (the verdict table) or of a staged run (a row per stage)
+// and, as charts, test/train accuracy per epoch for every run or stage and each one's loss terms per epoch. Chart.js is inlined, the data is embedded as JSON, and
 // nothing is fetched, so the page opens offline. Once the charts are drawn, `document.body.dataset.chartsReady`
 // holds their number.
 import * as fs from 'node:fs';
@@ -13,7 +13,7 @@ const RUNS = [
 ] as const;
 /** Colours of the loss-term series, in order of appearance. */
 const TERM_COLORS = ['#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2', '#7f7f7f'];
-const NOT_TERMS = new Set(['epoch', 'train_acc', 'test_acc', 'lr', 'epoch_s', 'samples_per_s']);
+const NOT_TERMS = new Set(['epoch', 'train_acc', 'test_acc', 'lr', 'epoch_s', 'samples_per_s', 'step', 'tokens', 'tokens_per_s']);
 
 export interface ReportRun {
   key: string;
@@ -25,6 +25,46 @@ export interface ReportData {
   title: string;
   summary: Record<string, any>;
   runs: ReportRun[];
+  /** A compare run (the default) or a staged run (`summary.stages`: each stage's summary). */
+  kind?: 'compare' | 'stages';
+}
+
+/** Colours of the stages of a staged run, in order. */
+const STAGE_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
+
+/** A metrics.jsonl file as objects, each line's `terms` spread into top-level keys (so they chart like `hard`/`soft`). */
+function readMetrics(mf: string): Record<string, unknown>[] {
+  return fs
+    .readFileSync(mf, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l, i) => {
+      let m: Record<string, unknown>;
+      try {
+        m = JSON.parse(l);
+      } catch {
+        throw new Error(`${mf}: line ${i + 1} is not JSON`);
+      }
+      const { terms, roles: _r, ...rest } = m as { terms?: Record<string, number>; roles?: unknown };
+      return { ...rest, ...(terms ?? {}) };
+    });
+}
+
+/** Reads stages.json and each stage's metrics.jsonl from a staged run's output directory. */
+export function readStagesReportData(outDir: string, title?: string): ReportData {
+  const file = path.join(outDir, 'stages.json');
+  let stages: Record<string, any>[];
+  try {
+    stages = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: cannot read the stages summary (${(e as Error).message}); run \`tsdistill distill\` on the staged configuration first`);
+  }
+  if (!Array.isArray(stages)) throw new Error(`${file}: not a stages summary (expected a list)`);
+  const runs: ReportRun[] = stages.map((st, i) => {
+    const mf = path.join(outDir, String(st.stage), 'metrics.jsonl');
+    return { key: `stage-${i}`, label: String(st.stage), color: STAGE_COLORS[i % STAGE_COLORS.length], metrics: fs.existsSync(mf) ? readMetrics(mf) : [] };
+  });
+  return { title: title ?? path.basename(path.resolve(outDir)), summary: { stages }, runs, kind: 'stages' };
 }
 
 function escapeHtml(s: unknown): string {
@@ -45,19 +85,7 @@ export function readReportData(outDir: string, title?: string): ReportData {
   const runs: ReportRun[] = [];
   for (const r of RUNS) {
     const mf = path.join(outDir, r.key, 'metrics.jsonl');
-    if (!fs.existsSync(mf)) continue;
-    const metrics = fs
-      .readFileSync(mf, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim())
-      .map((l, i) => {
-        try {
-          return JSON.parse(l);
-        } catch {
-          throw new Error(`${mf}: line ${i + 1} is not JSON`);
-        }
-      });
-    runs.push({ ...r, metrics });
+    if (fs.existsSync(mf)) runs.push({ ...r, metrics: readMetrics(mf) });
   }
   return { title: title ?? summary.name ?? path.basename(path.resolve(outDir)), summary, runs };
 }
@@ -87,6 +115,18 @@ function table(summary: Record<string, any>): string {
   const head = `<tr><th></th>${RUNS.map((r) => `<th>${escapeHtml(r.label)}</th>`).join('')}</tr>`;
   const body = rows.map(([name, cells]) => `<tr><th>${escapeHtml(name)}</th>${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
   return `<table id="verdict">\n${head}\n${body}\n</table>`;
+}
+
+function stagesTable(stages: Record<string, any>[]): string {
+  const head = `<tr>${['stage', 'epochs', 'best test (%)', 'final test (%)', 'other roles, final test (%)', 'mean epoch (s)', 'teacher cache'].map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>`;
+  const body = stages
+    .map((st) => {
+      const others = st.roles ? Object.entries(st.roles as Record<string, { final_test_acc: number }>).map(([k, v]) => `${k} ${fmt(v.final_test_acc)}`).join(', ') : '-';
+      const cells = [String(st.stage), String(st.epochs), fmt(st.best_test_acc), fmt(st.final_test_acc), others, fmt(st.mean_epoch_s), String(st.teacher_cache ?? '-')];
+      return `<tr><th>${escapeHtml(cells[0])}</th>${cells.slice(1).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`;
+    })
+    .join('\n');
+  return `<table id="stages">\n${head}\n${body}\n</table>`;
 }
 
 function chartLibrary(): string {
@@ -134,9 +174,10 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 </head>
 <body>
 <h1>${escapeHtml(data.title)}</h1>
-<p class="verdict">Teacher gap closed by distillation: <strong id="gap">${escapeHtml(gap)}</strong>
-(teacher ${escapeHtml(fmt(s.teacher_acc))} %, student alone ${escapeHtml(fmt(s.plain_acc))} %, student + KD ${escapeHtml(fmt(s.kd_acc))} %).</p>
-${table(s)}
+${data.kind === 'stages'
+    ? `<p class="verdict">${escapeHtml(String(s.stages.length))} stage(s), each trained in its own folder; the accuracy is the stage's primary role's.</p>\n${stagesTable(s.stages)}`
+    : `<p class="verdict">Teacher gap closed by distillation: <strong id="gap">${escapeHtml(gap)}</strong>
+(teacher ${escapeHtml(fmt(s.teacher_acc))} %, student alone ${escapeHtml(fmt(s.plain_acc))} %, student + KD ${escapeHtml(fmt(s.kd_acc))} %).</p>\n${table(s)}`}
 <h2>Accuracy per epoch</h2>
 <figure><figcaption>test accuracy (solid) and train accuracy (dashed), %</figcaption><canvas id="accuracy" width="760" height="320"></canvas></figure>
 <h2>Loss terms per epoch</h2>
@@ -173,9 +214,13 @@ ${lossCanvases}
 `;
 }
 
-/** Writes `outDir/report.html` (atomically) for the compare run in `outDir`; returns its path. */
-export function writeReport(outDir: string, opts: { title?: string } = {}): string {
-  const html = renderReport(readReportData(outDir, opts.title));
+/**
+ * Writes `outDir/report.html` (atomically) for the compare run in `outDir`, or for the staged run there (stages.json
+ * and no compare summary); returns its path.
+ */
+export function writeReport(outDir: string, opts: { title?: string; kind?: 'compare' | 'stages' } = {}): string {
+  const staged = opts.kind ? opts.kind === 'stages' : fs.existsSync(path.join(outDir, 'stages.json')) && !fs.existsSync(path.join(outDir, 'summary.json'));
+  const html = renderReport(staged ? readStagesReportData(outDir, opts.title) : readReportData(outDir, opts.title));
   const file = path.join(outDir, 'report.html');
   writeFileAtomic(file, html);
   return file;
