@@ -13,7 +13,7 @@ import {
   AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Dropout, Embedding, Flatten, GELU, Identity, LayerNorm, LeakyReLU, Linear,
   MaxPool2d, Module, OnnxExportError, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softmax, Tanh, F, init, registerOnnxSymbolic,
 } from '../src/nn';
-import { createModel, modelNames, registerBuiltinModels } from '../src/models';
+import { createDecoder, createModel, modelNames, registerBuiltinModels } from '../src/models';
 import { loadCifar10, loadMnist, sharedDataDir } from '../src/data';
 import { buildOnnxGraph, saveOnnx } from '../src/export';
 import { checkLeaks } from './helpers';
@@ -304,6 +304,22 @@ describe("a user's own module exports from its forward alone", () => {
     }
   });
 
+  it('the GPT decoder (learned and rotary positions, causal mask, tied head) exports without export code of its own', async () => {
+    for (const positional of ['learned', 'rope'] as const) {
+      manualSeed(8);
+      const model = createDecoder({ vocabSize: 40, contextLength: 16, dModel: 32, nLayer: 2, nHead: 4, positional });
+      const x = randint(0, 40, [5, 12]);
+      try {
+        const { diff, info } = await compare(model, x, path.join(dir, `gpt-${positional}.onnx`), [12], 'int64');
+        assert.ok(diff <= TOL, `${positional}: max |diff| ${diff}`);
+        assert.deepEqual([info.ops.Softmax, info.ops.LayerNormalization], [2, 5], JSON.stringify(info.ops));
+      } finally {
+        x.dispose();
+        model.dispose();
+      }
+    }
+  });
+
   it('a size that depends on the batch in another way is refused with a dynamic batch, and exports with a fixed one', async () => {
     class DropLast extends Module {
       fc = this.registerModule('fc', new Linear(4, 3));
@@ -351,7 +367,7 @@ describe('ONNX export refuses what it cannot write, before writing', () => {
     const file = path.join(dir, 'unsupported.onnx');
     try {
       assert.throws(() => saveOnnx(model, file, { inputShape: [1, 8, 8] }), (e: Error) => {
-        assert.match(e.message, /^ONNX export: aten::erfinv in Unsupported at '1\.1': no ONNX symbolic function for this op\. Supported: .*aten::conv2d, .*aten::tanh, /);
+        assert.match(e.message, /^ONNX export: aten::erfinv in Unsupported at '1\.1': no ONNX symbolic function for this op\. Supported \(and their in-place forms\): .*aten::conv2d, .*aten::tanh, /);
         assert.match(e.message, /registerOnnxSymbolic\('aten::erfinv', fn\)/);
         assert.ok(e instanceof OnnxExportError && e.modulePath === '1.1' && e.moduleClass === 'Unsupported' && e.op === 'aten::erfinv');
         return true;

@@ -460,6 +460,6 @@ const fillValue = (g: SymbolicContext) => (g.schemaHas('fill_value') ? Number(g.
 def(['zeros', 'ones', 'full', 'empty.memory_format', 'new_zeros', 'new_ones', 'new_full', 'new_empty'], (g) => filled(g, fillValue(g), g.explicitShape()), ['size']);
 def(['zeros_like', 'ones_like', 'full_like', 'empty_like'], (g) =>
   filled(g, fillValue(g), g.node('Shape', [g.input('self')], {}, { shape: [g.shape('self').length], dtype: 'int64' })));
-def(['zero', 'fill.Scalar'], (g) =>
-  filled(g, g.op === 'aten::zero' ? 0 : Number(g.arg('value')), g.node('Shape', [g.input('self')], {}, { shape: [g.shape('self').length], dtype: 'int64' })));
-def('copy', (g) => g.node('Expand', [asOut(g, 'src'), g.node('Shape', [g.input('self')], {}, { shape: [g.shape('self').length], dtype: 'int64' })]));
+def(['zero_', 'fill_.Scalar'], (g) =>
+  filled(g, g.op === 'aten::zero_' ? 0 : Number(g.arg('value')), g.node('Shape', [g.input('self')], {}, { shape: [g.shape('self').length], dtype: 'int64' })));
+def('copy_', (g) => g.node('Expand', [asOut(g, 'src'), g.node('Shape', [g.input('self')], {}, { shape: [g.shape('self').length], dtype: 'int64' })]));

@@ -26,6 +26,8 @@ import { Module, runningModule } from './module';
 import { Conv1d, Conv2d, Linear } from './layers';
 import { BUILTIN_SYMBOLICS, OnnxSymbolic } from './onnx-symbolic';
 
+export type { OnnxSymbolic };
+
 /** A dimension: a size, or a name for a size known only at run time (`batch`; `?` for another dynamic size). */
 export type Dim = number | string;
 export type OnnxDType = 'float32' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
@@ -124,8 +126,6 @@ interface TracedOp {
   args: Record<string, unknown>;
   inputs: number[];
   outputs: number[];
-  /** Every tensor input is a constant: libtorch's result is kept as a constant. */
-  folded: boolean;
   path: string;
   moduleClass: string;
 }
@@ -176,13 +176,14 @@ function traceOnce(model: Module, input: Tensor, params: Map<Handle, { name: str
         });
       } else args[a.name] = v;
     }
-    const folded = inputs.every(isConstant) && !RANDOM.test(c.name) && !(c.name === 'aten::dropout' && args.train);
+    // computed from constants only: libtorch's result is kept (constant folding)
+    const folded = inputs.every(isConstant) && !RANDOM.test(c.name);
     const outputs = c.outputs.map((h, index) => {
       const id = add({ kind: 'op', ...handleInfo(h), producer: ops.length, index, bytes: folded ? handleBytes(h) : undefined });
       byHandle.set(h, id);
       return id;
     });
-    ops.push({ name: c.name, overload: c.overload, schema: c.schema, args, inputs, outputs, folded, path: where.path, moduleClass: where.module.constructor.name });
+    ops.push({ name: c.name, overload: c.overload, schema: c.schema, args, inputs, outputs, path: where.path, moduleClass: where.module.constructor.name });
   };
   let out: Handle;
   try {
@@ -422,8 +423,13 @@ class TraceConverter {
   value(id: number, user: TracedOp | null): OnnxValue {
     const seen = this.emitted.get(id);
     if (seen) return seen;
-    if (!this.isConstant(id)) this.fail(user, `internal: value ${id} was used before it was computed`);
     const v = this.t1.values[id];
+    if (!this.isConstant(id)) {
+      if (v.kind === 'const')
+        this.fail(user, `a tensor made outside the recorded ops (from JavaScript data, or kept from before the forward; ${v.dtype}${shapeStr(v.shape)} at batch ${this.t1.batch}) ` +
+          `differs between batch ${this.t1.batch} and batch ${this.t2.batch}; compute it with tensor ops from the input, or export with a fixed batchSize`);
+      this.fail(user, `internal: value ${id} was used before it was computed`);
+    }
     const dtype = this.dtype(id, user);
     let out: OnnxValue;
     if (v.kind === 'param') {
@@ -485,7 +491,7 @@ class TraceConverter {
       if (!this.live.has(i)) return;
       const sym = findSymbolic(op.name, op.overload);
       if (!sym) {
-        this.fail(op, `no ONNX symbolic function for this op. Supported: ${onnxSupportedOps().join(', ')}. ` +
+        this.fail(op, `no ONNX symbolic function for this op. Supported (and their in-place forms): ${onnxSupportedOps().join(', ')}. ` +
           `Write the computation with supported ops, or add one with registerOnnxSymbolic('${op.name}', fn)`);
       }
       const ctx = new SymbolicContext(this, op, this.t2.ops[i], new Set(sym.dynamicArgs ?? []));
