@@ -320,6 +320,76 @@ describe("a user's own module exports from its forward alone", () => {
     }
   });
 
+  it('the symbolic table beyond the zoo: arithmetic, comparisons, selection, indexing, reductions, shapes, made tensors', async () => {
+    /** Computes many ops on x [B, 4, 6] and concatenates them as [B, N]. */
+    class OpTour extends Module {
+      forward(x: Tensor): Tensor {
+        const B = x.shape[0];
+        const parts: Tensor[] = [];
+        const put = (t: Tensor) => parts.push(t.reshape(B, -1).float());
+        put(x.sub(x.mul(0.5), 2));
+        put(ops.rsub_Scalar(x, 1.5, 3));
+        put(x.div(0.7, 'floor'));
+        put(x.abs().add(0.1).pow(1.5));
+        put(x.gt(0));
+        put(x.le(0.2).logicalNot());
+        put(x.ne(x.mul(2).round().div(2)));
+        put(ops.where_self(x.gt(0), x, x.mul(-2)));
+        put(x.maskedFill(x.lt(-0.5), 3));
+        put(F.softplus(x, { beta: 2 }));
+        put(F.elu(x, 0.5));
+        put(ops.hardsigmoid(x));
+        put(F.logSigmoid(x));
+        put(F.mish(x));
+        put(F.hardswish(x));
+        put(x.clamp(-0.3, null));
+        put(x.exp().add(x.abs().add(1).log()).add(x.abs().sqrt()).add(x.abs().add(1).rsqrt()).add(x.square()).add(x.abs().log1p()));
+        const [a, b] = x.chunk(2, 2); // [B, 4, 3] each
+        put(ops.cat([b, a], 2));
+        put(ops.stack([a, b], 1));
+        put(ops.unbind_int(x, 1)[2]);
+        put(x.select(1, -1));
+        put(x.slice(2, 1, 5, 2));
+        put(x.narrow(1, 1, 2));
+        put(x.indexSelect(2, tensor([0, 5, 2], { dtype: 'int64' })));
+        // an index made in JavaScript and expanded to the batch: an Expand with a computed shape
+        put(x.gather(2, tensor([[[1, 0], [5, 5], [2, 3], [4, 0]]], { dtype: 'int64' }).expand(B, 4, 2)));
+        put(ops.triu(x, 1));
+        put(F.pad(x, [1, 2], { value: 0.5 }));
+        put(F.pad(x, [1, 1], { mode: 'reflect' }));
+        put(x.sum(2));
+        put(x.mean(1, true));
+        put(ops.amax(x, [2], false));
+        const [mv, mi] = x.max(2);
+        put(mv);
+        put(mi);
+        put(x.argmax(1));
+        put(x.logsumexp(2));
+        put(x.norm(2, 2));
+        put(ops.cumsum(x, 2));
+        put(x.permute(0, 2, 1));
+        put(x.unsqueeze(1).expand(B, 3, 4, 6));
+        put(x.repeat(1, 2, 1));
+        put(x.unsqueeze(2).squeeze(2));
+        put(ops.ones_like(x).mul(x.mean()));
+        put(F.softmax(x, 1));
+        put(F.logSoftmax(x, 2));
+        put(x.flatten(1).t().t());
+        return ops.cat(parts, 1);
+      }
+    }
+    const model = new OpTour();
+    const x = tidy(() => { manualSeed(9); return randn([7, 4, 6]); });
+    try {
+      const { diff, info } = await compare(model, x, path.join(dir, 'ops.onnx'), [4, 6]);
+      assert.ok(diff <= TOL, `max |diff| ${diff}`);
+      assert.equal(info.ops.Identity, undefined, JSON.stringify(info.ops));
+      if (process.env.TSDISTILL_ONNX_REPORT) console.log(JSON.stringify(info.ops));
+    } finally {
+      x.dispose();
+    }
+  });
+
   it('a size that depends on the batch in another way is refused with a dynamic batch, and exports with a fixed one', async () => {
     class DropLast extends Module {
       fc = this.registerModule('fc', new Linear(4, 3));

@@ -69,17 +69,13 @@ def(['to.dtype', 'to.device', 'to.dtype_layout', 'to.other', '_to_copy', 'type_a
 
 // ---------------------------------------------------------------------------------------------------- arithmetic
 
+/** self ± alpha·other; reversed (rsub): other − alpha·self. */
 function addSub(op: 'Add' | 'Sub', reversed = false) {
   return (g: SymbolicContext) => {
-    let a = asOut(g, 'self'), b = asOut(g, 'other');
     const alpha = g.arg<number>('alpha');
-    if (reversed) [a, b] = [b, a];
-    if (alpha !== 1) {
-      const scaled = g.node('Mul', reversed ? [a, g.scalar(alpha, g.out().dtype)] : [b, g.scalar(alpha, g.out().dtype)]);
-      if (reversed) a = scaled;
-      else b = scaled;
-    }
-    return g.node(op, [a, b]);
+    const scaled = (v: OnnxValue) => (alpha === 1 ? v : g.node('Mul', [v, g.scalar(alpha, g.out().dtype, 'alpha')]));
+    const x = asOut(g, 'self'), y = asOut(g, 'other');
+    return reversed ? g.node('Sub', [y, scaled(x)]) : g.node(op, [x, scaled(y)]);
   };
 }
 def(['add.Tensor', 'add.Scalar'], addSub('Add'));
