@@ -5,7 +5,7 @@
 // fails with the op, the module path and class, and leaves no file.
 import { onnx } from 'onnx-proto';
 import { version, writeFileAtomic } from '../torch';
-import { Module, OnnxGraph, OnnxInitializer, OnnxNode, OnnxValue, traceOnnx } from '../nn';
+import { Module, ONNX_TYPE_CODES, OnnxGraph, OnnxInitializer, OnnxNode, OnnxValue, traceOnnx } from '../nn';
 
 export interface OnnxExportOptions {
   /** The shape of one example without the batch dimension, e.g. [1, 28, 28] for MNIST, [3, 32, 32] for CIFAR-10. */
@@ -148,8 +148,8 @@ function pruneInitializers(graph: OnnxGraph): void {
 
 // ---------------------------------------------------------------------------------------------------- serialisation
 
-const DT = onnx.TensorProto.DataType;
-const DTYPE_CODE = { float32: DT.FLOAT, float64: DT.DOUBLE, int64: DT.INT64, int8: DT.INT8, uint8: DT.UINT8, int32: DT.INT32, bool: DT.BOOL } as const;
+/** TensorProto element types (onnx.TensorProto.DataType), shared with the Cast nodes the tracer writes. */
+const DTYPE_CODE = ONNX_TYPE_CODES;
 
 function valueInfo(v: OnnxValue): onnx.IValueInfoProto {
   return {

@@ -14,7 +14,7 @@
 // costs nothing when nobody observes the attention. `attentionKey(layerPath)` builds that key. The probabilities
 // are taken after softmax and before attention dropout (PyTorch 1.13 returns them after dropout; in eval mode, or
 // with dropout 0, both are the same), so they are always proper distributions.
-import { Tensor, empty, noGrad, ops, tidy } from '../torch';
+import { Tensor, empty, ops } from '../torch';
 import { Module } from './module';
 import { Dropout, LayerNorm, Linear, ModuleList, layerError, moduleLabel } from './layers';
 import { scaledDotProductAttention } from './functional';

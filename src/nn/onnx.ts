@@ -648,11 +648,6 @@ export class SymbolicContext {
     const init = this.c.g.initializers.get(value.name)!;
     return { value, shape: init.shape, dtype: init.dtype, data: init.data };
   }
-  /** The tensor-list argument's traced value ids, for shapes: `inputsDims('tensors')`. */
-  inputsDims(name: string): Dim[][] {
-    const r = this.call.args[name] as (ValueRef | null)[];
-    return r.map((x) => (x ? this.c.dims(x.id) : []));
-  }
   /**
    * A non-tensor argument (int, float, bool, list, string), as the forward passed it. It must be the same in the
    * traces at both batch sizes, unless the symbolic function declared it dynamic.
