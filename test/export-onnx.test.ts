@@ -8,12 +8,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { Tensor, manualSeed, noGrad, randint, randn, tensor, tidy } from '../src/torch';
+import { Tensor, manualSeed, noGrad, ops, randint, randn, tensor, tidy } from '../src/torch';
 import {
   AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Dropout, Embedding, Flatten, GELU, Identity, LayerNorm, LeakyReLU, Linear,
-  MaxPool2d, Module, OnnxGraphBuilder, OnnxValue, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softmax, Tanh, init,
+  MaxPool2d, Module, OnnxExportError, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softmax, Tanh, F, init, registerOnnxSymbolic,
 } from '../src/nn';
-import { createModel, modelNames, registerBuiltinModels } from '../src/models';
+import { createDecoder, createModel, modelNames, registerBuiltinModels } from '../src/models';
 import { loadCifar10, loadMnist, sharedDataDir } from '../src/data';
 import { buildOnnxGraph, saveOnnx } from '../src/export';
 import { checkLeaks } from './helpers';
@@ -179,18 +179,16 @@ function createClassName(name: string, options?: Record<string, unknown>): strin
   }
 }
 
-/** [B, L, C] -> [B, C, L] (a user-defined layer with its own export). */
+/** [B, L, C] -> [B, C, L] (a user-defined layer: its forward is all the export needs). */
 class ToChannels extends Module {
   forward(x: Tensor): Tensor {
     return x.transpose(1, 2);
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.transpose(x, [0, 2, 1]);
-  }
 }
+/** Calls an aten op that has no ONNX symbolic function. */
 class Unsupported extends Module {
   forward(x: Tensor): Tensor {
-    return x.mul(2);
+    return ops.erfinv(x.tanh());
   }
 }
 
@@ -243,14 +241,207 @@ describe('ONNX export of every layer kind', () => {
   });
 });
 
+/** A custom activation written with tensor ops: x · sigmoid(βx), clamped. */
+class ScaledSwish extends Module {
+  constructor(readonly beta: number) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return x.mul(x.mul(this.beta).sigmoid()).clamp(-4, 4);
+  }
+}
+/** conv-BN-activation-conv with an identity shortcut, averaged. */
+class ResidualBlock extends Module {
+  conv1 = this.registerModule('conv1', new Conv2d(8, 8, 3, { padding: 1, bias: false }));
+  bn1 = this.registerModule('bn1', new BatchNorm2d(8));
+  act = this.registerModule('act', new ScaledSwish(1.7));
+  conv2 = this.registerModule('conv2', new Conv2d(8, 8, 3, { padding: 1 }));
+  forward(x: Tensor): Tensor {
+    const h = this.act.call(this.bn1.call(this.conv1.call(x)));
+    return this.conv2.call(h).add(x).div(2);
+  }
+}
+/** A user's own network: layers, F. functions, tensor methods and shapes computed from the input. */
+class TinyNet extends Module {
+  stem = this.registerModule('stem', new Conv2d(1, 8, 3, { stride: 2, padding: 1 }));
+  block = this.registerModule('block', new ResidualBlock());
+  head = this.registerModule('head', new Linear(8 * 7 * 7 + 8, 10));
+  forward(x: Tensor): Tensor {
+    let h = F.relu(this.stem.call(x)); // [B, 8, 14, 14]
+    h = F.maxPool2d(this.block.call(h), 2); // [B, 8, 7, 7]
+    const pooled = h.mean([2, 3]); // [B, 8]
+    const flat = h.view(h.shape[0], -1); // the batch size read from the input shape
+    return F.logSoftmax(this.head.call(ops.cat([flat, pooled], 1)), 1);
+  }
+}
+
+describe("a user's own module exports from its forward alone", () => {
+  checkLeaks();
+
+  it('a custom CNN with a residual add and a custom activation: onnxruntime equals libtorch, state_dict names kept', async () => {
+    manualSeed(7);
+    const model = new TinyNet();
+    const x = images('mnist', 7);
+    try {
+      perturbBatchNorms(model);
+      const { diff, info } = await compare(model, x, path.join(dir, 'tinynet.onnx'), [1, 28, 28]);
+      assert.ok(diff <= TOL, `max |diff| ${diff}`);
+      assert.equal(info.foldedBatchNorms, 1, 'block.bn1 is folded into block.conv1');
+      const { graph } = buildOnnxGraph(model, { inputShape: [1, 28, 28] });
+      const inits = [...graph.initializers.keys()];
+      for (const k of ['stem.weight', 'stem.bias', 'block.conv1.weight', 'block.conv1.bias', 'block.conv2.weight', 'head.weight', 'head.bias'])
+        assert.ok(inits.includes(k), `${k} in ${inits.join(', ')}`);
+      const nodes = graph.nodes.map((n) => n.name);
+      for (const n of ['stem/Conv', 'Relu', 'block.conv1/Conv', 'block.act/Sigmoid', 'block.act/Clip', 'block/Add', 'MaxPool', 'ReduceMean', 'Reshape', 'Concat', 'head/Gemm', 'LogSoftmax'])
+        assert.ok(nodes.includes(n), `${n} in ${nodes.join(', ')}`);
+      assert.equal(graph.nodes.filter((n) => n.op === 'Identity').length, 0, 'no Identity nodes');
+      // the view(B, -1) is a Reshape to [-1, 392]: no shape computation in the graph
+      assert.equal(graph.nodes.filter((n) => n.op === 'Shape').length, 0);
+      assert.deepEqual(graph.outputs.map((o) => o.shape), [['batch', 10]]);
+    } finally {
+      x.dispose();
+      model.dispose();
+    }
+  });
+
+  it('the GPT decoder (learned and rotary positions, causal mask, tied head) exports without export code of its own', async () => {
+    for (const positional of ['learned', 'rope'] as const) {
+      manualSeed(8);
+      const model = createDecoder({ vocabSize: 40, contextLength: 16, dModel: 32, nLayer: 2, nHead: 4, positional });
+      const x = randint(0, 40, [5, 12]);
+      try {
+        const { diff, info } = await compare(model, x, path.join(dir, `gpt-${positional}.onnx`), [12], 'int64');
+        assert.ok(diff <= TOL, `${positional}: max |diff| ${diff}`);
+        assert.deepEqual([info.ops.Softmax, info.ops.LayerNormalization], [2, 5], JSON.stringify(info.ops));
+      } finally {
+        x.dispose();
+        model.dispose();
+      }
+    }
+  });
+
+  it('the symbolic table beyond the zoo: arithmetic, comparisons, selection, indexing, reductions, shapes, made tensors', async () => {
+    /** Computes many ops on x [B, 4, 6] and concatenates them as [B, N]. */
+    class OpTour extends Module {
+      forward(x: Tensor): Tensor {
+        const B = x.shape[0];
+        const parts: Tensor[] = [];
+        const put = (t: Tensor) => parts.push(t.reshape(B, -1).float());
+        put(x.sub(x.mul(0.5), 2));
+        put(ops.rsub_Scalar(x, 1.5, 3));
+        put(x.div(0.7, 'floor'));
+        put(x.abs().add(0.1).pow(1.5));
+        put(x.gt(0));
+        put(x.le(0.2).logicalNot());
+        put(x.ne(x.mul(2).round().div(2)));
+        put(ops.where_self(x.gt(0), x, x.mul(-2)));
+        put(x.maskedFill(x.lt(-0.5), 3));
+        put(F.softplus(x, { beta: 2 }));
+        put(F.elu(x, 0.5));
+        put(ops.hardsigmoid(x));
+        put(F.logSigmoid(x));
+        put(F.mish(x));
+        put(F.hardswish(x));
+        put(x.clamp(-0.3, null));
+        put(x.exp().add(x.abs().add(1).log()).add(x.abs().sqrt()).add(x.abs().add(1).rsqrt()).add(x.square()).add(x.abs().log1p()));
+        const [a, b] = x.chunk(2, 2); // [B, 4, 3] each
+        put(ops.cat([b, a], 2));
+        put(ops.stack([a, b], 1));
+        put(ops.unbind_int(x, 1)[2]);
+        put(x.select(1, -1));
+        put(x.slice(2, 1, 5, 2));
+        put(x.narrow(1, 1, 2));
+        put(x.indexSelect(2, tensor([0, 5, 2], { dtype: 'int64' })));
+        // an index made in JavaScript and expanded to the batch: an Expand with a computed shape
+        put(x.gather(2, tensor([[[1, 0], [5, 5], [2, 3], [4, 0]]], { dtype: 'int64' }).expand(B, 4, 2)));
+        put(ops.triu(x, 1));
+        put(F.pad(x, [1, 2], { value: 0.5 }));
+        put(F.pad(x, [1, 1], { mode: 'reflect' }));
+        put(x.sum(2));
+        put(x.mean(1, true));
+        put(ops.amax(x, [2], false));
+        const [mv, mi] = x.max(2);
+        put(mv);
+        put(mi);
+        put(x.argmax(1));
+        put(x.logsumexp(2));
+        put(x.norm(2, 2));
+        put(ops.cumsum(x, 2));
+        put(x.permute(0, 2, 1));
+        put(x.unsqueeze(1).expand(B, 3, 4, 6));
+        put(x.repeat(1, 2, 1));
+        put(x.unsqueeze(2).squeeze(2));
+        put(ops.ones_like(x).mul(x.mean()));
+        put(F.softmax(x, 1));
+        put(F.logSoftmax(x, 2));
+        put(x.flatten(1).t().t());
+        return ops.cat(parts, 1);
+      }
+    }
+    const model = new OpTour();
+    const x = tidy(() => { manualSeed(9); return randn([7, 4, 6]); });
+    try {
+      const { diff, info } = await compare(model, x, path.join(dir, 'ops.onnx'), [4, 6]);
+      assert.ok(diff <= TOL, `max |diff| ${diff}`);
+      assert.equal(info.ops.Identity, undefined, JSON.stringify(info.ops));
+      if (process.env.TSDISTILL_ONNX_REPORT) console.log(JSON.stringify(info.ops));
+    } finally {
+      x.dispose();
+    }
+  });
+
+  it('a size that depends on the batch in another way is refused with a dynamic batch, and exports with a fixed one', async () => {
+    class DropLast extends Module {
+      fc = this.registerModule('fc', new Linear(4, 3));
+      forward(x: Tensor): Tensor {
+        return this.fc.call(x.narrow(0, 0, x.shape[0] - 1));
+      }
+    }
+    const model = new DropLast();
+    try {
+      assert.throws(() => buildOnnxGraph(model, { inputShape: [4] }), /aten::narrow in DropLast at the root: the slice end depends on the batch size \(1 and 2\); export with a fixed batchSize/);
+      const { graph } = buildOnnxGraph(model, { inputShape: [4], batchSize: 5 });
+      assert.deepEqual(graph.outputs.map((o) => o.shape), [[4, 3]]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('registerOnnxSymbolic adds an op; shape computations that depend on the batch become graph ops', async () => {
+    registerOnnxSymbolic('aten::exp2', (g) => g.node('Pow', [g.scalar(2, g.out().dtype, 'two'), g.input('self')]));
+    class Exp2 extends Module {
+      forward(x: Tensor): Tensor {
+        // [B, 6] -> [B, B, 6] (two batch-dependent sizes: computed from the input's shape) -> mean [B, 6] -> [2B, 3] -> exp2
+        const [b] = x.shape;
+        return ops.exp2(x.unsqueeze(1).expand(b, b, 6).mean(1).reshape(2 * b, 3).tanh()).reshape(b, 6);
+      }
+    }
+    const model = new Exp2();
+    const x = tidy(() => randn([7, 6]));
+    try {
+      const { diff, info } = await compare(model, x, path.join(dir, 'exp2.onnx'), [6]);
+      assert.ok(diff <= TOL, `max |diff| ${diff}`);
+      assert.equal(info.ops.Pow, 1);
+      assert.deepEqual([info.ops.Shape, info.ops.Expand], [1, 1]);
+    } finally {
+      x.dispose();
+    }
+  });
+});
+
 describe('ONNX export refuses what it cannot write, before writing', () => {
   checkLeaks();
 
-  it('a module without an export names its path and class; no file is written', () => {
+  it('an unsupported op names the aten op, the module path and class, and the supported ops; no file is written', () => {
     const model = new Sequential(new Conv2d(1, 2, 3), new Sequential(new ReLU(), new Unsupported()), new Flatten());
     const file = path.join(dir, 'unsupported.onnx');
     try {
-      assert.throws(() => saveOnnx(model, file, { inputShape: [1, 8, 8] }), /ONNX export: Unsupported at '1\.1': Unsupported has no ONNX export/);
+      assert.throws(() => saveOnnx(model, file, { inputShape: [1, 8, 8] }), (e: Error) => {
+        assert.match(e.message, /^ONNX export: aten::erfinv in Unsupported at '1\.1': no ONNX symbolic function for this op\. Supported \(and their in-place forms\): .*aten::conv2d, .*aten::tanh, /);
+        assert.match(e.message, /registerOnnxSymbolic\('aten::erfinv', fn\)/);
+        assert.ok(e instanceof OnnxExportError && e.modulePath === '1.1' && e.moduleClass === 'Unsupported' && e.op === 'aten::erfinv');
+        return true;
+      });
       assert.equal(fs.existsSync(file), false);
       assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('unsupported')), [], 'no temp file either');
     } finally {
@@ -274,9 +465,10 @@ describe('ONNX export refuses what it cannot write, before writing', () => {
     const a = new Sequential(new Conv2d(1, 2, 3), new AdaptiveAvgPool2d(4));
     const b = new Sequential(new Conv2d(1, 2, 3), new BatchNorm2d(2, { trackRunningStats: false }));
     try {
-      assert.throws(() => buildOnnxGraph(a, { inputShape: [1, 28, 28] }), /AdaptiveAvgPool2d at '1': adaptive average pooling of 26×26 to 4×4 has uneven windows .*\[batch, 2, 26, 26\]/);
-      assert.throws(() => buildOnnxGraph(b, { inputShape: [1, 28, 28] }), /BatchNorm2d at '1': without running statistics/);
-      assert.throws(() => buildOnnxGraph(a, { inputShape: [3, 28, 28] }), /Conv2d at '0': Conv2d expects 1 input channels, got shape \[batch, 3, 28, 28\]/);
+      assert.throws(() => buildOnnxGraph(a, { inputShape: [1, 28, 28] }), /aten::adaptive_avg_pool2d in AdaptiveAvgPool2d at '1': adaptive pooling of 26×26 to 4×4 has uneven windows .*\[batch, 2, 26, 26\]/);
+      assert.throws(() => buildOnnxGraph(b, { inputShape: [1, 28, 28] }), /aten::batch_norm in BatchNorm2d at '1': batch normalisation with batch statistics .*trackRunningStats false/);
+      // the forward itself fails on the example input: its own error, naming the module
+      assert.throws(() => buildOnnxGraph(a, { inputShape: [3, 28, 28] }), /the forward pass of Sequential failed on the example input float32\[2, 3, 28, 28\]: in Sequential at '0' \(Conv2d\).*expected input\[2, 3, 28, 28\] to have 1 channels/);
       assert.throws(() => buildOnnxGraph(a, { inputShape: [1, 28, 28], opset: 11 }), /opset must be an integer from 13 to 21, got 11/);
       assert.throws(() => buildOnnxGraph(a, { inputShape: [1, 28, 28], inputshape: [1] } as never), /unknown option 'inputshape'/);
     } finally {

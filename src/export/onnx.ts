@@ -1,10 +1,11 @@
-// ONNX export of a module (fp32): the module tree writes its eval-mode graph through nn's OnnxGraphBuilder, batch
-// normalisations that directly follow a convolution are folded into its weights, and the graph is serialised with the
-// ONNX protobuf messages of the `onnx-proto` package. The whole model is built and serialised in memory before the
-// file is written (atomically), so a module that cannot be exported fails with its path and class and leaves no file.
+// ONNX export of a module (fp32): the graph is traced from the module's forward pass (nn's traceOnnx: the aten ops it
+// calls, mapped to ONNX by symbolic functions), batch normalisations that directly follow a convolution are folded
+// into its weights, and the graph is serialised with the ONNX protobuf messages of the `onnx-proto` package. The whole
+// model is built and serialised in memory before the file is written (atomically), so a model that cannot be exported
+// fails with the op, the module path and class, and leaves no file.
 import { onnx } from 'onnx-proto';
 import { version, writeFileAtomic } from '../torch';
-import { Module, OnnxExportError, OnnxGraph, OnnxGraphBuilder, OnnxInitializer, OnnxNode, OnnxValue } from '../nn';
+import { Module, ONNX_TYPE_CODES, OnnxGraph, OnnxInitializer, OnnxNode, OnnxValue, traceOnnx } from '../nn';
 
 export interface OnnxExportOptions {
   /** The shape of one example without the batch dimension, e.g. [1, 28, 28] for MNIST, [3, 32, 32] for CIFAR-10. */
@@ -62,31 +63,11 @@ function checkOptions(o: OnnxExportOptions): Required<Pick<OnnxExportOptions, 'o
   return { opset, inputName, outputName, inputDtype };
 }
 
-/** Builds the graph of `model` (eval-mode computation) without serialising it. */
+/** Builds the graph of `model` (its eval-mode forward, traced) without serialising it. */
 export function buildOnnxGraph(model: Module, opts: OnnxExportOptions): { graph: OnnxGraph; foldedBatchNorms: number } {
   if (!(model instanceof Module)) throw new Error('ONNX export: expected a Module');
   const o = checkOptions(opts);
-  const g = new OnnxGraphBuilder(model, o.opset);
-  if (typeof model.exportOnnx !== 'function')
-    throw new OnnxExportError(
-      `ONNX export: ${model.constructor.name} (the root module) has no ONNX export (no exportOnnx method); implement exportOnnx(g, ...inputs) for it`,
-      '',
-      model.constructor.name,
-    );
-  const x = g.input(o.inputName, o.inputDtype, [opts.batchSize ?? 'batch', ...opts.inputShape]);
-  let y: OnnxValue | OnnxValue[];
-  try {
-    y = model.exportOnnx(g, x);
-  } catch (e) {
-    if (e instanceof OnnxExportError || !(e instanceof Error)) throw e;
-    throw new OnnxExportError(`ONNX export: ${model.constructor.name} at the root: ${e.message}`, '', model.constructor.name);
-  }
-  if (Array.isArray(y)) {
-    if (y.length !== 1) throw new Error(`ONNX export: ${model.constructor.name} returned ${y.length} outputs; export models with one output (the logits)`);
-    y = y[0];
-  }
-  g.output(y, o.outputName);
-  const graph = g.graph();
+  const graph = traceOnnx(model, { ...o, inputShape: opts.inputShape, batchSize: opts.batchSize });
   const folded = opts.foldBatchNorm === false ? 0 : foldBatchNorms(graph);
   pruneInitializers(graph);
   return { graph, foldedBatchNorms: folded };
@@ -167,8 +148,8 @@ function pruneInitializers(graph: OnnxGraph): void {
 
 // ---------------------------------------------------------------------------------------------------- serialisation
 
-const DT = onnx.TensorProto.DataType;
-const DTYPE_CODE = { float32: DT.FLOAT, int64: DT.INT64, int8: DT.INT8, uint8: DT.UINT8, int32: DT.INT32 } as const;
+/** TensorProto element types (onnx.TensorProto.DataType), shared with the Cast nodes the tracer writes. */
+const DTYPE_CODE = ONNX_TYPE_CODES;
 
 function valueInfo(v: OnnxValue): onnx.IValueInfoProto {
   return {

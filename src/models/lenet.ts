@@ -1,6 +1,6 @@
 // LeNet-5 (teacher) and the half-width LeNet student of the MNIST distillation experiment.
 import { Tensor, ops } from '../torch';
-import { Conv2d, Linear, Module, OnnxGraphBuilder, OnnxValue } from '../nn';
+import { Conv2d, Linear, Module } from '../nn';
 
 /** LeNet-5 for 28×28 inputs: conv(1→6, k5, pad 2) → pool → conv(6→16, k5) → pool → 400→120→84→classes. */
 export class LeNet5 extends Module {
@@ -20,14 +20,6 @@ export class LeNet5 extends Module {
     x = this.fc2.call(x).relu();
     return this.fc3.call(x);
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    const pool = { kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
-    x = g.maxPool(g.relu(g.call(this.conv1, x)), pool);
-    x = g.flatten(g.maxPool(g.relu(g.call(this.conv2, x)), pool), 1, -1);
-    x = g.relu(g.call(this.fc1, x));
-    x = g.relu(g.call(this.fc2, x));
-    return g.call(this.fc3, x);
-  }
 }
 
 /**
@@ -44,10 +36,5 @@ export class LeNet5Half extends Module {
   forward(x: Tensor): Tensor {
     const y = this.fc.call(ops.max_pool2d(this.conv.call(x).relu(), 2).flatten(1));
     return this.outputRelu ? y.relu() : y;
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    const h = g.maxPool(g.relu(g.call(this.conv, x)), { kernel: [2, 2], stride: [2, 2], padding: [0, 0] });
-    const y = g.call(this.fc, g.flatten(h, 1, -1));
-    return this.outputRelu ? g.relu(y) : y;
   }
 }

@@ -1,6 +1,6 @@
 // Multi-layer perceptron: 784-1200-1200-10 (Hinton's teacher) or any widths, optional dropout.
 import { Tensor } from '../torch';
-import { Dropout, Linear, Module, ModuleList, OnnxGraphBuilder, OnnxValue } from '../nn';
+import { Dropout, Linear, Module, ModuleList } from '../nn';
 
 export interface MlpOptions {
   /** Layer widths including input and output, e.g. [784, 1200, 1200, 10]. */
@@ -28,15 +28,6 @@ export class Mlp extends Module {
     for (let i = 0; i < n; i++) {
       h = this.layers.at(i).call(h);
       if (i < n - 1) h = this.drop.call(h.relu());
-    }
-    return h;
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    let h = g.call(this.inDrop, g.flatten(x, 1, -1));
-    const n = this.layers.length;
-    for (let i = 0; i < n; i++) {
-      h = g.call(this.layers.at(i), h);
-      if (i < n - 1) h = g.call(this.drop, g.relu(h));
     }
     return h;
   }

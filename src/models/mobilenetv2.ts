@@ -4,7 +4,7 @@
 // average pooling and classifier.0 (dropout) / classifier.1 (linear). `width` scales every channel count, rounded to a
 // multiple of 8 as torchvision does (width 0.5: the distillation benchmarks' MobileNetV2 student).
 import { Tensor, ops } from '../torch';
-import { BatchNorm2d, Conv2d, Dropout, Linear, Module, OnnxGraphBuilder, OnnxValue, ReLU6, Sequential, init } from '../nn';
+import { BatchNorm2d, Conv2d, Dropout, Linear, Module, ReLU6, Sequential, init } from '../nn';
 
 export interface MobileNetV2Options {
   /** Channel multiplier; default 1. */
@@ -52,9 +52,6 @@ export class InvertedResidual extends Module {
   forward(x: Tensor): Tensor {
     // module outputs are left to the caller's scope: forward hooks may hold them
     return this.useResidual ? x.add(this.conv.call(x)) : this.conv.call(x);
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return this.useResidual ? g.add(x, g.call(this.conv, x)) : g.call(this.conv, x);
   }
 }
 
@@ -106,8 +103,5 @@ export class MobileNetV2 extends Module {
   }
   forward(x: Tensor): Tensor {
     return this.classifier.call(ops.adaptive_avg_pool2d(this.features.call(x), [1, 1]).flatten(1));
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.call(this.classifier, g.flatten(g.adaptiveAvgPool(g.call(this.features, x), [1, 1]), 1, -1));
   }
 }

@@ -1,7 +1,7 @@
 // CIFAR ResNets (He et al. 2016, the 6n+2 family) with the module names of the common PyTorch implementation used in
 // distillation benchmarks: conv1, bn1, layer1..3 (BasicBlock: conv1, bn1, conv2, bn2, downsample.0/1), fc.
 import { Tensor } from '../torch';
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Module, OnnxGraphBuilder, OnnxValue, Sequential } from '../nn';
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Module, Sequential } from '../nn';
 
 export class BasicBlock extends Module {
   conv1: Conv2d;
@@ -22,11 +22,6 @@ export class BasicBlock extends Module {
     const out = this.bn2.call(this.conv2.call(this.bn1.call(this.conv1.call(x)).relu()));
     const res = this.downsample ? this.downsample.call(x) : x;
     return out.add(res).relu();
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    const out = g.call(this.bn2, g.call(this.conv2, g.relu(g.call(this.bn1, g.call(this.conv1, x)))));
-    const res = this.downsample ? g.call(this.downsample, x) : x;
-    return g.relu(g.add(out, res));
   }
 }
 
@@ -66,10 +61,5 @@ export class ResNetCifar extends Module {
     h = this.bn1.call(h).relu();
     h = this.layer3.call(this.layer2.call(this.layer1.call(h)));
     return this.fc.call(this.pool.call(h));
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    let h = g.relu(g.call(this.bn1, g.call(this.conv1, x)));
-    h = g.call(this.layer3, g.call(this.layer2, g.call(this.layer1, h)));
-    return g.call(this.fc, g.call(this.pool, h));
   }
 }

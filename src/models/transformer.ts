@@ -7,8 +7,7 @@
 // `encoder.layers.<i>.self_attn#1` its attention probabilities [B, heads, L, L] (see attentionKey), `embed` the
 // token embeddings, `pool` the pooled embedding, `logits` the output.
 import { Tensor, arange } from '../torch';
-import { Dropout, Embedding, LayerNorm, Linear, Module, TransformerEncoder, TransformerEncoderLayer, onnxKeyPaddingMask } from '../nn';
-import type { OnnxGraphBuilder, OnnxValue } from '../nn/onnx';
+import { Dropout, Embedding, LayerNorm, Linear, Module, TransformerEncoder, TransformerEncoderLayer } from '../nn';
 
 export interface TransformerClassifierOptions {
   vocabSize: number;
@@ -37,15 +36,6 @@ export class MaskedMeanPool extends Module {
   forward(h: Tensor, padding: Tensor): Tensor {
     const keep = padding.logicalNot().to(h.dtype).unsqueeze(-1); // [B, L, 1]
     return h.mul(keep).sum([1]).div(keep.sum([1]));
-  }
-  /** `keep`: [B, L] float, 1 for tokens and 0 for padding. */
-  override exportOnnx(g: OnnxGraphBuilder, h: OnnxValue, keep: OnnxValue): OnnxValue {
-    const [B, L, d] = h.shape;
-    const keep3 = g.reshape(keep, [0, -1, 1], [B, L, 1]);
-    const axes = g.constant('axes', [1], [1], 'int64');
-    const total = g.node('ReduceSum', [g.mul(h, keep3), axes], [B, d], { keepdims: 0 });
-    const count = g.node('ReduceSum', [keep, axes], [B, 1], { keepdims: 1 });
-    return g.node('Div', [total, count], [B, d]);
   }
 }
 
@@ -91,18 +81,5 @@ export class TransformerClassifier extends Module {
     let h = this.embed.call(ids).add(this.pos.call(arange(s[1], undefined, 1, { dtype: 'int64', device: ids.device })));
     h = this.encoder.call(h, { srcKeyPaddingMask: padding });
     return this.fc.call(this.drop.call(this.pool.call(h, padding)));
-  }
-  /** ONNX export: input `[batch, L]` int64 ids with a static L (pad every input to that length). */
-  override exportOnnx(g: OnnxGraphBuilder, ids: OnnxValue): OnnxValue {
-    g.expectRank(ids, [2], 'TransformerClassifier');
-    const [B, L] = ids.shape;
-    if (typeof L !== 'number' || L > this.maxLen) g.fail(`the sequence length must be static and at most ${this.maxLen}, got shape [${ids.shape.join(', ')}]`);
-    const positions = g.constant('positions', Array.from({ length: L }, (_, i) => i), [1, L], 'int64');
-    let h = g.add(g.call(this.embed, ids), g.call(this.pos, positions)); // [B, L, d]
-    const isPad = g.node('Equal', [ids, g.constant('pad_id', [this.padId], [], 'int64')], [B, L], {}, 'int64');
-    const padF = g.node('Cast', [isPad], [B, L], { to: 1 }, 'float32');
-    const keep = g.node('Sub', [g.constant('one', [1], []), padF], [B, L]);
-    h = g.call(this.encoder, h, onnxKeyPaddingMask(g, padF));
-    return g.call(this.fc, g.call(this.pool, h, keep));
   }
 }

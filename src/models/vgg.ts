@@ -1,7 +1,7 @@
 // VGG with batch norm for CIFAR (the distillation-benchmark variant): block0..4 of conv-BN-ReLU, max-pool between
 // blocks, global pooling, one linear classifier.
 import { Tensor, ops } from '../torch';
-import { BatchNorm2d, Conv2d, Linear, Module, OnnxGraphBuilder, OnnxValue, ReLU, Sequential } from '../nn';
+import { BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential } from '../nn';
 
 export const VGG_CONFIGS: Record<string, number[][]> = {
   vgg8: [[64], [128], [256], [512], [512]],
@@ -32,13 +32,5 @@ export class Vgg extends Module {
       if (i < this.blocks.length - 1) h = ops.max_pool2d(h, 2, 2);
     });
     return this.classifier.call(ops.adaptive_avg_pool2d(h, [1, 1]).flatten(1));
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    let h = x;
-    this.blocks.forEach((blk, i) => {
-      h = g.call(blk, h);
-      if (i < this.blocks.length - 1) h = g.maxPool(h, { kernel: [2, 2], stride: [2, 2], padding: [0, 0] });
-    });
-    return g.call(this.classifier, g.flatten(g.adaptiveAvgPool(h, [1, 1]), 1, -1));
   }
 }

@@ -1,7 +1,7 @@
 // Wide ResNets (Zagoruyko & Komodakis 2016) for CIFAR, pre-activation blocks, names as the common PyTorch
 // implementation: conv1, block1..3.layer.i.{bn1, conv1, bn2, conv2, convShortcut}, bn1, fc.
 import { Tensor, ops } from '../torch';
-import { BatchNorm2d, Conv2d, Dropout, Linear, Module, OnnxGraphBuilder, OnnxValue, Sequential } from '../nn';
+import { BatchNorm2d, Conv2d, Dropout, Linear, Module, Sequential } from '../nn';
 
 class WrnBlock extends Module {
   bn1: BatchNorm2d;
@@ -27,11 +27,6 @@ class WrnBlock extends Module {
     out = this.conv2.call(this.drop.call(this.bn2.call(out).relu()));
     return out.add(this.equalInOut ? x : this.convShortcut!.call(a));
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    const a = g.relu(g.call(this.bn1, x));
-    const out = g.call(this.conv2, g.call(this.drop, g.relu(g.call(this.bn2, g.call(this.conv1, a)))));
-    return g.add(out, this.equalInOut ? x : g.call(this.convShortcut!, a));
-  }
   override train(on = true): this {
     super.train(on);
     this.drop.train(on);
@@ -49,9 +44,6 @@ class NetworkBlock extends Module {
   }
   forward(x: Tensor): Tensor {
     return this.layer.call(x);
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.call(this.layer, x);
   }
 }
 
@@ -79,10 +71,5 @@ export class WideResNet extends Module {
     let h = this.block3.call(this.block2.call(this.block1.call(this.conv1.call(x))));
     h = this.bn1.call(h).relu();
     return this.fc.call(ops.adaptive_avg_pool2d(h, [1, 1]).flatten(1));
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    let h = g.call(this.block3, g.call(this.block2, g.call(this.block1, g.call(this.conv1, x))));
-    h = g.relu(g.call(this.bn1, h));
-    return g.call(this.fc, g.flatten(g.adaptiveAvgPool(h, [1, 1]), 1, -1));
   }
 }

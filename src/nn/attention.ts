@@ -2,7 +2,7 @@
 // initialisation order (bit for bit the same weights under the same manualSeed) and numerics.
 //
 // The attention computation itself is `scaledDotProductAttention` (functional.ts), which the GPT decoder calls as
-// well; `onnxScaledDotProductAttention` below is its exported graph.
+// well; ONNX export traces it like any forward.
 //
 // Capturing attention probabilities (for attention distillation): MultiheadAttention returns [output, weights], and
 // `captureFeatures` stores an array output's elements as `path`, `path#1`, ... A TransformerEncoderLayer asks its
@@ -14,9 +14,8 @@
 // costs nothing when nobody observes the attention. `attentionKey(layerPath)` builds that key. The probabilities
 // are taken after softmax and before attention dropout (PyTorch 1.13 returns them after dropout; in eval mode, or
 // with dropout 0, both are the same), so they are always proper distributions.
-import { Tensor, empty, noGrad, ops, tidy } from '../torch';
+import { Tensor, empty, ops } from '../torch';
 import { Module } from './module';
-import type { OnnxGraphBuilder, OnnxValue } from './onnx';
 import { Dropout, LayerNorm, Linear, ModuleList, layerError, moduleLabel } from './layers';
 import { scaledDotProductAttention } from './functional';
 import * as init from './init';
@@ -177,59 +176,9 @@ export class MultiheadAttention extends Module {
     }
     return [out, weights];
   }
-  /**
-   * ONNX export of self-attention (query = key = value) in eval mode, batch-first [B, L, E] input with a static L.
-   * `mask`, when given, is added to the scores: [B, 1, 1, L] (0 for keys to attend, a large negative number for
-   * padding). Only the attended output is produced (no attention weights).
-   */
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue, mask?: OnnxValue): OnnxValue {
-    if (!this.batchFirst) g.fail('the ONNX export supports batch-first attention only (batchFirst: true)');
-    if (this.in_proj_weight === null) g.fail('the ONNX export supports a packed in_proj_weight only (kdim = vdim = embedDim)');
-    g.expectRank(x, [3], 'MultiheadAttention');
-    const [B, L, E] = x.shape;
-    if (typeof L !== 'number') g.fail(`the sequence length must be static, got shape [${x.shape.join(', ')}]`);
-    const H = this.numHeads, d = this.headDim;
-    const W = this.in_proj_weight, bias = this.in_proj_bias;
-    const ws = tidy(() => noGrad(() => W.chunk(3, 0).map((t) => t.contiguous())));
-    const bs = bias ? tidy(() => noGrad(() => bias.chunk(3, 0).map((t) => t.contiguous()))) : [null, null, null];
-    let q: OnnxValue, k: OnnxValue, v: OnnxValue;
-    try {
-      // [B, L, E] -> [B, L, H, d] -> [B, H, L, d] (keys: [B, H, d, L])
-      const split = (i: number, perm: number[]) =>
-        g.transpose(g.reshape(g.linear(x, ws[i], bs[i]), [0, L, H, d], [B, L, H, d]), perm);
-      q = split(0, [0, 2, 1, 3]);
-      k = split(1, [0, 2, 3, 1]);
-      v = split(2, [0, 2, 1, 3]);
-    } finally {
-      for (const t of [...ws, ...bs]) t?.dispose();
-    }
-    const out = onnxScaledDotProductAttention(g, q, k, v, d, mask); // [B, H, L, d]
-    const merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [0, L, this.embedDim], [B, L, E]);
-    return g.call(this.out_proj, merged);
-  }
   override extraRepr(): string {
     return `embed_dim=${this.embedDim}, num_heads=${this.numHeads}, batch_first=${this.batchFirst}`;
   }
-}
-
-/**
- * The ONNX graph of `scaledDotProductAttention` in eval mode: softmax(q·kᵀ/√headDim + mask)·v for q [..., L, d], the
- * keys already transposed (kT [..., d, S]) and v [..., S, dv]; `mask`, when given, is added to the scores.
- */
-export function onnxScaledDotProductAttention(g: OnnxGraphBuilder, q: OnnxValue, kT: OnnxValue, v: OnnxValue, headDim: number, mask?: OnnxValue): OnnxValue {
-  let scores = g.mul(g.matmul(q, kT), g.constant('scale', [1 / Math.sqrt(headDim)], []));
-  if (mask) scores = g.add(scores, mask);
-  return g.matmul(g.softmax(scores, -1), v);
-}
-
-/**
- * The additive mask that MultiheadAttention's export takes, [B, 1, 1, L], from `padding` [B, L] (float, 1 where a
- * key is padding): 0 for keys to attend, −1e9 for padding (its exp underflows to 0 as with −inf).
- */
-export function onnxKeyPaddingMask(g: OnnxGraphBuilder, padding: OnnxValue): OnnxValue {
-  const [B, L] = padding.shape;
-  if (typeof L !== 'number') g.fail(`the key padding mask needs a static length, got shape [${padding.shape.join(', ')}]`);
-  return g.reshape(g.mul(padding, g.constant('neg', [-1e9], [])), [0, 1, 1, L], [B, 1, 1, L]);
 }
 
 export interface TransformerEncoderLayerOptions {
@@ -313,23 +262,6 @@ export class TransformerEncoderLayer extends Module {
     }
     return x;
   }
-  /** ONNX export (eval mode: dropout vanishes); `mask` as in MultiheadAttention's export. */
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue, mask?: OnnxValue): OnnxValue {
-    const sa = (h: OnnxValue) => (mask ? g.call(this.self_attn, h, mask) : g.call(this.self_attn, h)) as OnnxValue;
-    const ff = (h: OnnxValue) => {
-      const a = g.call(this.linear1, h) as OnnxValue;
-      return g.call(this.linear2, this.activation === 'gelu' ? g.gelu(a, 'none') : g.relu(a)) as OnnxValue;
-    };
-    let h = x;
-    if (this.normFirst) {
-      h = g.add(h, sa(g.call(this.norm1, h)));
-      h = g.add(h, ff(g.call(this.norm2, h)));
-    } else {
-      h = g.call(this.norm1, g.add(h, sa(h)));
-      h = g.call(this.norm2, g.add(h, ff(h)));
-    }
-    return h;
-  }
   override extraRepr(): string {
     return `d_model=${this.dModel}, nhead=${this.nhead}, norm_first=${this.normFirst}, activation=${this.activation}`;
   }
@@ -357,11 +289,5 @@ export class TransformerEncoder extends Module {
     let x = src;
     for (const layer of this.layers) x = layer.call(x, { srcMask: opts.mask, srcKeyPaddingMask: opts.srcKeyPaddingMask });
     return this.norm ? this.norm.call(x) : x;
-  }
-  /** ONNX export of the stack; `mask` as in MultiheadAttention's export. */
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue, mask?: OnnxValue): OnnxValue {
-    let h = x;
-    for (const layer of this.layers) h = mask ? g.call(layer, h, mask) : g.call(layer, h);
-    return this.norm ? g.call(this.norm, h) : h;
   }
 }

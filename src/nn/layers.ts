@@ -7,7 +7,6 @@
 // `try` costs nothing on the success path.
 import { Tensor, empty, ones, ops, zeros, noGrad, tidy } from '../torch';
 import { Module } from './module';
-import type { OnnxGraphBuilder, OnnxValue } from './onnx';
 import type { LayerQuant } from './quant';
 import * as init from './init';
 
@@ -75,9 +74,6 @@ export class Linear extends Module {
       layerError(this, [x], e);
     }
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.linear(x, this.weight, this.bias);
-  }
   override extraRepr(): string {
     return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}`;
   }
@@ -125,9 +121,6 @@ abstract class ConvNd extends Module {
     this.weight = this.registerParameter('weight', empty([outChannels, inChannels / this.groups, ...this.kernelSize]));
     this.bias = opts.bias === false ? null : this.registerParameter('bias', empty([outChannels]));
     initLinearLike(this.weight, this.bias);
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.conv(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups });
   }
   override extraRepr(): string {
     const n = this.kernelSize.length;
@@ -248,13 +241,6 @@ abstract class BatchNormNd extends Module {
       layerError(this, [x], e);
     }
   }
-  /** Inference form with the running statistics (the exporter folds it into a directly preceding convolution). */
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    g.expectRank(x, this.expectDims, this.constructor.name);
-    if (this.runningMean === null || this.runningVar === null)
-      g.fail('without running statistics (trackRunningStats: false) it normalises with batch statistics even in eval mode, which has no inference-form ONNX op');
-    return g.batchNorm(x, { weight: this.weight, bias: this.bias, mean: this.runningMean, var: this.runningVar, eps: this.eps });
-  }
   override extraRepr(): string {
     return `${this.numFeatures}, eps=${this.eps}, momentum=${this.momentum}, affine=${this.affine}, track_running_stats=${this.trackRunningStats}`;
   }
@@ -295,9 +281,6 @@ export class LayerNorm extends Module {
     } catch (e) {
       layerError(this, [x], e);
     }
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
   }
   override extraRepr(): string {
     return `(${this.normalizedShape.join(', ')}${this.normalizedShape.length === 1 ? ',' : ''}), eps=${this.eps}, elementwise_affine=${this.elementwiseAffine}`;
@@ -352,9 +335,6 @@ export class Embedding extends Module {
       layerError(this, [indices], e);
     }
   }
-  override exportOnnx(g: OnnxGraphBuilder, indices: OnnxValue): OnnxValue {
-    return g.gather(this.weight, indices);
-  }
   override extraRepr(): string {
     return `${this.numEmbeddings}, ${this.embeddingDim}${this.paddingIdx !== null ? `, padding_idx=${this.paddingIdx}` : ''}`;
   }
@@ -372,10 +352,6 @@ export class Dropout extends Module {
   }
   forward(x: Tensor): Tensor {
     return this.training && this.p > 0 ? ops.dropout(x, this.p, true) : ops.alias(x);
-  }
-  /** The identity: exported graphs are eval-mode. */
-  override exportOnnx(_g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return x;
   }
   override extraRepr(): string {
     return `p=${this.p}`;
@@ -412,9 +388,6 @@ export class MaxPool2d extends Module {
     } catch (e) {
       layerError(this, [x], e);
     }
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.maxPool(x, { kernel: this.kernelSize, stride: this.stride, padding: this.padding, dilation: this.dilation, ceilMode: this.ceilMode });
   }
   override extraRepr(): string {
     return `kernel_size=(${this.kernelSize}), stride=(${this.stride}), padding=(${this.padding})`;
@@ -453,10 +426,6 @@ export class AvgPool2d extends Module {
       layerError(this, [x], e);
     }
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    if (this.divisorOverride !== null) g.fail(`divisorOverride (${this.divisorOverride}) has no ONNX AveragePool equivalent`);
-    return g.avgPool(x, { kernel: this.kernelSize, stride: this.stride, padding: this.padding, ceilMode: this.ceilMode, countIncludePad: this.countIncludePad });
-  }
   override extraRepr(): string {
     return `kernel_size=(${this.kernelSize}), stride=(${this.stride}), padding=(${this.padding})`;
   }
@@ -481,9 +450,6 @@ export class AdaptiveAvgPool2d extends Module {
     } catch (e) {
       layerError(this, [x], e);
     }
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.adaptiveAvgPool(x, this.outputSize);
   }
   override extraRepr(): string {
     return `output_size=(${this.outputSize.map((v) => v ?? 'None').join(', ')})`;
@@ -513,9 +479,6 @@ export class Flatten extends Module {
       layerError(this, [x], e);
     }
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.flatten(x, this.startDim, this.endDim);
-  }
   override extraRepr(): string {
     return `start_dim=${this.startDim}, end_dim=${this.endDim}`;
   }
@@ -526,9 +489,6 @@ export class Identity extends Module {
   forward(x: Tensor): Tensor {
     return ops.alias(x);
   }
-  override exportOnnx(_g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return x;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------- activations
@@ -537,17 +497,11 @@ export class ReLU extends Module {
   forward(x: Tensor): Tensor {
     return ops.relu(x);
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.relu(x);
-  }
 }
 /** min(max(x, 0), 6) (MobileNets). */
 export class ReLU6 extends Module {
   forward(x: Tensor): Tensor {
     return ops.hardtanh(x, 0, 6);
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.clip(x, 0, 6);
   }
 }
 export class GELU extends Module {
@@ -560,9 +514,6 @@ export class GELU extends Module {
   forward(x: Tensor): Tensor {
     return ops.gelu(x, { approximate: this.approximate });
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.gelu(x, this.approximate);
-  }
   override extraRepr(): string {
     return `approximate='${this.approximate}'`;
   }
@@ -571,24 +522,15 @@ export class Tanh extends Module {
   forward(x: Tensor): Tensor {
     return ops.tanh(x);
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.tanh(x);
-  }
 }
 export class Sigmoid extends Module {
   forward(x: Tensor): Tensor {
     return ops.sigmoid(x);
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.sigmoid(x);
-  }
 }
 export class SiLU extends Module {
   forward(x: Tensor): Tensor {
     return ops.silu(x);
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.silu(x);
   }
 }
 export class LeakyReLU extends Module {
@@ -599,9 +541,6 @@ export class LeakyReLU extends Module {
   }
   forward(x: Tensor): Tensor {
     return ops.leaky_relu(x, this.negativeSlope);
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.leakyRelu(x, this.negativeSlope);
   }
   override extraRepr(): string {
     return `negative_slope=${this.negativeSlope}`;
@@ -617,9 +556,6 @@ export class Softmax extends Module {
   forward(x: Tensor): Tensor {
     return ops.softmax_int(x, this.dim);
   }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.softmax(x, this.dim);
-  }
   override extraRepr(): string {
     return `dim=${this.dim}`;
   }
@@ -632,9 +568,6 @@ export class LogSoftmax extends Module {
   }
   forward(x: Tensor): Tensor {
     return ops.log_softmax_int(x, this.dim);
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    return g.logSoftmax(x, this.dim);
   }
   override extraRepr(): string {
     return `dim=${this.dim}`;
@@ -658,10 +591,6 @@ export class Sequential extends Module {
   forward(x: any): any {
     const layers = this.layers;
     for (let i = 0; i < layers.length; i++) x = layers[i].call(x);
-    return x;
-  }
-  override exportOnnx(g: OnnxGraphBuilder, x: OnnxValue): OnnxValue {
-    for (const m of this.layers) x = g.call(m, x);
     return x;
   }
   get length(): number {

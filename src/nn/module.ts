@@ -22,7 +22,6 @@ import { DType, DeviceLike, Tensor, isDType, isFloatingDType, keep, noGrad, ops 
 import { native } from '../torch/handle';
 import { track } from '../torch/scope';
 import { closest } from '../util/closest';
-import type { OnnxGraphBuilder, OnnxValue } from './onnx';
 
 /** Observes a module's output. Hooks cannot replace the output; the return value is ignored. */
 export type ForwardHook = (module: Module, inputs: unknown[], output: any) => void;
@@ -38,8 +37,24 @@ const sameShape = (a: number[], b: number[]): boolean => a.length === b.length &
 const callStack: Module[] = [];
 const annotated = new WeakSet<object>();
 
+/**
+ * The path, relative to `root`, of the innermost module whose forward is running inside `root`'s forward, with that
+ * module; null when `root`'s forward is not running. A module that is called but not registered where it is called
+ * appears as `<unregistered Class>`. The ONNX tracer uses it to say which module called each op.
+ */
+export function runningModule(root: Module): { module: Module; path: string } | null {
+  const start = callStack.lastIndexOf(root);
+  if (start < 0) return null;
+  const parts: string[] = [];
+  for (let i = start + 1; i < callStack.length; i++)
+    parts.push(nameIn(callStack[i - 1], callStack[i]) ?? `<unregistered ${callStack[i].constructor.name}>`);
+  return { module: callStack[callStack.length - 1], path: parts.join('.') };
+}
+
+/** The path of `child` under `parent`: a child's name, or a deeper path when a container in between has no forward of its own (a ModuleList). */
 function nameIn(parent: Module, child: Module): string | null {
   for (const [n, m] of parent.namedChildren()) if (m === child) return n;
+  for (const [p, m] of parent.namedModules()) if (m === child && p !== '') return p;
   return null;
 }
 
@@ -89,12 +104,6 @@ export abstract class Module {
 
   /** The computation. Called as `module.forward(...)` or `module.call(...)`; both run forward hooks. */
   abstract forward(...args: any[]): any;
-
-  /**
-   * Writes this module's eval-mode computation into an ONNX graph: one value per forward input, returns the output
-   * value(s) (see nn/onnx.ts). A module without it cannot be exported to ONNX.
-   */
-  exportOnnx?(g: OnnxGraphBuilder, ...inputs: OnnxValue[]): OnnxValue | OnnxValue[];
 
   constructor() {
     const raw = (this as any).forward as ((...args: any[]) => any) | undefined;

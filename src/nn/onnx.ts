@@ -1,23 +1,36 @@
-// Building an ONNX graph from a module tree: the eval-mode computation of a module, written op by op as plain data
-// (nodes, initializers, value shapes). Serialising the graph to a file is tsdistill/export's job; this file only knows
-// the module tree and the ONNX operator set.
+// ONNX graphs from the forward pass, as PyTorch's tracer and symbolic functions make them: the module's own `forward`
+// runs on an example input while every aten op it calls is recorded (torch/trace.ts: the op's schema, its tensor
+// inputs by identity, its other arguments, its outputs, and the module that called it), then each recorded op is
+// mapped to ONNX operators by its symbolic function (nn/onnx-symbolic.ts). Layers and models write no export code; a
+// user's module made of layers, `F.` functions and tensor methods exports as it is.
 //
-// Each layer that can be exported implements `exportOnnx(g, ...inputs)`: it receives one `OnnxValue` per forward
-// input and returns the output value(s), emitting nodes through the builder `g`. A model whose forward is custom code
-// (residual blocks, an activation on the logits, pooling written with ops) writes the same computation with the
-// builder's op helpers and `g.call(child, x)` for its submodules, so the graph follows the forward pass line by line.
-// The builder tracks static shapes (the batch dimension stays symbolic), so layers can check what they receive and
-// pick ops by rank, and every error names the module path, its class, the op and the shapes at fault.
-//
-// The graph is the eval-mode computation whatever the module's `training` flag: BatchNorm uses its running
-// statistics, Dropout is the identity.
-import { Tensor, noGrad, tidy } from '../torch';
-import type { Module } from './module';
+// - The graph is the eval-mode computation: the forward is traced in eval mode (the modules' modes are restored
+//   afterwards), without autograd, and with the fake quantizers of quantization-aware training switched off (the int8
+//   exporter quantizes the float graph itself).
+// - Parameters and buffers read by the forward become initializers named by their state_dict keys (`layer1.0.conv1
+//   .weight`, `bn1.running_mean`). An op whose tensor inputs are all constants (parameters, tensors made from JS data,
+//   results of such ops) is constant-folded: libtorch computed its result during the trace, and the result becomes an
+//   initializer named after its source (`self_attn.in_proj_weight_chunk_0`, `pos.weight_embedding`).
+// - The batch dimension is dynamic: the forward is traced at batch 2 and at batch 3, and every size that differs
+//   between the two (a `view(B, L, H, d)`, a `[B, 1, 1, S]` mask) is written as a function of the input's batch size;
+//   values are declared with a `batch` dimension. A forward whose ops depend on the batch size in another way (other
+//   ops, data made in JavaScript) is refused; export it with a fixed `batchSize`, which traces once.
+// - Only ops that contribute to the output are exported (what hooks or unused branches compute is dropped), and ops
+//   that only pass a value on (alias, contiguous, dropout in eval, a cast to the same type) emit no node.
+// - Nodes are named `<module path>/<ONNX op>` after the module whose forward called the aten op (`layer1.0.conv1/Conv`;
+//   ops of the root's own forward have no prefix), and their outputs likewise; the int8 exporter reads module paths
+//   from these names. An unsupported op fails with the aten op, the module class and path that called it, and the
+//   list of supported ops; `registerOnnxSymbolic` adds a symbolic function for another op.
+import { DType, Handle, OpCall, OpSchema, Tensor, handleBytes, handleInfo, handleOf, noGrad, recordOps, tensor, tidy } from '../torch';
+import { Module, runningModule } from './module';
+import { Conv1d, Conv2d, Linear } from './layers';
+import { BUILTIN_SYMBOLICS, OnnxSymbolic } from './onnx-symbolic';
 
-/** A dimension: a size, or a name for a size known only at run time (the batch). */
+export type { OnnxSymbolic };
+
+/** A dimension: a size, or a name for a size known only at run time (`batch`; `?` for another dynamic size). */
 export type Dim = number | string;
-/** Graph inputs are float32 or int64; quantized models add int8 / uint8 / int32 initializers. */
-export type OnnxDType = 'float32' | 'int64' | 'int8' | 'uint8' | 'int32';
+export type OnnxDType = 'float32' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
 
 /** A value in the graph: the output of a node, a graph input or an initializer. */
 export interface OnnxValue {
@@ -42,11 +55,13 @@ export interface OnnxNode {
   attrs: Record<string, OnnxAttr>;
 }
 
+export type OnnxTensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
+
 export interface OnnxInitializer {
   name: string;
   dtype: OnnxDType;
   shape: number[];
-  data: Float32Array | BigInt64Array | Int8Array | Uint8Array | Int32Array;
+  data: OnnxTensorData;
 }
 
 /** The graph as plain data, ready to be serialised (tsdistill/export). */
@@ -58,418 +73,685 @@ export interface OnnxGraph {
   opset: number;
 }
 
-const shapeStr = (s: Dim[]) => `[${s.join(', ')}]`;
-const prod = (a: number[]) => a.reduce((x, y) => x * y, 1);
-
-/** A dimension computed from unknown ones: unknown too. */
-const UNKNOWN = '?';
-
-/** Where ONNX export failed: the message already names the module path and class. */
+/** Where ONNX export failed: the message names the aten op (when one is at fault) and the module path and class. */
 export class OnnxExportError extends Error {
-  constructor(message: string, readonly modulePath: string, readonly moduleClass: string) {
-    super(message);
+  constructor(message: string, readonly modulePath: string, readonly moduleClass: string, readonly op: string | null = null, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'OnnxExportError';
   }
 }
 
-export interface ConvSpec {
-  stride: number[];
-  /** Per spatial dimension (symmetric), or PyTorch's 'same' / 'valid'. */
-  padding: number[] | 'same' | 'valid';
-  dilation: number[];
-  groups: number;
+const shapeStr = (s: readonly Dim[]) => `[${s.join(', ')}]`;
+
+const ONNX_DTYPES: Partial<Record<DType, OnnxDType>> = {
+  float32: 'float32', float64: 'float64', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool',
+};
+
+function typedData(bytes: ArrayBuffer, dtype: OnnxDType): OnnxTensorData {
+  switch (dtype) {
+    case 'float32': return new Float32Array(bytes);
+    case 'float64': return new Float64Array(bytes);
+    case 'int64': return new BigInt64Array(bytes);
+    case 'int32': return new Int32Array(bytes);
+    case 'int8': return new Int8Array(bytes);
+    case 'uint8': case 'bool': return new Uint8Array(bytes);
+  }
 }
 
-export interface PoolSpec {
-  kernel: number[];
-  stride: number[];
-  padding: number[];
-  dilation?: number[];
-  ceilMode?: boolean;
-  /** AveragePool: count padded zeros in the divisor (PyTorch's default). */
-  countIncludePad?: boolean;
+// ---------------------------------------------------------------------------------------------------- recording
+
+/** A tensor argument of a recorded op: the traced value it refers to. */
+class ValueRef {
+  constructor(readonly id: number) {}
 }
+
+interface TracedValue {
+  kind: 'input' | 'param' | 'const' | 'op';
+  shape: number[];
+  dtype: DType;
+  /** param: the state_dict key and the tensor */
+  param?: { name: string; tensor: Tensor };
+  /** const, and op outputs computed from constants only: the elements */
+  bytes?: ArrayBuffer;
+  /** op: index of the producing op and the position among its outputs */
+  producer?: number;
+  index?: number;
+}
+
+interface TracedOp {
+  name: string;
+  overload: string;
+  schema: OpSchema;
+  /** Arguments by schema name; tensors as ValueRef (wrapped numbers stay numbers), tensor lists as (ValueRef | null)[]. */
+  args: Record<string, unknown>;
+  inputs: number[];
+  outputs: number[];
+  path: string;
+  moduleClass: string;
+}
+
+interface Trace {
+  batch: number;
+  values: TracedValue[];
+  ops: TracedOp[];
+  output: number;
+}
+
+// results of these are not functions of their inputs
+const RANDOM = /^aten::(rand|randn|randint|randperm|normal|uniform|bernoulli|multinomial|exponential|geometric|cauchy|log_normal|random|poisson)(_|$|_like)|^aten::(.*dropout.*|rrelu.*)$/;
+
+function traceOnce(model: Module, input: Tensor, params: Map<Handle, { name: string; tensor: Tensor }>): Trace {
+  const values: TracedValue[] = [];
+  const byHandle = new Map<Handle, number>();
+  const ops: TracedOp[] = [];
+  const add = (v: TracedValue): number => values.push(v) - 1;
+  byHandle.set(handleOf(input), add({ kind: 'input', ...handleInfo(handleOf(input)) }));
+  const ref = (h: Handle): number => {
+    let id = byHandle.get(h);
+    if (id === undefined) {
+      const p = params.get(h);
+      id = add(p ? { kind: 'param', ...handleInfo(h), param: p } : { kind: 'const', ...handleInfo(h), bytes: handleBytes(h) });
+      byHandle.set(h, id);
+    }
+    return id;
+  };
+  const isConstant = (id: number) => values[id].bytes !== undefined || values[id].kind === 'param';
+  const onCall = (c: OpCall) => {
+    if (c.outputs.length === 0) return; // item(), size(): plain numbers, which the trace keeps as they were
+    const where = runningModule(model) ?? { module: model, path: '' };
+    const inputs: number[] = [];
+    const args: Record<string, unknown> = {};
+    for (const a of c.schema.args) {
+      const v = c.args[a.name];
+      if (a.kind === 'Tensor' && v !== null && typeof v === 'object') {
+        const id = ref(v as Handle);
+        inputs.push(id);
+        args[a.name] = new ValueRef(id);
+      } else if ((a.kind === 'Tensor[]' || a.kind === 'Tensor?[]') && Array.isArray(v)) {
+        args[a.name] = v.map((h) => {
+          if (h === null) return null;
+          const id = ref(h as Handle);
+          inputs.push(id);
+          return new ValueRef(id);
+        });
+      } else args[a.name] = v;
+    }
+    // computed from constants only: libtorch's result is kept (constant folding)
+    const folded = inputs.every(isConstant) && !RANDOM.test(c.name);
+    const outputs = c.outputs.map((h, index) => {
+      const id = add({ kind: 'op', ...handleInfo(h), producer: ops.length, index, bytes: folded ? handleBytes(h) : undefined });
+      byHandle.set(h, id);
+      return id;
+    });
+    ops.push({ name: c.name, overload: c.overload, schema: c.schema, args, inputs, outputs, path: where.path, moduleClass: where.module.constructor.name });
+  };
+  let out: Handle;
+  try {
+    // the forward's tensors are freed as the trace goes (their handles stay valid as identities); the output's
+    // handle is all that is kept
+    out = tidy(() => recordOps(() => outputHandle(model, model.forward(input)), onCall));
+  } catch (e) {
+    if (e instanceof OnnxExportError) throw e;
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new OnnxExportError(
+      `ONNX export: the forward pass of ${model.constructor.name} failed on the example input ${input.dtype}${shapeStr(input.shape)}: ${msg}`,
+      '', model.constructor.name, null, { cause: e },
+    );
+  }
+  return { batch: input.shape[0], values, ops, output: ref(out) };
+}
+
+function outputHandle(model: Module, out: unknown): Handle {
+  if (Array.isArray(out)) {
+    if (out.length !== 1) throw new OnnxExportError(`ONNX export: ${model.constructor.name} returned ${out.length} values; export models with one output (the logits)`, '', model.constructor.name);
+    out = out[0];
+  }
+  if (!(out instanceof Tensor)) throw new OnnxExportError(`ONNX export: ${model.constructor.name}.forward returned ${out === null ? 'null' : typeof out}, not a Tensor`, '', model.constructor.name);
+  return handleOf(out);
+}
+
+/** Deterministic example values (the global RNG stays untouched): a smooth pattern in [-1, 1], or token id 1. */
+function exampleInput(shape: number[], dtype: 'float32' | 'int64'): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (dtype === 'int64') return tensor(new BigInt64Array(n).fill(1n), { shape });
+  return tensor(Float32Array.from({ length: n }, (_, i) => Math.sin(0.7 * i + 0.3)), { shape });
+}
+
+/** Runs `fn` with `model` in eval mode, without autograd and without fake quantization; restores all three. */
+function inExportMode<T>(model: Module, fn: () => T): T {
+  const modes = model.modules().map((m) => [m, m.training] as const);
+  const quantized = model.modules().filter((m): m is Linear | Conv1d | Conv2d => (m instanceof Linear || m instanceof Conv1d || m instanceof Conv2d) && m.quant !== null);
+  const quants = quantized.map((m) => m.quant);
+  const rootMode = model.training;
+  model.eval();
+  quantized.forEach((m) => (m.quant = null));
+  try {
+    return noGrad(fn);
+  } finally {
+    quantized.forEach((m, i) => (m.quant = quants[i]));
+    model.train(rootMode);
+    for (const [m, t] of modes) m.training = t;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------- building
+
+export interface TraceOnnxOptions {
+  /** One example's shape without the batch dimension. */
+  inputShape: number[];
+  inputDtype: 'float32' | 'int64';
+  inputName: string;
+  outputName: string;
+  opset: number;
+  /** A fixed batch size (one trace); default a dynamic batch dimension named 'batch'. */
+  batchSize?: number;
+}
+
+const BATCH = 'batch';
+
+/** Symbolic functions added with `registerOnnxSymbolic`, by `aten::name` or `aten::name.overload`. */
+const userSymbolics = new Map<string, OnnxSymbolic>();
 
 /**
- * Accumulates nodes and initializers while modules export themselves. Created by the exporter with the root module;
- * layers use `call` for children, `param` for their tensors and the op helpers for computation.
+ * Adds (or replaces) the symbolic function of an aten op for ONNX export: `name` is `aten::op` (the default
+ * overload), `aten::op.overload`, or `aten::op.*` (every overload without its own entry). It receives the context of
+ * one recorded call (arguments, shapes, node emission) and returns the op's output value(s).
  */
-export class OnnxGraphBuilder {
+export function registerOnnxSymbolic(name: string, fn: OnnxSymbolic['fn'], opts: { dynamicArgs?: string[] } = {}): void {
+  if (!/^[a-z_][a-z0-9_]*::[A-Za-z0-9_]+(\.([A-Za-z0-9_]+|\*))?$/.test(name)) throw new Error(`registerOnnxSymbolic: expected 'aten::op', 'aten::op.overload' or 'aten::op.*', got '${name}'`);
+  if (typeof fn !== 'function') throw new TypeError(`registerOnnxSymbolic('${name}'): the symbolic function must be a function`);
+  userSymbolics.set(name, { fn, dynamicArgs: opts.dynamicArgs });
+}
+
+/** The aten ops the exporter maps to ONNX (built-in and registered), sorted. */
+export function onnxSupportedOps(): string[] {
+  return [...new Set([...BUILTIN_SYMBOLICS.keys(), ...userSymbolics.keys()])].sort();
+}
+
+function findSymbolic(name: string, overload: string): OnnxSymbolic | undefined {
+  const names = [name];
+  // an in-place op maps like its out-of-place form (relu_ as relu); its result is the new value of the argument
+  if (name.endsWith('_') && !name.endsWith('__')) names.push(name.slice(0, -1));
+  for (const n of names) {
+    const key = overload ? `${n}.${overload}` : n;
+    const s = userSymbolics.get(key) ?? BUILTIN_SYMBOLICS.get(key) ?? userSymbolics.get(`${n}.*`);
+    if (s) return s;
+  }
+  return undefined;
+}
+
+function sameArg(a: unknown, b: unknown): boolean {
+  if (a instanceof ValueRef && b instanceof ValueRef) return a.id === b.id;
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameArg(x, b[i]));
+  return Object.is(a, b);
+}
+
+function sameBytes(a: ArrayBuffer | undefined, b: ArrayBuffer | undefined): boolean {
+  if (!a || !b || a.byteLength !== b.byteLength) return false;
+  const x = new Uint8Array(a), y = new Uint8Array(b);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Accumulates the graph: named values, nodes, initializers. */
+class GraphBuilder {
   readonly nodes: OnnxNode[] = [];
   readonly initializers = new Map<string, OnnxInitializer>();
   readonly inputs: OnnxValue[] = [];
   readonly outputs: OnnxValue[] = [];
-  private readonly paths = new Map<Module, string>();
-  private readonly stack: { module: Module; path: string }[] = [];
   private readonly names = new Set<string>();
-  private readonly params = new Map<Tensor, OnnxValue>();
   private readonly nodeNames = new Set<string>();
+  private readonly scalars = new Map<string, OnnxValue>();
+  batchSize: OnnxValue | null = null;
 
-  constructor(readonly root: Module, readonly opset: number) {
-    for (const [p, m] of root.namedModules()) this.paths.set(m, p);
-  }
+  constructor(readonly opset: number) {}
 
-  /** The path of the module being exported ('' at the root). */
-  get path(): string {
-    return this.stack.length ? this.stack[this.stack.length - 1].path : '';
-  }
-  /** The module being exported. */
-  get module(): Module {
-    return this.stack.length ? this.stack[this.stack.length - 1].module : this.root;
-  }
-
-  /** `Conv2d at 'layer1.0.conv1'`, for messages. */
-  where(): string {
-    const p = this.path;
-    return `${this.module.constructor.name} at ${p === '' ? 'the root' : `'${p}'`}`;
-  }
-  /** An error naming the module being exported, its class and `what`. */
-  fail(what: string): never {
-    throw new OnnxExportError(`ONNX export: ${this.where()}: ${what}`, this.path, this.module.constructor.name);
-  }
-
-  private unique(base: string, used: Set<string>): string {
+  unique(base: string, used: Set<string> = this.names): string {
     let n = base;
     for (let i = 1; used.has(n); i++) n = `${base}_${i}`;
     used.add(n);
     return n;
   }
-  private valueName(hint: string): string {
-    return this.unique(this.path ? `${this.path}/${hint}` : hint, this.names);
-  }
-
-  // ------------------------------------------------------------------ graph inputs, outputs, children
-
-  /** Declares a graph input. */
   input(name: string, dtype: OnnxDType, shape: Dim[]): OnnxValue {
-    if (this.names.has(name)) this.fail(`input name '${name}' is already used`);
     this.names.add(name);
-    const v = { name, dtype, shape: shape.slice() };
+    const v = { name, dtype, shape };
     this.inputs.push(v);
     return v;
   }
-
-  /** Declares `v` a graph output under `name` (an Identity node renames it when it already has another name). */
-  output(v: OnnxValue, name: string): OnnxValue {
-    let out: OnnxValue;
+  initializer(name: string, dtype: OnnxDType, shape: number[], data: OnnxTensorData, exact = false): OnnxValue {
+    const n = exact && !this.names.has(name) ? (this.names.add(name), name) : this.unique(name);
+    this.initializers.set(n, { name: n, dtype, shape: shape.slice(), data });
+    return { name: n, dtype, shape: shape.slice() };
+  }
+  /** A constant, shared by everything that asks for the same values under the same hint. */
+  constant(hint: string, values: ArrayLike<number | bigint>, shape: number[], dtype: OnnxDType): OnnxValue {
+    const key = `${hint}|${dtype}|${shape.join(',')}|${Array.from(values as ArrayLike<unknown>, String).join(',')}`;
+    const seen = this.scalars.get(key);
+    if (seen) return seen;
+    let data: OnnxTensorData;
+    if (dtype === 'int64') data = BigInt64Array.from(Array.from(values as ArrayLike<number | bigint>, (x) => BigInt(x)));
+    else if (dtype === 'bool') data = Uint8Array.from(Array.from(values as ArrayLike<number>, (x) => (x ? 1 : 0)));
+    else if (dtype === 'float64') data = Float64Array.from(values as ArrayLike<number>);
+    else if (dtype === 'int32') data = Int32Array.from(values as ArrayLike<number>);
+    else if (dtype === 'int8') data = Int8Array.from(values as ArrayLike<number>);
+    else if (dtype === 'uint8') data = Uint8Array.from(values as ArrayLike<number>);
+    else data = Float32Array.from(values as ArrayLike<number>);
+    const v = this.initializer(hint, dtype, shape, data);
+    this.scalars.set(key, v);
+    return v;
+  }
+  node(path: string, op: string, inputs: (OnnxValue | null)[], outputs: { shape: Dim[]; dtype: OnnxDType }[], attrs: Record<string, OnnxAttr>): OnnxValue[] {
+    const prefix = path ? `${path}/${op}` : op;
+    const outs = outputs.map((o) => ({ name: this.unique(prefix), shape: o.shape.slice(), dtype: o.dtype }));
+    const ins = inputs.map((v) => (v === null ? '' : v.name));
+    while (ins.length && ins[ins.length - 1] === '') ins.pop();
+    this.nodes.push({ op, name: this.unique(prefix, this.nodeNames), inputs: ins, outputs: outs.map((o) => o.name), attrs });
+    return outs;
+  }
+  /** Declares `v` a graph output under `name` (renaming its producer's output, or through an Identity node). */
+  output(v: OnnxValue, name: string): void {
     const producer = this.nodes.find((n) => n.outputs.includes(v.name));
-    const isInputOrInit = this.inputs.some((i) => i.name === v.name) || this.initializers.has(v.name);
-    if (producer && !isInputOrInit && !this.names.has(name) && !this.outputs.some((o) => o.name === v.name)) {
-      // rename the producer's output and every later use of it
+    if (producer && !this.names.has(name)) {
       this.names.delete(v.name);
       this.names.add(name);
       for (const n of this.nodes) {
         n.inputs = n.inputs.map((x) => (x === v.name ? name : x));
         n.outputs = n.outputs.map((x) => (x === v.name ? name : x));
       }
-      out = { name, dtype: v.dtype, shape: v.shape };
     } else {
-      if (this.names.has(name)) this.fail(`output name '${name}' is already used by another value`);
+      if (this.names.has(name)) throw new Error(`ONNX export: output name '${name}' is already used by another value`);
       this.names.add(name);
       this.nodes.push({ op: 'Identity', name: this.unique(`${name}/Identity`, this.nodeNames), inputs: [v.name], outputs: [name], attrs: {} });
-      out = { name, dtype: v.dtype, shape: v.shape };
     }
-    this.outputs.push(out);
-    return out;
+    this.outputs.push({ name, dtype: v.dtype, shape: v.shape });
   }
-
-  /**
-   * Exports the child module `m` (a submodule of the root) on `inputs` through its `exportOnnx`; errors name its path
-   * and class. A module without `exportOnnx` is an error naming it.
-   */
-  call(m: Module, ...inputs: OnnxValue[]): any {
-    const parent = this.path;
-    const path = this.paths.get(m) ?? `${parent ? parent + '.' : ''}<unregistered ${m.constructor.name}>`;
-    this.stack.push({ module: m, path });
-    try {
-      if (typeof m.exportOnnx !== 'function')
-        this.fail(`${m.constructor.name} has no ONNX export (no exportOnnx method); implement exportOnnx(g, ...inputs) for it, or replace the module`);
-      return m.exportOnnx(this, ...inputs);
-    } catch (e) {
-      if (e instanceof OnnxExportError || !(e instanceof Error)) throw e;
-      throw new OnnxExportError(`ONNX export: ${this.where()}: ${e.message}`, path, m.constructor.name);
-    } finally {
-      this.stack.pop();
+  /** Drops nodes whose outputs nothing uses, and initializers no node reads. */
+  prune(): void {
+    const used = new Set(this.outputs.map((o) => o.name));
+    const kept: OnnxNode[] = [];
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i];
+      if (!n.outputs.some((o) => used.has(o))) continue;
+      kept.push(n);
+      for (const x of n.inputs) used.add(x);
     }
+    this.nodes.splice(0, this.nodes.length, ...kept.reverse());
+    for (const k of [...this.initializers.keys()]) if (!used.has(k)) this.initializers.delete(k);
   }
-
-  // ------------------------------------------------------------------ tensors
-
-  /** An initializer holding the module tensor `t`, named `<module path>.<name>` (the state_dict key). Shared tensors map to one initializer. */
-  param(t: Tensor, name: string): OnnxValue {
-    const seen = this.params.get(t);
-    if (seen) return seen;
-    const key = this.unique(this.path ? `${this.path}.${name}` : name, this.names);
-    const data = noGrad(() => t.data());
-    let arr: Float32Array | BigInt64Array;
-    let dtype: OnnxDType;
-    if (data instanceof BigInt64Array) {
-      arr = data;
-      dtype = 'int64';
-    } else if (data instanceof Float32Array) {
-      arr = data;
-      dtype = 'float32';
-    } else if (data instanceof Float64Array || data instanceof Int32Array || data instanceof Int16Array || data instanceof Int8Array || data instanceof Uint8Array) {
-      arr = Float32Array.from(data as ArrayLike<number>);
-      dtype = 'float32';
-    } else this.fail(`tensor '${name}' has dtype ${t.dtype}, which the exporter cannot store`);
-    const v: OnnxValue = { name: key, dtype, shape: t.shape };
-    this.initializers.set(key, { name: key, dtype, shape: t.shape, data: arr });
-    this.params.set(t, v);
-    return v;
-  }
-
-  /** A new initializer from values (`hint` is prefixed with the module path). */
-  constant(hint: string, values: ArrayLike<number>, shape: number[], dtype: OnnxDType = 'float32'): OnnxValue {
-    if (prod(shape) !== values.length) this.fail(`constant '${hint}': ${values.length} values for shape ${shapeStr(shape)}`);
-    const name = this.unique(this.path ? `${this.path}.${hint}` : hint, this.names);
-    const data = dtype === 'int64' ? BigInt64Array.from(Array.from(values, (x) => BigInt(x))) : Float32Array.from(values);
-    this.initializers.set(name, { name, dtype, shape: shape.slice(), data });
-    return { name, dtype, shape: shape.slice() };
-  }
-
-  /** Emits one node with one output of shape `shape`; `null` inputs are omitted optional inputs. */
-  node(op: string, inputs: (OnnxValue | null)[], shape: Dim[], attrs: Record<string, OnnxAttr> = {}, dtype?: OnnxDType): OnnxValue {
-    const name = this.valueName(op);
-    const nodeName = this.unique(this.path ? `${this.path}/${op}` : op, this.nodeNames);
-    // trailing omitted inputs are dropped, inner ones become ''
-    const ins = inputs.map((v) => (v === null ? '' : v.name));
-    while (ins.length && ins[ins.length - 1] === '') ins.pop();
-    this.nodes.push({ op, name: nodeName, inputs: ins, outputs: [name], attrs });
-    return { name, shape: shape.slice(), dtype: dtype ?? inputs.find((v) => v !== null)?.dtype ?? 'float32' };
-  }
-
-  // ------------------------------------------------------------------ checks
-
-  /** Fails unless `x` has one of the ranks in `ranks`. */
-  expectRank(x: OnnxValue, ranks: number[], what: string): void {
-    if (!ranks.includes(x.shape.length)) this.fail(`${what} expects a ${ranks.join('-D or ')}-D input, got shape ${shapeStr(x.shape)}`);
-  }
-  private staticDim(d: Dim, what: string, x: OnnxValue): number {
-    if (typeof d !== 'number') this.fail(`${what} needs a static size there, got shape ${shapeStr(x.shape)}`);
-    return d;
-  }
-
-  // ------------------------------------------------------------------ ops
-
-  /** y = x Wᵀ + b: Gemm for 2-D input, MatMul (+ Add) otherwise. */
-  linear(x: OnnxValue, weight: Tensor, bias: Tensor | null): OnnxValue {
-    const [outF, inF] = weight.shape;
-    if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inF)
-      this.fail(`Linear expects the last dimension to be ${inF}, got shape ${shapeStr(x.shape)}`);
-    const outShape = [...x.shape.slice(0, -1), outF];
-    if (x.shape.length === 2) {
-      const w = this.param(weight, 'weight');
-      const b = bias ? this.param(bias, 'bias') : null;
-      return this.node('Gemm', [x, w, b], outShape, { transB: 1 });
-    }
-    const wt = tidy(() => noGrad(() => weight.t().contiguous()));
-    let y: OnnxValue;
-    try {
-      y = this.node('MatMul', [x, this.param(wt, 'weight_t')], outShape);
-    } finally {
-      wt.dispose();
-    }
-    return bias ? this.node('Add', [y, this.param(bias, 'bias')], outShape) : y;
-  }
-
-  /** N-d convolution, x [N, C, ...spatial]; weight [outC, C/groups, ...kernel]. */
-  conv(x: OnnxValue, weight: Tensor, bias: Tensor | null, spec: ConvSpec): OnnxValue {
-    const k = weight.shape.slice(2);
-    const n = k.length;
-    this.expectRank(x, [n + 2], `Conv${n}d`);
-    const inC = weight.shape[1] * spec.groups;
-    if (x.shape[1] !== inC) this.fail(`Conv${n}d expects ${inC} input channels, got shape ${shapeStr(x.shape)}`);
-    let pads: number[];
-    if (spec.padding === 'valid') pads = Array(2 * n).fill(0);
-    else if (spec.padding === 'same') {
-      // PyTorch puts the odd element of the padding at the end
-      const total = k.map((kk, i) => spec.dilation[i] * (kk - 1));
-      pads = [...total.map((t) => Math.floor(t / 2)), ...total.map((t) => t - Math.floor(t / 2))];
-    } else pads = [...spec.padding, ...spec.padding];
-    const spatial = x.shape.slice(2).map((d, i) =>
-      typeof d === 'number' ? Math.floor((d + pads[i] + pads[i + n] - spec.dilation[i] * (k[i] - 1) - 1) / spec.stride[i]) + 1 : UNKNOWN,
-    );
-    if (spatial.some((d) => typeof d === 'number' && d < 1))
-      this.fail(`Conv${n}d: input ${shapeStr(x.shape)} is smaller than the kernel ${shapeStr(k)} (with padding ${shapeStr(pads)})`);
-    const w = this.param(weight, 'weight');
-    const b = bias ? this.param(bias, 'bias') : null;
-    return this.node('Conv', [x, w, b], [x.shape[0], weight.shape[0], ...spatial], {
-      kernel_shape: k, strides: spec.stride, pads, dilations: spec.dilation, group: spec.groups,
-    });
-  }
-
-  /** Inference-mode batch normalisation over dimension 1 with running statistics; missing weight/bias mean 1/0. */
-  batchNorm(x: OnnxValue, p: { weight: Tensor | null; bias: Tensor | null; mean: Tensor; var: Tensor; eps: number }): OnnxValue {
-    const c = p.mean.shape[0];
-    if (x.shape[1] !== c) this.fail(`BatchNorm expects ${c} channels in dimension 1, got shape ${shapeStr(x.shape)}`);
-    const scale = p.weight ? this.param(p.weight, 'weight') : this.constant('weight', new Float32Array(c).fill(1), [c]);
-    const shift = p.bias ? this.param(p.bias, 'bias') : this.constant('bias', new Float32Array(c), [c]);
-    return this.node('BatchNormalization', [x, scale, shift, this.param(p.mean, 'running_mean'), this.param(p.var, 'running_var')], x.shape, {
-      epsilon: { float: p.eps },
-    });
-  }
-
-  /** Layer normalisation over the trailing `normalizedShape` dimensions (LayerNormalization, opset 17). */
-  layerNorm(x: OnnxValue, normalizedShape: number[], weight: Tensor | null, bias: Tensor | null, eps: number): OnnxValue {
-    if (this.opset < 17) this.fail(`LayerNormalization needs opset 17 or later (exporting at opset ${this.opset})`);
-    const tail = x.shape.slice(-normalizedShape.length);
-    if (tail.length !== normalizedShape.length || tail.some((d, i) => d !== normalizedShape[i]))
-      this.fail(`LayerNorm over ${shapeStr(normalizedShape)} does not match the input's trailing dimensions, shape ${shapeStr(x.shape)}`);
-    const n = prod(normalizedShape);
-    const scale = weight ? this.param(weight, 'weight') : this.constant('weight', new Float32Array(n).fill(1), normalizedShape);
-    const shift = bias ? this.param(bias, 'bias') : this.constant('bias', new Float32Array(n), normalizedShape);
-    return this.node('LayerNormalization', [x, scale, shift], x.shape, { axis: -normalizedShape.length, epsilon: { float: eps } });
-  }
-
-  /** Rows of `weight` picked by the int64 indices `indices` (Embedding). */
-  gather(weight: Tensor, indices: OnnxValue): OnnxValue {
-    if (indices.dtype !== 'int64') this.fail(`Embedding expects int64 indices, got ${indices.dtype} of shape ${shapeStr(indices.shape)}`);
-    return this.node('Gather', [this.param(weight, 'weight'), indices], [...indices.shape, weight.shape[1]], { axis: 0 }, 'float32');
-  }
-
-  relu(x: OnnxValue): OnnxValue {
-    return this.node('Relu', [x], x.shape);
-  }
-  sigmoid(x: OnnxValue): OnnxValue {
-    return this.node('Sigmoid', [x], x.shape);
-  }
-  tanh(x: OnnxValue): OnnxValue {
-    return this.node('Tanh', [x], x.shape);
-  }
-  leakyRelu(x: OnnxValue, slope: number): OnnxValue {
-    return this.node('LeakyRelu', [x], x.shape, { alpha: { float: slope } });
-  }
-  /** min(max(x, lo), hi) (ReLU6: 0, 6). */
-  clip(x: OnnxValue, lo: number, hi: number): OnnxValue {
-    return this.node('Clip', [x, this.constant('clip_min', [lo], []), this.constant('clip_max', [hi], [])], x.shape);
-  }
-  /** x · sigmoid(x). */
-  silu(x: OnnxValue): OnnxValue {
-    return this.mul(x, this.sigmoid(x));
-  }
-  /** GELU, exact (x/2 · (1 + erf(x/√2))) or with the tanh approximation, written with opset-13 ops. */
-  gelu(x: OnnxValue, approximate: 'none' | 'tanh'): OnnxValue {
-    let inner: OnnxValue;
-    if (approximate === 'none') {
-      inner = this.node('Erf', [this.node('Mul', [x, this.constant('inv_sqrt2', [Math.SQRT1_2], [])], x.shape)], x.shape);
-    } else {
-      const cube = this.node('Mul', [this.node('Mul', [x, x], x.shape), x], x.shape);
-      const s = this.node('Add', [x, this.node('Mul', [cube, this.constant('gelu_c', [0.044715], [])], x.shape)], x.shape);
-      inner = this.tanh(this.node('Mul', [s, this.constant('sqrt_2_over_pi', [Math.sqrt(2 / Math.PI)], [])], x.shape));
-    }
-    const onePlus = this.node('Add', [inner, this.constant('one', [1], [])], x.shape);
-    return this.node('Mul', [this.node('Mul', [x, onePlus], x.shape), this.constant('half', [0.5], [])], x.shape);
-  }
-
-  private broadcast(a: OnnxValue, b: OnnxValue, op: string): Dim[] {
-    const n = Math.max(a.shape.length, b.shape.length);
-    const out: Dim[] = [];
-    for (let i = 0; i < n; i++) {
-      const da = a.shape[a.shape.length - n + i] ?? 1;
-      const db = b.shape[b.shape.length - n + i] ?? 1;
-      if (da === db || db === 1) out.push(da);
-      else if (da === 1) out.push(db);
-      else this.fail(`${op}: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} do not broadcast`);
-    }
-    return out;
-  }
-  /** Element-wise sum with broadcasting (residual connections). */
-  add(a: OnnxValue, b: OnnxValue): OnnxValue {
-    return this.node('Add', [a, b], this.broadcast(a, b, 'Add'));
-  }
-  mul(a: OnnxValue, b: OnnxValue): OnnxValue {
-    return this.node('Mul', [a, b], this.broadcast(a, b, 'Mul'));
-  }
-  /** Batched matrix product of the last two dimensions. */
-  matmul(a: OnnxValue, b: OnnxValue): OnnxValue {
-    const [m, k1] = a.shape.slice(-2);
-    const [k2, n] = b.shape.slice(-2);
-    if (a.shape.length < 2 || b.shape.length < 2 || k1 !== k2) this.fail(`MatMul: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} do not multiply`);
-    const batch = this.broadcast({ ...a, shape: a.shape.slice(0, -2) }, { ...b, shape: b.shape.slice(0, -2) }, 'MatMul');
-    return this.node('MatMul', [a, b], [...batch, m, n]);
-  }
-  transpose(x: OnnxValue, perm: number[]): OnnxValue {
-    return this.node('Transpose', [x], perm.map((p) => x.shape[p]), { perm });
-  }
-  /** Reshape to `shape`; 0 copies the input's dimension at that index, -1 is inferred (ONNX semantics). */
-  reshape(x: OnnxValue, shape: number[], outShape: Dim[]): OnnxValue {
-    return this.node('Reshape', [x, this.constant('shape', shape, [shape.length], 'int64')], outShape);
-  }
-  softmax(x: OnnxValue, dim: number): OnnxValue {
-    return this.node('Softmax', [x], x.shape, { axis: dim });
-  }
-  logSoftmax(x: OnnxValue, dim: number): OnnxValue {
-    return this.node('LogSoftmax', [x], x.shape, { axis: dim });
-  }
-
-  /** PyTorch's flatten(startDim, endDim): Flatten when it ends at the last dimension and starts at 1, else Reshape. */
-  flatten(x: OnnxValue, startDim: number, endDim: number): OnnxValue {
-    const r = x.shape.length;
-    const s = startDim < 0 ? startDim + r : startDim;
-    const e = endDim < 0 ? endDim + r : endDim;
-    if (r === 0) return this.reshape(x, [1], [1]);
-    if (s < 0 || e >= r || s > e) this.fail(`flatten(${startDim}, ${endDim}) is out of range for shape ${shapeStr(x.shape)}`);
-    const merged = x.shape.slice(s, e + 1);
-    const mergedDim: Dim = merged.every((d) => typeof d === 'number') ? prod(merged as number[]) : UNKNOWN;
-    const outShape = [...x.shape.slice(0, s), mergedDim, ...x.shape.slice(e + 1)];
-    if (s === e) return this.node('Identity', [x], x.shape);
-    if (e === r - 1 && s === 1) return this.node('Flatten', [x], outShape, { axis: 1 });
-    // Reshape: leading dimensions copied (0), the merged one inferred (-1), trailing ones static
-    const target = [...x.shape.slice(0, s).map(() => 0), -1, ...x.shape.slice(e + 1).map((d) => this.staticDim(d, 'flatten', x))];
-    if (merged.some((d) => typeof d !== 'number') && x.shape.slice(0, s).some((d) => typeof d !== 'number'))
-      this.fail(`flatten(${startDim}, ${endDim}) of shape ${shapeStr(x.shape)}: two dynamic dimensions cannot both be kept and merged`);
-    return this.reshape(x, target, outShape);
-  }
-
-  private poolShape(x: OnnxValue, p: PoolSpec, what: string): Dim[] {
-    this.expectRank(x, [p.kernel.length + 2], what);
-    const n = p.kernel.length;
-    const dil = p.dilation ?? Array(n).fill(1);
-    return [
-      ...x.shape.slice(0, 2),
-      ...x.shape.slice(2).map((d, i) => {
-        if (typeof d !== 'number') return UNKNOWN;
-        const span = d + 2 * p.padding[i] - dil[i] * (p.kernel[i] - 1) - 1;
-        let o = (p.ceilMode ? Math.ceil(span / p.stride[i]) : Math.floor(span / p.stride[i])) + 1;
-        // PyTorch: the last window must start inside the input or the left padding
-        if (p.ceilMode && (o - 1) * p.stride[i] >= d + p.padding[i]) o--;
-        if (o < 1) this.fail(`${what}: input ${shapeStr(x.shape)} is smaller than the window ${shapeStr(p.kernel)}`);
-        return o;
-      }),
-    ];
-  }
-  maxPool(x: OnnxValue, p: PoolSpec): OnnxValue {
-    const n = p.kernel.length;
-    return this.node('MaxPool', [x], this.poolShape(x, p, 'MaxPool'), {
-      kernel_shape: p.kernel, strides: p.stride, pads: [...p.padding, ...p.padding], dilations: p.dilation ?? Array(n).fill(1), ceil_mode: p.ceilMode ? 1 : 0,
-    });
-  }
-  avgPool(x: OnnxValue, p: PoolSpec): OnnxValue {
-    if (p.ceilMode) this.fail('AveragePool with ceilMode is not supported by the exporter (PyTorch and ONNX Runtime differ on partial windows)');
-    return this.node('AveragePool', [x], this.poolShape(x, p, 'AveragePool'), {
-      kernel_shape: p.kernel, strides: p.stride, pads: [...p.padding, ...p.padding], count_include_pad: p.countIncludePad === false ? 0 : 1,
-    });
-  }
-  /**
-   * Adaptive average pooling of [N, C, H, W] to `size`: 1×1 is GlobalAveragePool; sizes that divide the input evenly
-   * are an AveragePool with kernel = stride = input / output; others have no fixed-window equivalent and are refused.
-   */
-  adaptiveAvgPool(x: OnnxValue, size: [number | null, number | null]): OnnxValue {
-    this.expectRank(x, [4], 'AdaptiveAvgPool2d');
-    const [h, w] = [this.staticDim(x.shape[2], 'AdaptiveAvgPool2d', x), this.staticDim(x.shape[3], 'AdaptiveAvgPool2d', x)];
-    const oh = size[0] ?? h;
-    const ow = size[1] ?? w;
-    if (oh === 1 && ow === 1) return this.node('GlobalAveragePool', [x], [x.shape[0], x.shape[1], 1, 1]);
-    if (oh === h && ow === w) return this.node('Identity', [x], x.shape);
-    if (h % oh !== 0 || w % ow !== 0)
-      this.fail(`adaptive average pooling of ${h}×${w} to ${oh}×${ow} has uneven windows and no ONNX equivalent (input shape ${shapeStr(x.shape)}); the output size must divide the input size`);
-    const k = [h / oh, w / ow];
-    return this.node('AveragePool', [x], [x.shape[0], x.shape[1], oh, ow], { kernel_shape: k, strides: k });
-  }
-
-  /** The finished graph (nodes and initializers are the builder's own arrays). */
   graph(): OnnxGraph {
     return { inputs: this.inputs, outputs: this.outputs, nodes: this.nodes, initializers: this.initializers, opset: this.opset };
   }
+}
+
+/** Builds the graph from one trace (or two, for a dynamic batch) of the same forward. */
+class TraceConverter {
+  readonly g: GraphBuilder;
+  private readonly emitted = new Map<number, OnnxValue>();
+  readonly live = new Set<number>();
+
+  constructor(readonly t1: Trace, readonly t2: Trace, opset: number) {
+    this.g = new GraphBuilder(opset);
+  }
+
+  /** The dims of value `id` over the two traces: a size, `batch`, or `?`. */
+  dims(id: number): Dim[] {
+    return this.dimsOf(this.t1.values[id].shape, this.t2.values[id].shape);
+  }
+  dimsOf(s1: number[], s2: number[]): Dim[] {
+    return s1.map((d, i) => (d === s2[i] ? d : d === this.t1.batch && s2[i] === this.t2.batch ? BATCH : '?'));
+  }
+  dtype(id: number, op: TracedOp | null): OnnxDType {
+    const dt = this.t1.values[id].dtype;
+    const o = ONNX_DTYPES[dt];
+    if (!o) this.fail(op, `a ${dt} tensor has no ONNX type the exporter writes (float32, float64, int64, int32, int8, uint8, bool)`);
+    return o;
+  }
+  isConstant(id: number): boolean {
+    const a = this.t1.values[id], b = this.t2.values[id];
+    if (a.kind === 'param') return true;
+    return a.bytes !== undefined && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]) && sameBytes(a.bytes, b.bytes);
+  }
+
+  fail(op: TracedOp | null, msg: string, cause?: unknown): never {
+    if (!op) throw new OnnxExportError(`ONNX export: ${msg}`, '', '', null, { cause });
+    const where = `${op.moduleClass} at ${op.path === '' ? 'the root' : `'${op.path}'`}`;
+    const name = `${op.name}${op.overload ? '.' + op.overload : ''}`;
+    throw new OnnxExportError(`ONNX export: ${name} in ${where}: ${msg}`, op.path, op.moduleClass, name, { cause });
+  }
+
+  /** The graph value of traced value `id`; constants become initializers on first use. */
+  value(id: number, user: TracedOp | null): OnnxValue {
+    const seen = this.emitted.get(id);
+    if (seen) return seen;
+    const v = this.t1.values[id];
+    if (!this.isConstant(id)) {
+      if (v.kind === 'const')
+        this.fail(user, `a tensor made outside the recorded ops (from JavaScript data, or kept from before the forward; ${v.dtype}${shapeStr(v.shape)} at batch ${this.t1.batch}) ` +
+          `differs between batch ${this.t1.batch} and batch ${this.t2.batch}; compute it with tensor ops from the input, or export with a fixed batchSize`);
+      this.fail(user, `internal: value ${id} was used before it was computed`);
+    }
+    const dtype = this.dtype(id, user);
+    let out: OnnxValue;
+    if (v.kind === 'param') {
+      const data = typedData(handleBytes(handleOf(v.param!.tensor)), dtype);
+      out = this.g.initializer(v.param!.name, dtype, v.shape, data, true);
+    } else out = this.g.initializer(this.constantName(id, user), dtype, v.shape, typedData(v.bytes!, dtype));
+    this.emitted.set(id, out);
+    return out;
+  }
+  /** `pos.weight_embedding`: a folded result is named after its first constant input that has a name, and its op. */
+  constantName(id: number, user: TracedOp | null): string {
+    const v = this.t1.values[id];
+    if (v.kind !== 'op') return user && user.path ? `${user.path}.constant` : 'constant';
+    const op = this.t1.ops[v.producer!];
+    const base = op.name.slice(op.name.indexOf('::') + 2);
+    const suffix = op.outputs.length > 1 ? `_${v.index}` : '';
+    const src = op.inputs.find((i) => this.t1.values[i].kind === 'param' || this.t1.values[i].kind === 'op');
+    const srcName = src === undefined ? null : this.t1.values[src].kind === 'param' ? this.t1.values[src].param!.name : this.constantName(src, op);
+    if (srcName) return `${srcName}_${base}${suffix}`;
+    return `${op.path ? op.path + '.' : ''}${base}${suffix}`;
+  }
+
+  /** Checks that both traces ran the same ops on the same values. */
+  checkSameOps(): void {
+    const [a, b] = [this.t1, this.t2];
+    const same = (x: TracedOp | undefined, y: TracedOp | undefined) =>
+      !!x && !!y && x.name === y.name && x.overload === y.overload && x.inputs.length === y.inputs.length &&
+      x.inputs.every((v, k) => v === y.inputs[k] && a.values[v].kind === b.values[v].kind);
+    const n = Math.max(a.ops.length, b.ops.length);
+    for (let i = 0; i < n; i++) {
+      const x = a.ops[i], y = b.ops[i];
+      if (same(x, y)) continue;
+      const what = (o: TracedOp | undefined) => (o ? `${o.name}${o.overload ? '.' + o.overload : ''} in ${o.moduleClass} at '${o.path}'` : 'nothing');
+      throw new OnnxExportError(
+        `ONNX export: the forward pass runs different ops at batch ${a.batch} and batch ${b.batch} (op ${i}: ${what(x)} vs ${what(y)}), ` +
+          'so its graph cannot have a dynamic batch dimension; export with a fixed batchSize',
+        (x ?? y)!.path, (x ?? y)!.moduleClass, (x ?? y)!.name,
+      );
+    }
+  }
+
+  /** Marks the ops whose results reach the output. */
+  markLive(): void {
+    const need = new Set([this.t1.output]);
+    for (let i = this.t1.ops.length - 1; i >= 0; i--) {
+      const op = this.t1.ops[i];
+      if (!op.outputs.some((o) => need.has(o))) continue;
+      if (op.outputs.every((o) => this.isConstant(o))) continue;
+      this.live.add(i);
+      for (const v of op.inputs) need.add(v);
+    }
+  }
+
+  convert(inputName: string, inputDtype: OnnxDType, outputName: string): OnnxGraph {
+    this.checkSameOps();
+    this.emitted.set(0, this.g.input(inputName, inputDtype, this.dims(0)));
+    this.markLive();
+    this.t1.ops.forEach((op, i) => {
+      if (!this.live.has(i)) return;
+      const sym = findSymbolic(op.name, op.overload);
+      if (!sym) {
+        this.fail(op, `no ONNX symbolic function for this op. Supported (and their in-place forms): ${onnxSupportedOps().join(', ')}. ` +
+          `Write the computation with supported ops, or add one with registerOnnxSymbolic('${op.name}', fn)`);
+      }
+      const ctx = new SymbolicContext(this, op, this.t2.ops[i], new Set(sym.dynamicArgs ?? []));
+      let result: OnnxValue | (OnnxValue | null)[];
+      try {
+        result = sym.fn(ctx);
+      } catch (e) {
+        if (e instanceof OnnxExportError) throw e;
+        this.fail(op, e instanceof Error ? e.message : String(e), e);
+      }
+      const outs = Array.isArray(result) ? result : [result];
+      op.outputs.forEach((id, k) => {
+        const v = outs[k];
+        if (v) this.emitted.set(id, v);
+      });
+    });
+    const y = this.value(this.t1.output, null);
+    this.g.output({ ...y, shape: this.dims(this.t1.output) }, outputName);
+    this.g.prune();
+    return this.g.graph();
+  }
+
+  /** `[2, 3]` / `[3, 3]` at batch 2 / 3 -> a 1-D int64 shape value: constants, -1 for one inferred dim, or computed. */
+  shapeValue(path: string, s1: number[], s2: number[], allowInfer: boolean): OnnxValue {
+    const dyn = s1.map((d, i) => i).filter((i) => s1[i] !== s2[i]);
+    const hint = path ? `${path}.shape` : 'shape';
+    if (dyn.length === 0) return this.g.constant(hint, s1, [s1.length], 'int64');
+    if (allowInfer && dyn.length === 1) return this.g.constant(hint, s1.map((d, i) => (i === dyn[0] ? -1 : d)), [s1.length], 'int64');
+    // each dynamic dim is a·batch + c
+    const db = this.t2.batch - this.t1.batch;
+    this.g.batchSize ??= this.g.node('', 'Gather', [
+      this.g.node('', 'Shape', [this.g.inputs[0]], [{ shape: [this.g.inputs[0].shape.length], dtype: 'int64' }], {})[0],
+      this.g.constant('batch_axis', [0], [1], 'int64'),
+    ], [{ shape: [1], dtype: 'int64' }], { axis: 0 })[0];
+    const pieces: OnnxValue[] = [];
+    let statics: number[] = [];
+    const flush = () => {
+      if (statics.length) pieces.push(this.g.constant(hint, statics, [statics.length], 'int64'));
+      statics = [];
+    };
+    s1.forEach((d, i) => {
+      if (d === s2[i]) {
+        statics.push(d);
+        return;
+      }
+      flush();
+      const a = (s2[i] - d) / db, c = d - a * this.t1.batch;
+      if (!Number.isInteger(a)) throw new Error(`a size (${d} at batch ${this.t1.batch}, ${s2[i]} at batch ${this.t2.batch}) is not an integer multiple of the batch size`);
+      let v = this.g.batchSize!;
+      const one = [{ shape: [1], dtype: 'int64' as const }];
+      if (a !== 1) v = this.g.node(path, 'Mul', [v, this.g.constant(hint, [a], [1], 'int64')], one, {})[0];
+      if (c !== 0) v = this.g.node(path, 'Add', [v, this.g.constant(hint, [c], [1], 'int64')], one, {})[0];
+      pieces.push(v);
+    });
+    flush();
+    if (pieces.length === 1) return pieces[0];
+    return this.g.node(path, 'Concat', pieces, [{ shape: [s1.length], dtype: 'int64' }], { axis: 0 })[0];
+  }
+}
+
+/** A constant tensor argument: its initializer name and elements. */
+export interface OnnxConstant {
+  value: OnnxValue;
+  shape: number[];
+  dtype: OnnxDType;
+  data: OnnxTensorData;
+}
+
+/**
+ * What a symbolic function sees of one recorded aten call: its arguments by schema name (tensors as graph values,
+ * others as the JavaScript values the forward passed, defaults filled in), the recorded shapes and types, and node
+ * emission. Nodes are named after the module that called the op.
+ */
+export class SymbolicContext {
+  /** 'aten::conv2d' */
+  readonly op: string;
+  readonly overload: string;
+  /** The path of the module that called the op ('' at the root) and its class. */
+  readonly path: string;
+  readonly moduleClass: string;
+
+  constructor(private readonly c: TraceConverter, private readonly call: TracedOp, private readonly call2: TracedOp, private readonly dynamicArgs: Set<string>) {
+    this.op = call.name;
+    this.overload = call.overload;
+    this.path = call.path;
+    this.moduleClass = call.moduleClass;
+  }
+
+  get opset(): number {
+    return this.c.g.opset;
+  }
+
+  /** Fails the export with the op, the module and `msg`. */
+  fail(msg: string): never {
+    this.c.fail(this.call, msg);
+  }
+
+  // ------------------------------------------------------------------ arguments
+
+  private ref(name: string): ValueRef | number | boolean | null {
+    if (!(name in this.call.args)) this.fail(`internal: the schema has no argument '${name}'`);
+    return this.call.args[name] as ValueRef | number | boolean | null;
+  }
+  /** True when the tensor argument `name` is given (not None). */
+  has(name: string): boolean {
+    const r = this.ref(name);
+    return r !== null && r !== undefined;
+  }
+  /** True when tensor argument `name` is a JavaScript number (a wrapped scalar). */
+  isScalar(name: string): boolean {
+    return typeof this.ref(name) === 'number' || typeof this.ref(name) === 'boolean';
+  }
+  /**
+   * The graph value of tensor argument `name`. A wrapped number becomes a scalar constant of `scalarDtype` (default:
+   * the dtype of the op's first output).
+   */
+  input(name: string, scalarDtype?: OnnxDType): OnnxValue {
+    const r = this.ref(name);
+    if (r instanceof ValueRef) return this.c.value(r.id, this.call);
+    if (typeof r === 'number' || typeof r === 'boolean') return this.scalar(Number(r), scalarDtype ?? this.out().dtype, name);
+    this.fail(`argument '${name}' is None`);
+  }
+  /** The graph values of tensor-list argument `name` (null entries stay null). */
+  inputs(name: string): (OnnxValue | null)[] {
+    const r = this.call.args[name];
+    if (!Array.isArray(r)) this.fail(`internal: argument '${name}' is not a tensor list`);
+    return r.map((x) => (x instanceof ValueRef ? this.c.value(x.id, this.call) : null));
+  }
+  private id(name: string): number {
+    const r = this.ref(name);
+    if (!(r instanceof ValueRef)) this.fail(`internal: argument '${name}' is not a tensor`);
+    return r.id;
+  }
+  /** The dims of tensor argument `name` ([] for a wrapped number). */
+  shape(name: string): Dim[] {
+    return this.isScalar(name) ? [] : this.c.dims(this.id(name));
+  }
+  /** The element type of tensor argument `name`; a wrapped number says 'int64' or 'float32' by its value. */
+  dtype(name: string): OnnxDType {
+    const r = this.ref(name);
+    if (typeof r === 'boolean') return 'bool';
+    if (typeof r === 'number') return Number.isInteger(r) ? 'int64' : 'float32';
+    return this.c.dtype(this.id(name), this.call);
+  }
+  /** True when tensor argument `name` is known at export time (a parameter, or computed from constants). */
+  isConstant(name: string): boolean {
+    const r = this.ref(name);
+    return !(r instanceof ValueRef) || this.c.isConstant(r.id);
+  }
+  /** The elements of constant tensor argument `name`, with the initializer that holds them. */
+  constant(name: string): OnnxConstant {
+    if (!this.isConstant(name) || this.isScalar(name)) this.fail(`argument '${name}' must be a constant tensor here`);
+    const value = this.input(name);
+    const init = this.c.g.initializers.get(value.name)!;
+    return { value, shape: init.shape, dtype: init.dtype, data: init.data };
+  }
+  /**
+   * A non-tensor argument (int, float, bool, list, string), as the forward passed it. It must be the same in the
+   * traces at both batch sizes, unless the symbolic function declared it dynamic.
+   */
+  arg<T = any>(name: string): T {
+    const v = this.call.args[name];
+    if (!(name in this.call.args)) this.fail(`internal: the schema has no argument '${name}'`);
+    if (!this.dynamicArgs.has(name) && this.call2 && !sameArg(v, this.call2.args[name]))
+      this.fail(`argument '${name}' depends on the batch size (${JSON.stringify(v)} at batch ${this.c.t1.batch}, ${JSON.stringify(this.call2.args[name])} at batch ${this.c.t2.batch}); export with a fixed batchSize`);
+    return v as T;
+  }
+  /** True when the op's schema has an argument `name`. */
+  schemaHas(name: string): boolean {
+    return this.call.schema.args.some((a) => a.name === name);
+  }
+  /** The recorded shapes of tensor argument `name` at both batch sizes (equal for a fixed batch). */
+  shapesAtBothBatches(name: string): [number[], number[]] {
+    const id = this.id(name);
+    return [this.c.t1.values[id].shape, this.c.t2.values[id].shape];
+  }
+  /** The argument at both batch sizes (for a symbolic function that declared it dynamic). */
+  argAtBothBatches<T = any>(name: string): [T, T] {
+    return [this.call.args[name] as T, (this.call2 ?? this.call).args[name] as T];
+  }
+
+  // ------------------------------------------------------------------ outputs
+
+  /** Dims and element type of output `i`. */
+  out(i = 0): { shape: Dim[]; dtype: OnnxDType } {
+    const id = this.call.outputs[i];
+    return { shape: this.c.dims(id), dtype: this.c.dtype(id, this.call) };
+  }
+  /** Number of tensor outputs. */
+  get outputs(): number {
+    return this.call.outputs.length;
+  }
+  /** True when output `i` is used on the way to the graph output. */
+  outputUsed(i: number): boolean {
+    const id = this.call.outputs[i];
+    return this.c.t1.ops.some((o, k) => this.c.live.has(k) && o.inputs.includes(id)) || this.c.t1.output === id;
+  }
+
+  // ------------------------------------------------------------------ emission
+
+  /** Emits one node with one output (dims and type of the op's output `shape`/`dtype` unless given). */
+  node(op: string, inputs: (OnnxValue | null)[], attrs: Record<string, OnnxAttr> = {}, out: { shape?: Dim[]; dtype?: OnnxDType } = {}): OnnxValue {
+    const o = this.out();
+    return this.c.g.node(this.path, op, inputs, [{ shape: out.shape ?? o.shape, dtype: out.dtype ?? o.dtype }], attrs)[0];
+  }
+  /** Emits one node with `n` outputs, described by the op's outputs 0..n-1 unless given. */
+  nodeN(op: string, inputs: (OnnxValue | null)[], n: number, attrs: Record<string, OnnxAttr> = {}, outs?: { shape: Dim[]; dtype: OnnxDType }[]): OnnxValue[] {
+    return this.c.g.node(this.path, op, inputs, outs ?? Array.from({ length: n }, (_, i) => this.out(i)), attrs);
+  }
+  /** A constant tensor (an initializer named `<module path>.<hint>`). */
+  const(values: ArrayLike<number | bigint>, shape: number[], dtype: OnnxDType, hint = 'const'): OnnxValue {
+    return this.c.g.constant(this.path ? `${this.path}.${hint}` : hint, values, shape, dtype);
+  }
+  /** A constant derived from another, named exactly `name` (made unique): `fc.weight_t`. */
+  constNamed(name: string, data: OnnxTensorData, shape: number[], dtype: OnnxDType): OnnxValue {
+    return this.c.g.initializer(name, dtype, shape, data);
+  }
+  scalar(value: number, dtype: OnnxDType, hint = 'const'): OnnxValue {
+    return this.const([dtype === 'int64' ? BigInt(Math.trunc(value)) : value], [], dtype, hint);
+  }
+  /** A 1-D int64 constant (axes, sizes, pads). */
+  ints(values: number[], hint = 'const'): OnnxValue {
+    return this.const(values, [values.length], 'int64', hint);
+  }
+  /** `v` as `dtype` (no node when it already is). */
+  cast(v: OnnxValue, dtype: OnnxDType): OnnxValue {
+    if (v.dtype === dtype) return v;
+    return this.node('Cast', [v], { to: ONNX_TYPE_CODES[dtype] }, { shape: v.shape, dtype });
+  }
+  /** The shape of output `i` as a Reshape target: constants, with -1 or a computation for batch-dependent sizes. */
+  reshapeTarget(i = 0): OnnxValue {
+    const id = this.call.outputs[i];
+    return this.c.shapeValue(this.path, this.c.t1.values[id].shape, this.c.t2.values[id].shape, true);
+  }
+  /** The shape of output `i` written out in full (for Expand and ConstantOfShape-like uses). */
+  explicitShape(i = 0): OnnxValue {
+    const id = this.call.outputs[i];
+    return this.c.shapeValue(this.path, this.c.t1.values[id].shape, this.c.t2.values[id].shape, false);
+  }
+}
+
+/** TensorProto element type codes. */
+export const ONNX_TYPE_CODES: Record<OnnxDType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
+
+/**
+ * Traces `model`'s forward on an example input and builds its ONNX graph (see the top of this file). Initializers
+ * hold copies of the parameters; the model is left as it was (modes, quantizers, RNG state).
+ */
+export function traceOnnx(model: Module, opts: TraceOnnxOptions): OnnxGraph {
+  const params = new Map<Handle, { name: string; tensor: Tensor }>();
+  for (const [name, t] of [...model.namedParameters(), ...model.namedBuffers()]) if (!params.has(handleOf(t))) params.set(handleOf(t), { name, tensor: t });
+  const batches = opts.batchSize !== undefined ? [opts.batchSize] : [2, 3];
+  const traces = batches.map((b) => {
+    const x = exampleInput([b, ...opts.inputShape], opts.inputDtype);
+    try {
+      return inExportMode(model, () => traceOnce(model, x, params));
+    } finally {
+      x.dispose();
+    }
+  });
+  const conv = new TraceConverter(traces[0], traces[traces.length - 1], opts.opset);
+  return conv.convert(opts.inputName, opts.inputDtype, opts.outputName);
 }

@@ -101,9 +101,19 @@ function load(): Native {
 
 export const native: Native = load();
 
+/** Operator ids to their schema name and overload (filled as the generated wrappers resolve them). */
+const opNames = new Map<number, [string, string]>();
+
 /** Resolves an operator to a cached id; throws listing the overloads when it does not exist. */
 export function op(name: string, overload: string): number {
-  return native.op(name, overload);
+  const id = native.op(name, overload);
+  opNames.set(id, [name, overload]);
+  return id;
+}
+
+/** The schema name and overload of an operator id returned by `op` (`['aten::add', 'Tensor']`). */
+export function opName(id: number): [string, string] | undefined {
+  return opNames.get(id);
 }
 
 let TensorCtor: new (h: Handle) => Tensor;
