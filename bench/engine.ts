@@ -1,21 +1,35 @@
-// Engine benchmark: per-op overhead and a knowledge-distillation training step, in Node and in C++ against the same
-// libtorch (the C++ program is built here), plus RSS and live tensors over a long run.
-//   npm run bench:engine -- [--steps 300] [--rss-steps 5000] [--threads 1]
-import { execFileSync } from 'node:child_process';
+// Engine benchmark: per-op overhead, and one knowledge-distillation training step as the engine runs it
+// (`EngineStep`, the step `runEngine` and `trainModel` run) against the same step written by hand in Node, in C++
+// against the same libtorch (bench/kd_step.cc, built here and loaded as an addon) and in PyTorch (bench/kd_step.py, a
+// child process); plus RSS and live tensors over a long run of the engine step.
+//   npm run bench:engine -- [--steps 400] [--rounds 10] [--rss-steps 5000] [--threads 1] [--python /usr/bin/python3]
+// The four steps alternate in rounds (the order rotating every round) in one run, so that all of them see the same
+// machine state; the ratios are medians of the per-round ratios.
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as readline from 'node:readline';
 import { Tensor, liveTensors, manualSeed, nextTick, noGrad, ops, randint, randn, setNumThreads, tidy } from '../src/torch';
 import { LeNet5, LeNet5Half } from '../src/models';
 import { SGD } from '../src/optim';
+import { EngineStep } from '../src/distill';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
-const STEPS = arg('steps', 300);
+const STEPS = arg('steps', 400);
+const ROUNDS = arg('rounds', 10);
 const WARMUP = arg('warmup', 50);
 const RSS_STEPS = arg('rss-steps', 5000);
 const THREADS = arg('threads', 1);
+const PYTHON = (() => {
+  const i = process.argv.indexOf('--python');
+  return i >= 0 ? process.argv[i + 1] : '/usr/bin/python3';
+})();
+const T = 4;
+const ALPHA = 0.3;
+const BATCH = 64;
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -37,6 +51,37 @@ function buildCppAddon(): { init(threads: number): void; steps(n: number): numbe
   return require(bin);
 }
 
+/** The PyTorch step in a child process: `steps(n)` runs n steps there and resolves to their times (ms). */
+class PythonStep {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly lines: AsyncIterator<string>;
+  info: { torch: string; threads: number } | null = null;
+  constructor(python: string, threads: number) {
+    const script = path.join(root, 'bench', 'kd_step.py');
+    this.child = spawn(python, [script, '--threads', String(threads), '--alpha', String(ALPHA), '--temperature', String(T)], {
+      // OpenBLAS ignores torch.set_num_threads; libtorch's own threads wait as tsdistill's do
+      env: { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' },
+    });
+    this.child.stderr.on('data', (d) => process.stderr.write(d));
+    this.lines = readline.createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+  }
+  private async line(): Promise<string> {
+    const r = await this.lines.next();
+    if (r.done) throw new Error(`bench: ${PYTHON} bench/kd_step.py ended early (is PyTorch installed? apt-get install python3-torch)`);
+    return r.value;
+  }
+  async start(): Promise<void> {
+    this.info = JSON.parse(await this.line());
+  }
+  async steps(n: number): Promise<number[]> {
+    this.child.stdin.write(`steps ${n}\n`);
+    return JSON.parse(await this.line());
+  }
+  close(): void {
+    this.child.stdin.end('quit\n');
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -49,49 +94,93 @@ async function main() {
   teacher.eval();
   teacher.requiresGrad_(false);
   const student = new LeNet5Half();
-  const opt = new SGD(student.parameters(), { lr: 0.01, momentum: 0.9 });
-  const x = randn([64, 1, 28, 28]).keep();
-  const y = randint(0, 10, [64]).keep();
-  const T = 4;
-  const alpha = 0.3;
+  const handStudent = new LeNet5Half();
+  noGrad(() => handStudent.parameters().forEach((p, i) => p.copy_(student.parameters()[i])));
+  const x = randn([BATCH, 1, 28, 28]).keep();
+  const y = randint(0, 10, [BATCH]).keep();
 
-  const step = () =>
+  // The engine's step, configured as trainModel configures response KD: roles `student` (SGD) and `teacher` (frozen),
+  // terms `hard` (ce, weight α) and `soft` (kl at T, weight 1 − α), both reported as metrics.
+  const engine = await EngineStep.create({
+    name: 'bench',
+    roles: [
+      { name: 'student', model: student, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0 } },
+      { name: 'teacher', model: teacher },
+    ],
+    terms: [
+      { loss: 'ce', name: 'hard', student: 'student.logits', teacher: 'labels', weight: ALPHA, metric: 'hard' },
+      { loss: 'kl', name: 'soft', student: 'student.logits', teacher: 'teacher.logits', weight: 1 - ALPHA, options: { temperature: T }, metric: 'soft' },
+    ],
+    batch: { x, y },
+  });
+  let engineSteps = 0;
+  const engineStep = () => {
+    engine.step({ x, y }, { epoch: 0, step: engineSteps++, stepsPerEpoch: 1e9, epochs: 1 });
+  };
+
+  // The same step written by hand against the tensor API (no engine): what the engine adds on top of it.
+  const opt = new SGD(handStudent.parameters(), { lr: 0.01, momentum: 0.9 });
+  const handStep = () =>
     tidy(() => {
       const tlogits = tidy(() => noGrad(() => teacher.call(x))); // teacher activations freed at once, as in C++
-      const slogits = student.call(x);
+      const slogits = handStudent.call(x);
       const ce = ops.cross_entropy_loss(slogits, y);
-      const kl = ops.kl_div(slogits.div(T).logSoftmax(1), tlogits.div(T).logSoftmax(1), 2 /* sum */, { log_target: true }).div(64);
-      const loss = ce.mul(alpha).add(kl.mul((1 - alpha) * T * T));
+      const kl = ops.kl_div(slogits.div(T).logSoftmax(1), tlogits.div(T).logSoftmax(1), 2 /* sum */, { log_target: true }).div(BATCH);
+      const loss = ce.mul(ALPHA).add(kl.mul((1 - ALPHA) * T * T));
       opt.zeroGrad();
       loss.backward();
       opt.step();
     });
 
-  // KD step, Node and C++ interleaved in rounds inside this process so that both see the same machine state.
-  // (the live-tensor baseline is taken after the first step, which creates the optimizer's momentum buffers)
   const cpp = buildCppAddon();
   cpp.init(THREADS);
-  step();
+  const py = new PythonStep(PYTHON, THREADS);
+  await py.start();
+
+  // the live-tensor baseline is taken after the first steps, which create the optimizers' momentum buffers
+  engineStep();
+  handStep();
   await nextTick();
   const baseline = liveTensors();
-  const nodeTimes: number[] = [];
-  const cppTimes: number[] = [];
-  const ROUNDS = 10;
-  const per = Math.ceil(STEPS / ROUNDS);
-  for (let i = 0; i < WARMUP; i++) { step(); await nextTick(); }
-  cpp.steps(WARMUP);
-  for (let r = 0; r < ROUNDS; r++) {
-    for (let i = 0; i < per; i++) {
+
+  const nodeSide = async (fn: () => void, n: number): Promise<number[]> => {
+    const ts: number[] = [];
+    for (let i = 0; i < n; i++) {
       const t0 = process.hrtime.bigint();
-      step();
-      nodeTimes.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      await nextTick();
+      fn();
+      ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await nextTick(); // as the engine's loop does every step
     }
-    cppTimes.push(...cpp.steps(per));
-    await nextTick();
+    return ts;
+  };
+  type Side = 'cpp' | 'engine' | 'hand' | 'python';
+  const SIDES: Side[] = ['cpp', 'engine', 'hand', 'python'];
+  const run = async (s: Side, n: number): Promise<number[]> => {
+    if (s === 'cpp') {
+      const ts = cpp.steps(n);
+      await nextTick();
+      return ts;
+    }
+    if (s === 'python') return py.steps(n);
+    return nodeSide(s === 'engine' ? engineStep : handStep, n);
+  };
+  for (const s of SIDES) await run(s, WARMUP);
+  const times: Record<Side, number[]> = { cpp: [], engine: [], hand: [], python: [] };
+  const rounds: Record<Side, number>[] = [];
+  const per = Math.ceil(STEPS / ROUNDS);
+  for (let r = 0; r < ROUNDS; r++) {
+    const round = {} as Record<Side, number>;
+    for (let k = 0; k < SIDES.length; k++) {
+      const s = SIDES[(k + r) % SIDES.length];
+      const ts = await run(s, per);
+      times[s].push(...ts);
+      round[s] = median(ts);
+    }
+    rounds.push(round);
   }
-  const kdStepNode = median(nodeTimes);
-  const kdStepCpp = median(cppTimes);
+  py.close();
+  const ms = Object.fromEntries(SIDES.map((s) => [s, median(times[s])])) as Record<Side, number>;
+  const ratio = (a: Side, b: Side) => median(rounds.map((r) => r[a] / r[b]));
   const opOverheadCpp = cpp.opOverheadUs();
 
   // op overhead (after the step timings, so the garbage it leaves cannot slow them): small out-of-place add,
@@ -113,45 +202,64 @@ async function main() {
   b.dispose();
   await nextTick();
 
-  // RSS over a long run
+  // RSS over a long run of the engine's step
   const rss: number[] = [];
   for (let i = 0; i < RSS_STEPS; i++) {
-    step();
+    engineStep();
     await nextTick();
     if (i % 250 === 0 || i === RSS_STEPS - 1) rss.push(process.memoryUsage().rss / 2 ** 20);
   }
   const liveLast = liveTensors() - baseline;
 
-  const rows: [string, string, string][] = [
-    ['op overhead, a.add(b) new tensor (µs)', opOverhead.toFixed(3), opOverheadCpp.toFixed(3)],
-    ['in-place a.add_(b) (µs)', inplaceUs.toFixed(3), ''],
-    [`KD step, batch 64, ${THREADS} thread(s) (ms, median)`, kdStepNode.toFixed(3), kdStepCpp.toFixed(3)],
-    ['KD step ratio Node / C++', (kdStepNode / kdStepCpp).toFixed(3), ''],
-    [`RSS first / last over ${RSS_STEPS} steps (MB)`, `${rss[0].toFixed(1)} / ${rss[rss.length - 1].toFixed(1)}`, ''],
-    ['live tensors after the run, vs baseline', String(liveLast), ''],
+  const f = (v: number) => v.toFixed(3);
+  console.log(`KD step, LeNet-5 teacher → half-width student, batch ${BATCH}, T = ${T}, α = ${ALPHA}, SGD momentum 0.9, ${THREADS} thread(s);`);
+  console.log(`${ROUNDS} rounds of ${per} steps per side, alternating; ms per step, median of all steps (ratios: median of per-round ratios)`);
+  const table: [string, string][] = [
+    ['C++ (libtorch API)', f(ms.cpp)],
+    ['engine step (EngineStep)', f(ms.engine)],
+    ['Node, hand-written step', f(ms.hand)],
+    [`Python (PyTorch ${py.info?.torch})`, f(ms.python)],
+    ['ratio engine / C++', f(ratio('engine', 'cpp'))],
+    ['ratio engine / Python', f(ratio('engine', 'python'))],
+    ['ratio hand-written / C++', f(ratio('hand', 'cpp'))],
+    ['op overhead, a.add(b) new tensor (µs): Node', f(opOverhead)],
+    ['op overhead, at::add (µs): C++', f(opOverheadCpp)],
+    ['in-place a.add_(b) (µs): Node', f(inplaceUs)],
+    [`RSS first / last over ${RSS_STEPS} engine steps (MB)`, `${rss[0].toFixed(1)} / ${rss[rss.length - 1].toFixed(1)}`],
+    ['live tensors after the run, vs baseline', String(liveLast)],
   ];
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  console.log(`${'measure'.padEnd(w0)} | ${'Node'.padStart(14)} | ${'C++'.padStart(8)}`);
-  console.log(`${'-'.repeat(w0)}-|-${'-'.repeat(14)}-|-${'-'.repeat(8)}`);
-  for (const r of rows) console.log(`${r[0].padEnd(w0)} | ${r[1].padStart(14)} | ${r[2].padStart(8)}`);
+  const w0 = Math.max(...table.map((r) => r[0].length));
+  const w1 = Math.max(...table.map((r) => r[1].length));
+  console.log(`${'measure'.padEnd(w0)} | ${'value'.padStart(w1)}`);
+  console.log(`${'-'.repeat(w0)}-|-${'-'.repeat(w1)}`);
+  for (const r of table) console.log(`${r[0].padEnd(w0)} | ${r[1].padStart(w1)}`);
+  const r4 = (v: number) => +v.toFixed(4);
   console.log(
     JSON.stringify({
-      op_overhead_us: +opOverhead.toFixed(4),
-      op_overhead_cpp_us: +opOverheadCpp.toFixed(4),
-      inplace_op_us: +inplaceUs.toFixed(4),
-      kd_step_ms: +kdStepNode.toFixed(4),
-      kd_step_cpp_ms: +kdStepCpp.toFixed(4),
-      kd_step_ratio: +(kdStepNode / kdStepCpp).toFixed(4),
+      kd_step_cpp_ms: r4(ms.cpp),
+      kd_step_engine_ms: r4(ms.engine),
+      kd_step_hand_ms: r4(ms.hand),
+      kd_step_python_ms: r4(ms.python),
+      engine_vs_cpp: r4(ratio('engine', 'cpp')),
+      engine_vs_python: r4(ratio('engine', 'python')),
+      hand_vs_cpp: r4(ratio('hand', 'cpp')),
+      op_overhead_us: r4(opOverhead),
+      op_overhead_cpp_us: r4(opOverheadCpp),
+      inplace_op_us: r4(inplaceUs),
       rss_mb_first: +rss[0].toFixed(1),
       rss_mb_last: +rss[rss.length - 1].toFixed(1),
       rss_steps: RSS_STEPS,
       live_tensors_last: liveLast,
       threads: THREADS,
+      rounds: ROUNDS,
+      steps_per_round: per,
+      torch_python: py.info?.torch,
     }),
   );
-  teacher.dispose();
-  student.dispose();
-  for (const t of [x, y]) t.dispose();
+  engine.dispose();
+  opt.dispose();
+  for (const m of [teacher, student, handStudent]) m.dispose();
+  for (const t of [x, y] as Tensor[]) t.dispose();
 }
 
 main().catch((e) => {

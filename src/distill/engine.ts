@@ -267,9 +267,42 @@ const tapText = (t: Tap) => (t.role ? `${t.role}.${t.path}` : t.path);
 
 // ------------------------------------------------------------------------------------------------------- the run
 
-/** Runs the engine: trains the trainable roles on the terms, evaluating and checkpointing every epoch. */
-export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
-  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+/** What a step needs: the roles, the terms over their taps, and which updates minimise which terms. */
+export interface StepSpec {
+  name?: string;
+  roles: RoleSpec[];
+  terms: TermSpec[];
+  /** Default: one update over every term and every trainable role. */
+  updates?: UpdateSpec[];
+  /** The trainable role whose predictions `correct` counts (default: the first trainable role). */
+  primary?: string;
+}
+
+/** A batch as the step takes it; `indices` (the rows in the data set) are needed only by the teacher cache. */
+export interface StepBatch {
+  x: Tensor;
+  y: Tensor;
+  indices?: Int32Array;
+}
+
+/** The roles, terms and updates of a run, checked; optimizers and projections once `setUp` has run. */
+interface Plan {
+  name: string;
+  roles: Map<string, Role>;
+  terms: Term[];
+  updates: { roles: Role[]; terms: Term[] }[];
+  trainable: Role[];
+  frozen: Role[];
+  primary: Role;
+  /** The trainable roles other than the primary one. */
+  others: Role[];
+  projections: ModuleList;
+  /** Whether a term reads more than logits (a dry run on the first batch then fixes the taps' shapes). */
+  probing: boolean;
+}
+
+/** Checks roles, terms and updates and resolves the taps (nothing is run, no model is changed). */
+function planStep(o: StepSpec): Plan {
   const name = o.name ?? 'run';
   registerBuiltinLosses();
   if (!o.roles?.length) throw new Error(`${name}: a run needs at least one role`);
@@ -345,20 +378,94 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     if (!u.terms.length || !u.roles.length) throw new Error(`${name}: updates[${i}] needs at least one role and one term`);
     return { roles: u.roles.map((r) => roles.get(r)!), terms: u.terms.map((t) => termByName.get(t)!) };
   });
+  const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
+  return {
+    name, roles, terms, updates, trainable, frozen: [...roles.values()].filter((r) => !r.trainable), primary,
+    others: trainable.filter((r) => r !== primary), projections: new ModuleList(), probing,
+  };
+}
+
+/** Each trainable role's optimizer (over its parameters and the projections it feeds); frozen roles in eval mode without gradients. */
+function setUp(plan: Plan): void {
+  for (const r of plan.trainable)
+    r.opt = makeOptimizer(r.spec.optimizer!, [...r.module!.parameters(), ...r.projections.flatMap((p) => p.parameters())]);
+  for (const r of plan.frozen)
+    if (r.module) {
+      r.module.eval();
+      r.module.requiresGrad_(false);
+    }
+}
+
+/** Frees what the plan owns: optimizer state, cached teacher logits, projections. */
+function tearDown(plan: Plan): void {
+  for (const r of plan.roles.values()) {
+    r.cached?.dispose();
+    r.filling?.dispose();
+    r.opt?.dispose();
+  }
+  plan.projections.dispose();
+}
+
+const NO_EXTERNAL = new Map<Role, Map<string, Tensor>>();
+
+/**
+ * The engine's training step on its own, prepared once: roles, terms, projections and optimizers as `runEngine` sets
+ * them up, and `step(batch)` as its loop runs it, without the epoch loop, data loader, evaluation or checkpoints (the
+ * engine benchmark times this). External teachers, which are awaited before each step, run through `runEngine` only.
+ */
+export class EngineStep {
+  private constructor(private readonly plan: Plan) {}
+
+  /** Checks the spec, probes the taps' shapes on `batch` when a term reads more than logits, and makes the optimizers. */
+  static async create(o: StepSpec & { batch: StepBatch }): Promise<EngineStep> {
+    const plan = planStep(o);
+    const ext = plan.frozen.find((r) => r.external);
+    if (ext) throw new Error(`${plan.name}: role '${ext.name}' is an external ${ext.external!.kind} teacher; EngineStep runs module roles only (use runEngine)`);
+    if (plan.probing) await probe(o.batch, plan);
+    setUp(plan);
+    return new EngineStep(plan);
+  }
+
+  /**
+   * One step on `batch` (every update's forward, terms, backward and optimizer steps); its tensors are freed before it
+   * returns. `progress` drives scheduled weights and options (default: epoch 0, step 0 of 1).
+   */
+  step(batch: StepBatch, progress: RunProgress = { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }): StepResult {
+    return runStep(this.plan, batch, progress, NO_EXTERNAL, 0);
+  }
+
+  /** Each trainable role's optimizer, by role name. */
+  get optimizers(): Record<string, Optimizer<any>> {
+    return Object.fromEntries(this.plan.trainable.map((r) => [r.name, r.opt!]));
+  }
+
+  /** Frees the optimizers' state and the projections (the roles' models stay the caller's). */
+  dispose(): void {
+    tearDown(this.plan);
+  }
+}
+
+/** Runs the engine: trains the trainable roles on the terms, evaluating and checkpointing every epoch. */
+export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
+  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const plan = planStep(o);
+  const { name, roles, terms, trainable, frozen, primary, projections, others: otherTrainable } = plan;
 
   const dir = new RunDir(o.outDir, { name, resume: o.resume, force: o.force, log });
   dir.claim();
 
   // ---- projections: a dry run on the first batch fixes the taps' shapes (only when a term reads more than logits)
-  const projections = new ModuleList();
-  const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
-  if (probing) await probe(o.train, roles, terms, projections);
-
-  for (const r of trainable) {
-    r.opt = makeOptimizer(r.spec.optimizer!, [...r.module!.parameters(), ...r.projections.flatMap((p) => p.parameters())]);
-    r.sched = makeLrSchedule(r.spec.schedule ?? { kind: 'constant' }, r.opt, o.epochs);
+  if (plan.probing) {
+    o.train.setEpoch(0);
+    const b0 = o.train.batchAt(0);
+    try {
+      await probe(b0, plan);
+    } finally {
+      b0.dispose();
+    }
   }
-  const otherTrainable = trainable.filter((r) => r !== primary);
+  setUp(plan);
+  for (const r of trainable) r.sched = makeLrSchedule(r.spec.schedule ?? { kind: 'constant' }, r.opt!, o.epochs);
   const files = {
     weights: (r: Role) => (r === primary ? 'last.safetensors' : `last.${r.name}.safetensors`),
     optim: (r: Role) => (r === primary ? 'last.optim.safetensors' : `last.${r.name}.optim.safetensors`),
@@ -396,18 +503,10 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   }
 
   // ---- frozen roles: eval mode, no gradients; the teacher cache where it applies
-  let cacheState: TrainSummary['teacher_cache'] = undefined;
-  const frozen = [...roles.values()].filter((r) => !r.trainable);
-  for (const r of frozen) {
-    cacheState = 'off';
-    if (r.module) {
-      r.module.eval();
-      r.module.requiresGrad_(false);
-    }
-  }
+  let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
   for (const r of frozen) {
     const onlyLogits = [...r.taps].every((p) => p === LOGITS);
-    if (!r.spec.cache || !onlyLogits || probing || o.train.transforms.some((t) => t.random) || !r.taps.size) continue;
+    if (!r.spec.cache || !onlyLogits || plan.probing || o.train.transforms.some((t) => t.random) || !r.taps.size) continue;
     const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
     fs.mkdirSync(cacheDir, { recursive: true });
     const model = r.module ?? r.external!;
@@ -456,7 +555,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
         for (const r of external) if (!r.cached && r.taps.size) ext.set(r, await runTeacher(r.external!, b.x, [...r.taps]));
         let res: StepResult;
         try {
-          res = tidy(() => trainStep(b, p, roles, frozen, updates, primary, otherTrainable, ext, o.train.dataset.length));
+          res = runStep(plan, b, p, ext, o.train.dataset.length);
         } finally {
           for (const m of ext.values()) dispose([...m.values()]);
         }
@@ -525,12 +624,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
     }
   } finally {
-    for (const r of roles.values()) {
-      r.cached?.dispose();
-      r.filling?.dispose();
-      r.opt?.dispose();
-    }
-    projections.dispose();
+    tearDown(plan);
   }
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
   return {
@@ -569,7 +663,8 @@ interface PartialEpoch {
   elapsed: number;
 }
 
-interface StepResult {
+/** What one step reports: the total loss, the primary role's correct predictions, term values for the metrics. */
+export interface StepResult {
   value: number;
   correct: number;
   metrics: Record<string, number>;
@@ -594,24 +689,20 @@ function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
   return r.trainable ? run() : noGrad(run);
 }
 
+/** One step in its own scope: every update's forward, terms, backward and optimizer steps. */
+function runStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<string, Tensor>>, rows: number): StepResult {
+  return tidy(() => trainStep(plan, b, p, ext, rows));
+}
+
 /** One step: every update's forward, terms, backward and optimizer steps. Runs inside the caller's scope. */
-function trainStep(
-  b: { x: Tensor; y: Tensor; indices: Int32Array },
-  p: RunProgress,
-  roles: Map<string, Role>,
-  frozen: Role[],
-  updates: { roles: Role[]; terms: Term[] }[],
-  primary: Role,
-  others: Role[],
-  ext: Map<Role, Map<string, Tensor>>,
-  rows: number,
-): StepResult {
+function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<string, Tensor>>, rows: number): StepResult {
+  const { roles, frozen, updates, primary, others } = plan;
   // frozen roles' taps, once per step
   const frozenTaps = new Map<Role, Map<string, Tensor>>();
   for (const r of frozen) {
     if (!r.taps.size) continue;
     if (r.cached) {
-      frozenTaps.set(r, new Map([[LOGITS, r.cached.indexSelect(0, rowIndex(b.indices, r.cached.device))]]));
+      frozenTaps.set(r, new Map([[LOGITS, r.cached.indexSelect(0, rowIndex(b.indices!, r.cached.device))]]));
       continue;
     }
     const taps = r.external ? ext.get(r)! : forwardRole(r, b.x);
@@ -620,7 +711,7 @@ function trainStep(
       // the first epoch fills the cache from the teacher's outputs as it goes
       const t = taps.get(LOGITS)!;
       if (!r.filling) r.filling = keep(ops.zeros([rows, t.shape[1]], { dtype: 'float32', device: t.device }));
-      noGrad(() => ops.index_copy_(r.filling!, 0, tensor(b.indices, { dtype: 'int64', device: t.device }), t.float()));
+      noGrad(() => ops.index_copy_(r.filling!, 0, tensor(b.indices!, { dtype: 'int64', device: t.device }), t.float()));
     }
   }
   let total = 0;
@@ -677,9 +768,8 @@ function trainStep(
 }
 
 /** Runs every role once on the first batch (eval mode, no grad) and builds the projections the terms need. */
-async function probe(train: DataLoader, roles: Map<string, Role>, terms: Term[], projections: ModuleList): Promise<void> {
-  train.setEpoch(0);
-  const b0 = train.batchAt(0);
+async function probe(b0: StepBatch, plan: Plan): Promise<void> {
+  const { roles, terms, projections } = plan;
   const ext = new Map<Role, Map<string, Tensor>>();
   try {
     for (const r of roles.values()) if (r.external && r.taps.size) ext.set(r, await runTeacher(r.external, b0.x, [...r.taps]));
@@ -707,7 +797,6 @@ async function probe(train: DataLoader, roles: Map<string, Role>, terms: Term[],
       for (const [r, was] of modes) r.module!.train(was);
     }
   } finally {
-    b0.dispose();
     for (const m of ext.values()) dispose([...m.values()]);
   }
 }
