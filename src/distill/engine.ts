@@ -219,6 +219,8 @@ interface Role {
   trainable: boolean;
   /** Taps read from this role (module paths or external value names; `logits` always for trainable roles). */
   taps: Set<string>;
+  /** The module paths behind the taps other than logits (the modules whose outputs the forward pass captures). */
+  inner: string[];
   /** Projections fed by this role's taps (trained with it). */
   projections: Projection[];
   opt: Optimizer<any> | null;
@@ -290,7 +292,7 @@ interface Plan {
   name: string;
   roles: Map<string, Role>;
   terms: Term[];
-  updates: { roles: Role[]; terms: Term[] }[];
+  updates: { roles: Role[]; terms: Term[]; need: Role[] }[];
   trainable: Role[];
   frozen: Role[];
   primary: Role;
@@ -318,7 +320,7 @@ function planStep(o: StepSpec): Plan {
     if (external && spec.optimizer) throw new Error(`${name}: role '${spec.name}' is an external ${external.kind} teacher and cannot be trained (remove its optimizer)`);
     roles.set(spec.name, {
       spec, name: spec.name, module: external ? null : (spec.model as Module), external, trainable: !!spec.optimizer,
-      taps: new Set(spec.optimizer ? [LOGITS] : []), projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null,
+      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null,
     });
   }
   const trainable = [...roles.values()].filter((r) => r.trainable);
@@ -376,8 +378,13 @@ function planStep(o: StepSpec): Plan {
     for (const r of u.roles) if (!roles.get(r)?.trainable) throw new Error(`${name}: updates[${i}].roles: '${r}' is not a trainable role (${trainable.map((x) => x.name).join(', ')})`);
     for (const t of u.terms) if (!termByName.has(t)) throw new Error(`${name}: updates[${i}].terms: no term '${t}'. Closest: ${closest(t, [...termByName.keys()], 3).join(', ')}`);
     if (!u.terms.length || !u.roles.length) throw new Error(`${name}: updates[${i}] needs at least one role and one term`);
-    return { roles: u.roles.map((r) => roles.get(r)!), terms: u.terms.map((t) => termByName.get(t)!) };
+    const ts = u.terms.map((t) => termByName.get(t)!);
+    // the roles whose forward pass the update needs: those its terms tap, then its own (in this order, every step)
+    const need = new Set(ts.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
+    for (const r of u.roles) need.add(roles.get(r)!);
+    return { roles: u.roles.map((r) => roles.get(r)!), terms: ts, need: [...need] };
   });
+  for (const r of roles.values()) r.inner = [...new Set([...r.taps].filter((p) => p !== LOGITS).map(modulePath))];
   const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
   return {
     name, roles, terms, updates, trainable, frozen: [...roles.values()].filter((r) => !r.trainable), primary,
@@ -675,8 +682,7 @@ export interface StepResult {
 
 /** The forward pass of one role on x: logits and the captured taps (frozen roles under no-grad). */
 function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
-  const m = r.module!;
-  const inner = [...new Set([...r.taps].filter((p) => p !== LOGITS).map(modulePath))];
+  const m = r.module!, inner = r.inner;
   const run = () => {
     if (!inner.length) return new Map([[LOGITS, m.call(x) as Tensor]]);
     const { result, features } = m.captureFeatures(inner, () => m.call(x) as Tensor);
@@ -686,7 +692,9 @@ function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
     features.set(LOGITS, result);
     return features;
   };
-  return r.trainable ? run() : noGrad(run);
+  // in a scope of its own, as C++ scoping does: intermediate tensors that neither the taps nor autograd hold (all of a
+  // frozen role's activations) are freed as soon as the forward pass ends, not at the end of the step
+  return tidy(() => (r.trainable ? run() : noGrad(run)));
 }
 
 /** One step in its own scope: every update's forward, terms, backward and optimizer steps. */
@@ -719,9 +727,7 @@ function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<
   const logits = new Map<Role, Tensor>();
   for (const u of updates) {
     const taps = new Map(frozenTaps);
-    const need = new Set(u.terms.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
-    for (const r of u.roles) need.add(r);
-    for (const r of need) if (r.trainable) taps.set(r, forwardRole(r, b.x));
+    for (const r of u.need) if (r.trainable) taps.set(r, forwardRole(r, b.x));
     const get = (tap: Tap, target: boolean): Tensor => {
       if (!tap.role) return b.y;
       const r = roles.get(tap.role)!;
@@ -729,39 +735,45 @@ function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<
       // the target side never receives gradients (another trainable role's output is a constant here)
       return target && r.trainable ? t.detach() : t;
     };
-    const parts: { loss: LossResult; weight: number }[] = [];
-    for (const term of u.terms) {
-      const { values, scheduled } = resolveOptions(term.options, p);
-      const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
-      const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
-      let loss: LossResult;
-      try {
-        loss = term.def.fn(sp, tv, { labels: b.y, progress: p, scheduled }, values);
-      } catch (e) {
-        throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
+    // the terms and their sum in a scope of their own: the loss's intermediate tensors are freed before the backward
+    // pass (autograd keeps what it needs and releases it as it goes), as C++ scoping frees them
+    const scored = tidy(() => {
+      const parts: { loss: LossResult; weight: number }[] = [];
+      for (const term of u.terms) {
+        const { values, scheduled } = resolveOptions(term.options, p);
+        const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
+        const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
+        let loss: LossResult;
+        try {
+          loss = term.def.fn(sp, tv, { labels: b.y, progress: p, scheduled }, values);
+        } catch (e) {
+          throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
+        }
+        const weight = weightAt(term.weight, p);
+        if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
+        parts.push({ loss, weight });
       }
-      const weight = weightAt(term.weight, p);
-      if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
-      parts.push({ loss, weight });
-    }
-    const loss = weightedSum(parts);
-    const value = loss.item();
-    // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
-    const valueOf = (i: number) => lossValue(parts[i].loss).item();
-    if (!Number.isFinite(value)) {
-      const bad = u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name);
-      return { value, correct: 0, metrics: {}, terms: {}, others: {}, bad };
-    }
-    const vals = u.terms.flatMap((t, i) => (t.spec.metric === false ? [] : [[t, valueOf(i), parts[i].weight] as const]));
+      const loss = weightedSum(parts);
+      const value = loss.item();
+      // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
+      const valueOf = (i: number) => lossValue(parts[i].loss).item();
+      if (!Number.isFinite(value)) return { loss: null, value, vals: [], bad: u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name) };
+      // [term index, unweighted value, weight] of the reported terms
+      const vals: [number, number, number][] = [];
+      u.terms.forEach((t, i) => { if (t.spec.metric !== false) vals.push([i, valueOf(i), parts[i].weight]); });
+      return { loss, value, vals, bad: [] };
+    });
+    if (!scored.loss) return { value: scored.value, correct: 0, metrics: {}, terms: {}, others: {}, bad: scored.bad };
     for (const r of u.roles) r.opt!.zeroGrad();
-    loss.backward();
+    scored.loss.backward();
     for (const r of u.roles) r.opt!.step();
-    total += value;
-    for (const [t, v, w] of vals) {
+    total += scored.value;
+    for (const [i, v, w] of scored.vals) {
+      const t = u.terms[i];
       if (t.spec.metric) metrics[t.spec.metric] = (metrics[t.spec.metric] ?? 0) + v;
       else if (t.spec.metric === undefined) termValues[t.name] = v * w;
     }
-    for (const r of need) if (r.trainable) logits.set(r, taps.get(r)!.get(LOGITS)!);
+    for (const r of u.need) if (r.trainable) logits.set(r, taps.get(r)!.get(LOGITS)!);
   }
   const correctOf = (r: Role) => { const l = logits.get(r); return l ? noGrad(() => l.argmax(1).eq(b.y).sum().item()) : 0; };
   return { value: total, correct: correctOf(primary), metrics, terms: termValues, others: Object.fromEntries(others.map((r) => [r.name, correctOf(r)])), bad: [] };
