@@ -210,6 +210,29 @@ describe('memory: scopes, keep, dispose, live count', () => {
     assert.throws(() => tidy(() => { ones([4]); throw new Error('boom'); }), /boom/);
     assert.equal(liveTensors(), before);
   });
+  it('a scope releases its tensors in one call to the addon; the addon takes one handle or an array of them', () => {
+    const before = liveTensors();
+    const calls: unknown[] = [];
+    const orig = native.dispose;
+    native.dispose = (h) => { calls.push(h); orig(h); };
+    try {
+      const kept = tidy(() => {
+        ones([2]).add(1).mul(3);
+        return ones([1]);
+      });
+      assert.equal(calls.length, 1);
+      assert.ok(Array.isArray(calls[0]) && (calls[0] as unknown[]).length === 3);
+      kept.dispose();
+    } finally {
+      native.dispose = orig;
+    }
+    assert.equal(liveTensors(), before);
+    const ts = [ones([1]), zeros([2])];
+    native.dispose([ts[0]._h, ts[1]._h, ts[0]._h]); // disposing twice is a no-op, as for one handle
+    assert.ok(ts.every((t) => t.isDisposed));
+    assert.equal(liveTensors(), before);
+    assert.throws(() => native.dispose([{}] as never), /dispose: expected tensor handles, got object at index 0/);
+  });
   it('dispose walks arrays and objects', () => {
     const before = liveTensors();
     const bag = { a: ones([1]), b: [zeros([1]), { c: rand(2) }] };

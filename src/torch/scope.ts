@@ -1,7 +1,7 @@
 // Deterministic release of native tensors: `tidy` scopes, `keep`, `dispose`. The GC finalizer on each handle is
 // only a backstop. Scopes are synchronous; a callback that returns a Promise is an error, because tensors created
 // after its first `await` would escape the scope.
-import { native } from './handle';
+import { type Handle, native } from './handle';
 import type { Tensor } from './tensor';
 
 const scopes: Tensor[][] = [];
@@ -73,12 +73,15 @@ export function tidy<T>(a: string | (() => T), b?: () => T): T {
     collectTensors(result, returned, new Set(), TensorClassRef);
   }
   const parent = scopes.length ? scopes[scopes.length - 1] : null;
+  // the scope's tensors are released in one call to the addon
+  const dead: Handle[] = [];
   for (const t of mine) {
     if (t._kept) continue;
     if (returned !== null && returned.has(t)) {
       if (parent) parent.push(t);
-    } else t.dispose();
+    } else dead.push(t._h);
   }
+  if (dead.length !== 0) native.dispose(dead);
   return result;
 }
 
