@@ -10,7 +10,8 @@ import { F } from '../src/nn';
 import { dispose, loadSafetensors, manualSeed, ops, tensor, tidy } from '../src/torch';
 import { DataLoader, loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { EngineStep, type EngineOptions, type StageSpec, TrainingInterrupted, responseKD, runEngine, runStages, stepSeed, weightedSum } from '../src/distill';
+import { EngineStep, type EngineOptions, type StageSpec, TrainingInterrupted, lossNumber, lossValue, responseKD, runEngine, runStages, stepSeed, weightedSum } from '../src/distill';
+import { correctCount } from '../src/distill/engine';
 import { blackBoxTeacher } from '../src/teachers';
 import { loadWeights } from '../src/nn';
 import { checkLeaks, maxDiff } from './helpers';
@@ -50,6 +51,46 @@ describe('engine', () => {
       // weightedSum: plain and scaled terms
       const sum = weightedSum([{ loss: F.crossEntropy(s, y), weight: 2 }, { loss: { value: tensor(3), scale: 0.5 }, weight: 4 }]);
       assert.ok(Math.abs(sum.item() - (2 * ce + 4 * 0.5 * 3)) < 1e-5);
+    });
+  });
+
+  it('the correct count read per step is argmax(1).eq(labels).sum(), NaN and ties as libtorch picks them', () => {
+    tidy(() => {
+      manualSeed(3);
+      const y = tensor([1, 0, 0, 3, 0, 2, 2, 1], { dtype: 'int64' });
+      const rows = [[1, NaN, 3, NaN], [2, 2, 1, 2], [-0, 0, -1, -2], [-Infinity, -Infinity, -Infinity, -Infinity], [NaN, 5, 7, 7], [1, Infinity, Infinity, 3], [0.5, 0.25, 0.75, 0.75], [4, 4, 4, 4]];
+      for (const dtype of ['float32', 'float64'] as const) {
+        const l = tensor(rows, { dtype });
+        assert.equal(correctCount(l, y), l.argmax(1).eq(y).sum().item());
+      }
+      for (let i = 0; i < 20; i++) {
+        // random logits, rounded so that ties happen, some NaN; labels int64 and int32
+        const l = ops.randn([64, 5]).mul(2).round().maskedFill(ops.rand([64, 5]).lt(0.05), NaN);
+        const yy = ops.randint_low(0, 5, [64]);
+        const expected = l.argmax(1).eq(yy).sum().item();
+        assert.equal(correctCount(l, yy), expected);
+        assert.equal(correctCount(l, yy.int()), expected);
+      }
+      // other shapes go through the tensor ops: [N, C, L] logits, [N, L] labels
+      const l3 = ops.randn([4, 3, 5]), y3 = ops.randint_low(0, 3, [4, 5]);
+      assert.equal(correctCount(l3, y3), l3.argmax(1).eq(y3).sum().item());
+    });
+  });
+
+  it('lossNumber gives what lossValue(r).item() gives, without the tensor op', () => {
+    tidy(() => {
+      manualSeed(4);
+      for (const dtype of ['float32', 'float64'] as const)
+        for (const scale of [0.25, 16 / 64, 4.5 / 128, 1, 3, 1e-3, 1 / 3, 7.1e6])
+          for (let i = 0; i < 30; i++) {
+            const value = ops.randn([]).mul(10 ** (i % 7 - 3)).to(dtype);
+            const r = { value, scale };
+            assert.equal(lossNumber(r), lossValue(r).item(), `${dtype} ${value.item()} × ${scale}`);
+          }
+      const plain = tensor(1.5);
+      assert.equal(lossNumber(plain), 1.5);
+      const half = { value: tensor(0.1).half(), scale: 0.3 };
+      assert.equal(lossNumber(half), lossValue(half).item());
     });
   });
 

@@ -10,14 +10,14 @@
 // Every kind of classification run goes through `runEngine`: plain training (one role, the term `ce`), response KD,
 // feature KD, several students learning from each other. Its run directory is the RunDir: checkpoints of every role
 // written atomically, state.json as the commit point, metrics.jsonl appended durably, exact resume at any step.
-import { Tensor, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
+import { Tensor, dispose, isFloatingDType, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
 import { Module, ModuleList, closest } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, warmup } from '../optim';
 import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
 import { type Teacher, isTeacher, runTeacher } from '../teachers';
 import { type LayerMap, type LossDef, Projection, expandMatches, getLoss, modelPaths, modulePath, planProjection, registerBuiltinLosses } from './features';
 import { type Progress as RunProgress } from './schedules';
-import { type LossResult, type WeightSpec, checkOptions, checkWeight, lossValue, resolveOptions, weightAt, weightedSum } from './terms';
+import { type LossResult, type WeightSpec, checkOptions, checkWeight, lossNumber, resolveOptions, weightAt, weightedSum } from './terms';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
 import { RunDir } from './rundir';
 import * as path from 'node:path';
@@ -756,7 +756,7 @@ function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<
       const loss = weightedSum(parts);
       const value = loss.item();
       // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
-      const valueOf = (i: number) => lossValue(parts[i].loss).item();
+      const valueOf = (i: number) => lossNumber(parts[i].loss);
       if (!Number.isFinite(value)) return { loss: null, value, vals: [], bad: u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name) };
       // [term index, unweighted value, weight] of the reported terms
       const vals: [number, number, number][] = [];
@@ -775,8 +775,33 @@ function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<
     }
     for (const r of u.need) if (r.trainable) logits.set(r, taps.get(r)!.get(LOGITS)!);
   }
-  const correctOf = (r: Role) => { const l = logits.get(r); return l ? noGrad(() => l.argmax(1).eq(b.y).sum().item()) : 0; };
+  const correctOf = (r: Role) => { const l = logits.get(r); return l ? correctCount(l, b.y) : 0; };
   return { value: total, correct: correctOf(primary), metrics, terms: termValues, others: Object.fromEntries(others.map((r) => [r.name, correctOf(r)])), bad: [] };
+}
+
+/**
+ * How many rows of `logits` pick the class in `labels` (top-1, `argmax(1).eq(labels).sum()`). Small [N, C] logits with
+ * labels [N] are read and counted here, as libtorch's argmax picks (the first NaN, otherwise the first maximum): two
+ * reads instead of four tensor ops, for a number reported every step.
+ */
+export function correctCount(logits: Tensor, labels: Tensor): number {
+  const s = logits.shape, ls = labels.shape;
+  if (s.length !== 2 || ls.length !== 1 || ls[0] !== s[0] || s[0] * s[1] > 65536 || !isFloatingDType(logits.dtype))
+    return noGrad(() => logits.argmax(1).eq(labels).sum().item());
+  const d = logits.data() as Float32Array | Float64Array, y = labels.data();
+  const C = s[1];
+  let correct = 0;
+  for (let i = 0, off = 0; i < s[0]; i++, off += C) {
+    let best = 0, bv = d[off];
+    if (bv === bv)
+      for (let j = 1; j < C; j++) {
+        const v = d[off + j];
+        if (v !== v) { best = j; break; }
+        if (v > bv) { bv = v; best = j; }
+      }
+    if (Number(y[i]) === best) correct++;
+  }
+  return correct;
 }
 
 /** Runs every role once on the first batch (eval mode, no grad) and builds the projections the terms need. */
