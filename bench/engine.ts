@@ -33,7 +33,7 @@ const BATCH = 64;
 
 const root = path.resolve(__dirname, '..', '..');
 
-function buildCppAddon(): { init(threads: number): void; steps(n: number): number[]; opOverheadUs(): number } {
+function buildCppAddon(): { init(threads: number): void; steps(n: number): number[]; opOverheadUs(): number; checksums(): number[] } {
   const src = path.join(root, 'bench', 'kd_step.cc');
   const bin = path.join(root, 'build', 'kd_bench.node');
   if (!(fs.existsSync(bin) && fs.statSync(bin).mtimeMs > fs.statSync(src).mtimeMs)) {
@@ -55,7 +55,7 @@ function buildCppAddon(): { init(threads: number): void; steps(n: number): numbe
 class PythonStep {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly lines: AsyncIterator<string>;
-  info: { torch: string; threads: number } | null = null;
+  info: { torch: string; threads: number; checksums: number[] } | null = null;
   constructor(python: string, threads: number) {
     const script = path.join(root, 'bench', 'kd_step.py');
     this.child = spawn(python, [script, '--threads', String(threads), '--alpha', String(ALPHA), '--temperature', String(T)], {
@@ -94,10 +94,13 @@ async function main() {
   teacher.eval();
   teacher.requiresGrad_(false);
   const student = new LeNet5Half();
-  const handStudent = new LeNet5Half();
-  noGrad(() => handStudent.parameters().forEach((p, i) => p.copy_(student.parameters()[i])));
+  // the same draws in the same order as kd_step.cc and kd_step.py: all sides train the same weights on the same batch
+  // (max pooling's time depends on the data)
   const x = randn([BATCH, 1, 28, 28]).keep();
   const y = randint(0, 10, [BATCH]).keep();
+  const handStudent = new LeNet5Half();
+  noGrad(() => handStudent.parameters().forEach((p, i) => p.copy_(student.parameters()[i])));
+  const sums = tidy(() => [x.sum().item(), ...[teacher, student].map((m) => m.parameters().reduce((a, p) => a + p.sum().item(), 0))]);
 
   // The engine's step, configured as trainModel configures response KD: roles `student` (SGD) and `teacher` (frozen),
   // terms `hard` (ce, weight α) and `soft` (kl at T, weight 1 − α), both reported as metrics.
@@ -136,6 +139,9 @@ async function main() {
   cpp.init(THREADS);
   const py = new PythonStep(PYTHON, THREADS);
   await py.start();
+  const same = (other: number[]) => other.every((v, i) => Math.abs(v - sums[i]) <= 1e-3 * Math.max(1, Math.abs(sums[i])));
+  if (!same(cpp.checksums()) || !same(py.info!.checksums))
+    process.stderr.write(`bench: warning: the sides start from different data (sums of x, teacher, student: Node ${sums}, C++ ${cpp.checksums()}, Python ${py.info!.checksums})\n`);
 
   // the live-tensor baseline is taken after the first steps, which create the optimizers' momentum buffers
   engineStep();

@@ -5,7 +5,8 @@ with KL summed over the batch and divided by its size, SGD momentum 0.9, batch 6
 
 Run as a child of bench/engine.ts so that its rounds alternate with the Node and C++ steps: each line `steps N` on stdin
 runs N steps and answers one line, a JSON array of the per-step times in ms; `quit` (or end of input) ends it.
-The first line it writes is a JSON object describing itself.
+The first line it writes is a JSON object describing itself (with sums of the batch and of each model's parameters,
+which the benchmark compares with its own: every side starts from the same weights and batch).
 
   /usr/bin/python3 bench/kd_step.py [--threads 1] [--alpha 0.3] [--temperature 4]
 """
@@ -50,7 +51,9 @@ def main():
         loss.backward()
         opt.step()
 
-    print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads()}), flush=True)
+    with torch.no_grad():
+        sums = [x.sum().item()] + [sum(p.sum().item() for p in m.parameters()) for m in (teacher, student)]
+    print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(), 'checksums': sums}), flush=True)
     for line in sys.stdin:
         cmd = line.split()
         if not cmd or cmd[0] == 'quit':
