@@ -3,7 +3,7 @@ export * from './types';
 export * from './factory';
 export * from './runtime';
 export { ScriptModule } from './jit';
-export { tidy, keep, dispose, liveTensors, nextTick, memory } from './scope';
+export { tidy, keep, dispose, chain, liveTensors, nextTick, memory } from './scope';
 export * as ops from './ops.generated';
 export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, readSafetensorsHeader, parseHeader,
   type SafetensorsHeader, type SafetensorsEntry, type SafetensorsContents } from './safetensors';
