@@ -10,7 +10,7 @@
 // Every kind of classification run goes through `runEngine`: plain training (one role, the term `ce`), response KD,
 // feature KD, several students learning from each other. Its run directory is the RunDir: checkpoints of every role
 // written atomically, state.json as the commit point, metrics.jsonl appended durably, exact resume at any step.
-import { Tensor, dispose, isFloatingDType, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
+import { Tensor, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
 import { Module, ModuleList, closest } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, warmup } from '../optim';
 import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
@@ -239,6 +239,8 @@ interface Term {
   t: Tap[];
   weight: WeightSpec;
   options: Record<string, unknown>;
+  /** The options' values when none follows a schedule (resolved once, not every step). */
+  fixed: { values: Record<string, unknown>; scheduled: false } | null;
   proj: Projection | null;
 }
 
@@ -370,7 +372,9 @@ function planStep(o: StepSpec): Plan {
       const base = spec.name ?? `${spec.loss}:${s.map((x) => x.path).join('+')}`;
       const k = names.get(base) ?? 0;
       names.set(base, k + 1);
-      terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, proj: null });
+      const moving = Object.values(options).some((v) => typeof v === 'function' || (!!v && typeof v === 'object' && !Array.isArray(v) && 'kind' in v));
+      const fixed = moving ? null : { values: { ...options }, scheduled: false as const };
+      terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, fixed, proj: null });
     }
   });
   const termByName = new Map(terms.map((t) => [t.name, t]));
@@ -699,7 +703,9 @@ function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
 
 /** One step in its own scope: every update's forward, terms, backward and optimizer steps. */
 function runStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<string, Tensor>>, rows: number): StepResult {
-  return tidy(() => trainStep(plan, b, p, ext, rows));
+  let result: StepResult;
+  tidy(() => { result = trainStep(plan, b, p, ext, rows); }); // the result holds numbers only: nothing leaves the scope
+  return result!;
 }
 
 /** One step: every update's forward, terms, backward and optimizer steps. Runs inside the caller's scope. */
@@ -737,10 +743,13 @@ function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<
     };
     // the terms and their sum in a scope of their own: the loss's intermediate tensors are freed before the backward
     // pass (autograd keeps what it needs and releases it as it goes), as C++ scoping frees them
-    const scored = tidy(() => {
+    let value = 0;
+    let bad: string[] | null = null;
+    const vals: [number, number, number][] = []; // [term index, unweighted value, weight] of the reported terms
+    const loss = tidy(() => {
       const parts: { loss: LossResult; weight: number }[] = [];
       for (const term of u.terms) {
-        const { values, scheduled } = resolveOptions(term.options, p);
+        const { values, scheduled } = term.fixed ?? resolveOptions(term.options, p);
         const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
         const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
         let loss: LossResult;
@@ -754,21 +763,19 @@ function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<
         parts.push({ loss, weight });
       }
       const loss = weightedSum(parts);
-      const value = loss.item();
+      value = loss.item();
       // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
       const valueOf = (i: number) => lossNumber(parts[i].loss);
-      if (!Number.isFinite(value)) return { loss: null, value, vals: [], bad: u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name) };
-      // [term index, unweighted value, weight] of the reported terms
-      const vals: [number, number, number][] = [];
-      u.terms.forEach((t, i) => { if (t.spec.metric !== false) vals.push([i, valueOf(i), parts[i].weight]); });
-      return { loss, value, vals, bad: [] };
+      if (!Number.isFinite(value)) bad = u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name);
+      else u.terms.forEach((t, i) => { if (t.spec.metric !== false) vals.push([i, valueOf(i), parts[i].weight]); });
+      return loss;
     });
-    if (!scored.loss) return { value: scored.value, correct: 0, metrics: {}, terms: {}, others: {}, bad: scored.bad };
+    if (bad) return { value, correct: 0, metrics: {}, terms: {}, others: {}, bad };
     for (const r of u.roles) r.opt!.zeroGrad();
-    scored.loss.backward();
+    loss.backward();
     for (const r of u.roles) r.opt!.step();
-    total += scored.value;
-    for (const [i, v, w] of scored.vals) {
+    total += value;
+    for (const [i, v, w] of vals) {
       const t = u.terms[i];
       if (t.spec.metric) metrics[t.spec.metric] = (metrics[t.spec.metric] ?? 0) + v;
       else if (t.spec.metric === undefined) termValues[t.name] = v * w;
@@ -786,9 +793,10 @@ function trainStep(plan: Plan, b: StepBatch, p: RunProgress, ext: Map<Role, Map<
  */
 export function correctCount(logits: Tensor, labels: Tensor): number {
   const s = logits.shape, ls = labels.shape;
-  if (s.length !== 2 || ls.length !== 1 || ls[0] !== s[0] || s[0] * s[1] > 65536 || !isFloatingDType(logits.dtype))
-    return noGrad(() => logits.argmax(1).eq(labels).sum().item());
-  const d = logits.data() as Float32Array | Float64Array, y = labels.data();
+  const d = s.length === 2 && ls.length === 1 && ls[0] === s[0] && s[0] * s[1] <= 65536 ? logits.data() : null;
+  // floating-point logits only (half precision comes back as float32, which keeps order, ties and NaN)
+  if (!(d instanceof Float32Array || d instanceof Float64Array)) return noGrad(() => logits.argmax(1).eq(labels).sum().item());
+  const y = labels.data();
   const C = s[1];
   let correct = 0;
   for (let i = 0, off = 0; i < s[0]; i++, off += C) {
