@@ -3,16 +3,17 @@
 // against the same libtorch (bench/kd_step.cc, built here and loaded as an addon) and in PyTorch (bench/kd_step.py, a
 // child process); plus RSS and live tensors over a long run of the engine step.
 //   npm run bench:engine -- [--steps 400] [--rounds 10] [--rss-steps 5000] [--threads 1] [--python /usr/bin/python3]
-// The four steps alternate in rounds (the order rotating every round) in one run, so that all of them see the same
-// machine state; the ratios are medians of the per-round ratios.
+//                           [--baseline OTHER_BUILD_DIR [--baseline-native OTHER_ADDON.node]]
+// The steps alternate in rounds (the order rotating every round) in one run, so that all of them see the same machine
+// state; the ratios are medians of the per-round ratios. --baseline adds the engine step of another build (its
+// compiled output, e.g. another checkout's dist/, with its own addon when --baseline-native names it).
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { Tensor, liveTensors, manualSeed, nextTick, noGrad, ops, randint, randn, setNumThreads, tidy } from '../src/torch';
-import { LeNet5, LeNet5Half } from '../src/models';
+import { liveTensors, nextTick, noGrad, ops, randn, setNumThreads, tidy } from '../src/torch';
+import { LeNet5Half } from '../src/models';
 import { SGD } from '../src/optim';
-import { EngineStep } from '../src/distill';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,10 +24,13 @@ const ROUNDS = arg('rounds', 10);
 const WARMUP = arg('warmup', 50);
 const RSS_STEPS = arg('rss-steps', 5000);
 const THREADS = arg('threads', 1);
-const PYTHON = (() => {
-  const i = process.argv.indexOf('--python');
-  return i >= 0 ? process.argv[i + 1] : '/usr/bin/python3';
-})();
+function strArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const PYTHON = strArg('python') ?? '/usr/bin/python3';
+const BASELINE = strArg('baseline');
+const BASELINE_NATIVE = strArg('baseline-native');
 const T = 4;
 const ALPHA = 0.3;
 const BATCH = 64;
@@ -87,24 +91,30 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-async function main() {
-  setNumThreads(THREADS);
+/** The parts of a build of tsdistill the engine step needs (this one, or another given with --baseline). */
+interface Build {
+  torch: typeof import('../src/torch');
+  models: typeof import('../src/models');
+  distill: typeof import('../src/distill');
+}
+
+/**
+ * The engine's step, configured as trainModel configures response KD: roles `student` (SGD) and `teacher` (frozen),
+ * terms `hard` (ce, weight α) and `soft` (kl at T, weight 1 − α), both reported as metrics. The models and the batch
+ * are drawn after seeding 0 in the order kd_step.cc and kd_step.py draw them: every side trains the same weights on
+ * the same batch (max pooling's time depends on the data).
+ */
+async function engineSide(lib: Build) {
+  const { manualSeed, randint, randn, tidy } = lib.torch;
   manualSeed(0);
-  const teacher = new LeNet5();
+  const teacher = new lib.models.LeNet5();
   teacher.eval();
   teacher.requiresGrad_(false);
-  const student = new LeNet5Half();
-  // the same draws in the same order as kd_step.cc and kd_step.py: all sides train the same weights on the same batch
-  // (max pooling's time depends on the data)
+  const student = new lib.models.LeNet5Half();
   const x = randn([BATCH, 1, 28, 28]).keep();
   const y = randint(0, 10, [BATCH]).keep();
-  const handStudent = new LeNet5Half();
-  noGrad(() => handStudent.parameters().forEach((p, i) => p.copy_(student.parameters()[i])));
   const sums = tidy(() => [x.sum().item(), ...[teacher, student].map((m) => m.parameters().reduce((a, p) => a + p.sum().item(), 0))]);
-
-  // The engine's step, configured as trainModel configures response KD: roles `student` (SGD) and `teacher` (frozen),
-  // terms `hard` (ce, weight α) and `soft` (kl at T, weight 1 − α), both reported as metrics.
-  const engine = await EngineStep.create({
+  const engine = await lib.distill.EngineStep.create({
     name: 'bench',
     roles: [
       { name: 'student', model: student, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0 } },
@@ -116,10 +126,31 @@ async function main() {
     ],
     batch: { x, y },
   });
-  let engineSteps = 0;
-  const engineStep = () => {
-    engine.step({ x, y }, { epoch: 0, step: engineSteps++, stepsPerEpoch: 1e9, epochs: 1 });
+  let steps = 0;
+  return {
+    teacher, student, x, y, sums,
+    step: () => { engine.step({ x, y }, { epoch: 0, step: steps++, stepsPerEpoch: 1e9, epochs: 1 }); },
+    nextTick: lib.torch.nextTick,
+    dispose: () => { engine.dispose(); teacher.dispose(); student.dispose(); x.dispose(); y.dispose(); },
   };
+}
+
+async function main() {
+  setNumThreads(THREADS);
+  const eng = await engineSide({ torch: require('../src/torch'), models: require('../src/models'), distill: require('../src/distill') });
+  const { teacher, x, y, sums } = eng;
+  const engineStep = eng.step;
+  const handStudent = new LeNet5Half();
+  noGrad(() => handStudent.parameters().forEach((p, i) => p.copy_(eng.student.parameters()[i])));
+  // another build's engine step (--baseline DIR: its compiled output, e.g. a checkout's dist/), loaded with its own
+  // addon when --baseline-native names one
+  let base: Awaited<ReturnType<typeof engineSide>> | null = null;
+  if (BASELINE) {
+    if (BASELINE_NATIVE) process.env.TSDISTILL_NATIVE = path.resolve(BASELINE_NATIVE);
+    const dir = path.resolve(BASELINE);
+    base = await engineSide({ torch: require(path.join(dir, 'src/torch')), models: require(path.join(dir, 'src/models')), distill: require(path.join(dir, 'src/distill')) });
+    delete process.env.TSDISTILL_NATIVE;
+  }
 
   // The same step written by hand against the tensor API (no engine): what the engine adds on top of it.
   const opt = new SGD(handStudent.parameters(), { lr: 0.01, momentum: 0.9 });
@@ -140,27 +171,33 @@ async function main() {
   const py = new PythonStep(PYTHON, THREADS);
   await py.start();
   const same = (other: number[]) => other.every((v, i) => Math.abs(v - sums[i]) <= 1e-3 * Math.max(1, Math.abs(sums[i])));
-  if (!same(cpp.checksums()) || !same(py.info!.checksums))
-    process.stderr.write(`bench: warning: the sides start from different data (sums of x, teacher, student: Node ${sums}, C++ ${cpp.checksums()}, Python ${py.info!.checksums})\n`);
+  if (!same(cpp.checksums()) || !same(py.info!.checksums) || (base && !same(base.sums)))
+    process.stderr.write(`bench: warning: the sides start from different data (sums of x, teacher, student: Node ${sums}, C++ ${cpp.checksums()}, ` +
+      `Python ${py.info!.checksums}${base ? `, baseline ${base.sums}` : ''})\n`);
 
   // the live-tensor baseline is taken after the first steps, which create the optimizers' momentum buffers
   engineStep();
   handStep();
   await nextTick();
-  const baseline = liveTensors();
+  const liveBaseline = liveTensors();
 
-  const nodeSide = async (fn: () => void, n: number): Promise<number[]> => {
+  // a Node side's step time leaves out the event-loop turn after it (as the engine's loop takes one every step),
+  // which is measured apart for the engine's step
+  const turns: number[] = [];
+  const nodeSide = async (fn: () => void, n: number, tick: () => Promise<void>, turnTimes?: number[]): Promise<number[]> => {
     const ts: number[] = [];
     for (let i = 0; i < n; i++) {
       const t0 = process.hrtime.bigint();
       fn();
-      ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      await nextTick(); // as the engine's loop does every step
+      const t1 = process.hrtime.bigint();
+      ts.push(Number(t1 - t0) / 1e6);
+      await tick();
+      turnTimes?.push(Number(process.hrtime.bigint() - t1) / 1e3);
     }
     return ts;
   };
-  type Side = 'cpp' | 'engine' | 'hand' | 'python';
-  const SIDES: Side[] = ['cpp', 'engine', 'hand', 'python'];
+  type Side = 'cpp' | 'engine' | 'hand' | 'python' | 'baseline';
+  const SIDES: Side[] = ['cpp', 'engine', 'hand', 'python', ...(base ? ['baseline' as const] : [])];
   const run = async (s: Side, n: number): Promise<number[]> => {
     if (s === 'cpp') {
       const ts = cpp.steps(n);
@@ -168,10 +205,12 @@ async function main() {
       return ts;
     }
     if (s === 'python') return py.steps(n);
-    return nodeSide(s === 'engine' ? engineStep : handStep, n);
+    if (s === 'baseline') return nodeSide(base!.step, n, base!.nextTick);
+    return nodeSide(s === 'engine' ? engineStep : handStep, n, nextTick, s === 'engine' ? turns : undefined);
   };
   for (const s of SIDES) await run(s, WARMUP);
-  const times: Record<Side, number[]> = { cpp: [], engine: [], hand: [], python: [] };
+  turns.length = 0;
+  const times: Record<Side, number[]> = { cpp: [], engine: [], hand: [], python: [], baseline: [] };
   const rounds: Record<Side, number>[] = [];
   const per = Math.ceil(STEPS / ROUNDS);
   for (let r = 0; r < ROUNDS; r++) {
@@ -215,7 +254,7 @@ async function main() {
     await nextTick();
     if (i % 250 === 0 || i === RSS_STEPS - 1) rss.push(process.memoryUsage().rss / 2 ** 20);
   }
-  const liveLast = liveTensors() - baseline;
+  const liveLast = liveTensors() - liveBaseline;
 
   const f = (v: number) => v.toFixed(3);
   console.log(`KD step, LeNet-5 teacher → half-width student, batch ${BATCH}, T = ${T}, α = ${ALPHA}, SGD momentum 0.9, ${THREADS} thread(s);`);
@@ -228,6 +267,9 @@ async function main() {
     ['ratio engine / C++', f(ratio('engine', 'cpp'))],
     ['ratio engine / Python', f(ratio('engine', 'python'))],
     ['ratio hand-written / C++', f(ratio('hand', 'cpp'))],
+    ...(base ? [[`engine step of the baseline build (${BASELINE})`, f(ms.baseline)], ['ratio engine / baseline build', f(ratio('engine', 'baseline'))],
+      ['ratio baseline build / C++', f(ratio('baseline', 'cpp'))], ['ratio baseline build / Python', f(ratio('baseline', 'python'))]] as [string, string][] : []),
+    ['event-loop turn after an engine step (µs, median)', turns.length ? median(turns).toFixed(1) : ''],
     ['op overhead, a.add(b) new tensor (µs): Node', f(opOverhead)],
     ['op overhead, at::add (µs): C++', f(opOverheadCpp)],
     ['in-place a.add_(b) (µs): Node', f(inplaceUs)],
@@ -249,6 +291,9 @@ async function main() {
       engine_vs_cpp: r4(ratio('engine', 'cpp')),
       engine_vs_python: r4(ratio('engine', 'python')),
       hand_vs_cpp: r4(ratio('hand', 'cpp')),
+      ...(base ? { baseline: BASELINE, kd_step_baseline_ms: r4(ms.baseline), engine_vs_baseline: r4(ratio('engine', 'baseline')),
+        baseline_vs_cpp: r4(ratio('baseline', 'cpp')), baseline_vs_python: r4(ratio('baseline', 'python')) } : {}),
+      event_loop_turn_us: turns.length ? +median(turns).toFixed(1) : null,
       op_overhead_us: r4(opOverhead),
       op_overhead_cpp_us: r4(opOverheadCpp),
       inplace_op_us: r4(inplaceUs),
@@ -262,10 +307,10 @@ async function main() {
       torch_python: py.info?.torch,
     }),
   );
-  engine.dispose();
+  eng.dispose();
+  base?.dispose();
   opt.dispose();
-  for (const m of [teacher, student, handStudent]) m.dispose();
-  for (const t of [x, y] as Tensor[]) t.dispose();
+  handStudent.dispose();
 }
 
 main().catch((e) => {
