@@ -1,7 +1,8 @@
 // Engine benchmark: per-op overhead, and one knowledge-distillation training step as the engine runs it
 // (`EngineStep`, the step `runEngine` and `trainModel` run) against the same step written by hand in Node, in C++
 // against the same libtorch (bench/kd_step.cc, built here and loaded as an addon) and in PyTorch (bench/kd_step.py, a
-// child process); plus RSS and live tensors over a long run of the engine step.
+// child process: the bare step, and the step reading per step what the engine reports: loss, terms, correct count);
+// plus RSS and live tensors over a long run of the engine step.
 //   npm run bench:engine -- [--steps 400] [--rounds 10] [--rss-steps 5000] [--threads 1] [--python /usr/bin/python3]
 //                           [--baseline OTHER_BUILD_DIR [--baseline-native OTHER_ADDON.node]]
 // The steps alternate in rounds (the order rotating every round) in one run, so that all of them see the same machine
@@ -77,8 +78,9 @@ class PythonStep {
   async start(): Promise<void> {
     this.info = JSON.parse(await this.line());
   }
-  async steps(n: number): Promise<number[]> {
-    this.child.stdin.write(`steps ${n}\n`);
+  /** `reporting`: steps that also read the loss, the two terms and the correct count, as the engine's step does. */
+  async steps(n: number, reporting = false): Promise<number[]> {
+    this.child.stdin.write(`${reporting ? 'report' : 'steps'} ${n}\n`);
     return JSON.parse(await this.line());
   }
   close(): void {
@@ -196,21 +198,21 @@ async function main() {
     }
     return ts;
   };
-  type Side = 'cpp' | 'engine' | 'hand' | 'python' | 'baseline';
-  const SIDES: Side[] = ['cpp', 'engine', 'hand', 'python', ...(base ? ['baseline' as const] : [])];
+  type Side = 'cpp' | 'engine' | 'hand' | 'python' | 'pythonReporting' | 'baseline';
+  const SIDES: Side[] = ['cpp', 'engine', 'hand', 'python', 'pythonReporting', ...(base ? ['baseline' as const] : [])];
   const run = async (s: Side, n: number): Promise<number[]> => {
     if (s === 'cpp') {
       const ts = cpp.steps(n);
       await nextTick();
       return ts;
     }
-    if (s === 'python') return py.steps(n);
+    if (s === 'python' || s === 'pythonReporting') return py.steps(n, s === 'pythonReporting');
     if (s === 'baseline') return nodeSide(base!.step, n, base!.nextTick);
     return nodeSide(s === 'engine' ? engineStep : handStep, n, nextTick, s === 'engine' ? turns : undefined);
   };
   for (const s of SIDES) await run(s, WARMUP);
   turns.length = 0;
-  const times: Record<Side, number[]> = { cpp: [], engine: [], hand: [], python: [], baseline: [] };
+  const times: Record<Side, number[]> = { cpp: [], engine: [], hand: [], python: [], pythonReporting: [], baseline: [] };
   const rounds: Record<Side, number>[] = [];
   const per = Math.ceil(STEPS / ROUNDS);
   for (let r = 0; r < ROUNDS; r++) {
@@ -264,8 +266,10 @@ async function main() {
     ['engine step (EngineStep)', f(ms.engine)],
     ['Node, hand-written step', f(ms.hand)],
     [`Python (PyTorch ${py.info?.torch})`, f(ms.python)],
+    ['Python, reading per step what the engine reports', f(ms.pythonReporting)],
     ['ratio engine / C++', f(ratio('engine', 'cpp'))],
     ['ratio engine / Python', f(ratio('engine', 'python'))],
+    ['ratio engine / Python reading the same', f(ratio('engine', 'pythonReporting'))],
     ['ratio hand-written / C++', f(ratio('hand', 'cpp'))],
     ...(base ? [[`engine step of the baseline build (${BASELINE})`, f(ms.baseline)], ['ratio engine / baseline build', f(ratio('engine', 'baseline'))],
       ['ratio baseline build / C++', f(ratio('baseline', 'cpp'))], ['ratio baseline build / Python', f(ratio('baseline', 'python'))]] as [string, string][] : []),
@@ -288,8 +292,10 @@ async function main() {
       kd_step_engine_ms: r4(ms.engine),
       kd_step_hand_ms: r4(ms.hand),
       kd_step_python_ms: r4(ms.python),
+      kd_step_python_reporting_ms: r4(ms.pythonReporting),
       engine_vs_cpp: r4(ratio('engine', 'cpp')),
       engine_vs_python: r4(ratio('engine', 'python')),
+      engine_vs_python_reporting: r4(ratio('engine', 'pythonReporting')),
       hand_vs_cpp: r4(ratio('hand', 'cpp')),
       ...(base ? { baseline: BASELINE, kd_step_baseline_ms: r4(ms.baseline), engine_vs_baseline: r4(ratio('engine', 'baseline')),
         baseline_vs_cpp: r4(ratio('baseline', 'cpp')), baseline_vs_python: r4(ratio('baseline', 'python')) } : {}),

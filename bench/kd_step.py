@@ -4,7 +4,8 @@ PyTorch (a frozen LeNet-5 teacher under no_grad, the half-width LeNet student, l
 with KL summed over the batch and divided by its size, SGD momentum 0.9, batch 64, the batch made once).
 
 Run as a child of bench/engine.ts so that its rounds alternate with the Node and C++ steps: each line `steps N` on stdin
-runs N steps and answers one line, a JSON array of the per-step times in ms; `quit` (or end of input) ends it.
+runs N steps and answers one line, a JSON array of the per-step times in ms; `report N` runs N steps that also read
+what the engine reports every step (the loss, the two terms, the correct count); `quit` (or end of input) ends it.
 The first line it writes is a JSON object describing itself (with sums of the batch and of each model's parameters,
 which the benchmark compares with its own: every side starts from the same weights and batch).
 
@@ -51,6 +52,23 @@ def main():
         loss.backward()
         opt.step()
 
+    def step_reporting():
+        # the same step, reading per step what tsdistill's engine reports (the loss, the two terms and the correct
+        # count), as bench/epoch_times.py does
+        with torch.no_grad():
+            tlogits = teacher(x)
+        slogits = student(x)
+        ce = F.cross_entropy(slogits, y)
+        kl = F.kl_div(F.log_softmax(slogits / T, 1), F.log_softmax(tlogits / T, 1), reduction='sum', log_target=True) / 64
+        loss = alpha * ce + (1 - alpha) * T * T * kl
+        values = (loss.item(), ce.item(), (T * T * kl).item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            correct = (slogits.argmax(1) == y).sum().item()
+        return values, correct
+
     with torch.no_grad():
         sums = [x.sum().item()] + [sum(p.sum().item() for p in m.parameters()) for m in (teacher, student)]
     print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(), 'checksums': sums}), flush=True)
@@ -58,10 +76,11 @@ def main():
         cmd = line.split()
         if not cmd or cmd[0] == 'quit':
             break
+        fn = step_reporting if cmd[0] == 'report' else step
         times = []
         for _ in range(int(cmd[1])):
             t0 = time.perf_counter()
-            step()
+            fn()
             times.append((time.perf_counter() - t0) * 1000)
         print(json.dumps(times), flush=True)
 
