@@ -126,10 +126,25 @@ static Napi::Value Steps(const Napi::CallbackInfo& info) {
   return out;
 }
 static Napi::Value OpOverhead(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), opOverheadUs()); }
+// checksums() -> [sum of x, sum of the teacher's parameters, sum of the student's], to check that every side starts
+// from the same data
+static Napi::Value Checksums(const Napi::CallbackInfo& info) {
+  auto total = [](const std::vector<torch::Tensor>& ps) {
+    double s = 0;
+    for (auto& p : ps) s += p.sum().item<double>();
+    return s;
+  };
+  auto out = Napi::Array::New(info.Env(), 3);
+  out.Set(0u, Napi::Number::New(info.Env(), g_bench->x.sum().item<double>()));
+  out.Set(1u, Napi::Number::New(info.Env(), total(g_bench->teacher->parameters())));
+  out.Set(2u, Napi::Number::New(info.Env(), total(g_bench->student->parameters())));
+  return out;
+}
 static Napi::Object Register(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init));
   exports.Set("steps", Napi::Function::New(env, Steps));
   exports.Set("opOverheadUs", Napi::Function::New(env, OpOverhead));
+  exports.Set("checksums", Napi::Function::New(env, Checksums));
   return exports;
 }
 NODE_API_MODULE(kd_bench, Register)

@@ -766,16 +766,30 @@ Napi::Value Dtype(const Napi::CallbackInfo& info) {
   });
 }
 
+void disposeHolder(Napi::Env env, Holder* h) {
+  if (h->disposed) return;
+  h->disposed = true;
+  h->t.reset();
+  g_live--;
+  trackBytes(env, -h->bytes);
+}
+
+// dispose(handle | handle[]): releases the handles' tensors (an array in one call: scopes free many at once).
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
-  if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "dispose: expected a tensor handle");
-  auto* h = info[0].As<Napi::External<Holder>>().Data();
-  if (!h->disposed) {
-    h->disposed = true;
-    h->t.reset();
-    g_live--;
-    trackBytes(info.Env(), -h->bytes);
+  Napi::Env env = info.Env();
+  if (info[0].IsArray()) {
+    auto arr = info[0].As<Napi::Array>();
+    const uint32_t n = arr.Length();
+    for (uint32_t i = 0; i < n; i++) {
+      Napi::Value v = arr[i];
+      if (!v.IsExternal()) throw Napi::TypeError::New(env, "dispose: expected tensor handles, got " + jsTypeName(v) + " at index " + std::to_string(i));
+      disposeHolder(env, v.As<Napi::External<Holder>>().Data());
+    }
+    return env.Undefined();
   }
-  return info.Env().Undefined();
+  if (!info[0].IsExternal()) throw Napi::TypeError::New(env, "dispose: expected a tensor handle");
+  disposeHolder(env, info[0].As<Napi::External<Holder>>().Data());
+  return env.Undefined();
 }
 
 Napi::Value IsDisposed(const Napi::CallbackInfo& info) {

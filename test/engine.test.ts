@@ -7,10 +7,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { F } from '../src/nn';
-import { dispose, loadSafetensors, manualSeed, tensor, tidy } from '../src/torch';
+import { dispose, loadSafetensors, manualSeed, ops, tensor, tidy } from '../src/torch';
 import { DataLoader, loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { type EngineOptions, type StageSpec, TrainingInterrupted, responseKD, runEngine, runStages, weightedSum } from '../src/distill';
+import { EngineStep, type EngineOptions, type StageSpec, TrainingInterrupted, lossNumber, lossValue, responseKD, runEngine, runStages, stepSeed, weightedSum } from '../src/distill';
+import { correctCount } from '../src/distill/engine';
+import { blackBoxTeacher } from '../src/teachers';
 import { loadWeights } from '../src/nn';
 import { checkLeaks, maxDiff } from './helpers';
 
@@ -49,6 +51,46 @@ describe('engine', () => {
       // weightedSum: plain and scaled terms
       const sum = weightedSum([{ loss: F.crossEntropy(s, y), weight: 2 }, { loss: { value: tensor(3), scale: 0.5 }, weight: 4 }]);
       assert.ok(Math.abs(sum.item() - (2 * ce + 4 * 0.5 * 3)) < 1e-5);
+    });
+  });
+
+  it('the correct count read per step is argmax(1).eq(labels).sum(), NaN and ties as libtorch picks them', () => {
+    tidy(() => {
+      manualSeed(3);
+      const y = tensor([1, 0, 0, 3, 0, 2, 2, 1], { dtype: 'int64' });
+      const rows = [[1, NaN, 3, NaN], [2, 2, 1, 2], [-0, 0, -1, -2], [-Infinity, -Infinity, -Infinity, -Infinity], [NaN, 5, 7, 7], [1, Infinity, Infinity, 3], [0.5, 0.25, 0.75, 0.75], [4, 4, 4, 4]];
+      for (const dtype of ['float32', 'float64'] as const) {
+        const l = tensor(rows, { dtype });
+        assert.equal(correctCount(l, y), l.argmax(1).eq(y).sum().item());
+      }
+      for (let i = 0; i < 20; i++) {
+        // random logits, rounded so that ties happen, some NaN; labels int64 and int32
+        const l = ops.randn([64, 5]).mul(2).round().maskedFill(ops.rand([64, 5]).lt(0.05), NaN);
+        const yy = ops.randint_low(0, 5, [64]);
+        const expected = l.argmax(1).eq(yy).sum().item();
+        assert.equal(correctCount(l, yy), expected);
+        assert.equal(correctCount(l, yy.int()), expected);
+      }
+      // other shapes go through the tensor ops: [N, C, L] logits, [N, L] labels
+      const l3 = ops.randn([4, 3, 5]), y3 = ops.randint_low(0, 3, [4, 5]);
+      assert.equal(correctCount(l3, y3), l3.argmax(1).eq(y3).sum().item());
+    });
+  });
+
+  it('lossNumber gives what lossValue(r).item() gives, without the tensor op', () => {
+    tidy(() => {
+      manualSeed(4);
+      for (const dtype of ['float32', 'float64'] as const)
+        for (const scale of [0.25, 16 / 64, 4.5 / 128, 1, 3, 1e-3, 1 / 3, 7.1e6])
+          for (let i = 0; i < 30; i++) {
+            const value = ops.randn([]).mul(10 ** (i % 7 - 3)).to(dtype);
+            const r = { value, scale };
+            assert.equal(lossNumber(r), lossValue(r).item(), `${dtype} ${value.item()} × ${scale}`);
+          }
+      const plain = tensor(1.5);
+      assert.equal(lossNumber(plain), 1.5);
+      const half = { value: tensor(0.1).half(), scale: 0.3 };
+      assert.equal(lossNumber(half), lossValue(half).item());
     });
   });
 
@@ -134,6 +176,51 @@ describe('engine', () => {
     test.dispose();
     fs.rmSync(dir, { recursive: true });
   });
+  it('EngineStep runs the step runEngine runs: one epoch of its steps ends with the same weights, projections included', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-engine-'));
+    const train = loadMnist({ split: 'train', limit: 256 });
+    const test = loadMnist({ split: 'test', limit: 100 });
+    const loader = () => new DataLoader(train, { batchSize: 64, shuffle: true, seed: 5, transforms: norm });
+    const spec = (teacher: LeNet5, student: LeNet5Half) => ({
+      roles: [{ name: 'student', model: student, optimizer: sgd }, { name: 'teacher', model: teacher }],
+      terms: [
+        { loss: 'ce', name: 'hard', student: 'student.logits', teacher: 'labels', weight: 0.3, metric: 'hard' },
+        { loss: 'kl', name: 'soft', student: 'student.logits', teacher: 'teacher.logits', weight: 0.7, options: { temperature: 4 }, metric: 'soft' },
+        { loss: 'hint', student: 'student.conv', teacher: 'teacher.conv2', weight: { kind: 'linear' as const, from: 0.5, to: 0.1 } },
+      ],
+    });
+    const models = () => { manualSeed(4); return [new LeNet5(), new LeNet5Half()] as const; };
+    const [t1, s1] = models();
+    await runEngine({ ...spec(t1, s1), outDir: path.join(dir, 'run'), epochs: 1, seed: 9, test, testTransforms: norm, train: loader(), ...quiet });
+    const [t2, s2] = models();
+    const l = loader();
+    l.setEpoch(0);
+    const b0 = l.batchAt(0);
+    const step = await EngineStep.create({ ...spec(t2, s2), batch: b0 });
+    b0.dispose();
+    assert.deepEqual(Object.keys(step.optimizers), ['student']);
+    for (let i = 0; i < l.length; i++) {
+      const b = l.batchAt(i);
+      manualSeed(stepSeed(9, 0, i));
+      const r = step.step(b, { epoch: 0, step: i, stepsPerEpoch: l.length, epochs: 1 });
+      b.dispose();
+      assert.ok(Number.isFinite(r.value) && r.metrics.hard > 0 && r.metrics.soft > 0 && r.terms['hint:student.conv'] > 0, JSON.stringify(r));
+    }
+    step.dispose();
+    const got = Object.fromEntries(Object.entries(s2.stateDict()).map(([k, t]) => [k, t.toArray()]));
+    assert.deepEqual(got, weights(path.join(dir, 'run', 'last.safetensors')));
+    // external teachers are awaited before each step: runEngine's loop only
+    await assert.rejects(
+      EngineStep.create({ roles: [{ name: 's', model: s2, optimizer: sgd }, { name: 't', model: blackBoxTeacher(async (x) => ops.zeros([x.shape[0], 10]), { returns: 'logits' }) }],
+        terms: [{ loss: 'kl', student: 's.logits', teacher: 't.logits' }], batch: b0 }),
+      /role 't' is an external blackbox teacher; EngineStep runs module roles only/,
+    );
+    for (const m of [t1, s1, t2, s2]) m.dispose();
+    train.dispose();
+    test.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it('stages: teacher → assistant → student, each from the one before; an interrupted stage resumes and the chain ends as an uninterrupted one', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-stages-'));
     const train = loadMnist({ split: 'train', limit: 384 });

@@ -736,6 +736,16 @@ describe('Module', () => {
     assert.equal(list.at(1).outFeatures, 2);
     assert.throws(() => list.call(), /ModuleList has no forward/);
     assert.match(String(seq), /Sequential\(\)\n {2}\(0\): Linear\(in_features=2, out_features=2, bias=true\)\n {2}\(1\): ReLU\(\)/);
+    // a layer's output is released as soon as the next layer has run (autograd keeps what backward needs)
+    tidy(() => {
+      const x = randn([3, 2]);
+      const before = liveTensors();
+      const y = seq.call(x);
+      assert.equal(liveTensors() - before, 1, 'only the output is left');
+      y.sum().backward();
+      assert.deepEqual(seq.at(0).parameters().map((p) => p.grad !== null), [true, true]);
+      for (const p of seq.parameters()) p.grad = null;
+    });
     seq.dispose();
     list.dispose();
   });

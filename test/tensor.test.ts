@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import {
-  Tensor, arange, cat, dispose, full, keep, liveTensors, manualSeed, noGrad, enableGrad, isGradEnabled, ones,
+  Tensor, arange, cat, chain, dispose, full, keep, liveTensors, manualSeed, noGrad, enableGrad, isGradEnabled, ones,
   ops, rand, randn, randint, tensor, tidy, version, zeros, getNumThreads, setNumThreads, nextTick, scalarTensor,
   startOpProfile, stopOpProfile,
 } from '../src/torch';
@@ -208,6 +208,60 @@ describe('memory: scopes, keep, dispose, live count', () => {
   it('tidy frees everything when the callback throws', () => {
     const before = liveTensors();
     assert.throws(() => tidy(() => { ones([4]); throw new Error('boom'); }), /boom/);
+    assert.equal(liveTensors(), before);
+  });
+  it('a scope releases its tensors in one call to the addon; the addon takes one handle or an array of them', () => {
+    const before = liveTensors();
+    const calls: unknown[] = [];
+    const orig = native.dispose;
+    native.dispose = (h) => { calls.push(h); orig(h); };
+    try {
+      const kept = tidy(() => {
+        ones([2]).add(1).mul(3);
+        return ones([1]);
+      });
+      assert.equal(calls.length, 1);
+      assert.ok(Array.isArray(calls[0]) && (calls[0] as unknown[]).length === 3);
+      kept.dispose();
+    } finally {
+      native.dispose = orig;
+    }
+    assert.equal(liveTensors(), before);
+    const ts = [ones([1]), zeros([2])];
+    native.dispose([ts[0]._h, ts[1]._h, ts[0]._h]); // disposing twice is a no-op, as for one handle
+    assert.ok(ts.every((t) => t.isDisposed));
+    assert.equal(liveTensors(), before);
+    assert.throws(() => native.dispose([{}] as never), /dispose: expected tensor handles, got object at index 0/);
+  });
+  it('chain releases each intermediate it made once the next exists, never its input, kept tensors or older ones', () => {
+    const before = liveTensors();
+    const kept = keep(ones([2]));
+    const older = tidy(() => {
+      const outer = zeros([2]);
+      const seen: Tensor[] = [];
+      const out = chain(ones([2]), [
+        (v: Tensor) => { seen.push(v); return v.add(1); },
+        (v: Tensor) => { seen.push(v); return v; }, // returned unchanged: still live
+        (v: Tensor) => { seen.push(v); return v.mul(2); },
+        (v: Tensor) => { seen.push(v); return kept; }, // a kept tensor is never released
+        (v: Tensor) => { seen.push(v); return outer; }, // nor one made before the chain
+        (v: Tensor) => { seen.push(v); return v.sub(1); },
+      ]);
+      assert.deepEqual(seen.map((t) => t.isDisposed), [false, true, true, true, false, false]);
+      assert.equal(kept.isDisposed, false);
+      assert.deepEqual(out.toArray(), [-1, -1]);
+      return outer;
+    });
+    assert.equal(older.isDisposed, false);
+    older.dispose();
+    kept.dispose();
+    assert.equal(liveTensors(), before);
+    // outside any scope nothing is released
+    const x = ones([1]);
+    const y1 = x.add(1);
+    const y = chain(y1, [(v: Tensor) => v.mul(3)]);
+    assert.equal(y1.isDisposed, false);
+    dispose([x, y1, y]);
     assert.equal(liveTensors(), before);
   });
   it('dispose walks arrays and objects', () => {

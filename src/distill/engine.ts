@@ -17,7 +17,7 @@ import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
 import { type Teacher, isTeacher, runTeacher } from '../teachers';
 import { type LayerMap, type LossDef, Projection, expandMatches, getLoss, modelPaths, modulePath, planProjection, registerBuiltinLosses } from './features';
 import { type Progress as RunProgress } from './schedules';
-import { type LossResult, type WeightSpec, checkOptions, checkWeight, lossValue, resolveOptions, weightAt, weightedSum } from './terms';
+import { type LossResult, type WeightSpec, checkOptions, checkWeight, lossNumber, resolveOptions, weightAt, weightedSum } from './terms';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
 import { RunDir } from './rundir';
 import * as path from 'node:path';
@@ -275,6 +275,8 @@ interface Role {
   trainable: boolean;
   /** Taps read from this role (module paths or external value names; `logits` always for trainable roles). */
   taps: Set<string>;
+  /** The module paths behind the taps other than logits (the modules whose outputs the forward pass captures). */
+  inner: string[];
   /** Projections fed by this role's taps (trained with it). */
   projections: Projection[];
   opt: Optimizer<any> | null;
@@ -293,6 +295,8 @@ interface Term {
   t: Tap[];
   weight: WeightSpec;
   options: Record<string, unknown>;
+  /** The options' values when none follows a schedule. */
+  fixed: { values: Record<string, unknown>; scheduled: boolean } | null;
   proj: Projection | null;
 }
 
@@ -325,8 +329,34 @@ const tapText = (t: Tap) => (t.role ? `${t.role}.${t.path}` : t.path);
 // ------------------------------------------------------------------------------------------------------- the run
 
 /** Runs the engine: trains the trainable roles on the terms, evaluating and checkpointing every epoch. */
-export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
-  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+/** What a step needs: the roles, the terms over their taps, and which updates minimise which terms. */
+export interface StepSpec {
+  name?: string;
+  roles: RoleSpec[];
+  terms: TermSpec[];
+  /** Default: one update over every term and every trainable role. */
+  updates?: UpdateSpec[];
+  /** The trainable role whose predictions `correct` counts and whose weights are the run's (default: the first). */
+  primary?: string;
+}
+
+/** The roles, terms and updates of a run, checked; nothing is run and no model is changed. */
+interface Plan {
+  name: string;
+  roles: Map<string, Role>;
+  terms: Term[];
+  updates: { roles: Role[]; terms: Term[]; need: Role[] }[];
+  trainable: Role[];
+  frozen: Role[];
+  primary: Role;
+  /** The trainable roles other than the primary one. */
+  others: Role[];
+  projections: ModuleList;
+  /** Whether a term reads more than logits (a dry run on the first batch then fixes the taps' shapes). */
+  probing: boolean;
+}
+
+function planStep(o: StepSpec): Plan {
   const name = o.name ?? 'run';
   registerBuiltinLosses();
   if (!o.roles?.length) throw new Error(`${name}: a run needs at least one role`);
@@ -342,7 +372,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     if (external && spec.optimizer) throw new Error(`${name}: role '${spec.name}' is an external ${external.kind} teacher and cannot be trained (remove its optimizer)`);
     roles.set(spec.name, {
       spec, name: spec.name, module: external ? null : (spec.model as Module), external, trainable: !!spec.optimizer,
-      taps: new Set(spec.optimizer ? [LOGITS] : []), projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null,
+      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null,
     });
   }
   const trainable = [...roles.values()].filter((r) => r.trainable);
@@ -392,7 +422,10 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       const base = spec.name ?? `${spec.loss}:${s.map(tapText).join('+')}`;
       const k = names.get(base) ?? 0;
       names.set(base, k + 1);
-      terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, proj: null });
+      // options that follow no schedule are resolved once, not every step
+      const moving = Object.values(options).some((v) => typeof v === 'function' || (!!v && typeof v === 'object' && !Array.isArray(v) && 'kind' in v));
+      const fixed = moving ? null : { values: { ...options }, scheduled: false };
+      terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, fixed, proj: null });
     }
   });
   const termByName = new Map(terms.map((t) => [t.name, t]));
@@ -400,8 +433,85 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     for (const r of u.roles) if (!roles.get(r)?.trainable) throw new Error(`${name}: updates[${i}].roles: '${r}' is not a trainable role (${trainable.map((x) => x.name).join(', ')})`);
     for (const t of u.terms) if (!termByName.has(t)) throw new Error(`${name}: updates[${i}].terms: no term '${t}'. Closest: ${closest(t, [...termByName.keys()], 3).join(', ')}`);
     if (!u.terms.length || !u.roles.length) throw new Error(`${name}: updates[${i}] needs at least one role and one term`);
-    return { roles: u.roles.map((r) => roles.get(r)!), terms: u.terms.map((t) => termByName.get(t)!) };
+    const ts = u.terms.map((t) => termByName.get(t)!);
+    // the roles whose forward pass the update needs: those its terms tap, then its own
+    const need = new Set(ts.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
+    for (const r of u.roles) need.add(roles.get(r)!);
+    return { roles: u.roles.map((r) => roles.get(r)!), terms: ts, need: [...need] };
   });
+  for (const r of roles.values()) r.inner = [...new Set([...r.taps].filter((p) => p !== LOGITS).map(modulePath))];
+  const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
+  return { name, roles, terms, updates, trainable, frozen: [...roles.values()].filter((r) => !r.trainable), primary, others: trainable.filter((r) => r !== primary), projections: new ModuleList(), probing };
+}
+
+/** Each trainable role's optimizer (over its parameters and the projections it feeds); frozen roles in eval mode without gradients. */
+function setUp(plan: Plan): void {
+  for (const r of plan.trainable) r.opt = makeOptimizer(r.spec.optimizer!, [...r.module!.parameters(), ...r.projections.flatMap((p) => p.parameters())]);
+  for (const r of plan.frozen)
+    if (r.module) {
+      r.module.eval();
+      r.module.requiresGrad_(false);
+    }
+}
+
+/** Frees what the plan owns: optimizer state, cached teacher logits, projections. */
+function tearDown(plan: Plan): void {
+  for (const r of plan.roles.values()) {
+    r.cached?.dispose();
+    r.filling?.dispose();
+    r.opt?.dispose();
+  }
+  plan.projections.dispose();
+}
+
+/** A batch as `EngineStep.step` takes it; `indices` (the rows in the data set) are needed only by the teacher cache. */
+export interface StepBatch {
+  x: Tensor;
+  y: Tensor;
+  indices?: Int32Array;
+  taps?: Record<string, Tensor>;
+}
+
+/**
+ * The engine's training step on its own, prepared once: roles, terms, projections and optimizers as `runEngine` sets
+ * them up, and `step(batch)` as its loop runs it, without the epoch loop, data loader, evaluation or checkpoints (the
+ * engine benchmark times this). External teachers, which are awaited before each step, run through `runEngine` only.
+ */
+export class EngineStep {
+  private constructor(private readonly plan: Plan) {}
+
+  /** Checks the spec, probes the taps' shapes on `batch` when a term reads more than logits, and makes the optimizers. */
+  static async create(o: StepSpec & { batch: StepBatch }): Promise<EngineStep> {
+    const plan = planStep(o);
+    const ext = plan.frozen.find((r) => r.external);
+    if (ext) throw new Error(`${plan.name}: role '${ext.name}' is an external ${ext.external!.kind} teacher; EngineStep runs module roles only (use runEngine)`);
+    if (plan.probing) await probe(o.batch, plan);
+    setUp(plan);
+    return new EngineStep(plan);
+  }
+
+  /** One step on `batch` (every update's forward, terms, backward and optimizer steps); its tensors are freed before it returns. */
+  step(batch: StepBatch, progress: RunProgress = { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }): StepResult {
+    const { roles, frozen, updates, primary, others } = this.plan;
+    return trainStep([batch], progress, { roles, frozen, updates, primary, others, ext: [new Map()], rows: 0, classify: true });
+  }
+
+  /** Each trainable role's optimizer, by role name. */
+  get optimizers(): Record<string, Optimizer<any>> {
+    return Object.fromEntries(this.plan.trainable.map((r) => [r.name, r.opt!]));
+  }
+
+  /** Frees the optimizers' state and the projections (the roles' models stay the caller's). */
+  dispose(): void {
+    tearDown(this.plan);
+  }
+}
+
+/** Runs the engine: trains the trainable roles on the terms, evaluating and checkpointing every epoch. */
+export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
+  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const plan = planStep(o);
+  const { name, roles, terms, updates, trainable, frozen, primary, projections, probing, others: otherTrainable } = plan;
 
   const dir = new RunDir(o.outDir, { name, resume: o.resume, force: o.force, log });
   dir.claim();
@@ -414,15 +524,17 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   const classify = !!o.test;
 
   // ---- projections: a dry run on the first batch fixes the taps' shapes (only when a term reads more than logits)
-  const projections = new ModuleList();
-  const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
-  if (probing) await probe(o.train, roles, terms, projections);
-
-  for (const r of trainable) {
-    r.opt = makeOptimizer(r.spec.optimizer!, [...r.module!.parameters(), ...r.projections.flatMap((p) => p.parameters())]);
-    r.sched = makeLrSchedule(r.spec.schedule ?? { kind: 'constant' }, r.opt, o.epochs, steps);
+  if (probing) {
+    o.train.setEpoch(0);
+    const b0 = o.train.batchAt(0);
+    try {
+      await probe(b0, plan);
+    } finally {
+      b0.dispose();
+    }
   }
-  const otherTrainable = trainable.filter((r) => r !== primary);
+  setUp(plan);
+  for (const r of trainable) r.sched = makeLrSchedule(r.spec.schedule ?? { kind: 'constant' }, r.opt!, o.epochs, steps);
   const files = {
     weights: (r: Role) => (r === primary ? 'last.safetensors' : `last.${r.name}.safetensors`),
     optim: (r: Role) => (r === primary ? 'last.optim.safetensors' : `last.${r.name}.optim.safetensors`),
@@ -465,15 +577,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   }
 
   // ---- frozen roles: eval mode, no gradients; the teacher cache where it applies
-  let cacheState: TrainSummary['teacher_cache'] = undefined;
-  const frozen = [...roles.values()].filter((r) => !r.trainable);
-  for (const r of frozen) {
-    cacheState = 'off';
-    if (r.module) {
-      r.module.eval();
-      r.module.requiresGrad_(false);
-    }
-  }
+  let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
   for (const r of frozen) {
     const onlyLogits = [...r.taps].every((p) => p === LOGITS);
     if (!r.spec.cache || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
@@ -685,7 +789,8 @@ interface PartialEpoch {
   elapsed: number;
 }
 
-interface StepResult {
+/** What one step reports: the loss, the samples and correct predictions, term values for the metrics. */
+export interface StepResult {
   /** The step's loss (the mean over its batches). */
   value: number;
   /** Samples (rows of the labels) over the step's batches. */
@@ -699,8 +804,7 @@ interface StepResult {
 
 /** The forward pass of one role on x: logits and the captured taps (frozen roles under no-grad). */
 function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
-  const m = r.module!;
-  const inner = [...new Set([...r.taps].filter((p) => p !== LOGITS).map(modulePath))];
+  const m = r.module!, inner = r.inner;
   const run = () => {
     if (!inner.length) return new Map([[LOGITS, m.call(x) as Tensor]]);
     const { result, features } = m.captureFeatures(inner, () => m.call(x) as Tensor);
@@ -710,13 +814,15 @@ function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
     features.set(LOGITS, result);
     return features;
   };
-  return r.trainable ? run() : noGrad(run);
+  // in a scope of its own, as C++ scoping does: intermediate tensors that neither the taps nor autograd hold (all of a
+  // frozen role's activations) are freed as soon as the forward pass ends, not at the end of the step
+  return tidy(() => (r.trainable ? run() : noGrad(run)));
 }
 
 interface StepEnv {
   roles: Map<string, Role>;
   frozen: Role[];
-  updates: { roles: Role[]; terms: Term[] }[];
+  updates: Plan['updates'];
   primary: Role;
   others: Role[];
   /** External teachers' tensors, per batch of the step. */
@@ -732,7 +838,7 @@ interface StepEnv {
  * divided by the number of batches), then gradient clipping and the update's optimizer steps. Each batch runs in its
  * own scope; frozen roles run once per batch and update.
  */
-function trainStep(bs: EngineBatch[], p: RunProgress, env: StepEnv): StepResult {
+function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
   const { roles, frozen, updates, primary, others, ext, rows, classify } = env;
   const out: StepResult = { value: 0, n: 0, correct: 0, metrics: {}, terms: {}, others: Object.fromEntries(others.map((r) => [r.name, 0])), bad: [] };
   const k = bs.length;
@@ -756,8 +862,7 @@ function trainStep(bs: EngineBatch[], p: RunProgress, env: StepEnv): StepResult 
             noGrad(() => ops.index_copy_(fr.filling!, 0, tensor(b.indices!, { dtype: 'int64', device: l.device }), l.float()));
           }
         }
-        const need = new Set(u.terms.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
-        for (const r of u.roles) need.add(r);
+        const need = u.need;
         for (const r of need) if (r.trainable) taps.set(r, forwardRole(r, b.x));
         const get = (tap: Tap, target: boolean): Tensor => {
           if (!tap.role) {
@@ -772,29 +877,38 @@ function trainStep(bs: EngineBatch[], p: RunProgress, env: StepEnv): StepResult 
           return target && r.trainable ? t.detach() : t;
         };
         const batchTaps = { labels: b.y, ...(b.taps ?? {}) };
-        const parts: { loss: LossResult; weight: number }[] = [];
-        for (const term of u.terms) {
-          const { values, scheduled } = resolveOptions(term.options, p);
-          const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
-          const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
-          let loss: LossResult;
-          try {
-            loss = term.def.fn(sp, tv, { labels: b.y, batch: batchTaps, progress: p, scheduled }, values);
-          } catch (e) {
-            throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
+        // the terms and their sum in a scope of their own: the loss's intermediate tensors are freed before the
+        // backward pass (autograd keeps what it needs), as C++ scoping frees them
+        let value = 0;
+        let bad: string[] | null = null;
+        const vals: [Term, number, number][] = []; // [term, unweighted value, weight] of the reported terms
+        const loss = tidy(() => {
+          const parts: { loss: LossResult; weight: number }[] = [];
+          for (const term of u.terms) {
+            const { values, scheduled } = term.fixed ?? resolveOptions(term.options, p);
+            const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
+            const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
+            let loss: LossResult;
+            try {
+              loss = term.def.fn(sp, tv, { labels: b.y, batch: batchTaps, progress: p, scheduled }, values);
+            } catch (e) {
+              throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
+            }
+            const weight = weightAt(term.weight, p);
+            if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
+            parts.push({ loss, weight });
           }
-          const weight = weightAt(term.weight, p);
-          if (!(weight >= 0)) throw new Error(`term '${term.name}': its weight reached ${weight} at epoch ${p.epoch + 1}, step ${p.step + 1}; weights must stay non-negative`);
-          parts.push({ loss, weight });
-        }
-        const loss = weightedSum(parts);
-        const value = loss.item();
-        // each term's value, for the metrics (terms reported only in the total are read only when the total is not finite)
-        const valueOf = (i: number) => lossValue(parts[i].loss).item();
-        if (!Number.isFinite(value)) return { value, bad: u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name) };
-        const vals = u.terms.flatMap((t, i) => (t.spec.metric === false ? [] : [[t, valueOf(i), parts[i].weight] as const]));
+          const loss = weightedSum(parts);
+          value = loss.item();
+          // each term's value, for the metrics (terms reported only in the total are read only when it is not finite)
+          const valueOf = (i: number) => lossNumber(parts[i].loss);
+          if (!Number.isFinite(value)) bad = u.terms.filter((t, i) => !Number.isFinite(valueOf(i) * parts[i].weight)).map((t) => t.name);
+          else u.terms.forEach((t, i) => { if (t.spec.metric !== false) vals.push([t, valueOf(i), parts[i].weight]); });
+          return loss;
+        });
+        if (bad) return { value, bad: bad as string[] };
         (k > 1 ? loss.div(k) : loss).backward();
-        const correct = (r: Role) => (classify && need.has(r) ? noGrad(() => taps.get(r)!.get(LOGITS)!.argmax(1).eq(b.y).sum().item()) : 0);
+        const correct = (r: Role) => (classify && need.includes(r) ? correctCount(taps.get(r)!.get(LOGITS)!, b.y) : 0);
         return { value, bad: [] as string[], vals, n: b.y.shape[0], correct: correct(primary), others: others.map((r) => [r.name, correct(r)] as const) };
       });
       if (!Number.isFinite(r.value)) return { ...out, value: r.value, bad: r.bad };
@@ -816,10 +930,35 @@ function trainStep(bs: EngineBatch[], p: RunProgress, env: StepEnv): StepResult 
   return out;
 }
 
+/**
+ * How many rows of `logits` pick the class in `labels` (top-1, `argmax(1).eq(labels).sum()`). Small [N, C] logits with
+ * labels [N] are read and counted here, as libtorch's argmax picks (the first NaN, otherwise the first maximum): two
+ * reads instead of four tensor ops, for a number reported every step.
+ */
+export function correctCount(logits: Tensor, labels: Tensor): number {
+  const s = logits.shape, ls = labels.shape;
+  const d = s.length === 2 && ls.length === 1 && ls[0] === s[0] && s[0] * s[1] <= 65536 ? logits.data() : null;
+  // floating-point logits only (half precision comes back as float32, which keeps order, ties and NaN)
+  if (!(d instanceof Float32Array || d instanceof Float64Array)) return noGrad(() => logits.argmax(1).eq(labels).sum().item());
+  const y = labels.data();
+  const C = s[1];
+  let correct = 0;
+  for (let i = 0, off = 0; i < s[0]; i++, off += C) {
+    let best = 0, bv = d[off];
+    if (bv === bv)
+      for (let j = 1; j < C; j++) {
+        const v = d[off + j];
+        if (v !== v) { best = j; break; }
+        if (v > bv) { bv = v; best = j; }
+      }
+    if (Number(y[i]) === best) correct++;
+  }
+  return correct;
+}
+
 /** Runs every role once on the first batch (eval mode, no grad) and builds the projections the terms need. */
-async function probe(train: BatchSource, roles: Map<string, Role>, terms: Term[], projections: ModuleList): Promise<void> {
-  train.setEpoch(0);
-  const b0 = train.batchAt(0);
+async function probe(b0: StepBatch, plan: Plan): Promise<void> {
+  const { roles, terms, projections } = plan;
   const ext = new Map<Role, Map<string, Tensor>>();
   try {
     for (const r of roles.values()) if (r.external && r.taps.size) ext.set(r, await runTeacher(r.external, b0.x, [...r.taps]));
@@ -847,7 +986,7 @@ async function probe(train: BatchSource, roles: Map<string, Role>, terms: Term[]
       for (const [r, was] of modes) r.module!.train(was);
     }
   } finally {
-    b0.dispose();
+    // the batch stays the caller's
     for (const m of ext.values()) dispose([...m.values()]);
   }
 }

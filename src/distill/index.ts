@@ -15,8 +15,8 @@ export {
   sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,
 } from './sft';
 export {
-  runEngine, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec,
+  runEngine, EngineStep, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type StepSpec, type StepBatch, type StepResult, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec,
 } from './engine';
 export { RunDir, type RunState } from './rundir';
-export { weightedSum, lossTensor, lossValue, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';
+export { weightedSum, lossTensor, lossValue, lossNumber, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';
 export { runStages, type StageSpec, type StageContext, type StagesResult } from './stages';

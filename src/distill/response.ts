@@ -52,8 +52,9 @@ export function softTargetLoss(student: Tensor, teacher: Tensor, temperature: nu
  */
 export function softTerm(student: Tensor, teacher: Tensor, temperature: number, kind: SoftLoss, opts: { scheduled?: boolean; tau?: Tensor } = {}): LossResult {
   if (opts.tau) return kdLossPerSample(student, teacher, opts.tau);
-  if (kind !== 'kl' || opts.scheduled || student.ndim !== 2) return softTargetLoss(student, teacher, temperature, kind);
-  const a = student.shape, b = teacher.shape;
+  const a = student.shape;
+  if (kind !== 'kl' || opts.scheduled || a.length !== 2) return softTargetLoss(student, teacher, temperature, kind);
+  const b = teacher.shape;
   if (a.length !== b.length || a.some((x, i) => x !== b[i]))
     throw new Error(`responseKD: student logits [${a.join(', ')}] and teacher logits [${b.join(', ')}] differ in shape`);
   if (!(temperature > 0)) throw new Error(`responseKD: temperature must be positive, got ${temperature}`);

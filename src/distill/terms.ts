@@ -26,6 +26,18 @@ export function lossValue(r: LossResult): Tensor {
 }
 
 /**
+ * The loss's value as a number, the same as `lossValue(r).item()`: a scaled float32 or float64 loss is multiplied out
+ * here in its own precision (one rounding of the exact product, as the tensor op rounds), without a tensor op.
+ */
+export function lossNumber(r: LossResult): number {
+  if (!isScaled(r)) return r.item();
+  const dt = r.value.dtype;
+  if (dt === 'float32') return Math.fround(r.value.item() * Math.fround(r.scale));
+  if (dt === 'float64') return r.value.item() * r.scale;
+  return lossValue(r).item();
+}
+
+/**
  * Σ weightᵢ · lossᵢ in order. A plain loss with weight 1 is used as it is; a scaled loss enters as
  * `acc + (weight·scale)·value` in one op.
  */

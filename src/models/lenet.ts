@@ -1,6 +1,10 @@
 // LeNet-5 (teacher) and the half-width LeNet student of the MNIST distillation experiment.
-import { Tensor, ops } from '../torch';
+import { Tensor, chain, ops } from '../torch';
 import { Conv2d, Linear, Module } from '../nn';
+
+const relu = (x: Tensor) => x.relu();
+const pool = (x: Tensor) => ops.max_pool2d(x, 2);
+const flatten = (x: Tensor) => x.flatten(1);
 
 /** LeNet-5 for 28×28 inputs: conv(1→6, k5, pad 2) → pool → conv(6→16, k5) → pool → 400→120→84→classes. */
 export class LeNet5 extends Module {
@@ -9,16 +13,20 @@ export class LeNet5 extends Module {
   fc1 = this.registerModule('fc1', new Linear(400, 120));
   fc2 = this.registerModule('fc2', new Linear(120, 84));
   fc3: Linear;
+  // layer by layer, each intermediate released once the next exists (see chain)
+  private readonly layers = [
+    (x: Tensor) => this.conv1.call(x), relu, pool,
+    (x: Tensor) => this.conv2.call(x), relu, pool, flatten,
+    (x: Tensor) => this.fc1.call(x), relu,
+    (x: Tensor) => this.fc2.call(x), relu,
+    (x: Tensor) => this.fc3.call(x),
+  ];
   constructor(numClasses = 10) {
     super();
     this.fc3 = this.registerModule('fc3', new Linear(84, numClasses));
   }
   forward(x: Tensor): Tensor {
-    x = ops.max_pool2d(this.conv1.call(x).relu(), 2);
-    x = ops.max_pool2d(this.conv2.call(x).relu(), 2).flatten(1);
-    x = this.fc1.call(x).relu();
-    x = this.fc2.call(x).relu();
-    return this.fc3.call(x);
+    return chain(x, this.layers);
   }
 }
 
@@ -29,12 +37,13 @@ export class LeNet5 extends Module {
 export class LeNet5Half extends Module {
   conv = this.registerModule('conv', new Conv2d(1, 3, 5));
   fc: Linear;
+  private readonly layers: ((x: Tensor) => Tensor)[];
   constructor(numClasses = 10, readonly outputRelu = false) {
     super();
     this.fc = this.registerModule('fc', new Linear(432, numClasses));
+    this.layers = [(x) => this.conv.call(x), relu, pool, flatten, (x) => this.fc.call(x), ...(outputRelu ? [relu] : [])];
   }
   forward(x: Tensor): Tensor {
-    const y = this.fc.call(ops.max_pool2d(this.conv.call(x).relu(), 2).flatten(1));
-    return this.outputRelu ? y.relu() : y;
+    return chain(x, this.layers);
   }
 }

@@ -375,25 +375,27 @@ export interface CrossEntropyOptions {
 
 /** Checks logits/log-probabilities [N, C, ...] or [C] against a target and an optional class weight. */
 function checkClassification(op: string, inputName: string, input: Tensor, target: Tensor, weight: Tensor | null | undefined, allowProbs: boolean): void {
-  if (input.ndim === 0) throw new Error(`${op}: ${inputName} needs a class dimension, got a scalar`);
+  const shape = input.shape;
+  if (shape.length === 0) throw new Error(`${op}: ${inputName} needs a class dimension, got a scalar`);
   requireFloat(op, inputName, input);
-  const C = input.ndim === 1 ? input.shape[0] : input.shape[1];
+  const C = shape.length === 1 ? shape[0] : shape[1];
   const td = target.dtype;
-  const indexShape = input.ndim === 1 ? [] : [input.shape[0], ...input.shape.slice(2)];
+  const tshape = target.shape;
+  const indexShape = shape.length === 1 ? [] : [shape[0], ...shape.slice(2)];
   if (allowProbs && isFloatingDType(td)) {
-    if (!sameShape(input.shape, target.shape)) {
-      if (sameShape(indexShape, target.shape))
-        throw new Error(`${op}: target ${td} ${fmt(target)} has the shape of class indices for ${inputName} ${fmt(input)}, ` +
+    if (!sameShape(shape, tshape)) {
+      if (sameShape(indexShape, tshape))
+        throw new Error(`${op}: target ${td} ${fmt(tshape)} has the shape of class indices for ${inputName} ${fmt(shape)}, ` +
           `but class indices must be int64 (convert with target.long()); probability targets must have the ${inputName}' shape`);
-      throw new Error(`${op}: probability targets must have the ${inputName}' shape: ${inputName} ${fmt(input)}, target ${fmt(target)}`);
+      throw new Error(`${op}: probability targets must have the ${inputName}' shape: ${inputName} ${fmt(shape)}, target ${fmt(tshape)}`);
     }
   } else {
     if (td !== 'int64') {
       const what = allowProbs ? 'class-index targets must be int64 (or floating-point probabilities)' : 'targets must be int64 class indices';
       throw new Error(`${op}: ${what}, got ${td}${isFloatingDType(td) ? '' : ' (convert with target.long())'}`);
     }
-    if (!sameShape(indexShape, target.shape))
-      throw new Error(`${op}: class-index target must have shape ${fmt(indexShape)} (${inputName} ${fmt(input)} without the class dimension), got ${fmt(target)}`);
+    if (!sameShape(indexShape, tshape))
+      throw new Error(`${op}: class-index target must have shape ${fmt(indexShape)} (${inputName} ${fmt(shape)} without the class dimension), got ${fmt(tshape)}`);
   }
   if (weight) {
     if (!(weight instanceof Tensor)) throw new Error(`${op}: weight must be a Tensor or null`);

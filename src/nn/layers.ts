@@ -5,7 +5,7 @@
 //
 // Errors from the underlying ops are rethrown with the layer and the input shapes named (see `layerError`); the
 // `try` costs nothing on the success path.
-import { Tensor, empty, ones, ops, zeros, noGrad, tidy } from '../torch';
+import { Tensor, chain, empty, ones, ops, zeros, noGrad, tidy } from '../torch';
 import { Module } from './module';
 import type { LayerQuant } from './quant';
 import * as init from './init';
@@ -579,6 +579,7 @@ export class LogSoftmax extends Module {
 /** Children named "0", "1", ... called in order, each through `call` (so hooks on `seq.1` see its output). */
 export class Sequential extends Module {
   private readonly layers: Module[] = [];
+  private readonly calls: ((x: any) => any)[] = [];
   constructor(...layers: Module[]) {
     super();
     for (const m of layers) this.append(m);
@@ -586,12 +587,12 @@ export class Sequential extends Module {
   append(m: Module): this {
     this.registerModule(String(this.layers.length), m);
     this.layers.push(m);
+    this.calls.push((x) => m.call(x));
     return this;
   }
+  /** Each layer on the output of the one before; an intermediate output is released once the next exists (see chain). */
   forward(x: any): any {
-    const layers = this.layers;
-    for (let i = 0; i < layers.length; i++) x = layers[i].call(x);
-    return x;
+    return chain(x, this.calls);
   }
   get length(): number {
     return this.layers.length;

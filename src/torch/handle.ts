@@ -24,7 +24,8 @@ export interface Native {
   meta(h: Handle): [number[], string, string, boolean];
   shape(h: Handle): number[];
   dtype(h: Handle): string;
-  dispose(h: Handle): void;
+  /** Releases one handle, or many in one call. */
+  dispose(h: Handle | Handle[]): void;
   isDisposed(h: Handle): boolean;
   liveTensors(): number;
   /** Reports the live tensors' bytes to V8 as external memory (batched; see addon.cc) and returns them. */

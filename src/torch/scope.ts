@@ -1,7 +1,7 @@
 // Deterministic release of native tensors: `tidy` scopes, `keep`, `dispose`. The GC finalizer on each handle is
 // only a backstop. Scopes are synchronous; a callback that returns a Promise is an error, because tensors created
 // after its first `await` would escape the scope.
-import { native } from './handle';
+import { type Handle, native } from './handle';
 import type { Tensor } from './tensor';
 
 const scopes: Tensor[][] = [];
@@ -46,7 +46,6 @@ export function tidy<T>(fn: () => T): T;
 export function tidy<T>(name: string, fn: () => T): T;
 export function tidy<T>(a: string | (() => T), b?: () => T): T {
   const fn = typeof a === 'function' ? a : b!;
-  const name = typeof a === 'string' ? a : fn.name || 'anonymous';
   const mine: Tensor[] = [];
   scopes.push(mine);
   let result: T;
@@ -62,24 +61,60 @@ export function tidy<T>(a: string | (() => T), b?: () => T): T {
     for (const t of mine) if (!t._kept) t.dispose();
     // Swallow the abandoned promise's rejection; the error below is what the caller needs to see.
     (result as PromiseLike<unknown>).then(undefined, () => undefined);
+    const name = typeof a === 'string' ? a : fn.name || 'anonymous';
     throw new Error(
       `tidy('${name}'): the callback returned a Promise. Scopes are synchronous: tensors created after an await ` +
         'would escape. Use tidy inside each synchronous step of an async loop instead.',
     );
   }
+  // what the callback returns moves to the parent scope: one tensor, or the tensors inside arrays, Maps and objects
+  let single: unknown = null;
   let returned: Set<Tensor> | null = null;
-  if (result !== null && typeof result === 'object') {
+  if (result instanceof TensorClassRef) single = result;
+  else if (result !== null && typeof result === 'object') {
     returned = new Set();
     collectTensors(result, returned, new Set(), TensorClassRef);
   }
   const parent = scopes.length ? scopes[scopes.length - 1] : null;
+  // the scope's tensors are released in one call to the addon
+  const dead: Handle[] = [];
   for (const t of mine) {
     if (t._kept) continue;
-    if (returned !== null && returned.has(t)) {
+    if (t === single || (returned !== null && returned.has(t))) {
       if (parent) parent.push(t);
-    } else t.dispose();
+    } else dead.push(t._h);
   }
+  if (dead.length !== 0) native.dispose(dead);
   return result;
+}
+
+/**
+ * Applies `fns` to `x` in turn and returns the last result, releasing each intermediate result as soon as the next
+ * function has returned, as C++ frees a temporary at the end of its statement: a layer-by-layer forward pass then
+ * reuses warm memory instead of holding every activation until the enclosing scope ends (autograd keeps what the
+ * backward pass needs). Only results made by the chain's own functions inside the current scope are released: never
+ * `x`, a kept tensor (parameters, buffers), a result returned unchanged, or anything made outside a scope. A function
+ * must therefore not hold on to its argument after it returns (take an alias, as `captureFeatures` does).
+ */
+export function chain<T = Tensor>(x: T, fns: readonly ((v: any) => any)[]): T {
+  const scope = scopes.length !== 0 ? scopes[scopes.length - 1] : null;
+  let v: any = x;
+  let made = false; // v was made by the previous function, in this scope
+  for (let i = 0; i < fns.length; i++) {
+    const mark = scope !== null ? scope.length : 0;
+    const n = fns[i](v);
+    if (n === v) continue;
+    if (made) (v as Tensor).dispose();
+    made = scope !== null && n instanceof TensorClassRef && !(n as Tensor)._kept && madeSince(scope, mark, n as Tensor);
+    v = n;
+  }
+  return v as T;
+}
+
+/** Whether `t` entered `scope` at or after index `mark` (made there since, or handed up by a nested scope). */
+function madeSince(scope: Tensor[], mark: number, t: Tensor): boolean {
+  for (let i = scope.length - 1; i >= mark; i--) if (scope[i] === t) return true;
+  return false;
 }
 
 /** Exempts a tensor from every scope: it lives until `dispose()` (or garbage collection). */
