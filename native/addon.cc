@@ -1186,6 +1186,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("jitInfo", Napi::Function::New(env, JitInfo, "jitInfo"));
   exports.Set("jitDispose", Napi::Function::New(env, JitDispose, "jitDispose"));
   exports.Set("opProfile", Napi::Function::New(env, OpProfile, "opProfile"));
+  // what the TypeScript side may rely on; handle.ts refuses an addon built from other sources (raise it with any
+  // change to the functions above: 2 = dispose takes an array)
+  exports.Set("abi", Napi::Number::New(env, 2));
   return exports;
 }
 

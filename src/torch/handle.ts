@@ -49,7 +49,12 @@ export interface Native {
   jitDispose(m: ScriptHandle): void;
   /** Starts (true) or stops (false) the op profile; stopping returns [name, calls, total µs, self µs] rows. */
   opProfile(on: boolean): [string, number, number, number][] | undefined;
+  /** The interface version of the addon (see NATIVE_ABI). */
+  abi?: number;
 }
+
+/** The addon interface this TypeScript expects (native/addon.cc exports it as `abi`). */
+const NATIVE_ABI = 2;
 
 /** Opaque handle to a loaded TorchScript module (an N-API external). */
 export type ScriptHandle = { readonly __script: unique symbol };
@@ -90,6 +95,11 @@ function load(): Native {
         'If libtorch moved or was upgraded, rebuild with `npm rebuild tsdistill` (or `npm install` in this project).',
     );
   }
+  if (mod.abi !== NATIVE_ABI)
+    throw new Error(
+      `tsdistill: the native addon ${file} was built from other sources (interface ${mod.abi ?? 1}, this code needs ${NATIVE_ABI}). ` +
+        'Rebuild it: npm rebuild tsdistill (or node native/build.js in this project).',
+    );
   const v = mod.version();
   if (v.runtime && v.runtime !== v.built) {
     throw new Error(
