@@ -609,6 +609,10 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   const plainTerms = terms.filter((t) => t.spec.metric === undefined);
   const external = frozen.filter((r) => r.external);
   const rows = loader?.dataset.length ?? 0;
+  const evaluateAll = async (test: TensorDataset) => {
+    lastAcc = await evaluate(primary.module!, test, o.testTransforms);
+    for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, test, o.testTransforms);
+  };
   const fresh = () => newAccumulator(metricKeys, plainTerms.map((t) => t.name), otherTrainable.map((r) => r.name));
   try {
     for (let epoch = partial ? partial.epoch : startEpoch; epoch < o.epochs; epoch++) {
@@ -647,7 +651,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
         for (const r of trainable) if (stepped(r)) r.sched!.step();
         lastLoss = res.value;
         for (const x of [acc, win]) {
-          x.sum += res.value * res.n; x.correct += res.correct; x.seen += res.n; x.steps += 1;
+          x.sum += res.value * res.n; x.correct += res.correct; x.seen += res.n;
           for (const [k, v] of Object.entries(res.metrics)) x.metrics[k] += v * res.n;
           for (const [k, v] of Object.entries(res.terms)) if (k in x.terms) x.terms[k] += v * res.n;
           for (const [k, v] of Object.entries(res.others)) x.others[k] += v;
@@ -693,10 +697,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           r.filling = null;
           cacheState = 'built';
         }
-      if (o.test) {
-        lastAcc = await evaluate(primary.module!, o.test, o.testTransforms);
-        for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
-      }
+      if (o.test) await evaluateAll(o.test);
       const lr = primary.opt!.paramGroups[0].options.lr;
       for (const r of trainable) if (!stepped(r)) r.sched!.step();
       const seen = acc.seen;
@@ -722,10 +723,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       }
       if (o.signal?.aborted && epoch + 1 < o.epochs) throw new TrainingInterrupted(o.outDir, epoch + 2, 0);
     }
-    if (times.length === 0 && o.test) {
-      lastAcc = await evaluate(primary.module!, o.test, o.testTransforms);
-      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, o.test, o.testTransforms);
-    }
+    if (times.length === 0 && o.test) await evaluateAll(o.test);
   } finally {
     for (const r of roles.values()) {
       r.cached?.dispose();
@@ -766,7 +764,6 @@ interface Accumulator {
   sum: number;
   correct: number;
   seen: number;
-  steps: number;
   /** Unweighted sums of the terms reported as top-level metrics (hard, soft). */
   metrics: Record<string, number>;
   /** Weighted sums of the other terms. */
@@ -775,7 +772,7 @@ interface Accumulator {
   others: Record<string, number>;
 }
 const newAccumulator = (metrics: string[], terms: string[], others: string[]): Accumulator => ({
-  sum: 0, correct: 0, seen: 0, steps: 0,
+  sum: 0, correct: 0, seen: 0,
   metrics: Object.fromEntries(metrics.map((k) => [k, 0])), terms: Object.fromEntries(terms.map((k) => [k, 0])), others: Object.fromEntries(others.map((k) => [k, 0])),
 });
 const means = (sums: Record<string, number>, seen: number) => Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / seen]));

@@ -25,7 +25,7 @@ export interface RunFlags {
 }
 
 /** The image data set of a configuration (`data.dataset`), from the data-set registry. */
-export function datasetOf(cfg: RunConfig): ImageDatasetInfo {
+export function datasetOf(cfg: Pick<RunConfig, 'data'>): ImageDatasetInfo {
   registerBuiltinDatasets();
   return getImageDataset(cfg.data.dataset, 'data.dataset');
 }
@@ -90,7 +90,7 @@ export function buildModel(cfg: RunConfig, kind: RunKind): Module {
   return createModel(spec.model, modelOptions(cfg, spec));
 }
 /** Normalisation (train and test) and the augmentation of one run (its section's `augment`, else data.augment). */
-export function transformsFor(cfg: RunConfig, kind: RunKind = 'student'): { norm: BatchTransform[]; aug: BatchTransform[] } {
+export function transformsFor(cfg: Pick<RunConfig, 'data'> & Partial<Pick<RunConfig, 'teacher' | 'student'>>, kind: RunKind = 'student'): { norm: BatchTransform[]; aug: BatchTransform[] } {
   const info = datasetOf(cfg);
   const norm = cfg.data.normalize ? [normalize(info.mean, info.std)] : [];
   const spec = kind === 'teacher' ? cfg.teacher : cfg.student;

@@ -21,13 +21,13 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { manualSeed, setNumThreads } from '../torch';
 import { Module, loadWeights } from '../nn';
-import { DataLoader, type DataSplits, getImageDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../data';
+import { DataLoader, type DataSplits, registerBuiltinDatasets } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
 import { type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
 import { checkDevice } from '../distill/pipeline';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
 import { applyOverrides, checkTeacherSource, configSchema, describe, externalTeacherKeys, readConfigMapping, scheduleObj } from './config';
-import type { RunFlags } from './runs';
+import { type RunFlags, datasetOf, transformsFor } from './runs';
 
 const ident = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const optimizerKind = z.enum(['sgd', 'adam', 'adamw']);
@@ -146,10 +146,8 @@ export function loadStagedConfig(file: string, sets: string[] = []): StagedConfi
 /** Runs every stage of a staged configuration in order (finished stages are not run again). */
 export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags: RunFlags): Promise<StagesResult> {
   registerBuiltinModels();
-  const info = getImageDataset(cfg.data.dataset, 'data.dataset');
-  const norm = cfg.data.normalize ? [normalize(info.mean, info.std)] : [];
-  const [, h, w] = info.inputShape;
-  const aug = [...(cfg.data.augment?.crop ? [randomCrop(h === w ? h : [h, w], cfg.data.augment.crop)] : []), ...(cfg.data.augment?.flip ? [randomHorizontalFlip()] : [])];
+  const info = datasetOf(cfg);
+  const { norm, aug } = transformsFor(cfg);
   const device = checkDevice(cfg.training.device);
   const t = cfg.training;
   const stages: StageSpec[] = cfg.stages.map((stage) => {
