@@ -15,6 +15,7 @@ import * as readline from 'node:readline';
 import { liveTensors, nextTick, noGrad, ops, randn, setNumThreads, tidy } from '../src/torch';
 import { LeNet5Half } from '../src/models';
 import { SGD } from '../src/optim';
+import { F } from '../src/nn';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -198,8 +199,18 @@ async function main() {
     }
     return ts;
   };
-  type Side = 'cpp' | 'engine' | 'hand' | 'python' | 'pythonReporting' | 'baseline';
-  const SIDES: Side[] = ['cpp', 'engine', 'hand', 'python', 'pythonReporting', ...(base ? ['baseline' as const] : [])];
+  // the engine's step with libtorch's own max_pool2d kernel for the teacher as well (op for op what C++ and Python run;
+  // by default a frozen model's max-pooling takes the tiled path of F.maxPool2d)
+  const engineKernelPool = () => {
+    const prev = F.setFastMaxPool(false);
+    try {
+      engineStep();
+    } finally {
+      F.setFastMaxPool(prev);
+    }
+  };
+  type Side = 'cpp' | 'engine' | 'engineKernelPool' | 'hand' | 'python' | 'pythonReporting' | 'baseline';
+  const SIDES: Side[] = ['cpp', 'engine', 'engineKernelPool', 'hand', 'python', 'pythonReporting', ...(base ? ['baseline' as const] : [])];
   const run = async (s: Side, n: number): Promise<number[]> => {
     if (s === 'cpp') {
       const ts = cpp.steps(n);
@@ -208,11 +219,11 @@ async function main() {
     }
     if (s === 'python' || s === 'pythonReporting') return py.steps(n, s === 'pythonReporting');
     if (s === 'baseline') return nodeSide(base!.step, n, base!.nextTick);
-    return nodeSide(s === 'engine' ? engineStep : handStep, n, nextTick, s === 'engine' ? turns : undefined);
+    return nodeSide(s === 'engine' ? engineStep : s === 'engineKernelPool' ? engineKernelPool : handStep, n, nextTick, s === 'engine' ? turns : undefined);
   };
   for (const s of SIDES) await run(s, WARMUP);
   turns.length = 0;
-  const times: Record<Side, number[]> = { cpp: [], engine: [], hand: [], python: [], pythonReporting: [], baseline: [] };
+  const times: Record<Side, number[]> = { cpp: [], engine: [], engineKernelPool: [], hand: [], python: [], pythonReporting: [], baseline: [] };
   const rounds: Record<Side, number>[] = [];
   const per = Math.ceil(STEPS / ROUNDS);
   for (let r = 0; r < ROUNDS; r++) {
@@ -264,12 +275,15 @@ async function main() {
   const table: [string, string][] = [
     ['C++ (libtorch API)', f(ms.cpp)],
     ['engine step (EngineStep)', f(ms.engine)],
+    ["engine step, libtorch's max_pool2d kernel for the teacher too", f(ms.engineKernelPool)],
     ['Node, hand-written step', f(ms.hand)],
     [`Python (PyTorch ${py.info?.torch})`, f(ms.python)],
     ['Python, reading per step what the engine reports', f(ms.pythonReporting)],
     ['ratio engine / C++', f(ratio('engine', 'cpp'))],
     ['ratio engine / Python', f(ratio('engine', 'python'))],
     ['ratio engine / Python reading the same', f(ratio('engine', 'pythonReporting'))],
+    ["ratio engine (libtorch's max_pool2d kernel) / C++", f(ratio('engineKernelPool', 'cpp'))],
+    ["ratio engine (libtorch's max_pool2d kernel) / Python", f(ratio('engineKernelPool', 'python'))],
     ['ratio hand-written / C++', f(ratio('hand', 'cpp'))],
     ...(base ? [[`engine step of the baseline build (${BASELINE})`, f(ms.baseline)], ['ratio engine / baseline build', f(ratio('engine', 'baseline'))],
       ['ratio baseline build / C++', f(ratio('baseline', 'cpp'))], ['ratio baseline build / Python', f(ratio('baseline', 'python'))]] as [string, string][] : []),
@@ -290,12 +304,15 @@ async function main() {
     JSON.stringify({
       kd_step_cpp_ms: r4(ms.cpp),
       kd_step_engine_ms: r4(ms.engine),
+      kd_step_engine_kernel_pool_ms: r4(ms.engineKernelPool),
       kd_step_hand_ms: r4(ms.hand),
       kd_step_python_ms: r4(ms.python),
       kd_step_python_reporting_ms: r4(ms.pythonReporting),
       engine_vs_cpp: r4(ratio('engine', 'cpp')),
       engine_vs_python: r4(ratio('engine', 'python')),
       engine_vs_python_reporting: r4(ratio('engine', 'pythonReporting')),
+      engine_kernel_pool_vs_cpp: r4(ratio('engineKernelPool', 'cpp')),
+      engine_kernel_pool_vs_python: r4(ratio('engineKernelPool', 'python')),
       hand_vs_cpp: r4(ratio('hand', 'cpp')),
       ...(base ? { baseline: BASELINE, kd_step_baseline_ms: r4(ms.baseline), engine_vs_baseline: r4(ratio('engine', 'baseline')),
         baseline_vs_cpp: r4(ratio('baseline', 'cpp')), baseline_vs_python: r4(ratio('baseline', 'python')) } : {}),

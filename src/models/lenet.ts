@@ -1,9 +1,9 @@
 // LeNet-5 (teacher) and the half-width LeNet student of the MNIST distillation experiment.
 import { Tensor, chain, ops } from '../torch';
-import { Conv2d, Linear, Module } from '../nn';
+import { Conv2d, F, Linear, Module } from '../nn';
 
 const relu = (x: Tensor) => x.relu();
-const pool = (x: Tensor) => ops.max_pool2d(x, 2);
+const pool = (x: Tensor) => F.maxPool2d(x, 2);
 const flatten = (x: Tensor) => x.flatten(1);
 
 /** LeNet-5 for 28×28 inputs: conv(1→6, k5, pad 2) → pool → conv(6→16, k5) → pool → 400→120→84→classes. */

@@ -1,7 +1,7 @@
 // VGG with batch norm for CIFAR (the distillation-benchmark variant): block0..4 of conv-BN-ReLU, max-pool between
 // blocks, global pooling, one linear classifier.
 import { Tensor, ops } from '../torch';
-import { BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential } from '../nn';
+import { BatchNorm2d, Conv2d, F, Linear, Module, ReLU, Sequential } from '../nn';
 
 export const VGG_CONFIGS: Record<string, number[][]> = {
   vgg8: [[64], [128], [256], [512], [512]],
@@ -29,7 +29,7 @@ export class Vgg extends Module {
     let h = x;
     this.blocks.forEach((blk, i) => {
       h = blk.call(h);
-      if (i < this.blocks.length - 1) h = ops.max_pool2d(h, 2, 2);
+      if (i < this.blocks.length - 1) h = F.maxPool2d(h, 2);
     });
     return this.classifier.call(ops.adaptive_avg_pool2d(h, [1, 1]).flatten(1));
   }

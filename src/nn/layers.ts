@@ -9,6 +9,7 @@ import { Tensor, chain, empty, ones, ops, zeros, noGrad, tidy } from '../torch';
 import { Module } from './module';
 import type { LayerQuant } from './quant';
 import * as init from './init';
+import { maxPool2d } from './functional';
 
 const shapeStr = (s: number[]) => `[${s.join(', ')}]`;
 
@@ -384,7 +385,7 @@ export class MaxPool2d extends Module {
   }
   forward(x: Tensor): Tensor {
     try {
-      return ops.max_pool2d(x, this.kernelSize, this.stride, this.padding, this.dilation, this.ceilMode);
+      return maxPool2d(x, this.kernelSize, { stride: this.stride, padding: this.padding, dilation: this.dilation, ceilMode: this.ceilMode });
     } catch (e) {
       layerError(this, [x], e);
     }

@@ -75,9 +75,13 @@ export function tensor(data: Nested | TypedInput, opts: TensorOptions & { shape?
     }
     return finish(t, opts);
   }
-  const shape = inferShape(data as Nested);
+  const inferred = inferShape(data as Nested);
   const flat: number[] = [];
-  flattenChecked(data as Nested, shape, flat);
+  flattenChecked(data as Nested, inferred, flat);
+  // `shape` reshapes nested data as it does typed arrays
+  const shape = opts.shape ?? inferred;
+  if (opts.shape && opts.shape.reduce((a, b) => a * b, 1) !== flat.length)
+    throw new Error(`tensor(): shape [${opts.shape.join(', ')}] holds ${opts.shape.reduce((a, b) => a * b, 1)} elements, the data has ${flat.length}`);
   const isBool = shape.length === 0 ? typeof data === 'boolean' : flat.length > 0 && typeof firstLeaf(data as Nested) === 'boolean';
   const dtype = opts.dtype ?? (isBool ? 'bool' : 'float32');
   let t: Tensor;

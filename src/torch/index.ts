@@ -3,7 +3,7 @@ export * from './types';
 export * from './factory';
 export * from './runtime';
 export { ScriptModule } from './jit';
-export { recordOps, handleOf, handleInfo, handleBytes, type OpCall, type OpSchema, type OpSchemaArg, type Handle } from './trace';
+export { recordOps, isRecordingOps, handleOf, handleInfo, handleBytes, type OpCall, type OpSchema, type OpSchemaArg, type Handle } from './trace';
 export { tidy, keep, dispose, chain, liveTensors, nextTick, memory } from './scope';
 export * as ops from './ops.generated';
 export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, readSafetensorsHeader, parseHeader,

@@ -108,6 +108,11 @@ function decodeCall(id: number, raw: unknown[], result: unknown): OpCall | null 
 
 let recording = false;
 
+/** Whether `recordOps` is recording (code with a faster decomposition of an op keeps the op itself while it is). */
+export function isRecordingOps(): boolean {
+  return recording;
+}
+
 /**
  * Runs `fn` and calls `onCall` after each op it calls, synchronously, before the op's caller sees the result (so
  * `onCall` can read tensors that the caller disposes right away). Ops that `onCall` itself calls are not recorded.
