@@ -16,6 +16,13 @@
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/version.h>
 
+#ifdef TSD_C10D
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
 #include <dlfcn.h>
 
 #include <atomic>
@@ -1150,6 +1157,193 @@ Napi::Value OpProfile(const Napi::CallbackInfo& info) {
   });
 }
 
+
+// ---------------------------------------------------------------- process groups (c10d, Gloo)
+//
+// PyTorch's own collective layer: a store (TCPStore served by rank 0, or a FileStore on a shared file system) where
+// the ranks meet, and a Gloo process group over it. The collectives run in place on CPU tensors and block until they
+// complete or `timeoutMs` passes. Built only where the libtorch headers include c10d and the Gloo headers exist
+// (find-libtorch.js --c10d); elsewhere distAvailable() is false and the other functions are absent.
+
+#ifdef TSD_C10D
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  int rank = 0;
+  int size = 1;
+  std::chrono::milliseconds timeout{0};
+  bool destroyed = false;
+};
+
+Group* groupOf(const Napi::Value& v) {
+  if (!v.IsExternal()) throw std::invalid_argument("expected a process group handle");
+  auto* g = v.As<Napi::External<Group>>().Data();
+  if (g->destroyed) throw std::invalid_argument("the process group was destroyed");
+  return g;
+}
+
+std::vector<at::Tensor> tensorsOf(const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw std::invalid_argument(std::string(what) + ": expected an array of tensors");
+  auto arr = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    at::Tensor t = tensorOf(arr.Get(i), what);
+    if (!t.is_contiguous()) throw std::invalid_argument(std::string(what) + ": tensor " + std::to_string(i) + " is not contiguous");
+    out.push_back(t);
+  }
+  return out;
+}
+
+void waitWork(Group* g, const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+  try {
+    work->wait(g->timeout);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("rank " + std::to_string(g->rank) + " of " + std::to_string(g->size) + ": " + what + " failed: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw std::runtime_error("rank " + std::to_string(g->rank) + " of " + std::to_string(g->size) + ": " + what + " failed: " + e.what());
+  }
+}
+
+// distInit({store: 'tcp'|'file', host, port, path, rank, size, timeoutMs, iface, prefix}) -> group handle
+Napi::Value DistInit(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto o = info[0].As<Napi::Object>();
+    const int rank = o.Get("rank").As<Napi::Number>().Int32Value();
+    const int size = o.Get("size").As<Napi::Number>().Int32Value();
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.Get("timeoutMs").As<Napi::Number>().DoubleValue()));
+    const std::string kind = o.Get("store").As<Napi::String>().Utf8Value();
+    const std::string prefix = o.Has("prefix") && o.Get("prefix").IsString() ? o.Get("prefix").As<Napi::String>().Utf8Value() : std::string("tsdistill");
+    auto* g = new Group();
+    g->rank = rank;
+    g->size = size;
+    g->timeout = timeout;
+    std::string where;
+    try {
+      c10::intrusive_ptr<c10d::Store> base;
+      if (kind == "file") {
+        where = o.Get("path").As<Napi::String>().Utf8Value();
+        base = c10::make_intrusive<c10d::FileStore>(where, size);
+        base->setTimeout(timeout);
+      } else {
+        const std::string host = o.Get("host").As<Napi::String>().Utf8Value();
+        const int port = o.Get("port").As<Napi::Number>().Int32Value();
+        where = host + ":" + std::to_string(port);
+        c10d::TCPStoreOptions so;
+        so.port = static_cast<std::uint16_t>(port);
+        so.isServer = rank == 0;
+        so.numWorkers = static_cast<std::size_t>(size);
+        so.waitWorkers = true;
+        so.timeout = timeout;
+        base = c10::make_intrusive<c10d::TCPStore>(host, so);
+      }
+      g->store = c10::make_intrusive<c10d::PrefixStore>(prefix, base);
+    } catch (const std::exception& e) {
+      delete g;
+      std::string msg = dynamic_cast<const c10::Error*>(&e) ? static_cast<const c10::Error&>(e).what_without_backtrace() : e.what();
+      throw std::runtime_error("rank " + std::to_string(rank) + " of " + std::to_string(size) + ": could not reach the " + kind + " store at " + where + " within " +
+                               std::to_string(timeout.count() / 1000.0) + " s: " + msg);
+    }
+    try {
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      const std::string iface = o.Has("iface") && o.Get("iface").IsString() ? o.Get("iface").As<Napi::String>().Utf8Value() : std::string();
+      const std::string bindHost = o.Has("bindHost") && o.Get("bindHost").IsString() ? o.Get("bindHost").As<Napi::String>().Utf8Value() : std::string();
+      if (!iface.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(iface));
+      else if (!bindHost.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(bindHost));
+      else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      opts->threads = 1;
+      g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, size, opts);
+    } catch (const std::exception& e) {
+      delete g;
+      std::string msg = dynamic_cast<const c10::Error*>(&e) ? static_cast<const c10::Error&>(e).what_without_backtrace() : e.what();
+      throw std::runtime_error("rank " + std::to_string(rank) + " of " + std::to_string(size) + ": could not connect the process group (store " + where + "): " + msg);
+    }
+    return Napi::External<Group>::New(env, g, [](Napi::Env, Group* g) { delete g; });
+  });
+}
+
+// distAllReduce(group, tensors): in-place sum over the ranks
+Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    auto ts = tensorsOf(info[1], "allReduce");
+    if (ts.empty()) return info.Env().Undefined();
+    // one tensor per call: Gloo's allreduce takes several only as copies of one tensor on several devices
+    for (auto& t : ts) {
+      std::vector<at::Tensor> one{t};
+      waitWork(g, g->pg->allreduce(one), "all-reduce");
+    }
+    return info.Env().Undefined();
+  });
+}
+
+// distBroadcast(group, tensors, root): in place from `root`
+Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    auto ts = tensorsOf(info[1], "broadcast");
+    c10d::BroadcastOptions bo;
+    bo.rootRank = info[2].As<Napi::Number>().Int32Value();
+    for (auto& t : ts) {
+      std::vector<at::Tensor> one{t};
+      waitWork(g, g->pg->broadcast(one, bo), "broadcast");
+    }
+    return info.Env().Undefined();
+  });
+}
+
+// distAllGather(group, tensor) -> [tensor of rank 0, ..., tensor of rank size-1]
+Napi::Value DistAllGather(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Group* g = groupOf(info[0]);
+    at::Tensor t = tensorOf(info[1], "allGather").contiguous();
+    std::vector<at::Tensor> in{t};
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < g->size; r++) out[0].push_back(at::empty_like(t));
+    waitWork(g, g->pg->allgather(out, in), "all-gather");
+    auto arr = Napi::Array::New(env, out[0].size());
+    for (size_t i = 0; i < out[0].size(); i++) arr.Set(static_cast<uint32_t>(i), wrapTensor(env, out[0][i]));
+    return arr;
+  });
+}
+
+Napi::Value DistBarrier(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    waitWork(g, g->pg->barrier(), "barrier");
+    return info.Env().Undefined();
+  });
+}
+
+// distStoreSet(group, key, value) / distStoreGet(group, key) -> string (waits up to the timeout)
+Napi::Value DistStoreSet(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    const std::string v = info[2].As<Napi::String>().Utf8Value();
+    g->store->set(info[1].As<Napi::String>().Utf8Value(), std::vector<uint8_t>(v.begin(), v.end()));
+    return info.Env().Undefined();
+  });
+}
+Napi::Value DistStoreGet(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    auto v = g->store->get(info[1].As<Napi::String>().Utf8Value());
+    return Napi::String::New(info.Env(), std::string(v.begin(), v.end()));
+  });
+}
+
+Napi::Value DistDestroy(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    g->pg.reset();
+    g->store.reset();
+    g->destroyed = true;
+    return info.Env().Undefined();
+  });
+}
+#endif
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if TORCH_VERSION_MAJOR >= 2
   c10::WarningUtils::set_warning_handler(&g_warnings);
@@ -1186,9 +1380,22 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("jitInfo", Napi::Function::New(env, JitInfo, "jitInfo"));
   exports.Set("jitDispose", Napi::Function::New(env, JitDispose, "jitDispose"));
   exports.Set("opProfile", Napi::Function::New(env, OpProfile, "opProfile"));
+#ifdef TSD_C10D
+  exports.Set("distAvailable", Napi::Boolean::New(env, true));
+  exports.Set("distInit", Napi::Function::New(env, DistInit, "distInit"));
+  exports.Set("distAllReduce", Napi::Function::New(env, DistAllReduce, "distAllReduce"));
+  exports.Set("distBroadcast", Napi::Function::New(env, DistBroadcast, "distBroadcast"));
+  exports.Set("distAllGather", Napi::Function::New(env, DistAllGather, "distAllGather"));
+  exports.Set("distBarrier", Napi::Function::New(env, DistBarrier, "distBarrier"));
+  exports.Set("distStoreSet", Napi::Function::New(env, DistStoreSet, "distStoreSet"));
+  exports.Set("distStoreGet", Napi::Function::New(env, DistStoreGet, "distStoreGet"));
+  exports.Set("distDestroy", Napi::Function::New(env, DistDestroy, "distDestroy"));
+#else
+  exports.Set("distAvailable", Napi::Boolean::New(env, false));
+#endif
   // what the TypeScript side may rely on; handle.ts refuses an addon built from other sources (raise it with any
-  // change to the functions above: 2 = dispose takes an array)
-  exports.Set("abi", Napi::Number::New(env, 2));
+  // change to the functions above: 2 = dispose takes an array, 3 = process groups)
+  exports.Set("abi", Napi::Number::New(env, 3));
   return exports;
 }
 

@@ -66,13 +66,29 @@ function find() {
   process.exit(1);
 }
 
+/**
+ * Whether the process groups (c10d over Gloo) can be built against `lt`: libtorch's c10d headers and the Gloo headers
+ * are present (Debian: libgloo-dev; PyTorch's own packages carry both). TSDISTILL_NO_C10D=1 leaves them out. Returns
+ * the extra compiler flags and libraries, or null.
+ */
+function c10d(lt) {
+  if (process.env.TSDISTILL_NO_C10D === '1') return null;
+  const dirs = [...lt.include, '/usr/include', '/usr/local/include'];
+  const has = (rel) => dirs.some((d) => fs.existsSync(path.join(d, rel)));
+  if (!has('torch/csrc/distributed/c10d/ProcessGroupGloo.hpp') || !has('gloo/algorithm.h')) return null;
+  // Debian links Gloo as its own library; PyTorch's libtorch_cpu carries it inside
+  const gloo = ['/usr/lib', lt.libdir, '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu'].find((d) => fs.existsSync(path.join(d, 'libgloo.so')));
+  return { cflags: ['-DUSE_C10D_GLOO', '-DTSD_C10D'], libs: gloo ? [`-L${gloo}`, '-lgloo'] : [] };
+}
+
 if (require.main === module) {
   const lt = find();
   const arg = process.argv[2];
   if (arg === '--include') console.log(lt.include.join(' '));
   else if (arg === '--libdir') console.log(lt.libdir);
-  else if (arg === '--cflags') console.log(`-D_GLIBCXX_USE_CXX11_ABI=${lt.abi}`);
-  else if (arg === '--libs') console.log([`-L${lt.libdir}`, `-Wl,-rpath,${lt.libdir}`, '-Wl,--no-as-needed', lt.cuda ? '-ltorch_cuda -lc10_cuda' : '', '-ltorch', '-ltorch_cpu', '-lc10', '-Wl,--as-needed'].filter(Boolean).join(' '));
-  else console.log(JSON.stringify(lt));
+  else if (arg === '--cflags') console.log([`-D_GLIBCXX_USE_CXX11_ABI=${lt.abi}`, ...(c10d(lt)?.cflags ?? [])].join(' '));
+  else if (arg === '--libs') console.log([`-L${lt.libdir}`, `-Wl,-rpath,${lt.libdir}`, '-Wl,--no-as-needed', lt.cuda ? '-ltorch_cuda -lc10_cuda' : '', '-ltorch', '-ltorch_cpu', '-lc10', ...(c10d(lt)?.libs ?? []), '-Wl,--as-needed'].filter(Boolean).join(' '));
+  else if (arg === '--c10d') console.log(c10d(lt) ? 'yes' : 'no');
+  else console.log(JSON.stringify({ ...lt, c10d: !!c10d(lt) }));
 }
-module.exports = { find };
+module.exports = { find, c10d };

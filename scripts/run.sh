@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3 chromium)
+APT_PACKAGES=(libtorch-dev libgloo-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3 chromium)
 
 setup_apt() {
   local missing=()
@@ -27,6 +27,9 @@ setup_npm() {
   if [ ! -d node_modules ] || [ ! -f build/Release/tsdistill_native.node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "setup: npm ci (builds the native addon against libtorch)"
     npm ci --no-audit --no-fund
+  elif [ native/addon.cc -nt build/Release/tsdistill_native.node ] || [ native/find-libtorch.js -nt build/Release/tsdistill_native.node ]; then
+    echo "setup: rebuilding the native addon (its sources changed)"
+    node native/build.js
   fi
 }
 

@@ -49,12 +49,25 @@ export interface Native {
   jitDispose(m: ScriptHandle): void;
   /** Starts (true) or stops (false) the op profile; stopping returns [name, calls, total µs, self µs] rows. */
   opProfile(on: boolean): [string, number, number, number][] | undefined;
+  /** Whether the addon was built with c10d process groups (Gloo); the dist* functions exist only then. */
+  distAvailable?: boolean;
+  distInit?(o: { store: 'tcp' | 'file'; host?: string; port?: number; path?: string; rank: number; size: number; timeoutMs: number; iface?: string; bindHost?: string; prefix?: string }): GroupHandle;
+  distAllReduce?(g: GroupHandle, ts: Handle[]): void;
+  distBroadcast?(g: GroupHandle, ts: Handle[], root: number): void;
+  distAllGather?(g: GroupHandle, t: Handle): Handle[];
+  distBarrier?(g: GroupHandle): void;
+  distStoreSet?(g: GroupHandle, key: string, value: string): void;
+  distStoreGet?(g: GroupHandle, key: string): string;
+  distDestroy?(g: GroupHandle): void;
   /** The interface version of the addon (see NATIVE_ABI). */
   abi?: number;
 }
 
+/** Opaque handle to a process group (an N-API external). */
+export type GroupHandle = { readonly __group: unique symbol };
+
 /** The addon interface this TypeScript expects (native/addon.cc exports it as `abi`). */
-const NATIVE_ABI = 2;
+const NATIVE_ABI = 3;
 
 /** Opaque handle to a loaded TorchScript module (an N-API external). */
 export type ScriptHandle = { readonly __script: unique symbol };
