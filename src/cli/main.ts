@@ -10,7 +10,7 @@ import { TrainingInterrupted } from '../distill';
 import { writeReport } from '../report';
 import {
   RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
-  runFromConfig, runStagedConfig, stagesTable,
+  joinProcessGroupFromEnv, launch, runFromConfig, runStagedConfig, stagesTable, takeLaunchFlags,
 } from '../run';
 import { runGenerate } from './generate';
 import { runServe, runSft } from './llm';
@@ -49,6 +49,9 @@ options:
   --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
   --seeds 0,1,2          compare: one run per seed (in DIR/seed-N), then mean ± std
   --resume               continue the run in the output directory (after Ctrl-C or a crash)
+  --nproc N              train, distill: data-parallel over N local processes (c10d, Gloo); the batch size stays the
+                         global batch; several machines: --nnodes M --node-rank I --master-addr HOST [--master-port P]
+                         (or start the command under torchrun, which sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)
   --force                overwrite a finished or interrupted run
   --json                 print the run summary as one JSON line at the end
   --plugin FILE          load your own losses/models/data sets/verifiers first: FILE exports
@@ -57,6 +60,10 @@ options:
   --concurrency N  --limit N   generate: requests in flight; use only the first N prompts`;
 
 async function main(argv: string[]): Promise<number> {
+  // data-parallel: --nproc N starts N ranks of this same command; a rank (or a torchrun child) joins its group
+  const launched = takeLaunchFlags(argv);
+  if (launched) return launch({ ...launched.opts, argv: launched.rest });
+  joinProcessGroupFromEnv();
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

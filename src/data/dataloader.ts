@@ -49,6 +49,11 @@ export interface DataLoaderOptions {
    * Default 512, or $TSDISTILL_RESIDENT_FLOAT_MB; 0 converts every batch instead.
    */
   residentFloatMB?: number;
+  /**
+   * Data-parallel training: this process is rank `rank` of `world` and takes its share of every batch (see
+   * DataLoader.setShard). Default: the whole batch.
+   */
+  shard?: { rank: number; world: number };
 }
 
 /** The resident float budget when a loader sets none: $TSDISTILL_RESIDENT_FLOAT_MB, else 512 MiB. */
@@ -104,6 +109,7 @@ export class DataLoader {
   readonly residentFloatMB: number;
   private epoch = 0;
   private order: Int32Array | null = null;
+  private shardOf: { rank: number; world: number } | null = null;
   /** The data set's key of this loader's resident copy; null: per-batch conversion; undefined: not decided yet. */
   private residentKey: string | null | undefined = undefined;
 
@@ -127,6 +133,30 @@ export class DataLoader {
     this.transforms.forEach((t, i) => {
       if (!t || typeof t.apply !== 'function') throw new Error(`DataLoader: transforms[${i}] is not a BatchTransform (an object with name, random and apply)`);
     });
+    if (opts.shard) this.setShard(opts.shard.rank, opts.shard.world);
+  }
+
+  /**
+   * Data-parallel training: from now on `batchAt(b)` returns rank `rank`'s share of batch b — the rows
+   * [⌊rank·m/world⌋, ⌊(rank+1)·m/world⌋) of the m samples the whole batch holds. The batches (their number, order and
+   * samples) stay those of one process, so `world` processes together take the same steps over the same samples as one
+   * process with the same batchSize, whatever `world` is (batchSize is the global batch). `world` 1 undoes it.
+   */
+  setShard(rank: number, world: number): void {
+    if (!Number.isInteger(world) || world < 1) throw new Error(`DataLoader: shard world must be a positive integer, got ${world}`);
+    if (!Number.isInteger(rank) || rank < 0 || rank >= world) throw new Error(`DataLoader: shard rank must be an integer in [0, ${world}), got ${rank}`);
+    if (world > this.batchSize) throw new Error(`DataLoader: ${world} processes cannot share batches of ${this.batchSize} samples (batchSize is the global batch; raise it to at least ${world})`);
+    this.shardOf = world === 1 ? null : { rank, world };
+  }
+
+  /** The share this loader takes ({rank, world}), or null for whole batches. */
+  get shard(): { rank: number; world: number } | null {
+    return this.shardOf;
+  }
+
+  /** Samples in batch `b` of the current epoch over all processes (the whole batch). */
+  globalRows(b: number): number {
+    return Math.min(this.batchSize, this.dataset.length - b * this.batchSize);
   }
 
   /** Number of batches per epoch. */
@@ -162,8 +192,13 @@ export class DataLoader {
     const count = this.length;
     if (!Number.isInteger(b) || b < 0 || b >= count) throw new Error(`DataLoader: batch ${b} out of range (${count} batches of ${this.batchSize} from ${this.dataset.length} samples)`);
     const order = this.epochOrder();
-    const start = b * this.batchSize;
-    const indices = order.slice(start, Math.min(start + this.batchSize, order.length));
+    let start = b * this.batchSize;
+    let end = Math.min(start + this.batchSize, order.length);
+    if (this.shardOf) {
+      const m = end - start, { rank, world } = this.shardOf;
+      [start, end] = [start + Math.floor((rank * m) / world), start + Math.floor(((rank + 1) * m) / world)];
+    }
+    const indices = order.slice(start, end);
     const { x, y } = tidy(() =>
       noGrad(() => {
         const ds = this.dataset;

@@ -10,7 +10,7 @@
 // Every kind of classification run goes through `runEngine`: plain training (one role, the term `ce`), response KD,
 // feature KD, several students learning from each other. Its run directory is the RunDir: checkpoints of every role
 // written atomically, state.json as the commit point, metrics.jsonl appended durably, exact resume at any step.
-import { Tensor, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
+import { type ProcessGroup, Tensor, defaultProcessGroup, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
 import { Module, ModuleList, closest } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, clipGradNorm, warmup, warmupCosine } from '../optim';
 import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
@@ -123,6 +123,14 @@ export interface EngineOptions {
   /** The role whose weights are `last.safetensors` / `best.safetensors` (default: the first trainable role). */
   primary?: string;
   train: BatchSource;
+  /**
+   * Data-parallel training over a process group (default: defaultProcessGroup(); null: this process alone). Every
+   * process runs the same engine call; `train` must be a DataLoader, whose batches become the global batches: each
+   * process takes its share of every batch (DataLoader.setShard), gradients are averaged over the processes, weighted
+   * by their shares, before every optimizer step, and rank 0 alone evaluates, writes checkpoints, metrics and logs. The
+   * steps, samples and (up to float rounding) weights are those of one process with the same batch size.
+   */
+  dist?: ProcessGroup | null;
   /** Batches per optimizer step (gradient accumulation; the loss of each is divided by their number). Default 1. */
   gradAccum?: number;
   /** Held-out data: the trainable roles' accuracy after every epoch (and train accuracy). None: no evaluation. */
@@ -509,12 +517,21 @@ export class EngineStep {
 
 /** Runs the engine: trains the trainable roles on the terms, evaluating and checkpointing every epoch. */
 export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
-  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  // data-parallel: rank 0 writes and logs; every rank trains its share of each batch
+  const group = o.dist === undefined ? defaultProcessGroup() : o.dist;
+  const dist = group && group.worldSize > 1 ? group : null;
+  const writer = !dist || dist.rank === 0;
+  const log = writer ? (o.log ?? ((l: string) => process.stdout.write(l + '\n'))) : () => {};
   const plan = planStep(o);
   const { name, roles, terms, updates, trainable, frozen, primary, projections, probing, others: otherTrainable } = plan;
 
   const dir = new RunDir(o.outDir, { name, resume: o.resume, force: o.force, log });
-  dir.claim();
+  if (writer) dir.claim();
+  if (dist) {
+    if (!(o.train instanceof DataLoader)) throw new Error(`${name}: a data-parallel run needs a DataLoader for the training data (each process takes its share of every batch)`);
+    o.train.setShard(dist.rank, dist.worldSize);
+    dist.barrier(); // the run directory is claimed (and cleared with force) before any rank reads it
+  }
 
   const accum = o.gradAccum ?? 1;
   if (!Number.isInteger(accum) || accum < 1) throw new Error(`${name}: gradAccum must be a positive integer, got ${accum}`);
@@ -541,8 +558,9 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     proj: 'last.proj.safetensors',
   };
   const saveWeights = (r: Role, file: string, meta: Record<string, string> = {}) =>
-    r.spec.save ? r.spec.save(dir.path(file), r.module!, meta) : dir.saveModule(file, r.module!, meta);
+    !writer ? undefined : r.spec.save ? r.spec.save(dir.path(file), r.module!, meta) : dir.saveModule(file, r.module!, meta);
   const saveAll = (meta: Record<string, string>) => {
+    if (!writer) return;
     for (const r of trainable) {
       saveWeights(r, files.weights(r), meta);
       dir.saveOptimizer(files.optim(r), r.opt!);
@@ -572,9 +590,12 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     partial = (st.partial as PartialEpoch | undefined) ?? null;
     resumedFrom = st.epoch + 1;
     resumedStep = committedStep(st, steps);
-    dir.truncateMetrics((m) => (typeof m.step === 'number' ? m.step <= resumedStep! : m.epoch <= st.epoch + 1));
+    if (writer) dir.truncateMetrics((m) => (typeof m.step === 'number' ? m.step <= resumedStep! : m.epoch <= st.epoch + 1));
     log(partial ? `${name}: resuming at epoch ${partial.epoch + 1} of ${o.epochs}, step ${partial.step} of ${steps}` : `${name}: resuming after epoch ${startEpoch} of ${o.epochs}`);
   }
+
+  // data-parallel: every rank starts from rank 0's weights
+  if (dist) noGrad(() => dist.broadcast([...trainable.flatMap((r) => [...r.module!.parameters(), ...r.module!.buffers()]), ...projections.parameters()], 0));
 
   // ---- frozen roles: eval mode, no gradients; the teacher cache where it applies
   let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
@@ -596,7 +617,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     else if (startEpoch > 0 || partial || loader.dropLast) {
       // the first epoch will not cover every sample from the start: compute the rows now, from the same batches
       r.cached = await computeTeacherLogits(model, loader);
-      writeTeacherCache(r.cacheFile, r.cached, model.constructor.name);
+      if (writer) writeTeacherCache(r.cacheFile, r.cached, model.constructor.name);
       cacheState = 'built';
     }
     // otherwise the first epoch runs the teacher on every batch and fills the cache as it goes
@@ -610,8 +631,17 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   const external = frozen.filter((r) => r.external);
   const rows = loader?.dataset.length ?? 0;
   const evaluateAll = async (test: TensorDataset) => {
-    lastAcc = await evaluate(primary.module!, test, o.testTransforms);
-    for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, test, o.testTransforms);
+    if (writer) {
+      lastAcc = await evaluate(primary.module!, test, o.testTransforms);
+      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, test, o.testTransforms);
+    }
+    if (dist) {
+      // rank 0 evaluated; the others take its numbers
+      const v = [lastAcc, ...otherTrainable.map((r) => otherAcc[r.name] ?? 0)];
+      const got = sumOverRanks(dist, writer ? v : v.map(() => 0));
+      lastAcc = got[0];
+      otherTrainable.forEach((r, i) => (otherAcc[r.name] = got[i + 1]));
+    }
   };
   const fresh = () => newAccumulator(metricKeys, plainTerms.map((t) => t.name), otherTrainable.map((r) => r.name));
   try {
@@ -621,11 +651,12 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       projections.train(true);
       const from = partial && partial.epoch === epoch ? partial : null;
       partial = null;
-      const acc: Accumulator = from ? structuredClone(from.acc) : fresh();
-      const win: Accumulator = from?.win ? structuredClone(from.win) : fresh();
+      // data-parallel: a committed partial epoch holds the sums over every rank; rank 0 carries them on
+      const acc: Accumulator = from && writer ? structuredClone(from.acc) : fresh();
+      const win: Accumulator = from?.win && writer ? structuredClone(from.win) : fresh();
       const t0 = Date.now() - (from?.elapsed ?? 0) * 1000;
       const teacherMode: 'live' | 'cached' | null = frozen.length ? (frozen.every((r) => r.cached || !r.taps.size) ? 'cached' : 'live') : null;
-      const progress = o.progress === false || o.logEverySteps ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, steps, log, from?.step ?? 0);
+      const progress = o.progress === false || o.logEverySteps || !writer ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, steps, log, from?.step ?? 0);
       for (let step = from?.step ?? 0; step < steps; step++) {
         const bs: EngineBatch[] = [];
         for (let a = 0; a < accum; a++) bs.push(o.train.batchAt(step * accum + a));
@@ -641,7 +672,8 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
             ext.push(m);
             for (const r of external) if (!r.cached && r.taps.size) m.set(r, await runTeacher(r.external!, b.x, [...r.taps]));
           }
-          res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify });
+          const shares = dist ? bs.map((b, a) => (b.y.shape[0] * dist.worldSize) / (o.train as DataLoader).globalRows(step * accum + a)) : undefined;
+          res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify, dist, shares });
         } finally {
           for (const m of ext) for (const t of m.values()) dispose([...t.values()]);
           for (const b of bs) b.dispose();
@@ -666,17 +698,18 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
         if (o.logEverySteps && (global % o.logEverySteps === 0 || (last && epoch + 1 === o.epochs))) {
           // appended before the next commit: a line past the committed step is dropped on resume and written again
           const m = { step: global, epoch: epoch + 1, loss: win.sum / win.seen, ...means(win.metrics, win.seen), ...(plainTerms.length ? { terms: means(win.terms, win.seen) } : {}), lr, ...(o.report ? o.report(p) : {}) };
-          dir.appendMetrics(m);
+          if (writer) dir.appendMetrics(m);
           const mk = metricKeys.map((k) => `${k} ${Number((m as Record<string, unknown>)[k]).toFixed(4)}`).join(', ');
           log(`${name}: step ${global}/${o.epochs * steps} loss ${m.loss.toFixed(4)}${mk ? ` (${mk})` : ''} lr ${lr.toExponential(2)}`);
           Object.assign(win, fresh());
         }
         // (read after the log line: its reader may have asked to stop)
-        const stopping = !!o.signal?.aborted && !last;
+        // (data-parallel: a stop request ends the processes at once; every rank must reach the same commits)
+        const stopping = !!o.signal?.aborted && !last && !dist;
         if (!last && (stopping || (o.checkpointEverySteps && global % o.checkpointEverySteps === 0))) {
           saveAll({ epoch: String(epoch), step: String(step + 1) });
-          const pe: PartialEpoch = { epoch, step: step + 1, acc, win, elapsed: (Date.now() - t0) / 1000 };
-          dir.commit({ epoch: epoch - 1, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable), partial: pe });
+          const pe: PartialEpoch = { epoch, step: step + 1, acc: dist ? sumAccumulator(dist, acc) : acc, win: dist ? sumAccumulator(dist, win) : win, elapsed: (Date.now() - t0) / 1000 };
+          if (writer) dir.commit({ epoch: epoch - 1, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable), partial: pe });
         }
         await nextTick();
         if (stopping) {
@@ -685,14 +718,17 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
         }
       }
       progress?.stop();
+      if (dist) Object.assign(acc, sumAccumulator(dist, acc));
       const epochS = (Date.now() - t0) / 1000;
       times.push(epochS);
       if (teacherMode === 'live') liveTimes.push(epochS);
       else if (teacherMode === 'cached') cachedTimes.push(epochS);
       for (const r of frozen)
         if (r.filling && r.cacheFile) {
-          // every row was written by this epoch's batches: the cache is complete
-          writeTeacherCache(r.cacheFile, r.filling, (r.module ?? r.external!).constructor.name);
+          // every row was written by this epoch's batches (data-parallel: each rank wrote its shares' rows, zeros
+          // elsewhere, so their sum is the whole cache): the cache is complete
+          if (dist) dist.allReduce([r.filling]);
+          if (writer) writeTeacherCache(r.cacheFile, r.filling, (r.module ?? r.external!).constructor.name);
           r.cached = r.filling;
           r.filling = null;
           cacheState = 'built';
@@ -716,15 +752,18 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       const every = o.checkpointEvery ?? 1;
       if (every > 0 && (epoch + 1) % every === 0 && o.test) saveWeights(primary, `epoch-${epoch + 1}.safetensors`);
       saveAll({ epoch: String(epoch + 1), ...(o.logEverySteps ? { step: String((epoch + 1) * steps) } : {}) });
-      dir.commit({ epoch, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable) });
+      if (writer) dir.commit({ epoch, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable) });
       if (!o.logEverySteps) {
-        dir.appendMetrics(m);
+        if (writer) dir.appendMetrics(m);
         log(epochLine(name, o.epochs, m, metricKeys, classify));
       }
       if (o.signal?.aborted && epoch + 1 < o.epochs) throw new TrainingInterrupted(o.outDir, epoch + 2, 0);
     }
     if (times.length === 0 && o.test) await evaluateAll(o.test);
+    // data-parallel: rank 0's files are complete before any rank reads them (a later stage starting from them)
+    if (dist) dist.barrier();
   } finally {
+    if (dist) (o.train as DataLoader).setShard(0, 1);
     for (const r of roles.values()) {
       r.cached?.dispose();
       r.filling?.dispose();
@@ -756,6 +795,25 @@ export function runDirStep(dir: string, stepsPerEpoch: number): number | null {
   const f = path.join(dir, 'state.json');
   if (!fs.existsSync(f)) return null;
   return committedStep(JSON.parse(fs.readFileSync(f, 'utf8')), stepsPerEpoch);
+}
+
+/** Data-parallel: each number summed over the ranks (one all-reduce in float64). */
+function sumOverRanks(dist: ProcessGroup, v: number[]): number[] {
+  return tidy(() => {
+    const t = tensor(Float64Array.from(v));
+    dist.allReduce([t]);
+    return [...(t.data() as Float64Array)];
+  });
+}
+
+/** Data-parallel: an accumulator's sums over every rank. */
+function sumAccumulator(dist: ProcessGroup, a: Accumulator): Accumulator {
+  const keys = (r: Record<string, number>) => Object.keys(r).sort();
+  const groups = [keys(a.metrics), keys(a.terms), keys(a.others)];
+  const v = sumOverRanks(dist, [a.sum, a.correct, a.seen, ...groups[0].map((k) => a.metrics[k]), ...groups[1].map((k) => a.terms[k]), ...groups[2].map((k) => a.others[k])]);
+  let i = 3;
+  const take = (ks: string[]) => Object.fromEntries(ks.map((k) => [k, v[i++]]));
+  return { sum: v[0], correct: v[1], seen: v[2], metrics: take(groups[0]), terms: take(groups[1]), others: take(groups[2]) };
 }
 
 const schedulerStates = (rs: Role[]) => Object.fromEntries(rs.map((r) => [r.name, r.sched!.stateDict()]));
@@ -828,6 +886,9 @@ interface StepEnv {
   rows: number;
   /** Count correct predictions (classification). */
   classify: boolean;
+  /** Data-parallel: the group, and per batch of the step its share's weight (rows here × processes / rows in all). */
+  dist?: ProcessGroup | null;
+  shares?: number[];
 }
 
 /**
@@ -836,12 +897,14 @@ interface StepEnv {
  * own scope; frozen roles run once per batch and update.
  */
 function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
-  const { roles, frozen, updates, primary, others, ext, rows, classify } = env;
+  const { roles, frozen, updates, primary, others, ext, rows, classify, dist, shares } = env;
   const out: StepResult = { value: 0, n: 0, correct: 0, metrics: {}, terms: {}, others: Object.fromEntries(others.map((r) => [r.name, 0])), bad: [] };
   const k = bs.length;
   for (const [ui, u] of updates.entries()) {
     for (const r of u.roles) r.opt!.zeroGrad();
     for (const [bi, b] of bs.entries()) {
+      // data-parallel: a process whose share of this batch is empty (a last batch smaller than the group) adds nothing
+      if (dist && b.y.shape[0] === 0) continue;
       const r = tidy(() => {
         const taps = new Map<Role, Map<string, Tensor>>();
         for (const fr of frozen) {
@@ -904,7 +967,10 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
           return loss;
         });
         if (bad) return { value, bad: bad as string[] };
-        (k > 1 ? loss.div(k) : loss).backward();
+        // data-parallel: weighted by this process's share, so that the average over the processes is the gradient of
+        // the whole batch's loss
+        const share = shares ? shares[bi] : 1;
+        (share !== 1 ? loss.mul(share / k) : k > 1 ? loss.div(k) : loss).backward();
         const correct = (r: Role) => (classify && need.includes(r) ? correctCount(taps.get(r)!.get(LOGITS)!, b.y) : 0);
         return { value, bad: [] as string[], vals, n: b.y.shape[0], correct: correct(primary), others: others.map((r) => [r.name, correct(r)] as const) };
       });
@@ -919,12 +985,38 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
       if (r.correct) out.correct += r.correct;
       for (const [name, c] of r.others!) out.others[name] += c;
     }
+    if (dist) for (const r of u.roles) averageGradients(dist, r);
     for (const r of u.roles) {
       if (r.spec.clip) clipGradNorm([...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())], r.spec.clip);
       r.opt!.step();
     }
   }
   return out;
+}
+
+/**
+ * Data-parallel: replaces the gradients of a role's parameters (and its projections') by their mean over the
+ * processes — one all-reduce of one flat buffer (parameters without a gradient here count as zeros).
+ */
+function averageGradients(dist: ProcessGroup, r: Role): void {
+  const ps = [...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())].filter((p) => p.requiresGrad);
+  if (!ps.length) return;
+  tidy(() =>
+    noGrad(() => {
+      const flat = ops.cat(ps.map((p) => (p.grad ?? ops.zeros_like(p)).reshape([-1])));
+      dist.allReduce([flat]);
+      flat.div_(dist.worldSize);
+      let off = 0;
+      for (const p of ps) {
+        const n = p.numel();
+        const g = flat.narrow(0, off, n).view(p.shape);
+        const own = p.grad;
+        if (own) own.copy_(g);
+        else p.grad = g.clone();
+        off += n;
+      }
+    }),
+  );
 }
 
 /**

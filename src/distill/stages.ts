@@ -4,7 +4,7 @@
 // running and then the ones after it. `stages.json` reports every stage.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../torch';
+import { isWriterProcess, writeFileAtomic } from '../torch';
 import { type EngineOptions, type TrainSummary, runEngine } from './engine';
 
 export interface StageContext {
@@ -34,7 +34,9 @@ export interface StagesResult {
 }
 
 export async function runStages(o: { outDir: string; stages: StageSpec[]; resume?: boolean; force?: boolean; log?: (line: string) => void }): Promise<StagesResult> {
-  const log = o.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  // data-parallel runs: rank 0 logs and writes the summaries; every rank runs every stage
+  const writer = isWriterProcess();
+  const log = !writer ? () => {} : (o.log ?? ((l: string) => process.stdout.write(l + '\n')));
   const names = new Set<string>();
   for (const [i, s] of o.stages.entries()) {
     if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(s.name ?? '')) throw new Error(`stages[${i}].name '${s.name}' must be letters, digits, _ or -`);
@@ -70,7 +72,7 @@ export async function runStages(o: { outDir: string; stages: StageSpec[]; resume
       if (!summary) {
         log(`stage ${i + 1}/${o.stages.length}: ${stage.name}`);
         summary = await runEngine({ ...spec, name: spec.name ?? stage.name, outDir: dir, resume: o.resume || (!o.force && fs.existsSync(summaryFile)), force: o.force });
-        writeFileAtomic(summaryFile, JSON.stringify({ ...summary, primary: spec.primary ?? spec.roles.find((r) => r.optimizer)?.name }, null, 2));
+        if (writer) writeFileAtomic(summaryFile, JSON.stringify({ ...summary, primary: spec.primary ?? spec.roles.find((r) => r.optimizer)?.name }, null, 2));
       } else log(`stage ${i + 1}/${o.stages.length}: ${stage.name} finished earlier (best ${summary.best_test_acc.toFixed(2)} %)`);
       done.set(stage.name, { ...summary, primary: spec.primary ?? spec.roles.find((r) => r.optimizer)?.name } as TrainSummary);
       result.stages.push({ name: stage.name, summary, ran });
@@ -78,6 +80,6 @@ export async function runStages(o: { outDir: string; stages: StageSpec[]; resume
       stage.release?.();
     }
   }
-  writeFileAtomic(path.join(o.outDir, 'stages.json'), JSON.stringify(result.stages.map((s) => ({ ...s.summary, stage: s.name })), null, 2));
+  if (writer) writeFileAtomic(path.join(o.outDir, 'stages.json'), JSON.stringify(result.stages.map((s) => ({ ...s.summary, stage: s.name })), null, 2));
   return result;
 }

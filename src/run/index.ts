@@ -11,3 +11,4 @@ export { compareFromConfig, compareSeeds, measureModel, formatTable, type ModelR
 export { runExport, EXPORT_FORMATS, DEFAULT_CALIBRATION_BATCHES, type ExportArgs } from './export';
 export { loadPlugins, pluginApi, type PluginApi } from './plugins';
 export { stagedConfigSchema, isStagedConfig, validateStagedConfig, loadStagedConfig, runStagedConfig, stagesTable, type StagedConfig } from './stages';
+export { launch, takeLaunchFlags, joinProcessGroupFromEnv, freePort, type LaunchOptions } from './launch';

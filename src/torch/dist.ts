@@ -138,3 +138,21 @@ export class ProcessGroup {
     this.h = null;
   }
 }
+
+let current: ProcessGroup | null = null;
+
+/**
+ * The process group that training joins when it is not given one (null: a single process). The CLI sets it in each
+ * process it starts with --nproc (or under torchrun); a library user may set it once after ProcessGroup.init.
+ */
+export function defaultProcessGroup(): ProcessGroup | null {
+  return current;
+}
+export function setDefaultProcessGroup(g: ProcessGroup | null): void {
+  current = g;
+}
+
+/** Whether this process writes a run's files and prints its reports: rank 0 of the default group, or a lone process. */
+export function isWriterProcess(): boolean {
+  return (current?.rank ?? 0) === 0;
+}

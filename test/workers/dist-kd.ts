@@ -1,0 +1,46 @@
+// A rank of the data-parallel tests (started by test/dist.test.ts through the launcher, or alone): one epoch of KD
+// from a frozen LeNet-5 into the half-width LeNet on 320 MNIST images (the last batch smaller than the others),
+// through the engine, into OUT_DIR. Joins the process group the environment describes.
+//   OUT_DIR=... [BATCH=64] [EPOCHS=1] [RESUME=1] [STEP_DELAY_MS=0] node dist/test/workers/dist-kd.js
+import { manualSeed, setNumThreads } from '../../src/torch';
+import { DataLoader, MNIST_STATS, loadMnist, normalize } from '../../src/data';
+import { LeNet5, LeNet5Half } from '../../src/models';
+import { runEngine } from '../../src/distill';
+import { joinProcessGroupFromEnv } from '../../src/run';
+
+async function main() {
+  setNumThreads(1);
+  const group = joinProcessGroupFromEnv();
+  manualSeed(0);
+  const teacher = new LeNet5();
+  const student = new LeNet5Half();
+  const train = loadMnist({ split: 'train', limit: 320 });
+  const test = loadMnist({ split: 'test', limit: 100 });
+  const delay = Number(process.env.STEP_DELAY_MS ?? 0);
+  // a slow loader (STEP_DELAY_MS per batch) gives the fault tests time to kill a rank mid-epoch
+  class SlowLoader extends DataLoader {
+    override batchAt(b: number) {
+      const t = Date.now() + delay;
+      while (Date.now() < t);
+      return super.batchAt(b);
+    }
+  }
+  const loader = new SlowLoader(train, { batchSize: Number(process.env.BATCH ?? 64), shuffle: true, seed: 3, transforms: [normalize([...MNIST_STATS.mean], [...MNIST_STATS.std])] });
+  const summary = await runEngine({
+    name: 'dist-kd',
+    roles: [{ name: 'student', model: student, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 } }, { name: 'teacher', model: teacher, cache: true }],
+    terms: [
+      { loss: 'ce', name: 'hard', student: 'student.logits', teacher: 'labels', weight: 0.3, metric: 'hard' },
+      { loss: 'kl', name: 'soft', student: 'student.logits', teacher: 'teacher.logits', weight: 0.7, options: { temperature: 4 }, metric: 'soft' },
+    ],
+    train: loader, test, epochs: Number(process.env.EPOCHS ?? 1), seed: 0, outDir: process.env.OUT_DIR!, resume: process.env.RESUME === '1', force: process.env.RESUME !== '1',
+    checkpointEverySteps: 2, progress: false, log: () => {},
+  });
+  if (!group || group.rank === 0) process.stdout.write(JSON.stringify(summary) + '\n');
+  group?.destroy();
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).message}\n`);
+  process.exit(1);
+});
