@@ -66,6 +66,24 @@ export function takeLaunchFlags(argv: string[]): { opts: Omit<LaunchOptions, 'ar
   return { opts, rest };
 }
 
+/**
+ * The Node options of this process that the ranks take too (memory limits, --expose-gc, preloaded modules), without
+ * those that run code or tools of their own (-e/-p and their code, --test, --watch, --inspect).
+ */
+function nodeFlags(execArgv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i];
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print') {
+      i++;
+      continue;
+    }
+    if (/^--(eval|print|test|watch|inspect)/.test(a)) continue;
+    out.push(a);
+  }
+  return out;
+}
+
 /** A TCP port that is free on this machine now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -84,6 +102,8 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const log = o.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const nnodes = o.nnodes ?? 1;
   const nodeRank = o.nodeRank ?? 0;
+  // a rank never launches ranks of its own (a script that launches when run would otherwise multiply without end)
+  if (process.env.TSDISTILL_LAUNCHED === '1') throw new Error('launch: this process is itself a rank started by a launch; it cannot start ranks');
   if (!distAvailable())
     throw new Error('--nproc: this build of the native addon has no process groups (c10d with Gloo). On Debian/Ubuntu: apt-get install libgloo-dev, then rebuild it (npm rebuild tsdistill).');
   if (nodeRank >= nnodes) throw new Error(`--node-rank ${nodeRank} must be below --nnodes ${nnodes}`);
@@ -92,6 +112,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const masterAddr = o.masterAddr ?? '127.0.0.1';
   const masterPort = o.masterPort ?? (nnodes === 1 ? await freePort() : 29500);
   const script = o.script ?? process.argv[1];
+  if (!script) throw new Error('launch: no script to run in the ranks (pass `script`)');
   log(`launch: ${o.nproc} rank${o.nproc > 1 ? 's' : ''} here (ranks ${nodeRank * o.nproc}..${nodeRank * o.nproc + o.nproc - 1} of ${world}), store at ${masterAddr}:${masterPort}`);
   const children: { rank: number; child: ChildProcess; code: number | null; signal: NodeJS.Signals | null; done: Promise<void> }[] = [];
   for (let local = 0; local < o.nproc; local++) {
@@ -99,9 +120,9 @@ export async function launch(o: LaunchOptions): Promise<number> {
     const env = {
       ...process.env, ...o.env,
       RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(local), LOCAL_WORLD_SIZE: String(o.nproc),
-      GROUP_RANK: String(nodeRank), MASTER_ADDR: masterAddr, MASTER_PORT: String(masterPort),
+      GROUP_RANK: String(nodeRank), MASTER_ADDR: masterAddr, MASTER_PORT: String(masterPort), TSDISTILL_LAUNCHED: '1',
     };
-    const child = spawn(process.execPath, [...process.execArgv, script, ...o.argv], { env, stdio: ['ignore', rank === 0 ? 'inherit' : 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeFlags(process.execArgv), script, ...o.argv], { env, stdio: ['ignore', rank === 0 ? 'inherit' : 'ignore', 'pipe'] });
     let tail = '';
     child.stderr!.on('data', (d: Buffer) => {
       // rank 0's error output as it is, the others' line by line with their rank
