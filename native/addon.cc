@@ -1194,6 +1194,12 @@ std::vector<at::Tensor> tensorsOf(const Napi::Value& v, const char* what) {
   return out;
 }
 
+std::string formatSeconds(std::chrono::milliseconds t) {
+  std::ostringstream os;
+  os << t.count() / 1000.0;
+  return os.str();
+}
+
 void waitWork(Group* g, const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
   try {
     work->wait(g->timeout);
@@ -1242,7 +1248,7 @@ Napi::Value DistInit(const Napi::CallbackInfo& info) {
       delete g;
       std::string msg = dynamic_cast<const c10::Error*>(&e) ? static_cast<const c10::Error&>(e).what_without_backtrace() : e.what();
       throw std::runtime_error("rank " + std::to_string(rank) + " of " + std::to_string(size) + ": could not reach the " + kind + " store at " + where + " within " +
-                               std::to_string(timeout.count() / 1000.0) + " s: " + msg);
+                               formatSeconds(timeout) + " s: " + msg);
     }
     try {
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);

@@ -1,5 +1,5 @@
 // A rank of the data-parallel tests (started by test/dist.test.ts through the launcher, or alone): one epoch of KD
-// from a frozen LeNet-5 into the half-width LeNet on 320 MNIST images (the last batch smaller than the others),
+// from a frozen LeNet-5 into the half-width LeNet on 300 MNIST images (the last batch smaller than the others),
 // through the engine, into OUT_DIR. Joins the process group the environment describes.
 //   OUT_DIR=... [BATCH=64] [EPOCHS=1] [RESUME=1] [STEP_DELAY_MS=0] node dist/test/workers/dist-kd.js
 import { manualSeed, setNumThreads } from '../../src/torch';
@@ -14,7 +14,7 @@ async function main() {
   manualSeed(0);
   const teacher = new LeNet5();
   const student = new LeNet5Half();
-  const train = loadMnist({ split: 'train', limit: 320 });
+  const train = loadMnist({ split: 'train', limit: Number(process.env.LIMIT ?? 300) });
   const test = loadMnist({ split: 'test', limit: 100 });
   const delay = Number(process.env.STEP_DELAY_MS ?? 0);
   // a slow loader (STEP_DELAY_MS per batch) gives the fault tests time to kill a rank mid-epoch
@@ -36,7 +36,7 @@ async function main() {
     train: loader, test, epochs: Number(process.env.EPOCHS ?? 1), seed: 0, outDir: process.env.OUT_DIR!, resume: process.env.RESUME === '1', force: process.env.RESUME !== '1',
     checkpointEverySteps: 2, progress: false, log: () => {},
   });
-  if (!group || group.rank === 0) process.stdout.write(JSON.stringify(summary) + '\n');
+  if (process.env.PRINT === '1' && (!group || group.rank === 0)) process.stdout.write(JSON.stringify(summary) + '\n');
   group?.destroy();
 }
 
