@@ -3,7 +3,7 @@
 // student, distill a student, compare, evaluate weights, export; generate, serve and sft for decoders.
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { setNumThreads } from '../torch';
+import { isWriterProcess, setNumThreads } from '../torch';
 import { closest } from '../nn';
 import { loadDataset } from '../data';
 import { TrainingInterrupted } from '../distill';
@@ -62,7 +62,10 @@ options:
 async function main(argv: string[]): Promise<number> {
   // data-parallel: --nproc N starts N ranks of this same command; a rank (or a torchrun child) joins its group
   const launched = takeLaunchFlags(argv);
-  if (launched) return launch({ ...launched.opts, argv: launched.rest });
+  if (launched) {
+    if (launched.rest[0] !== 'train' && launched.rest[0] !== 'distill') throw new Error(`--nproc applies to train and distill, not to '${launched.rest[0] ?? ''}'`);
+    return launch({ ...launched.opts, argv: launched.rest });
+  }
   joinProcessGroupFromEnv();
   const { values, positionals } = parseArgs({
     args: argv,
@@ -139,10 +142,12 @@ async function main(argv: string[]): Promise<number> {
       console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name, kind: 'stages' })}`);
       return 0;
     }
-    claimOutputDir(cfg, { file, force: values.force });
+    // data-parallel ranks: rank 0 claims, prints and reports
+    if (isWriterProcess()) claimOutputDir(cfg, { file, force: values.force });
     const data = loadDataset(cfg.data.dataset, cfg.data.limit);
     try {
       const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: stop.signal });
+      if (!isWriterProcess()) return 0;
       console.log('');
       for (const line of formatTable(stagesTable(r))) console.log(line);
       console.log(`stages: ${path.join(cfg.output.dir, 'stages.json')}`);
@@ -161,7 +166,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name })}`);
     return 0;
   }
-  if (command !== 'eval') claimOutputDir(cfg, { file, force: values.force });
+  if (command !== 'eval' && isWriterProcess()) claimOutputDir(cfg, { file, force: values.force });
   const data = loadDataset(cfg.data.dataset, cfg.data.limit);
   try {
     const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
