@@ -3,7 +3,7 @@
 // student, distill a student, compare, evaluate weights, export; generate, serve and sft for decoders.
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { isWriterProcess, setNumThreads } from '../torch';
+import { defaultProcessGroup, isWriterProcess, setNumThreads } from '../torch';
 import { closest } from '../nn';
 import { loadDataset } from '../data';
 import { TrainingInterrupted } from '../distill';
@@ -214,7 +214,8 @@ async function main(argv: string[]): Promise<number> {
 const stop = new AbortController();
 let stopNote = 'stopping after this step and saving (Ctrl-C again to quit at once)';
 process.on('SIGINT', () => {
-  if (stop.signal.aborted) process.exit(130);
+  // a rank of a data-parallel run stops at once (its peers would wait for it at the next collective)
+  if (stop.signal.aborted || defaultProcessGroup()) process.exit(130);
   stop.abort();
   process.stderr.write(`\n${stopNote}\n`);
 });
