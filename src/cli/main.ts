@@ -5,11 +5,10 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setNumThreads } from '../torch';
 import { closest } from '../nn';
-import { loadDataset } from '../data';
 import { TrainingInterrupted } from '../distill';
 import { writeReport } from '../report';
 import {
-  RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, claimOutputDir, compareFromConfig, loadConfigData, compareSeeds, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -133,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     claimOutputDir(cfg, { file, force: values.force });
-    const data = loadDataset(cfg.data.dataset, cfg.data.limit);
+    const data = loadConfigData(cfg);
     try {
       const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: stop.signal });
       console.log('');
@@ -155,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command !== 'eval') claimOutputDir(cfg, { file, force: values.force });
-  const data = loadDataset(cfg.data.dataset, cfg.data.limit);
+  const data = loadConfigData(cfg);
   try {
     const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
     if (command === 'compare' && values.seeds) {

@@ -27,7 +27,7 @@ import { type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runSta
 import { checkDevice } from '../distill/pipeline';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
 import { applyOverrides, checkTeacherSource, configSchema, describe, externalTeacherKeys, readConfigMapping, scheduleObj } from './config';
-import { type RunFlags, datasetOf, transformsFor } from './runs';
+import { type RunFlags, datasetOf, modelOptions, transformsFor } from './runs';
 
 const ident = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const optimizerKind = z.enum(['sgd', 'adam', 'adamw']);
@@ -165,7 +165,7 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
             roles.push({ name, model: teacher, cache: r.cache });
             continue;
           }
-          const model = createModel(r.model, { numClasses: info.classes.length, ...r.options });
+          const model = createModel(r.model, modelOptions(cfg, r));
           made.push(model);
           const weights = r.checkpoint ?? (r.from ? ctx.checkpoint(r.from.split('.')[0], r.from.split('.')[1]) : undefined);
           if (weights)
