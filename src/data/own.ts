@@ -291,7 +291,9 @@ export function absoluteDataSpec(spec: OwnDataSpec, baseDir = '.'): OwnDataSpec 
 export function ownDatasetName(spec: OwnDataSpec): string {
   const main = spec.path ?? spec.train;
   const label = spec.name ?? (spec.archive ? path.basename(spec.archive) : typeof main === 'string' ? path.basename(main) : main ? path.basename(main.images) : 'data');
-  const digest = crypto.createHash('sha256').update(JSON.stringify(spec, Object.keys(spec).sort())).digest('hex').slice(0, 8);
+  const stable = (v: unknown): unknown =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, stable((v as Record<string, unknown>)[k])])) : v;
+  const digest = crypto.createHash('sha256').update(JSON.stringify(stable(spec))).digest('hex').slice(0, 8);
   return `${label.replace(/\.(tar\.gz|tgz|csv|jsonl|tsv)$/i, '')}-${digest}`;
 }
 
@@ -317,8 +319,8 @@ export function ownDataset(specIn: OwnDataSpec, baseDir = '.'): DatasetInfo {
 
   // classes: the same in train and test (an explicit list is the order; every label must be in it)
   const trainClasses = sourceClasses(trainSrc, spec);
+  const testClasses = testSrc ? sourceClasses(testSrc, spec) : [];
   if (testSrc) {
-    const testClasses = sourceClasses(testSrc, spec);
     const onlyTrain = trainClasses.filter((c) => !testClasses.includes(c)), onlyTest = testClasses.filter((c) => !trainClasses.includes(c));
     if ((onlyTrain.length || onlyTest.length) && !(spec.classes && trainSrc.format !== 'folder'))
       throw new Error(
@@ -326,9 +328,19 @@ export function ownDataset(specIn: OwnDataSpec, baseDir = '.'): DatasetInfo {
           `train: ${trainSrc.where}, test: ${testSrc.where}`,
       );
   }
+  if (trainSrc.format === 'idx') {
+    // IDX labels are class indices: data.classes names them, else they are the names
+    const k = spec.classes?.length ?? Math.max(...trainClasses.map(Number)) + 1;
+    for (const [src, labels] of [[trainSrc, trainClasses], [testSrc, testClasses]] as const) {
+      const bad = labels.map(Number).filter((l) => l >= k);
+      if (bad.length) throw new Error(`${src!.labels}: label ${bad[0]} is not a class index (${k} classes${spec.classes ? `: ${spec.classes.join(', ')}` : ''})`);
+    }
+    if (!spec.classes && trainClasses.length !== k)
+      throw new Error(`${trainSrc.labels}: labels are ${trainClasses.join(', ')}; IDX labels must be class indices 0..${k - 1}, each present (or name the classes in data.classes)`);
+  }
   const classes = spec.classes ?? trainClasses;
-  if (spec.classes) {
-    const unknown = [...trainClasses, ...(testSrc ? sourceClasses(testSrc, spec) : [])].filter((c) => !classes.includes(c));
+  if (spec.classes && trainSrc.format !== 'idx') {
+    const unknown = [...trainClasses, ...testClasses].filter((c) => !classes.includes(c));
     if (unknown.length) throw new Error(`data.classes: the data has label${unknown.length > 1 ? 's' : ''} ${[...new Set(unknown)].join(', ')} not in data.classes (${classes.join(', ')})`);
     if (trainSrc.format === 'folder' && !sameList(classes, trainClasses)) throw new Error(`data.classes: an image folder's classes are its sub-folders (${trainClasses.join(', ')})`);
   }
@@ -369,11 +381,6 @@ export function ownDataset(specIn: OwnDataSpec, baseDir = '.'): DatasetInfo {
     ds.sourceKey = crypto.createHash('sha256').update(sig).digest('hex').slice(0, 32);
     return ds;
   };
-  if (trainSrc.format === 'idx') {
-    // IDX class indices must be 0..k-1 with names given or the numbers themselves
-    const max = Math.max(...trainClasses.map(Number));
-    if (!spec.classes && max !== trainClasses.length - 1) throw new Error(`data.train.labels: labels are ${trainClasses.join(', ')}; IDX labels must be class indices 0..${trainClasses.length - 1} (or name the classes in data.classes)`);
-  }
   /** Both splits, the split applied; the caller disposes them. */
   const loadSplits = (): { train: ImageDataset; test: ImageDataset } => {
     const whole = loadSource(trainSrc, testSrc ? 'train' : 'all');

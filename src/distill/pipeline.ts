@@ -137,7 +137,7 @@ function resolveData(d: DistillOptions['data']): { data: DataSplits; info: Datas
     }
   } else throw new Error('distill: data must be { train, test } data sets, the name of a registered data set, or one\'s own data ({ train, test } or { path, split } paths)');
   if (info.kind === 'tokens' || (info.kind === 'text' && !info.encoder))
-    throw new Error(`distill: data '${info.name}' is a ${info.kind} data set without a tokenizer; distill() trains classifiers of images or text`);
+    throw new Error(`distill: data: '${info.name}' is a ${info.kind} data set without a tokenizer; distill() trains classifiers of images or text`);
   return { data: loadDataset(info.name), info };
 }
 
