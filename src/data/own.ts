@@ -364,7 +364,12 @@ export function ownDataset(specIn: OwnDataSpec, baseDir = '.'): DatasetInfo {
     registerDataset({
       name, kind: 'text', classes, encoder,
       description: `${display}: ${train.length} train / ${test.length} test texts (${trainSrc.where})`,
-      load: (split, limit) => splits[split].slice(0, limit ?? Infinity),
+      load: (split, limit) => {
+        const all = splits[split];
+        if (limit === undefined || limit >= all.length) return all;
+        // a fixed random subset (the same every time), as for images
+        return Array.from(new Rng(mixSeed(seed, 0x11a1)).permutation(all.length).slice(0, limit).sort(), (i) => all[i]);
+      },
     });
     return getDataset(name);
   }
