@@ -294,7 +294,7 @@ export function ownDatasetName(spec: OwnDataSpec): string {
   const stable = (v: unknown): unknown =>
     v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, stable((v as Record<string, unknown>)[k])])) : v;
   const digest = crypto.createHash('sha256').update(JSON.stringify(stable(spec))).digest('hex').slice(0, 8);
-  return `${label.replace(/\.(tar\.gz|tgz|csv|jsonl|tsv)$/i, '')}-${digest}`;
+  return `${label.replace(/\.(tar\.gz|tgz|csv|jsonl|tsv|idx|gz)$/i, '')}-${digest}`;
 }
 
 /**
