@@ -14,7 +14,7 @@ import { Linear, Module } from '../src/nn';
 import { ImageDataset, encodeIdx, extractArchiveCached, imageStats, loadDataset, ownDataset, stratifiedSplit } from '../src/data';
 import { distill, trainModel } from '../src/distill';
 import { DataLoader } from '../src/data';
-import { datasetOf, loadConfigData, modelOptions, runFromConfig, transformsFor, validateConfig } from '../src/run';
+import { datasetOf, loadConfigData, modelOptions, runFromConfig, runStagedConfig, transformsFor, validateConfig, validateStagedConfig } from '../src/run';
 import { checkLeaks } from './helpers';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-own-'));
@@ -87,6 +87,36 @@ describe('own data: image folders in configurations', () => {
       manualSeed(0);
       const s = await runFromConfig(cfg, 'student', data, { file, force: true, ...quiet });
       assert.ok(s.best_test_acc >= 90, `a separable toy set: ${s.best_test_acc} %`);
+    } finally {
+      data.train.dispose();
+      data.test.dispose();
+    }
+  });
+
+  it('a staged configuration (deep mutual learning of two fastText students) on a text file split in two', async () => {
+    const dir = fresh('staged');
+    const rows = Array.from({ length: 40 }, (_, i) => (i % 2 ? `good film ${i}\tpos` : `bad film ${i}\tneg`));
+    fs.writeFileSync(path.join(dir, 'all.tsv'), rows.join('\n'));
+    const file = path.join(dir, 'stages.yaml');
+    const cfg = validateStagedConfig({
+      data: { path: 'all.tsv', split: 0.25, seed: 1, batchSize: 8 },
+      training: { epochs: 2, optimizer: 'adam', lr: 0.05 },
+      stages: [{
+        name: 'mutual',
+        roles: { a: { model: 'fasttext', train: true }, b: { model: 'fasttext', options: { dim: 8 }, train: true } },
+        terms: [
+          { loss: 'ce', student: 'a.logits', teacher: 'labels' }, { loss: 'ce', student: 'b.logits', teacher: 'labels' },
+          { loss: 'kl', student: 'a.logits', teacher: 'b.logits', options: { temperature: 1 } },
+        ],
+      }],
+      output: { dir: path.join(dir, 'runs') },
+    }, file);
+    assert.equal(cfg.data.path, path.join(dir, 'all.tsv'));
+    const data = loadConfigData(cfg);
+    try {
+      assert.deepEqual([data.train.length, data.test.length], [30, 10]);
+      const r = await runStagedConfig(cfg, data, { file, force: true, ...quiet });
+      assert.equal(r.stages[0].summary.epochs, 2);
     } finally {
       data.train.dispose();
       data.test.dispose();
