@@ -91,6 +91,25 @@ describe('text data in configurations, distill(), compare and export', () => {
     assert.throws(() => validateConfig({ ...raw, data: { ...raw.data, augment: { flip: true } } }, file), /data\.augment applies to images; .* is a text data set/);
   });
 
+  it('JSONL text and a tokenizer.json relative to the configuration file', () => {
+    const sub = path.join(dir, 'jsonl');
+    fs.mkdirSync(sub, { recursive: true });
+    const line = (t: string, l: string) => JSON.stringify({ text: t, label: l });
+    fs.writeFileSync(path.join(sub, 'train.jsonl'), [line('good day', 'pos'), line('bad day', 'neg'), line('good film', 'pos'), line('bad film', 'neg')].join('\n'));
+    fs.writeFileSync(path.join(sub, 'test.jsonl'), [line('good', 'pos'), line('bad', 'neg')].join('\n'));
+    fs.writeFileSync(path.join(sub, 'tok.json'), JSON.stringify({ model: { type: 'WordLevel', unk_token: '[UNK]', vocab: { '[PAD]': 0, '[UNK]': 1, good: 2, bad: 3 } } }));
+    const cfg = validateConfig({ data: { train: 'train.jsonl', test: 'test.jsonl', tokenizer: 'tok.json', maxLen: 4 }, student: { model: 'fasttext' } }, path.join(sub, 'c.yaml'));
+    assert.equal(cfg.data.tokenizer, path.join(sub, 'tok.json'));
+    const info = datasetOf(cfg);
+    assert.ok(info.kind === 'text' && info.encoder);
+    assert.deepEqual(info.encoder.encode('good day, bad'), [2, 1, 1, 3]);
+    assert.deepEqual(info.classes, ['neg', 'pos']);
+    assert.throws(
+      () => validateConfig({ data: { train: 'train.jsonl', test: 'test.jsonl', labelColumn: 'y' }, student: { model: 'fasttext' } }, path.join(sub, 'c.yaml')),
+      /train\.jsonl:1: expected \{"text": string, "y": string or number\}/,
+    );
+  });
+
   it('exports the trained student to ONNX; onnxruntime computes what libtorch computes', async () => {
     const cfg = validateConfig(raw, file);
     fs.writeFileSync(path.join(dir, 'runs', 'config.json'), JSON.stringify(cfg));

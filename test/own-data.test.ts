@@ -194,6 +194,25 @@ describe('own data: lists, IDX pairs, archives and splits', () => {
     assert.throws(() => ownDataset({ path: 'list.csv', split: 0.25, seed: 4 }, dir), /list\.csv:14: image .*img\/99\.png does not exist/);
   });
 
+  it('a JSONL image list; a test image of another size is an error naming both splits', () => {
+    const dir = fresh('jsonl');
+    fs.mkdirSync(path.join(dir, 'img'));
+    const rows: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      fs.writeFileSync(path.join(dir, 'img', `${i}.jpg`), jpg(i % 2, i));
+      rows.push(JSON.stringify({ path: `img/${i}.jpg`, label: i % 2 ? 'b' : 'a' }));
+    }
+    fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.slice(0, 4).join('\n'));
+    fs.writeFileSync(path.join(dir, 'test.jsonl'), rows.slice(4).join('\n'));
+    const info = ownDataset({ train: 'train.jsonl', test: 'test.jsonl', channels: 1 }, dir);
+    assert.equal(info.kind, 'image');
+    if (info.kind === 'image') assert.deepEqual(info.inputShape, [1, 8, 8]);
+    const big = new PNG({ width: 9, height: 8 });
+    fs.writeFileSync(path.join(dir, 'img', 'big.png'), PNG.sync.write(big));
+    fs.writeFileSync(path.join(dir, 'test2.jsonl'), [rows[5], JSON.stringify({ path: 'img/big.png', label: 'a' })].join('\n'));
+    assert.throws(() => ownDataset({ train: 'train.jsonl', test: 'test2.jsonl' }, dir), /big\.png .*: image is 9x8, the set's first image .* is 8x8; all images must have one size/);
+  });
+
   it('an IDX pair with class names; labels outside them are an error naming the file', () => {
     const dir = fresh('idx');
     const write = (name: string, n: number, labels: number[]) => {
