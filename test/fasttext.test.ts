@@ -167,17 +167,17 @@ describe('text data in configurations, distill(), compare and export', () => {
     }
   });
 
-  it('SST-2 from the shared data folder: a fastText student of word bigrams, 20,000 sentences, 3 epochs', async (t) => {
+  it('SST-2 from the shared data folder: a fastText student of word bigrams, 10,000 sentences, 3 epochs', async (t) => {
     const shared = sharedDataDir();
     if (!shared || !fs.existsSync(path.join(shared, 'sst2', 'train.tsv'))) return t.skip('SST-2 is absent (../shared/data/sst2 or $TSDISTILL_SHARED_DATA/sst2)');
     const cfg = validateConfig({
-      data: { train: path.join(shared, 'sst2', 'train.tsv'), test: path.join(shared, 'sst2', 'test.tsv'), textColumn: 'sentence', ngrams: 2, buckets: 16384, maxLen: 32, limit: 20000, batchSize: 64 },
+      data: { train: path.join(shared, 'sst2', 'train.tsv'), test: path.join(shared, 'sst2', 'test.tsv'), textColumn: 'sentence', ngrams: 2, buckets: 16384, maxLen: 32, limit: 10000, batchSize: 64 },
       student: { model: 'fasttext', options: { dim: 16 } }, training: { epochs: 3, optimizer: 'adam', lr: 0.02 }, output: { dir: path.join(root, 'sst2') },
     }, 'sst2.yaml');
     assert.deepEqual(datasetOf(cfg).classes, ['0', '1']);
     const data = loadConfigData(cfg);
     try {
-      assert.equal(data.train.length, 20000);
+      assert.equal(data.train.length, 10000);
       assert.equal(data.test.length, 872);
       manualSeed(0);
       const s = await runFromConfig(cfg, 'student', data, { file: 'sst2.yaml', force: true, ...quiet });
