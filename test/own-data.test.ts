@@ -162,6 +162,7 @@ describe('own data: image folders in configurations', () => {
     assert.throws(() => validateConfig({ data: {}, student: mlp }, 'k.yaml'), /no data: give data\.dataset/);
     assert.throws(() => validateConfig({ data: { path: path.join(dir, 'nope'), split: 0.5 }, student: mlp }, 'k.yaml'), /k\.yaml: data\.path: not found: .*nope/);
     assert.throws(() => validateConfig({ data: { path: path.join(dir, 'all'), split: 0.5, tokenizer: 'words' }, student: mlp }, 'k.yaml'), /data\.tokenizer: applies to text data/);
+    assert.throws(() => validateConfig({ data: { path: path.join(dir, 'all'), split: 0.5, mean: [0.5], std: [0.2] }, student: mlp }, 'k.yaml'), /k\.yaml: data\.mean: 1 value for images of 3 channels/);
   });
 });
 

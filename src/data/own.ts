@@ -416,6 +416,8 @@ export function ownDataset(specIn: OwnDataSpec, baseDir = '.'): DatasetInfo {
     if (th !== h || tw !== w) throw new Error(`data: train images are ${w}x${h}, test images ${tw}x${th} (${trainSrc.where}, ${testSrc?.where}); all images must have one size`);
     let mean = spec.mean, std = spec.std;
     if ((mean === undefined) !== (std === undefined)) throw new Error(`data.${mean === undefined ? 'mean' : 'std'}: give mean and std together (or neither: they are computed from the training split)`);
+    for (const [k, v] of [['mean', mean], ['std', std]] as const)
+      if (v && v.length !== c) throw new Error(`data.${k}: ${v.length} value${v.length === 1 ? '' : 's'} for images of ${c} channel${c === 1 ? '' : 's'} (${trainSrc.where})`);
     if (!mean || !std) ({ mean, std } = first.train.sourceKey ? cachedStats(first.train, first.train.sourceKey, cacheDir) : imageStats(first.train));
     info = { inputShape: [c, h, w], mean, std, n: [first.train.length, first.test.length] };
   } finally {
