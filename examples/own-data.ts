@@ -16,16 +16,18 @@ const SHAPES = ['circle', 'square', 'triangle'] as const;
 function drawShape(shape: (typeof SHAPES)[number], rng: Rng): Buffer {
   const S = 16;
   const png = new PNG({ width: S, height: S });
-  const r = 3 + rng.int(4); // half size 3..6
+  const r = 3 + rng.int(3); // half size 3..5
   const cx = r + rng.int(S - 2 * r), cy = r + rng.int(S - 2 * r);
-  const colour = [80 + rng.int(176), 80 + rng.int(176), 80 + rng.int(176)];
+  const colour = [50 + rng.int(206), 50 + rng.int(206), 50 + rng.int(206)];
   for (let y = 0; y < S; y++)
     for (let x = 0; x < S; x++) {
       const dx = x - cx, dy = y - cy;
       const inside =
         shape === 'circle' ? dx * dx + dy * dy <= r * r : shape === 'square' ? Math.abs(dx) <= r && Math.abs(dy) <= r : dy <= r && dy >= -r && Math.abs(dx) <= (dy + r) / 2;
-      const noise = rng.int(40);
-      const px = inside ? colour.map((c) => Math.min(255, c + noise - 20)) : [noise, noise, noise];
+      const noise = rng.int(80);
+      // a noisy background and a few stray bright pixels
+      const stray = rng.random() < 0.03;
+      const px = inside ? colour.map((c) => Math.max(0, Math.min(255, c + noise - 40))) : stray ? [255, 255, 255] : [noise, noise, noise];
       png.data.set([...px, 255], 4 * (y * S + x));
     }
   return PNG.sync.write(png);
