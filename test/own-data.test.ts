@@ -150,7 +150,7 @@ describe('own data: image folders in configurations', () => {
     imageFolder(path.join(dir, 'all'), ['a', 'b'], 4);
     assert.throws(
       () => validateConfig({ data: { path: path.join(dir, 'all'), split: 0.25 }, student: { model: 'mlp', options: { widths: [192, 3], numClasses: 3 } } }, 'nc.yaml'),
-      /nc\.yaml: student\.options\.numClasses is 3, but the data \(all-[0-9a-f]{8}\) has 2 classes \(a, b\)/,
+      /nc\.yaml: student\.options\.numClasses is 3, but the data \(nc-\d+-[0-9a-f]{8}\) has 2 classes \(a, b\)/,
     );
   });
 

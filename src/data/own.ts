@@ -290,11 +290,14 @@ export function absoluteDataSpec(spec: OwnDataSpec, baseDir = '.'): OwnDataSpec 
 /** The registered name of a spec: its label and a digest of the spec (paths made absolute first). */
 export function ownDatasetName(spec: OwnDataSpec): string {
   const main = spec.path ?? spec.train;
-  const label = spec.name ?? (spec.archive ? path.basename(spec.archive) : typeof main === 'string' ? path.basename(main) : main ? path.basename(main.images) : 'data');
+  const file = spec.archive ?? (typeof main === 'string' ? main : main?.images ?? 'data');
+  const base = (f: string) => path.basename(f).replace(/\.(tar\.gz|tgz|csv|jsonl|tsv|idx|gz)$/i, '');
+  // 'train.tsv', 'photos/train': the folder above names the data better
+  const label = spec.name ?? (/^(train|training|all|data|images|train-images)$/i.test(base(file)) ? base(path.dirname(file)) || base(file) : base(file));
   const stable = (v: unknown): unknown =>
     v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, stable((v as Record<string, unknown>)[k])])) : v;
   const digest = crypto.createHash('sha256').update(JSON.stringify(stable(spec))).digest('hex').slice(0, 8);
-  return `${label.replace(/\.(tar\.gz|tgz|csv|jsonl|tsv|idx|gz)$/i, '')}-${digest}`;
+  return `${label}-${digest}`;
 }
 
 /**
