@@ -174,7 +174,7 @@ async function distillOn(o: DistillOptions, data: DataSplits, info: DatasetInfo 
     teacher = isTeacher(o.teacher) ? { module: o.teacher, owned: false } : resolveModel(o.teacher, seed, dataOptions, 'teacher');
     student = resolveModel(o.student, seed, dataOptions, 'student');
     {
-      const probe = new DataLoader(data.train, { batchSize: 2, transforms: testTransforms });
+      const probe = new DataLoader(data.train, { batchSize: 2, transforms: testTransforms, residentFloatMB: 0 });
       const b = probe.batchAt(0);
       try {
         if (teacher.module instanceof Module) checkOutputs(teacher.module, b.x, numClasses, 'teacher');
