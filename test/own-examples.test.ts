@@ -1,6 +1,7 @@
 // examples/own-images.yaml and examples/own-text.yaml as written, on the data examples/own-data.ts makes: each trains
 // its teacher and distils its student (one epoch each here).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -39,4 +40,18 @@ describe('examples on own data', () => {
         data.test.dispose();
       }
     });
+
+  it('the command trains on own data (tsdistill train own-text.yaml --role student)', () => {
+    const file = path.join(root, 'own-text.yaml');
+    if (!fs.existsSync(file)) fs.copyFileSync(path.join(examples, 'own-text.yaml'), file);
+    const out = path.join(root, 'runs', 'cli');
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'src', 'cli', 'main.js'), 'train', file, '--role', 'student', '--epochs', '1', '--out', out, '--json'], {
+      encoding: 'utf8', env: { ...process.env, TSDISTILL_CACHE: path.join(root, 'cache') },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.equal(summary.epochs, 1);
+    assert.ok(fs.existsSync(path.join(out, 'student', 'best.safetensors')));
+    assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).data.train, path.join(root, 'own-data', 'reviews', 'train.tsv'));
+  });
 });
