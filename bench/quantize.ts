@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tensor, dispose, manualSeed, setNumThreads, tidy } from '../src/torch';
 import { loadWeights } from '../src/nn';
-import { DataLoader, getImageDataset, loadDataset, registerBuiltinDatasets } from '../src/data';
+import { DataLoader, type DataSplits, type ImageDataset, getImageDataset, loadDataset, registerBuiltinDatasets } from '../src/data';
 import { prepareQuantAware, toOnnx, toOnnxInt8 } from '../src/export';
 import { RunConfig, buildModel, formatTable, runFromConfig, transformsFor, validateConfig } from '../src/run';
 
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   for (const dataset of datasets) {
     registerBuiltinDatasets();
     const info = getImageDataset(dataset);
-    const data = loadDataset(dataset, limit);
+    const data = loadDataset(dataset, limit) as DataSplits<ImageDataset>;
     const inputShape = [...info.inputShape];
     const testX = tidy(() => data.test.images.float().div(255).sub(info.mean[0]).div(info.std[0]));
     const labels = data.test.labels.data() as BigInt64Array;

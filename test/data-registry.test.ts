@@ -66,11 +66,11 @@ describe('data-set registry', () => {
     assert.throws(() => loadDataset('cifar'), /unknown data set 'cifar'\. Closest: cifar10/);
     assert.throws(
       () => validateConfig({ data: { dataset: 'fashion_mnist' }, student: { model: 'lenet5-half' } }, 'x.yaml'),
-      /x\.yaml: invalid configuration:\n  data\.dataset: unknown data set 'fashion_mnist'; did you mean 'fashion-mnist'\? \(registered image data sets: cifar10, fashion-mnist, mnist\)/,
+      /x\.yaml: invalid configuration:\n  data\.dataset: unknown data set 'fashion_mnist'; did you mean 'fashion-mnist'\? \(registered data sets: cifar10, fashion-mnist, mnist; or give your own with data\.train \/ data\.test or data\.path \+ data\.split\)/,
     );
     registerDataset({ name: 'reviews', kind: 'text', classes: ['negative', 'positive'], load: () => [{ text: 'fine', label: 1 }] });
     assert.throws(() => getImageDataset('reviews', 'distill: data'), /distill: data: 'reviews' is a text data set, not an image data set/);
-    assert.throws(() => validateConfig({ data: { dataset: 'reviews' }, student: { model: 'lenet5-half' } }), /data\.dataset: 'reviews' is a text data set; configuration runs train image classifiers/);
+    assert.throws(() => validateConfig({ data: { dataset: 'reviews' }, student: { model: 'lenet5-half' } }), /data\.dataset: 'reviews' is a text data set without a tokenizer; configuration runs train classifiers of images or text/);
   });
 
   it('checks what a loader gives against the registration', () => {

@@ -151,12 +151,12 @@ describe('ONNX export of the zoo matches libtorch in onnxruntime', () => {
   }
 
   it('every registered zoo model is an architecture tested above, and builds a graph', () => {
-    // the text classifier is compared with onnxruntime in transformer.test.ts (token-id inputs)
-    const tested = new Set([...ZOO.map((c) => createClassName(c.name, c.options)), 'TransformerClassifier']);
+    // the text classifiers are compared with onnxruntime in transformer.test.ts and fasttext.test.ts (token-id inputs)
+    const tested = new Set([...ZOO.map((c) => createClassName(c.name, c.options)), 'TransformerClassifier', 'FastText']);
     for (const name of modelNames()) {
       if (/^(wrn-28-10|resnet110|vgg13|mobilenetv2)$/.test(name)) continue; // same classes as smaller ones, costly to build
       manualSeed(0);
-      const text = name === 'transformer';
+      const text = name === 'transformer' || name === 'fasttext';
       const model = createModel(name, { numClasses: 10, ...(text ? { vocabSize: 50, maxLen: 16 } : {}) });
       try {
         assert.ok(tested.has(model.constructor.name), `${name} (${model.constructor.name}) has no ONNX test case`);

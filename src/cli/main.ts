@@ -5,11 +5,10 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultProcessGroup, isWriterProcess, setNumThreads } from '../torch';
 import { closest } from '../nn';
-import { loadDataset } from '../data';
 import { TrainingInterrupted } from '../distill';
 import { writeReport } from '../report';
 import {
-  RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, claimOutputDir, compareFromConfig, loadConfigData, compareSeeds, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   joinProcessGroupFromEnv, launch, runFromConfig, runStagedConfig, stagesTable, takeLaunchFlags,
 } from '../run';
 import { runGenerate } from './generate';
@@ -144,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
     }
     // data-parallel ranks: rank 0 claims, prints and reports
     if (isWriterProcess()) claimOutputDir(cfg, { file, force: values.force });
-    const data = loadDataset(cfg.data.dataset, cfg.data.limit);
+    const data = loadConfigData(cfg);
     try {
       const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: stop.signal });
       if (!isWriterProcess()) return 0;
@@ -167,7 +166,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command !== 'eval' && isWriterProcess()) claimOutputDir(cfg, { file, force: values.force });
-  const data = loadDataset(cfg.data.dataset, cfg.data.limit);
+  const data = loadConfigData(cfg);
   try {
     const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
     if (command === 'compare' && values.seeds) {

@@ -99,6 +99,8 @@ export function tensorBytes(t: Tensor): number {
 
 /** An image classification set: uint8 images [N, C, H, W], int64 labels [N], class names. */
 export class ImageDataset extends TensorDataset {
+  /** What identifies the source's contents when it was read from files (the decoded-image cache key), else undefined. */
+  sourceKey?: string;
   constructor(readonly name: string, images: Tensor, labels: Tensor, readonly classes: string[]) {
     if (images.dtype !== 'uint8' || images.ndim !== 4) throw new Error(`${name}: images must be uint8 [N, C, H, W], got ${images.dtype} [${images.shape}]`);
     if (labels.dtype !== 'int64' || labels.ndim !== 1) throw new Error(`${name}: labels must be int64 [N], got ${labels.dtype} [${labels.shape}]`);

@@ -139,9 +139,11 @@ function cacheFileFor(opts: ImageSetOptions, key: string): string {
 }
 
 function datasetFrom(name: string, hdr: CacheHeader, images: Uint8Array, labels: Int32Array): ImageDataset {
-  return tidy(() =>
+  const ds = tidy(() =>
     noGrad(() => new ImageDataset(name, tensor(images, { shape: [hdr.n, hdr.c, hdr.h, hdr.w] }), tensor(labels, { dtype: 'int64' }), hdr.classes)),
   );
+  ds.sourceKey = hdr.key;
+  return ds;
 }
 
 /** Reads a cache file; null when absent or not matching (then the caller rebuilds it). */
@@ -251,6 +253,8 @@ export function loadImageFolder(dir: string, opts: ImageSetOptions = {}): ImageD
   const items: ImageItem[] = [];
   classes.forEach((c, label) => {
     const names = fs.readdirSync(path.join(dir, c)).filter((f) => IMAGE_EXT.test(f) && !f.startsWith('.')).sort(byCodeUnit);
+    if (names.length === 0)
+      throw new Error(`image folder ${dir}: class folder ${path.join(dir, c)} has no .jpg/.jpeg/.png images (an empty class cannot be learned; remove the folder or add images)`);
     for (const f of names) {
       const file = path.join(dir, c, f);
       const s = fs.statSync(file);
@@ -262,6 +266,83 @@ export function loadImageFolder(dir: string, opts: ImageSetOptions = {}): ImageD
   if (items.length === 0) throw new Error(`image folder ${dir} has no .jpg/.jpeg/.png files in its class subfolders (${classes.join(', ')})`);
   const name = opts.name ?? path.basename(path.resolve(dir));
   return loadOrBuild(name, items, classes, hash.digest('hex').slice(0, 32), path.resolve(dir), opts);
+}
+
+// ---------------------------------------------------------------------------------------------- lists
+
+export interface ImageListOptions extends ImageSetOptions {
+  /** Class names in label order; every label of the list must be one of them (default: the list's labels, sorted). */
+  classes?: string[];
+}
+
+/** The (path, label) rows of a CSV (`path,label`; a header line `path,label` is skipped) or JSONL ({"path", "label"}) list, 1-based lines. */
+export function readImageList(file: string): { line: number; path: string; label: string }[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read the image list: ${(e as Error).message}`, { cause: e });
+  }
+  const rows: { line: number; path: string; label: string }[] = [];
+  const jsonl = /\.jsonl$/i.test(file);
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = i + 1;
+    if (!raw.trim()) return;
+    if (jsonl) {
+      let o: any;
+      try {
+        o = JSON.parse(raw);
+      } catch (e) {
+        throw new Error(`${file}:${line}: invalid JSON: ${(e as Error).message}`);
+      }
+      const p = o?.path ?? o?.image ?? o?.file;
+      if (typeof p !== 'string' || (typeof o.label !== 'string' && typeof o.label !== 'number'))
+        throw new Error(`${file}:${line}: expected {"path": string, "label": string or number}, got ${raw.slice(0, 80)}`);
+      rows.push({ line, path: p, label: String(o.label) });
+      return;
+    }
+    const comma = raw.lastIndexOf(',');
+    if (comma <= 0) throw new Error(`${file}:${line}: expected 'path,label', got '${raw.slice(0, 80)}'`);
+    const p = raw.slice(0, comma).trim().replace(/^"(.*)"$/, '$1'), label = raw.slice(comma + 1).trim().replace(/^"(.*)"$/, '$1');
+    if (rows.length === 0 && line === 1 && /^(path|file|image|filename)$/i.test(p) && /^(label|class)$/i.test(label)) return;
+    rows.push({ line, path: p, label });
+  });
+  if (rows.length === 0) throw new Error(`${file}: the image list is empty`);
+  return rows;
+}
+
+/** Class names of labels: sorted numerically when every label is an integer, else by code unit. */
+export function sortedLabels(labels: Iterable<string>): string[] {
+  const set = [...new Set(labels)];
+  return set.every((l) => /^-?\d+$/.test(l)) ? set.sort((a, b) => Number(a) - Number(b)) : set.sort(byCodeUnit);
+}
+
+/**
+ * Loads the images listed in a CSV or JSONL file (see readImageList; paths relative to the list's folder), cached like
+ * loadImageFolder (the key covers every listed file's path, size, modification time and label).
+ */
+export function loadImageList(file: string, opts: ImageListOptions = {}): ImageDataset {
+  const rows = readImageList(file);
+  const classes = opts.classes ?? sortedLabels(rows.map((r) => r.label));
+  const label = new Map(classes.map((c, i) => [c, i]));
+  const channels = opts.channels ?? 3;
+  const hash = crypto.createHash('sha256').update(`list v${CACHE_VERSION} c${channels}\n${JSON.stringify(classes)}\n`);
+  const dir = path.dirname(path.resolve(file));
+  const items: ImageItem[] = rows.map((r) => {
+    const k = label.get(r.label);
+    if (k === undefined) throw new Error(`${file}:${r.line}: label '${r.label}' is not one of the classes (${classes.join(', ')})`);
+    const abs = path.resolve(dir, r.path);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(abs);
+    } catch {
+      throw new Error(`${file}:${r.line}: image ${abs} does not exist`);
+    }
+    hash.update(`${abs}\0${st.size}\0${Math.trunc(st.mtimeMs)}\0${k}\n`);
+    return { source: `${abs} (${file}:${r.line})`, label: k, read: () => fs.readFileSync(abs) };
+  });
+  const name = opts.name ?? path.basename(file).replace(/\.(csv|jsonl)$/i, '');
+  return loadOrBuild(name, items, classes, hash.digest('hex').slice(0, 32), path.resolve(file), opts);
 }
 
 // ---------------------------------------------------------------------------------------------- tar archives

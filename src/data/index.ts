@@ -8,3 +8,5 @@ export { Rng, mixSeed } from './rng';
 export * from './imagefolder';
 export * from './vocab';
 export * from './registry';
+export * from './text-encoder';
+export * from './own';

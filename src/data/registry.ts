@@ -8,6 +8,7 @@ import { FASHION_CLASSES, FASHION_MNIST_STATS, MNIST_CLASSES, MNIST_STATS, loadF
 import { CIFAR10_CLASSES, CIFAR10_STATS, loadCifar10 } from './imagefolder';
 import { Rng } from './rng';
 import type { TextExample } from './text';
+import { TextDataset, TextIdEncoder } from './text-encoder';
 
 export const DATASET_KINDS = ['image', 'text', 'tokens'] as const;
 export type DatasetKind = (typeof DATASET_KINDS)[number];
@@ -37,6 +38,8 @@ export interface ImageDatasetInfo extends DatasetBase {
 export interface TextDatasetInfo extends DatasetBase {
   kind: 'text';
   load(split: DatasetSplit, limit?: number): TextExample[] | Dataset<TextExample>;
+  /** Texts to token ids: with it, `loadDataset` gives TextDatasets that configurations and distill() train on. */
+  encoder?: TextIdEncoder;
 }
 
 /** Token streams (language modelling): `load` gives a Dataset of token sequences. */
@@ -47,17 +50,20 @@ export interface TokensDatasetInfo extends DatasetBase {
 
 export type DatasetInfo = ImageDatasetInfo | TextDatasetInfo | TokensDatasetInfo;
 
-/** Train and test splits of an image data set. */
-export interface DataSplits {
-  train: ImageDataset;
-  test: ImageDataset;
+/** A labelled data set models train on: images, or texts as token ids. */
+export type ClassDataset = ImageDataset | TextDataset;
+
+/** Train and test splits of an image data set, or of a text data set with an encoder. */
+export interface DataSplits<D extends ClassDataset = ClassDataset> {
+  train: D;
+  test: D;
 }
 
 const registry = new Map<string, DatasetInfo>();
 
 const FIELDS: Record<DatasetKind, string[]> = {
   image: ['name', 'kind', 'classes', 'description', 'inputShape', 'mean', 'std', 'load'],
-  text: ['name', 'kind', 'classes', 'description', 'load'],
+  text: ['name', 'kind', 'classes', 'description', 'load', 'encoder'],
   tokens: ['name', 'kind', 'classes', 'description', 'load'],
 };
 
@@ -82,6 +88,8 @@ function checkInfo(info: DatasetInfo): void {
   if (info.kind !== 'tokens' && !info.classes.length) throw new Error(`${who}: classes must list at least one class name for kind '${info.kind}', got []`);
   if (new Set(info.classes).size !== info.classes.length) throw new Error(`${who}: classes must be distinct, got ${JSON.stringify(info.classes)}`);
   if (typeof info.load !== 'function') throw new Error(`${who}: load must be a function (split, limit?) => data set`);
+  if (info.kind === 'text' && info.encoder !== undefined && !(info.encoder instanceof TextIdEncoder))
+    throw new Error(`${who}: encoder must be a TextIdEncoder (TextIdEncoder.create({ tokenizer: 'bytes' | 'words' | 'tokenizer.json' }))`);
   if (info.kind !== 'image') return;
   const shape = info.inputShape;
   if (!Array.isArray(shape) || shape.length !== 3 || !shape.every(isPositiveInt))
@@ -131,6 +139,8 @@ export function getImageDataset(name: string, who = 'getImageDataset'): ImageDat
  * What the loader returns is checked against the registration (an ImageDataset with its input shape and classes).
  */
 export function loadDataset(name: string, limit?: number): DataSplits {
+  const found = getDataset(name);
+  if (found.kind === 'text') return loadTextDataset(found, limit);
   const info = getImageDataset(name, 'loadDataset');
   const load = (split: DatasetSplit, n?: number): ImageDataset => {
     const ds = info.load(split, n);
@@ -154,6 +164,29 @@ export function loadDataset(name: string, limit?: number): DataSplits {
     train.dispose();
     throw e;
   }
+}
+
+/** Train and test splits of a text data set as token ids (TextDataset), through its encoder. */
+function loadTextDataset(info: TextDatasetInfo, limit?: number): DataSplits<TextDataset> {
+  const encoder = info.encoder;
+  if (!encoder) throw new Error(`data set '${info.name}': a text data set needs an encoder (TextIdEncoder) to be trained on`);
+  const load = (split: DatasetSplit, n?: number): TextDataset => {
+    const got = info.load(split, n);
+    const examples = Array.isArray(got) ? got : Array.from({ length: got.length }, (_, i) => got.get(i));
+    return TextDataset.fromExamples(`${info.name}-${split}`, examples, info.classes, encoder);
+  };
+  const train = load('train', limit);
+  try {
+    return { train, test: load('test') };
+  } catch (e) {
+    train.dispose();
+    throw e;
+  }
+}
+
+/** The kind of data a data set holds, for messages. */
+export function isTextDataset(ds: unknown): ds is TextDataset {
+  return ds instanceof TextDataset;
 }
 
 /** CIFAR-10 is sorted by class: a limit takes a fixed random subset (the same every time), not the first N. */

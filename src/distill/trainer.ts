@@ -30,6 +30,7 @@ export interface TrainOptions {
   outDir: string;
   resume?: boolean;
   force?: boolean;
+  /** Keep `epoch-N.safetensors` every N epochs besides last and best (default 0: never). */
   checkpointEvery?: number;
   /**
    * Distillation: a frozen teacher and the response-KD settings. A Module runs inside the step; an external Teacher
@@ -112,7 +113,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   if (o.teacher) roles.push({ name: 'teacher', model: o.teacher, cache: !!kdo?.cache });
   return runEngine({
     name, roles, terms, report, train: o.train, test: o.test, testTransforms: o.testTransforms, epochs: o.epochs, seed: o.seed,
-    outDir: o.outDir, resume: o.resume, force: o.force, checkpointEvery: o.checkpointEvery, log: o.log, progress: o.progress,
+    outDir: o.outDir, resume: o.resume, force: o.force, checkpointEvery: o.checkpointEvery ?? 0, log: o.log, progress: o.progress,
     signal: o.signal, cacheDir: o.cacheDir,
   });
 }

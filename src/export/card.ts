@@ -26,7 +26,7 @@ export interface ModelCard {
     shape: number[];
     dtype: 'float32' | 'int64';
     /** What to do to raw data before the model: pixel scaling, then per-channel normalisation. */
-    preprocessing?: { scale?: number; mean?: number[]; std?: number[] };
+    preprocessing?: { scale?: number; mean?: number[]; std?: number[]; tokenizer?: Record<string, unknown> };
   };
   output: { name?: string; classes?: string[] };
   /** The exported files (one per format) made from `source`. */

@@ -7,6 +7,7 @@ import { ResNetCifar } from './resnet';
 import { VGG_CONFIGS, Vgg } from './vgg';
 import { WideResNet } from './wrn';
 import { TransformerClassifier, type TransformerClassifierOptions } from './transformer';
+import { FastText, type FastTextOptions } from './fasttext';
 
 export interface ModelOptions {
   numClasses?: number;
@@ -56,5 +57,10 @@ export function registerBuiltinModels(): void {
   registerModel('transformer', (o) => {
     if (typeof o.vocabSize !== 'number') throw new Error("transformer: options.vocabSize is required (the size of the tokenizer's vocabulary)");
     return new TransformerClassifier({ ...(o as Partial<TransformerClassifierOptions>), vocabSize: o.vocabSize, numClasses: nc(o) });
+  });
+  // text: a bag of token and hashed n-gram ids [B, L] -> mean embedding -> linear; options.vocabSize is required
+  registerModel('fasttext', (o) => {
+    if (typeof o.vocabSize !== 'number') throw new Error("fasttext: options.vocabSize is required (the data's vocabulary: tokens and n-gram buckets)");
+    return new FastText({ ...(o as Partial<FastTextOptions>), vocabSize: o.vocabSize, numClasses: nc(o) });
   });
 }

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, dispose, nextTick, noGrad, tidy, writeFileAtomic } from '../torch';
 import { Module, loadWeights } from '../nn';
-import { BatchTransform, DataLoader, DataSplits, ImageDataset, Rng } from '../data';
+import { BatchTransform, type ClassDataset, DataLoader, DataSplits, Rng } from '../data';
 import { TrainSummary, deviceOf } from '../distill';
 import { isExternalTeacherSpec } from '../teachers';
 import { checkDevice } from '../distill/pipeline';
@@ -38,7 +38,7 @@ function median(xs: number[]): number {
 }
 
 /** Accuracy, errors, agreement with reference predictions, ECE, CPU latency (batch 1) and throughput (batch 256). */
-export async function measureModel(model: Module, test: ImageDataset, norm: BatchTransform[], reference: Int32Array | null) {
+export async function measureModel(model: Module, test: ClassDataset, norm: BatchTransform[], reference: Int32Array | null) {
   model.eval();
   const device = deviceOf(model);
   const loader = new DataLoader(test, { batchSize: 1000, transforms: norm, device });
@@ -65,7 +65,9 @@ export async function measureModel(model: Module, test: ImageDataset, norm: Batc
   const n = test.length;
   const ece = bins.reduce((a, bn) => a + (bn.n ? (bn.n / n) * Math.abs(bn.correct / bn.n - bn.conf / bn.n) : 0), 0);
   const prep = (count: number) => tidy(() => {
-    let x = test.images.narrow(0, 0, Math.min(count, n)).to({ device }).float().div(255);
+    // images are scaled as the loader scales them; token ids go in as they are
+    const rows = test.tensors[0].narrow(0, 0, Math.min(count, n)).to({ device });
+    let x = rows.dtype === 'uint8' ? rows.float().div(255) : rows;
     for (const t of norm) x = t.apply(x, new Rng(0));
     return x;
   });

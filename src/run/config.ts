@@ -5,21 +5,27 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { closest } from '../nn';
-import { datasetNames, getDataset, hasDataset, registerBuiltinDatasets } from '../data';
+import { type DatasetInfo, type OwnDataSpec, OWN_DATA_KEYS, absoluteDataSpec, datasetNames, getDataset, hasDataset, ownDataset, registerBuiltinDatasets } from '../data';
 import { getTeacherKind, isExternalTeacherSpec, teacherKinds } from '../teachers';
 
+/** Whether configuration runs can train on a registered data set: images, or text with an encoder (token ids). */
+const trainable = (info: DatasetInfo) => info.kind === 'image' || (info.kind === 'text' && !!info.encoder);
+
 /**
- * A registered image data set (see registerDataset). An unknown name is an issue at `data.dataset` suggesting the
- * closest registered one.
+ * A registered data set (see registerDataset) of images, or of text with an encoder. An unknown name is an issue at
+ * `data.dataset` suggesting the closest registered one.
  */
 const datasetName = z.string().min(1).superRefine((name, ctx) => {
-  const images = datasetNames().filter((n) => getDataset(n).kind === 'image');
+  const usable = datasetNames().filter((n) => trainable(getDataset(n)));
   if (!hasDataset(name)) {
-    const near = closest(name, images, 1)[0];
-    ctx.addIssue({ code: 'custom', message: `unknown data set '${name}'${near ? `; did you mean '${near}'?` : ''} (registered image data sets: ${images.join(', ')})` });
-  } else if (getDataset(name).kind !== 'image')
-    ctx.addIssue({ code: 'custom', message: `'${name}' is a ${getDataset(name).kind} data set; configuration runs train image classifiers (image data sets: ${images.join(', ')})` });
+    const near = closest(name, usable, 1)[0];
+    ctx.addIssue({ code: 'custom', message: `unknown data set '${name}'${near ? `; did you mean '${near}'?` : ''} (registered data sets: ${usable.join(', ')}; or give your own with data.train / data.test or data.path + data.split)` });
+  } else if (!trainable(getDataset(name)))
+    ctx.addIssue({ code: 'custom', message: `'${name}' is a ${getDataset(name).kind} data set without a tokenizer; configuration runs train classifiers of images or text (usable data sets: ${usable.join(', ')})` });
 });
+
+/** A source of one's own data: a path (folder, .csv, .jsonl, .tsv, .tar.gz) or an IDX pair. */
+const dataSource = z.union([z.string().min(1), z.object({ images: z.string().min(1), labels: z.string().min(1) }).strict()]);
 
 const augmentSpec = z
   .object({
@@ -114,15 +120,55 @@ export const configSchema = z
     seed: z.number().int().min(0).default(0),
     data: z
       .object({
-        /** A registered image data set: mnist, fashion-mnist, cifar10 (../shared/data/cifar10-jpeg.tar.gz, decoded once, then cached), or a plugin's. */
-        dataset: datasetName,
+        /** A registered data set: mnist, fashion-mnist, cifar10 (../shared/data/cifar10-jpeg.tar.gz, decoded once, then cached), or a plugin's. */
+        dataset: datasetName.optional(),
+        // one's own data instead (see docs/data.md): train / test sources, or one source (path) and a split fraction
+        /** A folder of class folders, a .csv / .jsonl image list, a .tsv / .jsonl text file, a .tar.gz of one, or { images, labels } (IDX). */
+        train: dataSource.optional(),
+        test: dataSource.optional(),
+        path: dataSource.optional(),
+        /** Fraction of each class held out for testing (without `test`). */
+        split: z.number().gt(0).lt(1).optional(),
+        /** Seed of the split (default 0). */
+        seed: z.number().int().min(0).optional(),
+        /** A .tar.gz that train / test / path are inside of (extracted once into the cache, keyed by its checksum). */
+        archive: z.string().min(1).optional(),
+        /** A short name for messages and model cards. */
+        name: z.string().min(1).optional(),
+        /** Class names in label order (default: the class folders or labels, sorted). */
+        classes: z.array(z.string().min(1)).min(2).optional(),
+        /** Images: 3 (RGB, default for folders and lists) or 1 (grayscale). */
+        channels: z.union([z.literal(1), z.literal(3)]).optional(),
+        /** Images: per-channel statistics in [0, 1] (default: computed from the training split, cached). */
+        mean: z.array(z.number()).min(1).optional(),
+        std: z.array(z.number().positive()).min(1).optional(),
+        /** Text: the tokenizer, 'bytes', 'words' (default) or the path of a tokenizer.json. */
+        tokenizer: z.string().min(1).optional(),
+        /** Text: tokens kept per text (default 128). */
+        maxLen: z.number().int().positive().optional(),
+        /** Text: longest hashed n-gram added to the tokens (default 1: none). */
+        ngrams: z.number().int().positive().optional(),
+        /** Text: hash buckets of the n-grams (default 65536). */
+        buckets: z.number().int().positive().optional(),
+        /** Text, tokenizer 'words': most words kept (default 20000). */
+        vocabSize: z.number().int().min(3).optional(),
+        /** Text: the column (TSV header) or key (JSONL) of the text and of the label. */
+        textColumn: z.string().min(1).optional(),
+        labelColumn: z.string().min(1).optional(),
         batchSize: z.number().int().positive().default(64),
-        /** Use only the first N training images. */
+        /** Use only N training samples (the first N of a registered set; a fixed random N of one's own). */
         limit: z.number().int().positive().optional(),
         normalize: z.boolean().default(true),
         augment: augmentSpec.optional(),
       })
-      .strict(),
+      .strict()
+      .superRefine((d, ctx) => {
+        const own = OWN_DATA_KEYS.filter((k) => k !== 'cacheDir' && d[k as keyof typeof d] !== undefined);
+        if (d.dataset !== undefined && own.length)
+          ctx.addIssue({ code: 'custom', path: [own[0]], message: `give a registered data.dataset or your own data (${own.join(', ')}), not both` });
+        else if (d.dataset === undefined && d.train === undefined && d.path === undefined)
+          ctx.addIssue({ code: 'custom', message: 'no data: give data.dataset (a registered name), or data.train and data.test (or data.path and data.split) for your own' });
+      }),
     teacher: teacherSpec.optional(),
     student: modelSpec,
     distill: z
@@ -234,12 +280,58 @@ export function parseConfig(raw: unknown): ReturnType<typeof configSchema.safePa
   return configSchema.safeParse(raw);
 }
 
+/** The own-data spec of a configuration's data section (its keys other than the loader's), or null for a registered set. */
+export function ownDataSpec(data: RunConfig['data']): OwnDataSpec | null {
+  if (data.dataset !== undefined) return null;
+  const spec: Record<string, unknown> = {};
+  for (const k of OWN_DATA_KEYS) if ((data as Record<string, unknown>)[k] !== undefined) spec[k] = (data as Record<string, unknown>)[k];
+  return spec as OwnDataSpec;
+}
+
+/**
+ * The data set of a configuration: the registered `data.dataset`, or one's own data (read, checked and registered on
+ * first use; see ownDataset). Errors name the configuration.
+ */
+export function configDataset(cfg: Pick<RunConfig, 'data'>, source = 'config'): DatasetInfo {
+  registerBuiltinDatasets();
+  const own = ownDataSpec(cfg.data);
+  if (!own) return getDataset(cfg.data.dataset!);
+  try {
+    return ownDataset(own);
+  } catch (e) {
+    throw new Error(`${source}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Checks the models against the data before anything trains: an explicit `options.numClasses` must equal the data's
+ * number of classes, and augmentation applies to images only.
+ */
+function checkModelsAgainstData(cfg: RunConfig, source: string): void {
+  const info = configDataset(cfg, source);
+  const n = info.classes.length;
+  const specs: [string, { options?: Record<string, unknown>; augment?: unknown; members?: { options?: Record<string, unknown> }[] } | undefined][] = [['teacher', cfg.teacher], ['student', cfg.student]];
+  for (const [role, spec] of specs) {
+    if (!spec) continue;
+    const opts: [string, Record<string, unknown> | undefined][] = [[`${role}.options`, spec.options], ...(spec.members ?? []).map((m, i): [string, Record<string, unknown> | undefined] => [`${role}.members[${i}].options`, m.options])];
+    for (const [key, o] of opts)
+      if (o?.numClasses !== undefined && o.numClasses !== n)
+        throw new Error(`${source}: ${key}.numClasses is ${o.numClasses}, but the data (${info.name}) has ${n} classes (${info.classes.join(', ')}); remove it (it follows the data) or fix it`);
+    if (info.kind === 'text' && spec.augment) throw new Error(`${source}: ${role}.augment applies to images; ${info.name} is a text data set`);
+  }
+  if (info.kind === 'text' && cfg.data.augment) throw new Error(`${source}: data.augment applies to images; ${info.name} is a text data set`);
+}
+
 /** Validates a raw configuration object; `source` names it in errors. */
 export function validateConfig(raw: unknown, source = 'config'): RunConfig {
   const r = parseConfig(raw);
   if (!r.success) throw new Error(describe(r.error.issues, source));
   const cfg = r.data;
   const baseDir = source.endsWith('.yaml') || source.endsWith('.yml') || source.endsWith('.json') ? path.dirname(source) : '.';
+  // one's own data: paths become absolute (the recorded config.json then stands on its own), then the data is checked
+  const own = ownDataSpec(cfg.data);
+  if (own) Object.assign(cfg.data, absoluteDataSpec(own, baseDir));
+  checkModelsAgainstData(cfg, source);
   checkTeacherSource(cfg.teacher, source, baseDir);
   for (const [role, spec] of [['teacher', cfg.teacher], ['student', cfg.student]] as const) {
     if (spec && (spec.model === 'ensemble') !== !!spec.members)

@@ -13,7 +13,7 @@ import { DataLoader, loadDataset } from '../data';
 import type { TrainSummary } from '../distill';
 import { ExportedFile, Int8ExportInfo, ModelCard, prepareQuantAware, sha256, toOnnx, toOnnxInt8, weightsBytes, writeExported, writeModelCard } from '../export';
 import { RunConfig, loadConfig, parseConfig } from './config';
-import { buildModel, datasetOf, modelOptions, transformsFor } from './runs';
+import { buildModel, datasetOf, inputOf, modelOptions, transformsFor } from './runs';
 
 export const EXPORT_FORMATS = ['onnx', 'onnx-int8', 'safetensors'] as const;
 /** onnx-int8 without quantization-aware ranges: batches of training data that calibrate the activation ranges. */
@@ -137,7 +137,7 @@ function isQat(r: Resolved): boolean {
 
 /** The first `n` training batches, preprocessed as for testing: calibration data for post-training quantization. */
 function calibrationBatches(r: Resolved, n: number) {
-  const data = loadDataset(r.cfg.data.dataset, n * r.cfg.data.batchSize);
+  const data = loadDataset(datasetOf(r.cfg).name, n * r.cfg.data.batchSize);
   data.test.dispose();
   const loader = new DataLoader(data.train, { batchSize: r.cfg.data.batchSize, shuffle: false, seed: 0, transforms: transformsFor(r.cfg, r.kind).norm });
   const xs = [];
@@ -161,7 +161,10 @@ export async function runExport(a: ExportArgs): Promise<{ files: ExportedFile[];
   const r = resolveSource(a);
   const spec = (r.kind === 'teacher' ? r.cfg.teacher : r.cfg.student)!;
   const info = datasetOf(r.cfg);
-  const inputShape = [...info.inputShape];
+  const input = inputOf(r.cfg);
+  const inputShape = input.shape;
+  const image = info.kind === 'image' ? info : null;
+  const text = info.kind === 'text' ? info.encoder?.describe() : undefined;
   const sourceBytes = fs.readFileSync(r.checkpoint);
   const sourceSha = sha256(sourceBytes);
   const { model, metadata: meta } = loadModel(r, inputShape);
@@ -170,11 +173,11 @@ export async function runExport(a: ExportArgs): Promise<{ files: ExportedFile[];
     const options = modelOptions(r.cfg, spec);
     const cardFile = a.card ?? path.join(path.dirname(path.resolve(a.out)), 'model-card.json');
     const cardDir = path.dirname(path.resolve(cardFile));
-    const described = { model: spec.model, options: JSON.stringify(options), source_sha256: sourceSha, dataset: r.cfg.data.dataset };
+    const described = { model: spec.model, options: JSON.stringify(options), source_sha256: sourceSha, dataset: info.name };
     let bytes: Uint8Array;
     const onnxOpts = {
-      inputShape, opset: a.opset, batchSize: a.batch,
-      metadata: { ...described, ...(r.cfg.data.normalize ? { mean: JSON.stringify(info.mean), std: JSON.stringify(info.std) } : {}) },
+      inputShape, inputDtype: input.dtype, opset: a.opset, batchSize: a.batch,
+      metadata: { ...described, ...(image && r.cfg.data.normalize ? { mean: JSON.stringify(image.mean), std: JSON.stringify(image.std) } : {}), ...(text ? { tokenizer: JSON.stringify(text) } : {}) },
       docString: `${spec.model} (${r.kind}) exported by tsdistill from ${path.basename(r.checkpoint)}`,
     };
     if (format === 'onnx') bytes = toOnnx(model, onnxOpts).bytes;
@@ -200,8 +203,8 @@ export async function runExport(a: ExportArgs): Promise<{ files: ExportedFile[];
       input: {
         ...(format !== 'safetensors' ? { name: 'input' } : {}),
         shape: inputShape,
-        dtype: 'float32',
-        preprocessing: { scale: 1 / 255, ...(r.cfg.data.normalize ? { mean: info.mean, std: info.std } : {}) },
+        dtype: input.dtype,
+        preprocessing: text ? { tokenizer: text } : { scale: 1 / 255, ...(image && r.cfg.data.normalize ? { mean: image.mean, std: image.std } : {}) },
       },
       output: { ...(format !== 'safetensors' ? { name: 'logits' } : {}), classes: info.classes },
       files: [file],

@@ -1,10 +1,11 @@
 // tsdistill/run: configurations and what is done with them — the schema, config-driven runs, compare and its verdict,
 // export of a configured model, plugins. The `tsdistill` command is a thin layer over this.
 export {
-  configSchema, parseConfig, validateConfig, loadConfig, applyOverrides, readConfigMapping, loadGenerateConfig, type RunConfig,
+  configSchema, parseConfig, validateConfig, loadConfig, applyOverrides, readConfigMapping, loadGenerateConfig, configDataset, ownDataSpec, type RunConfig,
 } from './config';
 export {
   prepareConfig, runFromConfig, checkMatches, claimOutputDir, loadTeacher, buildModel, transformsFor, runDir, teacherWeights, datasetOf, modelOptions, prepareQatCheckpoint,
+  loadConfigData, inputOf,
   evaluateFromConfig, type RunKind, type RunFlags, type EvalResult,
 } from './runs';
 export { compareFromConfig, compareSeeds, measureModel, formatTable, type ModelReport, type CompareResult, type SeedsResult } from './compare';

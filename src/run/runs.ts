@@ -3,15 +3,15 @@
 // student. The data set named by `data.dataset` decides the number of classes, the image shape and the normalisation.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { manualSeed, setNumThreads, tidy, writeFileAtomic, zeros } from '../torch';
+import { manualSeed, ones, setNumThreads, tidy, writeFileAtomic, zeros } from '../torch';
 import { Module, loadWeights } from '../nn';
-import { BatchTransform, DataLoader, DataSplits, ImageDatasetInfo, getImageDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../data';
+import { BatchTransform, DataLoader, DataSplits, type DatasetInfo, ImageDataset, loadDataset, normalize, randomCrop, randomHorizontalFlip } from '../data';
 import { createModel, registerBuiltinModels, type ModelOptions } from '../models';
 import { prepareQuantAware } from '../export';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
 import { Ensemble, FeatureMatcher, TrainSummary, evaluate, initialValue, prepareQat, trainModel, type MatchSpec } from '../distill';
 import { checkDevice } from '../distill/pipeline';
-import { type RunConfig, loadConfig } from './config';
+import { type RunConfig, configDataset, loadConfig } from './config';
 
 export type RunKind = 'teacher' | 'student' | 'distilled';
 export interface RunFlags {
@@ -24,15 +24,34 @@ export interface RunFlags {
   log?: (line: string) => void;
 }
 
-/** The image data set of a configuration (`data.dataset`), from the data-set registry. */
-export function datasetOf(cfg: Pick<RunConfig, 'data'>): ImageDatasetInfo {
-  registerBuiltinDatasets();
-  return getImageDataset(cfg.data.dataset, 'data.dataset');
+/** The data set of a configuration: the registered `data.dataset`, or one's own data (see configDataset). */
+export function datasetOf(cfg: Pick<RunConfig, 'data'>): DatasetInfo {
+  return configDataset(cfg);
 }
 
-/** The options a zoo model of the configuration is created with: as many classes as the data set has, unless set. */
-export function modelOptions(cfg: RunConfig, spec: { options?: Record<string, unknown> }): ModelOptions {
-  return { numClasses: datasetOf(cfg).classes.length, ...spec.options };
+/** Train and test splits of a configuration's data (`data.limit` training samples when set); the caller disposes them. */
+export function loadConfigData(cfg: Pick<RunConfig, 'data'>): DataSplits {
+  return loadDataset(datasetOf(cfg).name, cfg.data.limit);
+}
+
+/**
+ * One input of the configuration's models: images [C, H, W] float32, or a row of token ids [L] int64 (text).
+ */
+export function inputOf(cfg: Pick<RunConfig, 'data'>): { shape: number[]; dtype: 'float32' | 'int64' } {
+  const info = datasetOf(cfg);
+  if (info.kind === 'image') return { shape: [...info.inputShape], dtype: 'float32' };
+  if (info.kind === 'text' && info.encoder) return { shape: [info.encoder.rowLength], dtype: 'int64' };
+  throw new Error(`data set '${info.name}' is a ${info.kind} data set without a tokenizer`);
+}
+
+/**
+ * The options a zoo model of the configuration is created with: as many classes as the data set has, unless set; for
+ * text, the encoder's vocabulary size, padding id and row length.
+ */
+export function modelOptions(cfg: Pick<RunConfig, 'data'>, spec: { options?: Record<string, unknown> }): ModelOptions {
+  const info = datasetOf(cfg);
+  const text = info.kind === 'text' && info.encoder ? { vocabSize: info.encoder.vocabSize, padId: info.encoder.padId, maxLen: info.encoder.rowLength } : {};
+  return { numClasses: info.classes.length, ...text, ...spec.options };
 }
 
 export function runDir(cfg: RunConfig, kind: RunKind): string {
@@ -92,6 +111,8 @@ export function buildModel(cfg: RunConfig, kind: RunKind): Module {
 /** Normalisation (train and test) and the augmentation of one run (its section's `augment`, else data.augment). */
 export function transformsFor(cfg: Pick<RunConfig, 'data'> & Partial<Pick<RunConfig, 'teacher' | 'student'>>, kind: RunKind = 'student'): { norm: BatchTransform[]; aug: BatchTransform[] } {
   const info = datasetOf(cfg);
+  // token ids are not transformed
+  if (info.kind !== 'image') return { norm: [], aug: [] };
   const norm = cfg.data.normalize ? [normalize(info.mean, info.std)] : [];
   const spec = kind === 'teacher' ? cfg.teacher : cfg.student;
   const augment = spec?.augment ?? cfg.data.augment;
@@ -108,7 +129,14 @@ export function transformsFor(cfg: Pick<RunConfig, 'data'> & Partial<Pick<RunCon
 export function prepareQatCheckpoint(model: Module, cfg: RunConfig, kind: RunKind): void {
   if (kind === 'teacher' || !cfg.quantization?.qat) return;
   const { observer, momentum } = cfg.quantization;
-  prepareQuantAware(model, { inputShape: datasetOf(cfg).inputShape, observer: { method: observer, momentum } });
+  prepareQuantAware(model, { inputShape: imageShapeOf(cfg, 'quantization.qat'), observer: { method: observer, momentum } });
+}
+
+/** [C, H, W] of the configuration's images; `what` names the feature that needs images when the data is text. */
+function imageShapeOf(cfg: Pick<RunConfig, 'data'>, what: string): number[] {
+  const info = datasetOf(cfg);
+  if (info.kind !== 'image') throw new Error(`${what} needs image data; ${info.name} is a ${info.kind} data set`);
+  return [...info.inputShape];
 }
 
 /** The parts of a configuration that decide a run's results (not where it is written or how many threads it uses). */
@@ -181,7 +209,10 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
       if (!cfg.teacher) throw new Error(`${flags.file}: distill needs a 'teacher' section`);
       teacher = isExternalTeacherSpec(cfg.teacher) ? await loadExternalTeacher(cfg.teacher, `${flags.file}: teacher`) : loadTeacher(cfg, flags.file);
     }
-    if (qat) await prepareQat(model, qat, data.train, datasetOf(cfg).inputShape, transformsFor(cfg, kind).norm, cfg.data.batchSize, flags.log);
+    if (qat) {
+      if (!(data.train instanceof ImageDataset)) throw new Error(`${flags.file}: quantization.qat needs image data; ${datasetOf(cfg).name} is text`);
+      await prepareQat(model, qat, data.train, imageShapeOf(cfg, 'quantization.qat'), transformsFor(cfg, kind).norm, cfg.data.batchSize, flags.log);
+    }
     const device = checkDevice(cfg.training.device);
     if (device !== 'cpu') {
       model.to(device);
@@ -221,7 +252,9 @@ export function checkMatches(cfg: RunConfig, file: string): void {
   try {
     const fm = new FeatureMatcher(student, teacher, cfg.distill.matches as MatchSpec[]);
     try {
-      tidy(() => fm.probe(zeros([2, ...datasetOf(cfg).inputShape])));
+      const input = inputOf(cfg);
+      // a text probe is a row of real tokens (id 1), not padding
+      tidy(() => fm.probe((input.dtype === 'int64' ? ones : zeros)([2, ...input.shape], { dtype: input.dtype })));
     } finally {
       fm.dispose();
     }

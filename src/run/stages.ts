@@ -21,13 +21,13 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { manualSeed, setNumThreads } from '../torch';
 import { Module, loadWeights } from '../nn';
-import { DataLoader, type DataSplits, registerBuiltinDatasets } from '../data';
+import { DataLoader, type DataSplits, absoluteDataSpec, registerBuiltinDatasets } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
 import { type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
 import { checkDevice } from '../distill/pipeline';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
-import { applyOverrides, checkTeacherSource, configSchema, describe, externalTeacherKeys, readConfigMapping, scheduleObj } from './config';
-import { type RunFlags, datasetOf, transformsFor } from './runs';
+import { applyOverrides, checkTeacherSource, configSchema, describe, ownDataSpec, externalTeacherKeys, readConfigMapping, scheduleObj } from './config';
+import { type RunFlags, datasetOf, modelOptions, transformsFor } from './runs';
 
 const ident = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const optimizerKind = z.enum(['sgd', 'adam', 'adamw']);
@@ -106,6 +106,9 @@ export function validateStagedConfig(raw: unknown, source = 'config'): StagedCon
   if (!r.success) throw new Error(describe(r.error.issues, source, stagedConfigSchema));
   const cfg = r.data;
   const baseDir = /\.(ya?ml|json)$/.test(source) ? path.dirname(source) : '.';
+  // one's own data: paths relative to the configuration file, as in a classic configuration
+  const own = ownDataSpec(cfg.data);
+  if (own) Object.assign(cfg.data, absoluteDataSpec(own, baseDir));
   const seen = new Map<string, StagedConfig['stages'][number]>();
   cfg.stages.forEach((stage, i) => {
     const where = `${source}: stages[${i}] (${stage.name})`;
@@ -165,7 +168,7 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
             roles.push({ name, model: teacher, cache: r.cache });
             continue;
           }
-          const model = createModel(r.model, { numClasses: info.classes.length, ...r.options });
+          const model = createModel(r.model, modelOptions(cfg, r));
           made.push(model);
           const weights = r.checkpoint ?? (r.from ? ctx.checkpoint(r.from.split('.')[0], r.from.split('.')[1]) : undefined);
           if (weights)
