@@ -1,7 +1,7 @@
 // A whole run as a library call: `distill()` trains a student against a frozen teacher and returns the run summary.
 // (Configuration-driven runs, the `tsdistill` command's, are the run layer's: src/run.)
 import * as path from 'node:path';
-import { Tensor, checkDevice as checkTorchDevice, manualSeed, noGrad, tidy, writeFileAtomic } from '../torch';
+import { Tensor, checkDevice as checkTorchDevice, isWriterProcess, manualSeed, noGrad, tidy, writeFileAtomic } from '../torch';
 import { Module, loadWeights } from '../nn';
 import {
   BatchTransform, DataLoader, DataSplits, type DatasetInfo, ImageDataset, type OwnDataSpec, TextDataset, getDataset, imageStats, loadDataset, normalize, ownDataset,
@@ -198,7 +198,7 @@ async function distillOn(o: DistillOptions, data: DataSplits, info: DatasetInfo 
       kd: { temperature: o.temperature ?? 4, alpha: o.alpha ?? 0.1, softLoss: o.softLoss ?? 'kl', cache: o.cache ?? true, dynamicTemperature: o.dynamicTemperature }, features,
       progress: o.progress, signal: o.signal, log: o.log,
     });
-    writeFileAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
+    if (isWriterProcess()) writeFileAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
     return summary;
   } finally {
     features?.dispose();
