@@ -12,7 +12,8 @@ import { DataLoader, TensorDataset } from '../src/data';
 import { freePort, launch, takeLaunchFlags } from '../src/run';
 import { ops, tensor } from '../src/torch';
 
-const workers = path.join(__dirname, 'workers');
+// the ranks' scripts live outside test/ (the test runner would take them for test files)
+const workers = path.join(__dirname, '..', 'test-workers');
 const skip = distAvailable() ? false : 'the native addon was built without process groups (apt-get install libgloo-dev, then rebuild it)';
 
 /** Runs `script` alone (no process group); resolves to its stdout. */

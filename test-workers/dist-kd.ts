@@ -2,11 +2,11 @@
 // from a frozen LeNet-5 into the half-width LeNet on 300 MNIST images (the last batch smaller than the others),
 // through the engine, into OUT_DIR. Joins the process group the environment describes.
 //   OUT_DIR=... [BATCH=64] [EPOCHS=1] [RESUME=1] [STEP_DELAY_MS=0] node dist/test/workers/dist-kd.js
-import { manualSeed, setNumThreads } from '../../src/torch';
-import { DataLoader, MNIST_STATS, loadMnist, normalize } from '../../src/data';
-import { LeNet5, LeNet5Half } from '../../src/models';
-import { runEngine } from '../../src/distill';
-import { joinProcessGroupFromEnv } from '../../src/run';
+import { manualSeed, setNumThreads } from '../src/torch';
+import { DataLoader, MNIST_STATS, loadMnist, normalize } from '../src/data';
+import { LeNet5, LeNet5Half } from '../src/models';
+import { runEngine } from '../src/distill';
+import { joinProcessGroupFromEnv } from '../src/run';
 
 async function main() {
   setNumThreads(1);

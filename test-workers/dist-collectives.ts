@@ -2,7 +2,7 @@
 // got as JSON in OUT_DIR/rank-N.json. Joins the group the environment describes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ProcessGroup, tensor, tidy } from '../../src/torch';
+import { ProcessGroup, tensor, tidy } from '../src/torch';
 
 const g = ProcessGroup.fromEnv()!;
 const out = tidy(() => {
