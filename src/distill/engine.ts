@@ -624,7 +624,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   }
 
   const times: number[] = [], liveTimes: number[] = [], cachedTimes: number[] = [];
-  let lastAcc = 0, lastLoss = NaN;
+  let lastAcc = 0, lastLoss = NaN, lastRows = 0;
   const otherAcc: Record<string, number> = {};
   const metricKeys = [...new Set(terms.flatMap((t) => (t.spec.metric ? [t.spec.metric] : [])))];
   const plainTerms = terms.filter((t) => t.spec.metric === undefined);
@@ -682,6 +682,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           throw new Error(`${name}: loss is ${res.value} at epoch ${epoch + 1}, step ${step + 1}${res.bad.length ? ` (non-finite terms: ${res.bad.join(', ')})` : ''}; stopping. The last good checkpoint (epoch ${epoch}) is in ${o.outDir}`);
         for (const r of trainable) if (stepped(r)) r.sched!.step();
         lastLoss = res.value;
+        lastRows = res.n;
         for (const x of [acc, win]) {
           x.sum += res.value * res.n; x.correct += res.correct; x.seen += res.n;
           for (const [k, v] of Object.entries(res.metrics)) x.metrics[k] += v * res.n;
@@ -760,8 +761,13 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       if (o.signal?.aborted && epoch + 1 < o.epochs) throw new TrainingInterrupted(o.outDir, epoch + 2, 0);
     }
     if (times.length === 0 && o.test) await evaluateAll(o.test);
-    // data-parallel: rank 0's files are complete before any rank reads them (a later stage starting from them)
-    if (dist) dist.barrier();
+    if (dist) {
+      // the last step's loss over every rank's share
+      const [sum, n] = sumOverRanks(dist, [lastRows ? lastLoss * lastRows : 0, lastRows]);
+      if (n > 0) lastLoss = sum / n;
+      // rank 0's files are complete before any rank reads them (a later stage starting from them)
+      dist.barrier();
+    }
   } finally {
     if (dist) (o.train as DataLoader).setShard(0, 1);
     for (const r of roles.values()) {
