@@ -6,7 +6,14 @@ import { MobileNetV2 } from './mobilenetv2';
 import { ResNetCifar } from './resnet';
 import { VGG_CONFIGS, Vgg } from './vgg';
 import { WideResNet } from './wrn';
-import { TransformerClassifier, type TransformerClassifierOptions } from './transformer';
+import { TRANSFORMER_OPTIONS, TransformerClassifier, type TransformerClassifierOptions } from './transformer';
+import { LENET5_HALF_OPTIONS, LENET5_OPTIONS } from './lenet';
+import { MLP_1200_OPTIONS, MLP_800_OPTIONS, MLP_OPTIONS } from './mlp';
+import { MOBILENETV2_OPTIONS } from './mobilenetv2';
+import { RESNET_OPTIONS } from './resnet';
+import { VGG_OPTIONS } from './vgg';
+import { WRN_OPTIONS } from './wrn';
+import { type ModelOptionShape, optionProblems } from './options';
 
 export interface ModelOptions {
   numClasses?: number;
@@ -16,9 +23,30 @@ export type ModelFactory = (opts: ModelOptions) => Module;
 
 const registry = new Map<string, ModelFactory>();
 
-export function registerModel(name: string, factory: ModelFactory): void {
+const optionShapes = new Map<string, ModelOptionShape>();
+
+/**
+ * Registers a model by name. `options` declares the options it accepts (name → zod schema); createModel then refuses
+ * others, naming the closest declared one. Without it, options are passed through unchecked.
+ */
+export function registerModel(name: string, factory: ModelFactory, options?: ModelOptionShape): void {
   if (registry.has(name)) throw new Error(`registerModel: a model named '${name}' is already registered`);
   registry.set(name, factory);
+  if (options) optionShapes.set(name, options);
+}
+/** The options a registered model declares (null when it declares none, or is not registered). */
+export function modelOptionNames(name: string): string[] | null {
+  const shape = optionShapes.get(name);
+  return shape ? Object.keys(shape) : null;
+}
+/**
+ * Checks options against the model's declaration; one error lists every problem, each naming the model and the option
+ * (`where` prefixes the message, e.g. the configuration section). Models without a declaration accept anything.
+ */
+export function checkModelOptions(name: string, opts: Record<string, unknown>, where?: string): void {
+  const shape = optionShapes.get(name);
+  const problems = shape ? optionProblems(name, shape, opts) : [];
+  if (problems.length) throw new Error(`${where ? `${where}: ` : ''}${problems.join('; ')}`);
 }
 export function modelNames(): string[] {
   return [...registry.keys()].sort();
@@ -29,7 +57,20 @@ export function createModel(name: string, opts: ModelOptions = {}): Module {
     const known = modelNames();
     throw new Error(`unknown model '${name}'. Closest: ${closest(name, known, 3).join(', ')}. Known models: ${known.join(', ')}`);
   }
+  checkModelOptions(name, opts);
   return f(opts);
+}
+
+/** The options each built-in model declares (in the model's file). */
+function declareBuiltinOptions(): void {
+  const declared: [string[], ModelOptionShape][] = [
+    [['lenet5'], LENET5_OPTIONS], [['lenet5-half'], LENET5_HALF_OPTIONS],
+    [['mlp'], MLP_OPTIONS], [['mlp-1200'], MLP_1200_OPTIONS], [['mlp-800'], MLP_800_OPTIONS],
+    [[8, 14, 20, 32, 44, 56, 110].map((d) => `resnet${d}`).concat('resnet8x4', 'resnet32x4'), RESNET_OPTIONS],
+    [['wrn-16-2', 'wrn-40-1', 'wrn-40-2', 'wrn-16-1', 'wrn-28-10'], WRN_OPTIONS],
+    [Object.keys(VGG_CONFIGS), VGG_OPTIONS], [['mobilenetv2', 'mobilenetv2-0.5'], MOBILENETV2_OPTIONS], [['transformer'], TRANSFORMER_OPTIONS],
+  ];
+  for (const [names, shape] of declared) for (const n of names) optionShapes.set(n, shape);
 }
 
 /** Registers the built-in zoo (call once; nothing registers on import). */
@@ -37,6 +78,7 @@ let builtinsRegistered = false;
 export function registerBuiltinModels(): void {
   if (builtinsRegistered) return;
   builtinsRegistered = true;
+  declareBuiltinOptions();
   const nc = (o: ModelOptions) => o.numClasses ?? 10;
   registerModel('lenet5', (o) => new LeNet5(nc(o)));
   registerModel('lenet5-half', (o) => new LeNet5Half(nc(o), (o.outputRelu as boolean | undefined) ?? false));
