@@ -2,8 +2,7 @@
 // The `tsdistill` command: parses arguments, calls the run layer (src/run) and prints. Train a teacher or a plain
 // student, distill a student, compare, evaluate weights, export; generate, serve and sft for decoders.
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { setNumThreads } from '../torch';
+import { setNumThreads, version } from '../torch';
 import { closest } from '../nn';
 import { loadDataset } from '../data';
 import { TrainingInterrupted } from '../distill';
@@ -14,75 +13,51 @@ import {
 } from '../run';
 import { runGenerate } from './generate';
 import { runServe, runSft } from './llm';
+import { COMMANDS, commandHelp, generalHelp, parseCommand } from './commands';
 
-const COMMANDS = ['train', 'distill', 'eval', 'compare', 'report', 'export', 'generate', 'serve', 'sft'];
-const USAGE = `usage: tsdistill <command> <config.yaml|json> [options]
-commands:
-  train     train a model alone: --role teacher (default) or --role student
-  distill   train the student against the frozen teacher (teacher.checkpoint, or the teacher run's best weights)
-  compare   teacher vs plain student vs distilled student (trains what is missing): accuracy, size, speed,
-            agreement, calibration and the share of the teacher gap closed
-            and writes summary.json and report.html (charts per epoch and the table; opens offline)
-  report    (re)write report.html for the compare run in the output directory
-  eval      test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student
-  export    tsdistill export <run folder|checkpoint.safetensors> --format onnx|onnx-int8|safetensors --out FILE: the model for
-            deployment, plus model-card.json beside it (architecture, input preprocessing, teacher, recipe, data,
-            metrics); a folder holding several runs exports the distilled one unless --role teacher|student|distilled;
-            a checkpoint outside a run folder needs --config FILE (and --role); ONNX: --opset N (default 17),
-            --batch N (default: dynamic batch); --card FILE to put the card elsewhere; onnx-int8: QDQ model with the
-            ranges of a quantization-aware run, else calibrated on --calibration-batches N training batches (default 16)
-  generate  a data set from a teacher LLM behind an OpenAI-compatible endpoint (a generate config: input, output,
-            teacher, requests, curation); running it again resumes; exit status 3 when samples failed (run again)
-  serve     tsdistill serve <decoder.safetensors>: the decoder over the OpenAI Chat Completions protocol (JSON and
-            SSE streaming, logprobs, n, stop) at http://127.0.0.1:8000/v1; --port N, --host H, --model-name NAME,
-            --max-tokens N (default for requests without max_tokens), --max-batch N (sequences decoded together in
-            one forward, default 64), --device cpu|cuda; --faults SPEC [--fault-seed N]: a proxy on the port injects
-            faults into chat completions, e.g. '429:0.1,500:0.05,stall:0.05,drop:0.1,reset:0.02' (per-request
-            probabilities), '500*2' (the first 2 requests), retry-after=S, stall-ms=MS, drop-after=BYTES
-  sft       tsdistill sft <chat.jsonl> --out DIR --steps N (--init decoder.safetensors | --arch JSON [--tokenizer
-            bytes|gpt2|cl100k_base|...]): fine-tune on answers; --seq-len N --batch N --grad-accum N --lr X
-            --warmup N --seed N --device cpu|cuda --resume --force; token-level KD: --kd forward_kl|reverse_kl|jsd
-            --teacher decoder.safetensors [--alpha X --beta X --temperature X], or --kd logprobs (the stored top-k)
-            [--topk N]
-options:
-  --set key.path=value   override a config value (repeatable)
-  --epochs N  --threads N  --seed N  --out DIR  --device cpu|cuda
-  --seeds 0,1,2          compare: one run per seed (in DIR/seed-N), then mean ± std
-  --resume               continue the run in the output directory (after Ctrl-C or a crash)
-  --force                overwrite a finished or interrupted run
-  --json                 print the run summary as one JSON line at the end
-  --plugin FILE          load your own losses/models/data sets/verifiers first: FILE exports
-                         register({ registerLoss, registerModel, registerDataset, registerVerifier })
-                         (.js, or .ts when the typescript package is installed); repeatable
-  --concurrency N  --limit N   generate: requests in flight; use only the first N prompts`;
+/** The parsed options (each command takes a subset; see commands.ts). */
+interface Values {
+  set?: string[]; plugin?: string[];
+  epochs?: string; threads?: string; seed?: string; seeds?: string; out?: string; device?: string; role?: string; weights?: string;
+  format?: string; config?: string; card?: string; opset?: string; batch?: string; 'calibration-batches'?: string; concurrency?: string; limit?: string;
+  resume?: boolean; force?: boolean; json?: boolean;
+  [key: string]: string | boolean | string[] | undefined;
+}
+
+const helpWidth = () => Math.max(60, Math.min(120, process.stdout.columns || 100));
+
+/** `tsdistill --version`: the package's version, and the libtorch it runs on. */
+function versionLine(): string {
+  const v = version();
+  return `tsdistill ${v.tsdistill} (libtorch ${v.libtorch}, ${v.cuda ? 'CUDA build' : 'CPU build'})`;
+}
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      set: { type: 'string', multiple: true }, epochs: { type: 'string' }, threads: { type: 'string' }, seed: { type: 'string' }, seeds: { type: 'string' },
-      out: { type: 'string' }, device: { type: 'string' }, role: { type: 'string' }, weights: { type: 'string' },
-      resume: { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      plugin: { type: 'string', multiple: true },
-      format: { type: 'string' }, config: { type: 'string' }, card: { type: 'string' }, opset: { type: 'string' }, batch: { type: 'string' },
-      concurrency: { type: 'string' }, limit: { type: 'string' },
-      'calibration-batches': { type: 'string' },
-      port: { type: 'string' }, host: { type: 'string' }, 'model-name': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-batch': { type: 'string' }, quiet: { type: 'boolean' },
-      faults: { type: 'string' }, 'fault-seed': { type: 'string' },
-      init: { type: 'string' }, arch: { type: 'string' }, tokenizer: { type: 'string' }, steps: { type: 'string' }, 'seq-len': { type: 'string' },
-      'grad-accum': { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' }, teacher: { type: 'string' }, kd: { type: 'string' },
-      alpha: { type: 'string' }, beta: { type: 'string' }, temperature: { type: 'string' }, topk: { type: 'string' },
-    },
-  });
-  const [command, file] = positionals;
-  if (values.help || !command) {
-    console.log(USAGE);
-    return values.help ? 0 : 2;
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    const sub = command === 'help' ? rest[0] : undefined;
+    console.log(sub && COMMANDS[sub] ? commandHelp(sub, helpWidth()) : generalHelp(helpWidth()));
+    return command === undefined ? 2 : 0;
   }
-  if (!COMMANDS.includes(command)) throw new Error(`unknown command '${command}'; did you mean '${closest(command, COMMANDS, 1)[0]}'?\n${USAGE}`);
+  if (command === '--version' || command === '-V') {
+    console.log(versionLine());
+    return 0;
+  }
+  if (!COMMANDS[command]) {
+    const names = Object.keys(COMMANDS);
+    throw new Error(command.startsWith('-') ? `'${command}' before the command: options follow it (tsdistill <command> <file> [options])\n${generalHelp(helpWidth())}`
+      : `unknown command '${command}'; did you mean '${closest(command, names, 1)[0]}'?\n${generalHelp(helpWidth())}`);
+  }
+  const { values: v, positionals } = parseCommand(command, rest);
+  if (v.help) {
+    console.log(commandHelp(command, helpWidth()));
+    return 0;
+  }
+  const values = v as Values;
+  const [file, extra] = positionals;
+  if (extra !== undefined) throw new Error(`tsdistill ${command}: one ${COMMANDS[command].arg} expected, got '${file}' and '${extra}' (options start with --)`);
   const what = command === 'export' ? 'a run folder or checkpoint' : command === 'serve' ? 'a decoder checkpoint' : command === 'sft' ? 'a chat JSONL file' : 'a config file';
-  if (!file) throw new Error(`tsdistill ${command}: ${what} is required\n${USAGE}`);
+  if (!file) throw new Error(`tsdistill ${command}: ${what} is required\n${commandHelp(command, helpWidth())}`);
   if (command === 'serve') {
     stopNote = 'stopping the server';
     return runServe(file, values, stop.signal);
@@ -114,8 +89,6 @@ async function main(argv: string[]): Promise<number> {
     stopNote = 'stopping: abandoning requests in flight and flushing the output (Ctrl-C again to quit at once; the output stays consistent)';
     return runGenerate(file, { sets, force: values.force, json: values.json, signal: stop.signal });
   }
-  for (const opt of ['format', 'config', 'card', 'opset', 'batch', 'calibration-batches'] as const)
-    if (values[opt] !== undefined) throw new Error(`tsdistill ${command}: --${opt} applies to export only`);
   const sets = [...(values.set ?? [])];
   if (values.epochs) sets.push(`training.epochs=${values.epochs}`);
   if (values.threads) sets.push(`training.threads=${values.threads}`);
@@ -159,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
     if (command === 'compare' && values.seeds) {
-      const seeds = values.seeds.split(',').map((v) => Number(v.trim()));
+      const seeds = /^\d+$/.test(values.seeds.trim()) ? Array.from({ length: Number(values.seeds) }, (_, i) => i) : values.seeds.split(',').map((x) => Number(x.trim()));
       const { result, table } = await compareSeeds(cfg, seeds, data, flags);
       for (const s of seeds) writeReport(path.join(cfg.output.dir, `seed-${s}`), { title: `${cfg.name} (seed ${s})` });
       console.log('');
