@@ -198,7 +198,9 @@ export function parseCommand(command: string, args: string[]): { values: ParsedV
       throw new Error(`${command}: ${spec?.type === 'boolean' ? `--${name} takes no value` : `--${name} needs a value (${spec?.arg ?? 'VALUE'})`}`);
     }
     const others = Object.entries(COMMANDS).filter(([k, s]) => k !== command && s.options.includes(name)).map(([k]) => k);
-    const near = closest(name, names, 1).find((n) => levenshtein(name, n) <= Math.max(2, Math.ceil(name.length / 3)));
+    // near by edit distance, or the only option that the flag begins (an abbreviation)
+    const prefixed = names.filter((n) => name.length >= 3 && n.startsWith(name));
+    const near = closest(name, names, 1).find((n) => levenshtein(name, n) <= Math.max(2, Math.ceil(name.length / 3))) ?? (prefixed.length === 1 ? prefixed[0] : undefined);
     const hint = near ? `; did you mean '--${near}'?` : others.length ? ` (it is an option of ${others.join(', ')})` : '';
     throw new Error(`${command}: unknown option '${flag}'${hint}\n(tsdistill ${command} --help lists its options)`);
   }

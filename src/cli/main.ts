@@ -8,7 +8,7 @@ import { loadDataset } from '../data';
 import { TrainingInterrupted } from '../distill';
 import { writeReport } from '../report';
 import {
-  RunKind, claimOutputDir, compareFromConfig, compareSeeds, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, claimOutputDir, compareFromConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -133,23 +133,27 @@ async function main(argv: string[]): Promise<number> {
     const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
     if (command === 'compare' && values.seeds) {
       const seeds = /^\d+$/.test(values.seeds.trim()) ? Array.from({ length: Number(values.seeds) }, (_, i) => i) : values.seeds.split(',').map((x) => Number(x.trim()));
-      const { result, table } = await compareSeeds(cfg, seeds, data, flags);
+      const { result, table, rowsTable } = await compareSeeds(cfg, seeds, data, flags);
       for (const s of seeds) writeReport(path.join(cfg.output.dir, `seed-${s}`), { title: `${cfg.name} (seed ${s})` });
       console.log('');
+      console.log(setupLine(result.setup).replace(/; seed \d+$/, `; seeds ${seeds.join(', ')}`));
+      console.log('');
       for (const line of formatTable(table)) console.log(line);
-      console.log(`reports: ${path.join(cfg.output.dir, 'seed-*', 'report.html')}`);
-      if (values.json) console.log(JSON.stringify({ seeds: result.seeds, mean: result.mean, std: result.std }));
+      console.log('');
+      for (const line of formatTable(rowsTable)) console.log(line);
+      console.log(`\n${result.note}`);
+      console.log(`reports: ${path.join(cfg.output.dir, 'seed-*', 'report.html')}; all seeds: ${path.join(cfg.output.dir, 'seeds.json')}`);
+      if (values.json) console.log(JSON.stringify({ seeds: result.seeds, mean: result.mean, std: result.std, significance: result.significance }));
       return 0;
     }
     if (command === 'compare') {
-      const { result, table } = await compareFromConfig(cfg, data, flags);
+      const { result, table, setup, verdict } = await compareFromConfig(cfg, data, flags);
+      console.log('');
+      console.log(setupLine(setup));
       console.log('');
       for (const line of formatTable(table)) console.log(line);
-      console.log(
-        result.gap_closed === null
-          ? `\nteacher gap closed by distillation: n/a (the teacher, ${result.teacher_acc.toFixed(2)} %, is not more accurate than the student alone, ${result.plain_acc.toFixed(2)} %)`
-          : `\nteacher gap closed by distillation: ${(100 * result.gap_closed).toFixed(1)} %`,
-      );
+      console.log('');
+      for (const line of verdict) console.log(line);
       console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name })}`);
       if (values.json) console.log(JSON.stringify(result));
       return 0;
