@@ -126,6 +126,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
 };
 
+/** The width help is wrapped to: the terminal's, within 60..120 columns (100 when not a terminal). */
+export const helpWidth = (): number => Math.max(60, Math.min(120, process.stdout.columns || 100));
+
 /** Wraps `text` to lines of at most `width` characters, the first after `first`, the others indented by `indent`. */
 function wrap(text: string, width: number, indent: number, first = indent): string[] {
   const lines: string[] = [];
@@ -201,7 +204,8 @@ export function parseCommand(command: string, args: string[]): { values: ParsedV
     // near by edit distance, or the only option that the flag begins (an abbreviation)
     const prefixed = names.filter((n) => name.length >= 3 && n.startsWith(name));
     const near = closest(name, names, 1).find((n) => levenshtein(name, n) <= Math.max(2, Math.ceil(name.length / 3))) ?? (prefixed.length === 1 ? prefixed[0] : undefined);
-    const hint = near ? `; did you mean '--${near}'?` : others.length ? ` (it is an option of ${others.join(', ')})` : '';
+    const belongs = others.length ? `it is an option of ${others.join(', ')}` : '';
+    const hint = near ? `; did you mean '--${near}'?${belongs ? ` ('${flag}': ${belongs})` : ''}` : belongs ? ` (${belongs})` : '';
     throw new Error(`${command}: unknown option '${flag}'${hint}\n(tsdistill ${command} --help lists its options)`);
   }
 }

@@ -1,34 +1,14 @@
 #!/usr/bin/env node
-// The `tsdistill` command: parses arguments, calls the run layer (src/run) and prints. Train a teacher or a plain
-// student, distill a student, compare, evaluate weights, export; generate, serve and sft for decoders.
-import * as path from 'node:path';
-import { setNumThreads, version } from '../torch';
-import { closest } from '../nn';
-import { loadDataset } from '../data';
-import { TrainingInterrupted } from '../distill';
-import { writeReport } from '../report';
-import {
-  RunKind, claimOutputDir, compareFromConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
-  runFromConfig, runStagedConfig, stagesTable,
-} from '../run';
-import { runGenerate } from './generate';
-import { runServe, runSft } from './llm';
-import { COMMANDS, commandHelp, generalHelp, parseCommand } from './commands';
-
-/** The parsed options (each command takes a subset; see commands.ts). */
-interface Values {
-  set?: string[]; plugin?: string[];
-  epochs?: string; threads?: string; seed?: string; seeds?: string; out?: string; device?: string; role?: string; weights?: string;
-  format?: string; config?: string; card?: string; opset?: string; batch?: string; 'calibration-batches'?: string; concurrency?: string; limit?: string;
-  resume?: boolean; force?: boolean; json?: boolean;
-  [key: string]: string | boolean | string[] | undefined;
-}
-
-const helpWidth = () => Math.max(60, Math.min(120, process.stdout.columns || 100));
+// The `tsdistill` command: parses arguments (commands.ts) and runs the command (execute.ts). Train a teacher or a plain
+// student, distill a student, compare, evaluate weights, export; generate, serve and sft for decoders. Help, --version
+// and flag errors answer before libtorch loads.
+import { closest } from '../util/closest';
+import { COMMANDS, commandHelp, generalHelp, helpWidth, parseCommand } from './commands';
+import type { Values } from './execute';
 
 /** `tsdistill --version`: the package's version, and the libtorch it runs on. */
-function versionLine(): string {
-  const v = version();
+async function versionLine(): Promise<string> {
+  const v = (await import('../torch')).version();
   return `tsdistill ${v.tsdistill} (libtorch ${v.libtorch}, ${v.cuda ? 'CUDA build' : 'CPU build'})`;
 }
 
@@ -40,7 +20,7 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === '--version' || command === '-V') {
-    console.log(versionLine());
+    console.log(await versionLine());
     return 0;
   }
   if (!COMMANDS[command]) {
@@ -55,124 +35,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const values = v as Values;
   const [file, extra] = positionals;
-  if (extra !== undefined) throw new Error(`tsdistill ${command}: one ${COMMANDS[command].arg} expected, got '${file}' and '${extra}' (options start with --)`);
-  const what = command === 'export' ? 'a run folder or checkpoint' : command === 'serve' ? 'a decoder checkpoint' : command === 'sft' ? 'a chat JSONL file' : 'a config file';
-  if (!file) throw new Error(`tsdistill ${command}: ${what} is required\n${commandHelp(command, helpWidth())}`);
-  if (command === 'serve') {
-    stopNote = 'stopping the server';
-    return runServe(file, values, stop.signal);
-  }
-  if (command === 'sft') return runSft(file, values, stop.signal);
-  if (command === 'export') {
-    if (values.plugin?.length) loadPlugins(values.plugin);
-    if (values.threads) setNumThreads(Number(values.threads));
-    const int = (v: string | undefined, name: string) => {
-      if (v === undefined) return undefined;
-      if (!/^\d+$/.test(v)) throw new Error(`export: --${name} must be a positive integer, got '${v}'`);
-      return Number(v);
-    };
-    const r = await runExport({
-      source: file, format: values.format, out: values.out, role: values.role, config: values.config, card: values.card, opset: int(values.opset, 'opset'), batch: int(values.batch, 'batch'),
-      calibrationBatches: int(values['calibration-batches'], 'calibration-batches'),
-    });
-    for (const f of r.files) console.log(`${r.model} -> ${values.out} (${f.format}, ${f.bytes} bytes, sha256 ${f.sha256.slice(0, 16)}…)`);
-    console.log(`model card: ${r.card}${r.replacedCard ? ` (replaced the card of ${r.replacedCard}; use --card FILE to keep cards apart)` : ''}`);
-    if (values.json) console.log(JSON.stringify(r));
-    return 0;
-  }
-  if (command === 'generate') {
-    const sets = [...(values.set ?? [])];
-    if (values.out) sets.push(`output.dir=${values.out}`);
-    if (values.concurrency) sets.push(`requests.concurrency=${values.concurrency}`);
-    if (values.limit) sets.push(`input.limit=${values.limit}`);
-    if (values.plugin?.length) loadPlugins(values.plugin);
-    stopNote = 'stopping: abandoning requests in flight and flushing the output (Ctrl-C again to quit at once; the output stays consistent)';
-    return runGenerate(file, { sets, force: values.force, json: values.json, signal: stop.signal });
-  }
-  const sets = [...(values.set ?? [])];
-  if (values.epochs) sets.push(`training.epochs=${values.epochs}`);
-  if (values.threads) sets.push(`training.threads=${values.threads}`);
-  if (values.seed) sets.push(`seed=${values.seed}`);
-  if (values.device) sets.push(`training.device=${values.device}`);
-  if (values.out) sets.push(`output.dir=${values.out}`);
-  if (values.plugin?.length) loadPlugins(values.plugin);
-  if (isStagedConfig(readConfigMapping(file))) {
-    // a configuration of stages, roles and terms: `distill` (or `train`) runs its stages in order
-    if (command !== 'distill' && command !== 'train' && command !== 'report')
-      throw new Error(`${file}: a configuration of stages runs with tsdistill distill (compare and eval need teacher / student sections)`);
-    const cfg = loadStagedConfig(file, sets);
-    if (command === 'report') {
-      console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name, kind: 'stages' })}`);
-      return 0;
-    }
-    claimOutputDir(cfg, { file, force: values.force });
-    const data = loadDataset(cfg.data.dataset, cfg.data.limit);
-    try {
-      const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: stop.signal });
-      console.log('');
-      for (const line of formatTable(stagesTable(r))) console.log(line);
-      console.log(`stages: ${path.join(cfg.output.dir, 'stages.json')}`);
-      console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name, kind: 'stages' })}`);
-      if (values.json) console.log(JSON.stringify(r.stages.map((x) => ({ stage: x.name, ran: x.ran, ...x.summary }))));
-      return 0;
-    } finally {
-      data.train.dispose();
-      data.test.dispose();
-    }
-  }
-  const cfg = prepareConfig(file, sets);
-  const role = (values.role ?? (command === 'distill' ? 'student' : 'teacher')) as 'teacher' | 'student';
-  if (role !== 'teacher' && role !== 'student') throw new Error(`--role must be teacher or student, got '${role}'`);
-  if (command === 'report') {
-    console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name })}`);
-    return 0;
-  }
-  if (command !== 'eval') claimOutputDir(cfg, { file, force: values.force });
-  const data = loadDataset(cfg.data.dataset, cfg.data.limit);
-  try {
-    const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
-    if (command === 'compare' && values.seeds) {
-      const seeds = /^\d+$/.test(values.seeds.trim()) ? Array.from({ length: Number(values.seeds) }, (_, i) => i) : values.seeds.split(',').map((x) => Number(x.trim()));
-      const { result, table, rowsTable } = await compareSeeds(cfg, seeds, data, flags);
-      for (const s of seeds) writeReport(path.join(cfg.output.dir, `seed-${s}`), { title: `${cfg.name} (seed ${s})` });
-      console.log('');
-      console.log(setupLine(result.setup).replace(/; seed \d+$/, `; seeds ${seeds.join(', ')}`));
-      console.log('');
-      for (const line of formatTable(table)) console.log(line);
-      console.log('');
-      for (const line of formatTable(rowsTable)) console.log(line);
-      console.log(`\n${result.note}`);
-      console.log(`reports: ${path.join(cfg.output.dir, 'seed-*', 'report.html')}; all seeds: ${path.join(cfg.output.dir, 'seeds.json')}`);
-      if (values.json) console.log(JSON.stringify({ seeds: result.seeds, mean: result.mean, std: result.std, significance: result.significance }));
-      return 0;
-    }
-    if (command === 'compare') {
-      const { result, table, setup, verdict } = await compareFromConfig(cfg, data, flags);
-      console.log('');
-      console.log(setupLine(setup));
-      console.log('');
-      for (const line of formatTable(table)) console.log(line);
-      console.log('');
-      for (const line of verdict) console.log(line);
-      console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name })}`);
-      if (values.json) console.log(JSON.stringify(result));
-      return 0;
-    }
-    if (command === 'eval') {
-      const r = await evaluateFromConfig(cfg, role, data, { file, weights: values.weights });
-      console.log(`${r.model} (${r.weights}): test accuracy ${r.test_acc.toFixed(2)} % on ${r.images} images`);
-      if (values.json) console.log(JSON.stringify({ model: r.model, weights: r.weights, test_acc: r.test_acc }));
-      return 0;
-    }
-    const kind: RunKind = command === 'distill' ? 'distilled' : role;
-    const summary = await runFromConfig(cfg, kind, data, flags);
-    console.log(`${summary.name}: best test accuracy ${summary.best_test_acc.toFixed(2)} % (epoch ${summary.best_epoch}), weights in ${summary.out_dir}/best.safetensors`);
-    if (values.json) console.log(JSON.stringify(summary));
-    return 0;
-  } finally {
-    data.train.dispose();
-    data.test.dispose();
-  }
+  if (extra !== undefined) throw new Error(`${command}: one ${COMMANDS[command].arg} expected, got '${file}' and '${extra}' (options start with --)`);
+  const { execute } = await import('./execute');
+  return execute(command, file, values, { signal: stop.signal, setStopNote: (note) => (stopNote = note) });
 }
 
 // Ctrl-C: the first stops the run after the current step and saves a resumable state; a second exits at once.
@@ -187,7 +52,7 @@ process.on('SIGINT', () => {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e) => {
-    if (e instanceof TrainingInterrupted) {
+    if (e instanceof Error && e.name === 'TrainingInterrupted') {
       process.stderr.write(`tsdistill: ${e.message.replace(/resume$/, '--resume')}\n`);
       process.exit(130);
     }

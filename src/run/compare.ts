@@ -30,6 +30,8 @@ export interface ModelReport {
   never_predicted: string[];
   /** Output units (class names) whose value is the same for every test input, and that value. */
   dead_outputs: { class: string; value: number }[];
+  /** Test inputs on which every output unit has the same value (the prediction is a tie, which goes to the first class). */
+  tied_inputs: number;
 }
 
 /** What a compare run was: the data, the distillation settings and the schedule (shown by the verdict and the report). */
@@ -77,6 +79,7 @@ export async function measureModel(model: Module, test: ImageDataset, norm: Batc
   let correct = 0, agree = 0, k = 0;
   let lo: Float64Array | null = null, hi: Float64Array | null = null;
   let counts: number[] = [];
+  let ties = 0;
   for (const b of loader) {
     const [conf, pred, y, logits, width] = tidy(() => noGrad(() => {
       const out = model.call(b.x) as Tensor;
@@ -90,12 +93,16 @@ export async function measureModel(model: Module, test: ImageDataset, norm: Batc
       hi = new Float64Array(C).fill(-Infinity);
       counts = new Array(C).fill(0);
     }
-    for (let r = 0; r * C < logits.length; r++)
+    for (let r = 0; r * C < logits.length; r++) {
+      let same = true;
       for (let u = 0; u < C; u++) {
         const v = logits[r * C + u];
         if (v < lo[u]) lo[u] = v;
         if (v > hi[u]) hi[u] = v;
+        if (v !== logits[r * C]) same = false;
       }
+      if (same && C > 1) ties++;
+    }
     for (const p of pred) counts[p]++;
     for (let j = 0; j < pred.length; j++, k++) {
       preds[k] = pred[j];
@@ -128,7 +135,7 @@ export async function measureModel(model: Module, test: ImageDataset, norm: Batc
   dispose([one, many]);
   const never = counts.flatMap((c, u) => (c === 0 ? [u] : []));
   const dead = lo ? [...lo].flatMap((v, u) => (v === hi![u] ? [{ unit: u, value: v }] : [])) : [];
-  return { acc: (100 * correct) / n, errors: n - correct, preds, agreement: reference ? (100 * agree) / n : null, ece: 100 * ece, latency: median(lat), throughput, never, dead };
+  return { acc: (100 * correct) / n, errors: n - correct, preds, agreement: reference ? (100 * agree) / n : null, ece: 100 * ece, latency: median(lat), throughput, never, dead, ties };
 }
 
 export interface CompareResult {
@@ -187,10 +194,13 @@ export function verdictLines(result: CompareResult, reports: Record<RunKind, Mod
     if (r.never_predicted.length) lines.push(`${KIND_LABEL[kind]} never predicts ${list(r.never_predicted)} on the test set`);
     if (r.dead_outputs.length) {
       const zero = r.dead_outputs.every((d) => d.value === 0);
-      const why = zero && notes.outputRelu?.[kind] ? ': the ReLU on its logits (options.outputRelu) is off for them on every input, so no gradient reaches them' : '';
+      const them = r.dead_outputs.length === 1 ? 'it' : 'them';
+      const why = zero && notes.outputRelu?.[kind] ? `: the ReLU on its logits (options.outputRelu) is off for ${them} on every input, so no gradient reaches ${them}` : '';
       lines.push(`${KIND_LABEL[kind]}: the output unit${r.dead_outputs.length === 1 ? '' : 's'} of ${list(r.dead_outputs.map((d) => d.class))} ${r.dead_outputs.length === 1 ? 'is' : 'are'} dead — ` +
         `${zero ? '0' : 'constant'} on every test input${why}`);
     }
+    if (r.tied_inputs)
+      lines.push(`${KIND_LABEL[kind]}: on ${r.tied_inputs.toLocaleString('en-US')} test input${r.tied_inputs === 1 ? '' : 's'} every output has the same value (a tie, predicted as the first class)`);
   }
   return lines;
 }
@@ -235,7 +245,7 @@ export async function compareFromConfig(
       reports[kind] = {
         model: spec.model, acc: m.acc, errors: m.errors, params: model.numParameters(), checkpoint_bytes: kind === 'teacher' ? teacherBytes(cfg) : fs.statSync(weights).size,
         latency_b1_ms: m.latency, throughput_b256: m.throughput, agreement: m.agreement, ece: m.ece, epoch_s: summaries[kind]?.mean_epoch_s ?? NaN,
-        never_predicted: m.never.map(className), dead_outputs: m.dead.map((d) => ({ class: className(d.unit), value: d.value })),
+        never_predicted: m.never.map(className), dead_outputs: m.dead.map((d) => ({ class: className(d.unit), value: d.value })), tied_inputs: m.ties,
       };
     } finally {
       model.dispose();
