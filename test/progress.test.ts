@@ -20,7 +20,7 @@ describe('progress line', () => {
     const at80 = progressLine({ label: 'seed-mnist-lenet/distilled 3/5', done: 470, total: 938, unit: 'batches', parts, columns: 80 });
     assert.equal(at80, 'seed-mnist-lenet/distilled 3/5 470/938 batches | loss 0.4123 | acc 91.20 %');
     const at40 = progressLine({ label: 'run 1/5', done: 938, total: 938, unit: 'batches', parts, columns: 40 });
-    assert.equal(at40, 'run 1/5 [#####] 938/938 batches');
+    assert.equal(at40, 'run 1/5 938/938 batches | loss 0.4123');
   });
   it('formats the ETA', () => {
     assert.deepEqual([formatEta(42.4), formatEta(185), formatEta(3725), formatEta(NaN)], ['42s', '3m05s', '1h02m', '?']);
