@@ -188,7 +188,8 @@ export function finishedRunSummary(out: string, epochs: number, flags: Pick<RunF
   } catch (e) {
     throw new Error(`${file}: unreadable (${(e as Error).message}); pass --force to start over`, { cause: e });
   }
-  return s.epochs === epochs ? s : null;
+  // a summary that an earlier version rewrote on resume (epoch times of no epochs) gets the times of all its epochs
+  return s.epochs === epochs ? withRunTimes(s, out) : null;
 }
 
 /**
