@@ -22,14 +22,13 @@ export interface Values {
 
 /** Runs `command` on `file`; returns the exit status. `setStopNote` says what a first Ctrl-C does. */
 export async function execute(command: string, file: string | undefined, values: Values, o: { signal: AbortSignal; setStopNote: (note: string) => void }): Promise<number> {
-  const stop = { signal: o.signal };
   const what = command === 'export' ? 'a run folder or checkpoint' : command === 'serve' ? 'a decoder checkpoint' : command === 'sft' ? 'a chat JSONL file' : 'a config file';
-  if (!file) throw new Error(`tsdistill ${command}: ${what} is required\n${commandHelp(command, helpWidth())}`);
+  if (!file) throw new Error(`${command}: ${what} is required\n${commandHelp(command, helpWidth())}`);
   if (command === 'serve') {
     o.setStopNote('stopping the server');
-    return runServe(file, values, stop.signal);
+    return runServe(file, values, o.signal);
   }
-  if (command === 'sft') return runSft(file, values, stop.signal);
+  if (command === 'sft') return runSft(file, values, o.signal);
   if (command === 'export') {
     if (values.plugin?.length) loadPlugins(values.plugin);
     if (values.threads) setNumThreads(Number(values.threads));
@@ -54,7 +53,7 @@ export async function execute(command: string, file: string | undefined, values:
     if (values.limit) sets.push(`input.limit=${values.limit}`);
     if (values.plugin?.length) loadPlugins(values.plugin);
     o.setStopNote('stopping: abandoning requests in flight and flushing the output (Ctrl-C again to quit at once; the output stays consistent)');
-    return runGenerate(file, { sets, force: values.force, json: values.json, signal: stop.signal });
+    return runGenerate(file, { sets, force: values.force, json: values.json, signal: o.signal });
   }
   const sets = [...(values.set ?? [])];
   if (values.epochs) sets.push(`training.epochs=${values.epochs}`);
@@ -75,7 +74,7 @@ export async function execute(command: string, file: string | undefined, values:
     claimOutputDir(cfg, { file, force: values.force });
     const data = loadDataset(cfg.data.dataset, cfg.data.limit);
     try {
-      const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: stop.signal });
+      const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: o.signal });
       console.log('');
       for (const line of formatTable(stagesTable(r))) console.log(line);
       console.log(`stages: ${path.join(cfg.output.dir, 'stages.json')}`);
@@ -97,7 +96,7 @@ export async function execute(command: string, file: string | undefined, values:
   if (command !== 'eval') claimOutputDir(cfg, { file, force: values.force });
   const data = loadDataset(cfg.data.dataset, cfg.data.limit);
   try {
-    const flags = { resume: values.resume, force: values.force, file, signal: stop.signal };
+    const flags = { resume: values.resume, force: values.force, file, signal: o.signal };
     if (command === 'compare' && values.seeds) {
       const seeds = /^\d+$/.test(values.seeds.trim()) ? Array.from({ length: Number(values.seeds) }, (_, i) => i) : values.seeds.split(',').map((x) => Number(x.trim()));
       const { result, table, rowsTable } = await compareSeeds(cfg, seeds, data, flags);

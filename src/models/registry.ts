@@ -61,13 +61,17 @@ export function createModel(name: string, opts: ModelOptions = {}): Module {
   return f(opts);
 }
 
+/** The CIFAR ResNet depths and the wide ResNets (depth, widen factor) of the zoo. */
+const RESNET_DEPTHS = [8, 14, 20, 32, 44, 56, 110];
+const WRN_SIZES = [[16, 2], [40, 1], [40, 2], [16, 1], [28, 10]];
+
 /** The options each built-in model declares (in the model's file). */
 function declareBuiltinOptions(): void {
   const declared: [string[], ModelOptionShape][] = [
     [['lenet5'], LENET5_OPTIONS], [['lenet5-half'], LENET5_HALF_OPTIONS],
     [['mlp'], MLP_OPTIONS], [['mlp-1200'], MLP_1200_OPTIONS], [['mlp-800'], MLP_800_OPTIONS],
-    [[8, 14, 20, 32, 44, 56, 110].map((d) => `resnet${d}`).concat('resnet8x4', 'resnet32x4'), RESNET_OPTIONS],
-    [['wrn-16-2', 'wrn-40-1', 'wrn-40-2', 'wrn-16-1', 'wrn-28-10'], WRN_OPTIONS],
+    [RESNET_DEPTHS.map((d) => `resnet${d}`).concat('resnet8x4', 'resnet32x4'), RESNET_OPTIONS],
+    [WRN_SIZES.map(([d, w]) => `wrn-${d}-${w}`), WRN_OPTIONS],
     [Object.keys(VGG_CONFIGS), VGG_OPTIONS], [['mobilenetv2', 'mobilenetv2-0.5'], MOBILENETV2_OPTIONS], [['transformer'], TRANSFORMER_OPTIONS],
   ];
   for (const [names, shape] of declared) for (const n of names) optionShapes.set(n, shape);
@@ -85,10 +89,10 @@ export function registerBuiltinModels(): void {
   registerModel('mlp', (o) => new Mlp({ widths: (o.widths as number[]) ?? [784, 800, 800, nc(o)], dropout: o.dropout as number, inputDropout: o.inputDropout as number }));
   registerModel('mlp-1200', (o) => new Mlp({ widths: [784, 1200, 1200, nc(o)], dropout: (o.dropout as number) ?? 0.5, inputDropout: (o.inputDropout as number) ?? 0.2 }));
   registerModel('mlp-800', (o) => new Mlp({ widths: [784, 800, 800, nc(o)] }));
-  for (const d of [8, 14, 20, 32, 44, 56, 110]) registerModel(`resnet${d}`, (o) => new ResNetCifar(d, [16, 16, 32, 64], nc(o)));
+  for (const d of RESNET_DEPTHS) registerModel(`resnet${d}`, (o) => new ResNetCifar(d, [16, 16, 32, 64], nc(o)));
   registerModel('resnet8x4', (o) => new ResNetCifar(8, [32, 64, 128, 256], nc(o)));
   registerModel('resnet32x4', (o) => new ResNetCifar(32, [32, 64, 128, 256], nc(o)));
-  for (const [d, w] of [[16, 2], [40, 1], [40, 2], [16, 1], [28, 10]]) registerModel(`wrn-${d}-${w}`, (o) => new WideResNet(d, w, nc(o), (o.dropout as number) ?? 0));
+  for (const [d, w] of WRN_SIZES) registerModel(`wrn-${d}-${w}`, (o) => new WideResNet(d, w, nc(o), (o.dropout as number) ?? 0));
   for (const name of Object.keys(VGG_CONFIGS)) registerModel(name, (o) => new Vgg(VGG_CONFIGS[name], nc(o)));
   const mobilenet = (width: number) => (o: ModelOptions) =>
     new MobileNetV2({ width: (o.width as number) ?? width, numClasses: nc(o), inChannels: o.inChannels as number, smallInput: o.smallInput as boolean, dropout: o.dropout as number });
