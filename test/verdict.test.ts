@@ -92,7 +92,7 @@ describe('verdict', () => {
     assert.match(html, /<tr><th>learning-rate schedule<\/th><td>cosine<\/td><\/tr>/);
     assert.match(html, /<tr><th>epochs<\/th><td>5<\/td><\/tr>/);
     assert.match(html, /<ul id="verdict-notes">\n<li>student alone never predicts classes 3 and 7 on the test set<\/li>/);
-    assert.match(html, /<tr><th>classes never predicted<\/th><td>-<\/td><td>3 7<\/td><td>-<\/td><\/tr>/);
+    assert.match(html, /<tr><th>classes never predicted<\/th><td>-<\/td><td>3, 7<\/td><td>-<\/td><\/tr>/);
     assert.match(html, /<tr><th>dead output units<\/th><td>-<\/td><td>7<\/td><td>-<\/td><\/tr>/);
   });
 });

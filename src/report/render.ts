@@ -111,8 +111,8 @@ function table(summary: Record<string, any>): string {
     ['expected calibration error (%)', reps.map((r) => fmt(r.ece))],
     ['mean epoch time (s)', reps.map((r) => fmt(r.epoch_s))],
     ['KD epoch, live / cached teacher (s)', ['-', '-', `${fmt(summary.kd_epoch_s)} / ${fmt(summary.kd_cached_epoch_s)}`]],
-    ['classes never predicted', reps.map((r) => (Array.isArray(r.never_predicted) ? r.never_predicted.join(' ') || '-' : '-'))],
-    ['dead output units', reps.map((r) => (Array.isArray(r.dead_outputs) ? r.dead_outputs.map((d: { class: string }) => d.class).join(' ') || '-' : '-'))],
+    ['classes never predicted', reps.map((r) => (Array.isArray(r.never_predicted) ? r.never_predicted.join(', ') || '-' : '-'))],
+    ['dead output units', reps.map((r) => (Array.isArray(r.dead_outputs) ? r.dead_outputs.map((d: { class: string }) => d.class).join(', ') || '-' : '-'))],
   ];
   const head = `<tr><th></th>${RUNS.map((r) => `<th>${escapeHtml(r.label)}</th>`).join('')}</tr>`;
   const body = rows.map(([name, cells]) => `<tr><th>${escapeHtml(name)}</th>${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');

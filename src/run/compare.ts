@@ -281,8 +281,8 @@ export async function compareFromConfig(
     ['expected calibration error (%)', ...[t, p, k].map((r) => r.ece.toFixed(2))],
     ['mean epoch time (s)', ...[t, p, k].map((r) => s(r.epoch_s))],
     ['KD epoch, live / cached teacher (s)', '-', '-', `${s(result.kd_epoch_s)} / ${s(result.kd_cached_epoch_s)}`],
-    ['classes never predicted', ...[t, p, k].map((r) => r.never_predicted.join(' ') || '-')],
-    ['dead output units', ...[t, p, k].map((r) => r.dead_outputs.map((d) => d.class).join(' ') || '-')],
+    ['classes never predicted', ...[t, p, k].map((r) => r.never_predicted.join(', ') || '-')],
+    ['dead output units', ...[t, p, k].map((r) => r.dead_outputs.map((d) => d.class).join(', ') || '-')],
   ];
   writeFileAtomic(path.join(cfg.output.dir, 'summary.json'), JSON.stringify({ name: cfg.name, ...result, reports, setup, verdict }, null, 2));
   return { result, reports, table, setup, verdict };
