@@ -3,7 +3,8 @@
 // index instead of running the teacher. Random augmentation changes the teacher's input every epoch, so a loader with
 // random transforms cannot use the cache: `teacherLogits` refuses it rather than serve stale outputs. External teachers
 // (ONNX, TorchScript, black-box) are identified by their `id()` (a hash of the model file, or the endpoint), so a remote
-// teacher is queried once per sample.
+// teacher is queried once per sample. Each file's header carries the SHA-256 of its rows; a file that does not check
+// out is reported and recomputed, never trained on.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
