@@ -182,6 +182,11 @@ describe('run directories', () => {
       assert.equal(more.epochs, 3);
       assert.equal(more.resumed_from_epoch, 2);
       assert.ok(Math.abs(more.mean_epoch_s - (times[0] + times[1] + times[2]) / 3) < 1e-9, `${more.mean_epoch_s} vs ${times}`);
+      // a summary as earlier versions rewrote it on resume (the times of no epochs) gets the times of its epochs back
+      const file = path.join(out, 'student', 'summary.json');
+      fs.writeFileSync(file, JSON.stringify({ ...more, mean_epoch_s: 0, resumed_from_epoch: 3 }));
+      const repaired = await runFromConfig({ ...cfg, training: { ...cfg.training, epochs: 3 } }, 'student', data, { ...flags, resume: true });
+      assert.equal(repaired.mean_epoch_s, more.mean_epoch_s);
     } finally {
       data.train.dispose();
       data.test.dispose();

@@ -9,7 +9,7 @@ import { TrainSummary, deviceOf } from '../distill';
 import { isExternalTeacherSpec } from '../teachers';
 import { checkDevice } from '../distill/pipeline';
 import type { RunConfig } from './config';
-import { RunFlags, RunKind, buildModel, claimOutputDir, datasetOf, loadTeacher, prepareQatCheckpoint, runDir, runFromConfig, teacherWeights, transformsFor } from './runs';
+import { RunFlags, RunKind, buildModel, claimOutputDir, datasetOf, loadTeacher, prepareQatCheckpoint, runDir, runFromConfig, teacherWeights, transformsFor, withRunTimes } from './runs';
 import { mean, std, welch, type WelchResult } from './stats';
 
 export interface ModelReport {
@@ -221,7 +221,8 @@ export async function compareFromConfig(
     if (fs.existsSync(done) && !flags.force) {
       const s = JSON.parse(fs.readFileSync(done, 'utf8')) as TrainSummary;
       if (s.epochs === cfg.training.epochs) {
-        summaries[kind] = s;
+        // (a summary rewritten on resume by an earlier version gets the epoch times of all its epochs back)
+        summaries[kind] = withRunTimes(s, runDir(cfg, kind));
         continue;
       }
     }
