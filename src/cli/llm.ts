@@ -27,6 +27,14 @@ function float(v: unknown, name: string): number | undefined {
   return x;
 }
 
+/** --cors ORIGIN: '*' or an origin (scheme://host[:port]); anything else is refused rather than sent as a header. */
+function cors(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v);
+  if (s !== '*' && !/^https?:\/\/[^\s/]+$/.test(s)) throw new Error(`--cors must be '*' or an origin such as http://localhost:5173, got '${s}'`);
+  return s;
+}
+
 /**
  * Serves a decoder checkpoint until `signal` aborts; prints the URL. With --faults SPEC the server listens on an
  * internal loopback port and a fault-injecting proxy (../llm/faults.ts) takes the public one.
@@ -52,6 +60,8 @@ export async function runServe(file: string, v: LlmCliValues, signal: AbortSigna
     modelName: (v['model-name'] as string | undefined) ?? path.basename(file).replace(/\.safetensors$/, ''),
     defaultMaxTokens: int(v['max-tokens'], 'max-tokens', 1),
     maxBatch: int(v['max-batch'], 'max-batch', 1),
+    maxBodyBytes: int(v['max-body-bytes'], 'max-body-bytes', 1),
+    cors: cors(v.cors),
     log: v.quiet ? undefined : (l) => console.log(l),
   });
   let proxy: FaultProxy | undefined;
@@ -66,6 +76,7 @@ export async function runServe(file: string, v: LlmCliValues, signal: AbortSigna
   console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}, ${device}) at ${url} — POST ${url}/chat/completions; Ctrl-C stops`);
   if (faults) console.log(`injecting faults at ${url} (seed ${faultSeed}): ${describeFaultSpec(faults)}; the server itself is at ${server.url}`);
   if (!['127.0.0.1', 'localhost', '::1'].includes(host)) console.log(`note: listening on ${host}, reachable from other machines; there is no authentication`);
+  if (v.cors !== undefined) console.log(`note: web pages of ${v.cors === '*' ? 'any origin' : v.cors} may call this server (--cors)`);
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
   if (proxy) {
     const c = proxy.counts;

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { appendLineDurable, dispose, loadSafetensors, removeStaleTempFiles, saveSafetensors, writeFileAtomic } from '../torch';
-import type { Module } from '../nn';
+import { type Module, checkFinite } from '../nn';
 import type { Optimizer, SchedulerState } from '../optim';
 
 export interface RunState {
@@ -18,6 +18,28 @@ export interface RunState {
   /** Set when the run stopped inside an epoch (what the loop needs to continue at the next step). */
   partial?: unknown;
   [extra: string]: unknown;
+}
+
+/**
+ * A run directory's committed state (its state.json), or null when there is none. A file that is not JSON or not a
+ * run state is an error naming the file and what is wrong.
+ */
+export function readRunState(file: string): RunState | null {
+  if (!fs.existsSync(file)) return null;
+  let st: RunState;
+  try {
+    st = JSON.parse(fs.readFileSync(file, 'utf8')) as RunState;
+  } catch (e) {
+    throw new Error(`${file}: unreadable (${(e as Error).message}); pass --force to start over`, { cause: e });
+  }
+  const problem =
+    !st || typeof st !== 'object' || Array.isArray(st) ? 'not a JSON object'
+    : !Number.isInteger(st.epoch) || st.epoch < -1 ? `'epoch' is ${JSON.stringify(st.epoch)}, not an epoch number`
+    : !st.best || typeof st.best !== 'object' || typeof st.best.acc !== 'number' || !Number.isInteger(st.best.epoch) ? "'best' is not { acc, epoch }"
+    : !st.scheduler || typeof st.scheduler !== 'object' ? "'scheduler' is missing"
+    : null;
+  if (problem) throw new Error(`${file}: not a run state (${problem}); pass --force to start over`);
+  return st;
 }
 
 export class RunDir {
@@ -62,11 +84,7 @@ export class RunDir {
       this.log(`${this.name}: nothing to resume in ${this.dir}; starting`);
       return null;
     }
-    try {
-      return JSON.parse(fs.readFileSync(this.state, 'utf8')) as RunState;
-    } catch (e) {
-      throw new Error(`${this.state}: unreadable (${(e as Error).message}); pass --force to start over`, { cause: e });
-    }
+    return readRunState(this.state)!;
   }
 
   saveModule(file: string, m: Module, meta?: Record<string, string>): void {
@@ -75,6 +93,7 @@ export class RunDir {
   loadModule(file: string, m: Module): void {
     const w = loadSafetensors(this.path(file));
     try {
+      checkFinite(w.tensors, this.path(file));
       m.loadStateDict(w.tensors);
     } finally {
       dispose(w.tensors);

@@ -3,7 +3,8 @@
 // index instead of running the teacher. Random augmentation changes the teacher's input every epoch, so a loader with
 // random transforms cannot use the cache: `teacherLogits` refuses it rather than serve stale outputs. External teachers
 // (ONNX, TorchScript, black-box) are identified by their `id()` (a hash of the model file, or the endpoint), so a remote
-// teacher is queried once per sample.
+// teacher is queried once per sample. Each file's header carries the SHA-256 of its rows; a file that does not check
+// out is reported and recomputed, never trained on.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -67,36 +68,53 @@ export function teacherCacheFile(teacher: Module | Teacher, loader: DataLoader, 
   return path.join(cacheDir, `teacher-logits-${key}.bin`);
 }
 
-/** Reads a cache file written by `writeTeacherCache`; null when it does not exist. Checks the row count. */
-export function readTeacherCache(file: string, n: number): Tensor | null {
+/** Where warnings about unusable cache files go unless a caller says otherwise. */
+const warnLine = (line: string) => process.stderr.write(`${line}\n`);
+
+/**
+ * Reads a cache file written by `writeTeacherCache`; null when it does not exist. A file that cannot be trusted — an
+ * unreadable header, a size that does not fit it, another row count, logit bytes whose SHA-256 differs from the one
+ * stored in the header (or no checksum at all) — is not used: `warn` gets one line naming the file and why, and null
+ * is returned so that the caller recomputes the rows and overwrites it.
+ */
+export function readTeacherCache(file: string, n: number, warn: (line: string) => void = warnLine): Tensor | null {
   if (!fs.existsSync(file)) return null;
   const buf = fs.readFileSync(file);
-  let meta: { n: number; c: number };
+  const bad = (why: string) => {
+    warn(`teacher cache: ${file}: ${why}; recomputing the teacher's outputs`);
+    return null;
+  };
+  let meta: { n: number; c: number; sha256?: string };
   let hl = 0;
   try {
     hl = buf.readUInt32LE(0);
     meta = JSON.parse(buf.subarray(4, 4 + hl).toString('utf8'));
   } catch {
-    throw new Error(`${file}: cache file is corrupt or truncated (unreadable header); delete it to recompute`);
+    return bad('corrupt or truncated (unreadable header)');
   }
   const bytes = buf.length - 4 - hl;
-  if (!Number.isInteger(meta.n) || !Number.isInteger(meta.c) || bytes !== meta.n * meta.c * 4)
-    throw new Error(`${file}: cache file is corrupt or truncated (${bytes} logit bytes for ${meta.n}×${meta.c}); delete it to recompute`);
-  if (meta.n !== n) throw new Error(`${file}: cache file holds ${meta.n} rows, the data set has ${n}; delete it to recompute`);
+  if (!meta || !Number.isInteger(meta.n) || !Number.isInteger(meta.c) || bytes !== meta.n * meta.c * 4)
+    return bad(`corrupt or truncated (${bytes} logit bytes for ${meta?.n}×${meta?.c})`);
+  if (meta.n !== n) return bad(`holds ${meta.n} rows, the data set has ${n}`);
+  const body = buf.subarray(4 + hl);
+  if (typeof meta.sha256 !== 'string') return bad('no checksum in its header (written by an older version)');
+  const sum = crypto.createHash('sha256').update(body).digest('hex');
+  if (sum !== meta.sha256) return bad(`corrupt: the logits' SHA-256 is ${sum.slice(0, 16)}…, the header says ${meta.sha256.slice(0, 16)}…`);
   const data = new Float32Array(meta.n * meta.c);
-  new Uint8Array(data.buffer).set(buf.subarray(4 + hl));
+  new Uint8Array(data.buffer).set(body);
   return keep(tensor(data, { shape: [meta.n, meta.c] }));
 }
 
-/** Writes [N, C] logits atomically (a small JSON header, then float32 rows). */
+/** Writes [N, C] logits atomically: a small JSON header (shape, teacher, the SHA-256 of the rows), then float32 rows. */
 export function writeTeacherCache(file: string, logits: Tensor, teacherName = 'teacher'): void {
   const [n, c] = logits.shape;
-  const meta = Buffer.from(JSON.stringify({ n, c, teacher: teacherName }), 'utf8');
-  const head = Buffer.alloc(4);
-  head.writeUInt32LE(meta.length, 0);
   const data = tidy(() => logits.float().cpu().contiguous());
   try {
-    writeFileAtomic(file, Buffer.concat([head, meta, Buffer.from(native.toBuffer(data._h))]));
+    const body = Buffer.from(native.toBuffer(data._h));
+    const meta = Buffer.from(JSON.stringify({ n, c, teacher: teacherName, sha256: crypto.createHash('sha256').update(body).digest('hex') }), 'utf8');
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(meta.length, 0);
+    writeFileAtomic(file, Buffer.concat([head, meta, body]));
   } finally {
     if (data !== logits) data.dispose();
   }
@@ -146,11 +164,12 @@ export async function computeTeacherLogits(teacher: Module | Teacher, loader: Da
 
 /**
  * The teacher's logits for every sample of `loader.dataset`, in data set order, from `cacheDir` when a file for the
- * same (teacher, data, transforms) exists, otherwise computed in eval mode under no-grad and written atomically.
+ * same (teacher, data, transforms) exists and checks out, otherwise computed in eval mode under no-grad and written
+ * atomically (a damaged file is reported to `warn`, default stderr, and overwritten).
  */
-export async function teacherLogits(teacher: Module | Teacher, loader: DataLoader, cacheDir: string): Promise<TeacherLogitsResult> {
+export async function teacherLogits(teacher: Module | Teacher, loader: DataLoader, cacheDir: string, warn?: (line: string) => void): Promise<TeacherLogitsResult> {
   const file = teacherCacheFile(teacher, loader, cacheDir);
-  const found = readTeacherCache(file, loader.dataset.length);
+  const found = readTeacherCache(file, loader.dataset.length, warn);
   if (found) return { logits: found, fromCache: true, file };
   const logits = await computeTeacherLogits(teacher, loader);
   try {

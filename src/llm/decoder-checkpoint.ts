@@ -3,6 +3,7 @@
 // rebuild the model from the file alone.
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, dispose } from '../torch';
 import { GPT, checkDecoderOptions, type DecoderOptions } from '../models/gpt';
+import { NonFiniteWeights, checkFinite } from '../nn';
 import { createTokenizer, type Tokenizer } from './tokenizer';
 
 export interface DecoderCheckpointInfo {
@@ -43,10 +44,11 @@ export function loadDecoder(file: string): { model: GPT; tokenizer: Tokenizer; i
   const model = new GPT(info.options);
   const { tensors } = loadSafetensors(file);
   try {
+    checkFinite(tensors, file);
     model.loadStateDict(tensors);
   } catch (e) {
     model.dispose();
-    throw new Error(`${file}: ${(e as Error).message}`);
+    throw e instanceof NonFiniteWeights ? e : new Error(`${file}: ${(e as Error).message}`, { cause: e });
   } finally {
     dispose(tensors);
   }

@@ -19,7 +19,7 @@ export {
   type SampleOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type StepDecoder,
 } from './decode';
 export { DecodeBatcher, type BatcherOptions, type BatcherStats, type OnToken } from './batcher';
-export { serve, type ServeOptions, type Server } from './serve';
+export { serve, DEFAULT_MAX_BODY_BYTES, type ServeOptions, type Server } from './serve';
 export {
   startFaultProxy, parseFaultSpec, checkFaultSpec, describeFaultSpec, faultPlan, FAULT_KINDS,
   type FaultSpec, type FaultKind, type FaultCounts, type FaultEvent, type FaultProxy, type FaultProxyOptions,

@@ -33,7 +33,17 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Most sequences decoded together in one forward (default 64; 1 decodes one sequence at a time). */
   maxBatch?: number;
+  /** Largest request body accepted, in bytes (default 1 MiB); a larger one is answered 413. */
+  maxBodyBytes?: number;
+  /**
+   * Cross-origin requests from browsers: the origin allowed (`*` for any). Default: none, so a web page on another
+   * origin cannot call the server (no CORS headers, preflight requests answered 405).
+   */
+  cors?: string;
 }
+
+/** The default request body limit of `serve` (bytes). */
+export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 
 export interface Server {
   /** Base URL including /v1. */
@@ -187,6 +197,10 @@ export async function serve(o: ServeOptions): Promise<Server> {
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse, raw: string) => {
     const url = (req.url ?? '').split('?')[0].replace(/\/+$/, '');
+    if (o.cors !== undefined && req.method === 'OPTIONS') {
+      res.writeHead(204, { 'access-control-allow-methods': 'GET, POST, OPTIONS', 'access-control-allow-headers': 'content-type, authorization', 'access-control-max-age': '600' }).end();
+      return;
+    }
     const json = (status: number, obj: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(obj));
     };
@@ -263,10 +277,38 @@ export async function serve(o: ServeOptions): Promise<Server> {
     o.log?.(`${r.stream ? 'stream' : 'json'} n=${r.n} prompt=${prompt.length} completion=${completion} tokens ${Date.now() - t0} ms`);
   };
 
+  const maxBody = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!Number.isInteger(maxBody) || maxBody < 1) throw new Error(`serve: maxBodyBytes must be a positive integer, got ${maxBody}`);
   const server = http.createServer((req, res) => {
+    if (o.cors !== undefined) res.setHeader('access-control-allow-origin', o.cors);
+    const tooLarge = () => {
+      stats.errors++;
+      o.log?.(`error: request body over ${maxBody} bytes (413)`);
+      res.writeHead(413, { 'content-type': 'application/json', connection: 'close' })
+        .end(JSON.stringify({ error: { message: `the request body is larger than this server's limit of ${maxBody} bytes (--max-body-bytes)`, type: 'invalid_request_error', param: null } }));
+    };
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBody) {
+      tooLarge();
+      req.resume();
+      return;
+    }
     const chunks: Buffer[] = [];
-    req.on('data', (c) => chunks.push(c));
+    let size = 0;
+    let refused = false;
+    req.on('data', (c: Buffer) => {
+      if (refused) return;
+      size += c.length;
+      if (size > maxBody) {
+        refused = true;
+        chunks.length = 0;
+        tooLarge();
+        return;
+      }
+      chunks.push(c);
+    });
     req.on('end', () => {
+      if (refused) return;
       handle(req, res, Buffer.concat(chunks).toString('utf8')).catch((e) => {
         stats.errors++;
         o.log?.(`error: ${(e as Error).message}`);

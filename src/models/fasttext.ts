@@ -5,8 +5,15 @@
 // a division (EmbeddingBag's mean written out), which the ONNX exporter maps op by op.
 //
 // Taps: `embed` (the ids' embeddings [B, L, d]), `pool` (the mean [B, d]), `logits`.
+import { z } from 'zod';
 import { Tensor } from '../torch';
 import { Embedding, Linear, Module } from '../nn';
+import { type ModelOptionShape, numClasses } from './options';
+
+/** Options of `fasttext`. */
+export const FASTTEXT_OPTIONS: ModelOptionShape = {
+  vocabSize: z.number().int().positive(), numClasses, dim: z.number().int().positive(), padId: z.number().int().min(0), maxLen: z.number().int().positive(),
+};
 
 export interface FastTextOptions {
   /** Ids in the rows: padding, tokens and n-gram buckets (TextIdEncoder.vocabSize). */

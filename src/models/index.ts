@@ -6,7 +6,8 @@ export { Vgg, VGG_CONFIGS } from './vgg';
 export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from './mobilenetv2';
 export { TransformerClassifier, MaskedMeanPool, type TransformerClassifierOptions } from './transformer';
 export { FastText, BagMean, type FastTextOptions } from './fasttext';
-export { createModel, registerModel, registerBuiltinModels, modelNames, type ModelFactory, type ModelOptions } from './registry';
+export { createModel, registerModel, registerBuiltinModels, modelNames, modelOptionNames, checkModelOptions, type ModelFactory, type ModelOptions } from './registry';
+export { type ModelOptionShape } from './options';
 export {
   GPT, createDecoder, checkDecoderOptions, applyRope, KVCache, CausalSelfAttention, DecoderBlock, DecoderMLP,
   type DecoderOptions,

@@ -1,6 +1,13 @@
 // LeNet-5 (teacher) and the half-width LeNet student of the MNIST distillation experiment.
+import { z } from 'zod';
 import { Tensor, chain, ops } from '../torch';
 import { Conv2d, F, Linear, Module } from '../nn';
+import { type ModelOptionShape, numClasses } from './options';
+
+/** Options of `lenet5`. */
+export const LENET5_OPTIONS: ModelOptionShape = { numClasses };
+/** Options of `lenet5-half`: `outputRelu` puts a ReLU on the logits, as the reference experiment's student has. */
+export const LENET5_HALF_OPTIONS: ModelOptionShape = { numClasses, outputRelu: z.boolean() };
 
 const relu = (x: Tensor) => x.relu();
 const pool = (x: Tensor) => F.maxPool2d(x, 2);

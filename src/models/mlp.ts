@@ -1,6 +1,15 @@
 // Multi-layer perceptron: 784-1200-1200-10 (Hinton's teacher) or any widths, optional dropout.
+import { z } from 'zod';
 import { Tensor } from '../torch';
 import { Dropout, Linear, Module, ModuleList } from '../nn';
+import { type ModelOptionShape, numClasses, probability } from './options';
+
+/** Options of `mlp` (widths include input and output; the default [784, 800, 800, numClasses]). */
+export const MLP_OPTIONS: ModelOptionShape = { numClasses, widths: z.array(z.number().int().positive()).min(2), dropout: probability, inputDropout: probability };
+/** Options of `mlp-1200` (Hinton's teacher: dropout 0.5, input dropout 0.2 by default). */
+export const MLP_1200_OPTIONS: ModelOptionShape = { numClasses, dropout: probability, inputDropout: probability };
+/** Options of `mlp-800` (Hinton's unregularised student). */
+export const MLP_800_OPTIONS: ModelOptionShape = { numClasses };
 
 export interface MlpOptions {
   /** Layer widths including input and output, e.g. [784, 1200, 1200, 10]. */

@@ -3,8 +3,15 @@
 // depthwise 3×3 conv-BN-ReLU6, linear 1×1 conv, BN), features.18 (1×1 conv-BN-ReLU6 to `lastChannel`), then global
 // average pooling and classifier.0 (dropout) / classifier.1 (linear). `width` scales every channel count, rounded to a
 // multiple of 8 as torchvision does (width 0.5: the distillation benchmarks' MobileNetV2 student).
+import { z } from 'zod';
 import { Tensor, ops } from '../torch';
 import { BatchNorm2d, Conv2d, Dropout, Linear, Module, ReLU6, Sequential, init } from '../nn';
+import { type ModelOptionShape, numClasses, probability } from './options';
+
+/** Options of `mobilenetv2` and `mobilenetv2-0.5` (see MobileNetV2Options). */
+export const MOBILENETV2_OPTIONS: ModelOptionShape = {
+  numClasses, width: z.number().positive(), inChannels: z.number().int().positive(), smallInput: z.boolean(), dropout: probability,
+};
 
 export interface MobileNetV2Options {
   /** Channel multiplier; default 1. */

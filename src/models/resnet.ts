@@ -2,6 +2,10 @@
 // distillation benchmarks: conv1, bn1, layer1..3 (BasicBlock: conv1, bn1, conv2, bn2, downsample.0/1), fc.
 import { Tensor } from '../torch';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Module, Sequential } from '../nn';
+import { type ModelOptionShape, numClasses } from './options';
+
+/** Options of the `resnetN` models. */
+export const RESNET_OPTIONS: ModelOptionShape = { numClasses };
 
 export class BasicBlock extends Module {
   conv1: Conv2d;

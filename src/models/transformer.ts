@@ -6,8 +6,10 @@
 // Distillation taps (TinyBERT / MiniLM style): `encoder.layers.<i>` is layer i's hidden states [B, L, d],
 // `encoder.layers.<i>.self_attn#1` its attention probabilities [B, heads, L, L] (see attentionKey), `embed` the
 // token embeddings, `pool` the pooled embedding, `logits` the output.
+import { z } from 'zod';
 import { Tensor, arange } from '../torch';
 import { Dropout, Embedding, LayerNorm, Linear, Module, TransformerEncoder, TransformerEncoderLayer } from '../nn';
+import { type ModelOptionShape, numClasses, probability } from './options';
 
 export interface TransformerClassifierOptions {
   vocabSize: number;
@@ -30,6 +32,13 @@ export interface TransformerClassifierOptions {
   normFirst?: boolean;
   activation?: 'relu' | 'gelu';
 }
+
+/** Options of `transformer` (see TransformerClassifierOptions; `vocabSize` is required). */
+export const TRANSFORMER_OPTIONS: ModelOptionShape = {
+  vocabSize: z.number().int().positive(), numClasses, maxLen: z.number().int().positive(), dModel: z.number().int().positive(), heads: z.number().int().positive(),
+  layers: z.number().int().positive(), dimFeedforward: z.number().int().positive(), dropout: probability, padId: z.number().int().min(0), normFirst: z.boolean(),
+  activation: z.enum(['relu', 'gelu']),
+};
 
 /** Mean over the sequence of the positions that are not padding: ([B, L, d], padding mask [B, L] bool) -> [B, d]. */
 export class MaskedMeanPool extends Module {

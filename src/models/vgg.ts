@@ -2,6 +2,10 @@
 // blocks, global pooling, one linear classifier.
 import { Tensor, ops } from '../torch';
 import { BatchNorm2d, Conv2d, F, Linear, Module, ReLU, Sequential } from '../nn';
+import { type ModelOptionShape, numClasses } from './options';
+
+/** Options of the `vggN` models. */
+export const VGG_OPTIONS: ModelOptionShape = { numClasses };
 
 export const VGG_CONFIGS: Record<string, number[][]> = {
   vgg8: [[64], [128], [256], [512], [512]],

@@ -2,6 +2,10 @@
 // implementation: conv1, block1..3.layer.i.{bn1, conv1, bn2, conv2, convShortcut}, bn1, fc.
 import { Tensor, ops } from '../torch';
 import { BatchNorm2d, Conv2d, Dropout, Linear, Module, Sequential } from '../nn';
+import { type ModelOptionShape, numClasses, probability } from './options';
+
+/** Options of the `wrn-D-W` models: dropout between the convolutions of a block (default 0). */
+export const WRN_OPTIONS: ModelOptionShape = { numClasses, dropout: probability };
 
 class WrnBlock extends Module {
   bn1: BatchNorm2d;

@@ -13,4 +13,4 @@ export * from './functional';
 // names that both the layers and the functional API export: the layer ones win here (the functional ones stay
 // available as F.*)
 export type { ConvOptions, BatchNormOptions, MaxPool2dOptions, AvgPool2dOptions } from './layers';
-export { saveWeights, loadWeights } from './checkpoint';
+export { saveWeights, loadWeights, checkFinite, NonFiniteWeights } from './checkpoint';

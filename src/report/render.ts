@@ -111,10 +111,33 @@ function table(summary: Record<string, any>): string {
     ['expected calibration error (%)', reps.map((r) => fmt(r.ece))],
     ['mean epoch time (s)', reps.map((r) => fmt(r.epoch_s))],
     ['KD epoch, live / cached teacher (s)', ['-', '-', `${fmt(summary.kd_epoch_s)} / ${fmt(summary.kd_cached_epoch_s)}`]],
+    ['classes never predicted', reps.map((r) => (Array.isArray(r.never_predicted) ? r.never_predicted.join(', ') || '-' : '-'))],
+    ['dead output units', reps.map((r) => (Array.isArray(r.dead_outputs) ? r.dead_outputs.map((d: { class: string }) => d.class).join(', ') || '-' : '-'))],
   ];
   const head = `<tr><th></th>${RUNS.map((r) => `<th>${escapeHtml(r.label)}</th>`).join('')}</tr>`;
   const body = rows.map(([name, cells]) => `<tr><th>${escapeHtml(name)}</th>${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
   return `<table id="verdict">\n${head}\n${body}\n</table>`;
+}
+
+/** Labels of the setup a compare summary records (the data, T, α, epochs, the schedule), in display order. */
+const SETUP_ROWS: [string, string][] = [
+  ['dataset', 'data set'], ['train_size', 'training images'], ['test_size', 'test images'], ['classes', 'classes'], ['temperature', 'temperature T'],
+  ['alpha', 'hard-label weight α'], ['soft_loss', 'soft loss'], ['epochs', 'epochs'], ['batch_size', 'batch size'], ['optimizer', 'optimizer'],
+  ['lr', 'learning rate'], ['schedule', 'learning-rate schedule'], ['milestones', 'milestones'], ['warmup_epochs', 'warm-up epochs'], ['augment', 'augmentation'], ['seed', 'seed'],
+];
+
+/** The setup of a compare run as a table; empty for summaries written before it was recorded. */
+function setupTable(setup: Record<string, unknown> | undefined): string {
+  if (!setup || typeof setup !== 'object') return '';
+  const show = (v: unknown) => (typeof v === 'number' ? v.toLocaleString('en-US') : typeof v === 'string' ? v : v === null ? 'none' : JSON.stringify(v));
+  const rows = SETUP_ROWS.filter(([k]) => setup[k] !== undefined).map(([k, label]) => `<tr><th>${escapeHtml(label)}</th><td>${escapeHtml(show(setup[k]))}</td></tr>`);
+  return `<h2>Setup</h2>\n<table id="setup">\n${rows.join('\n')}\n</table>`;
+}
+
+/** The verdict's sentences (classes never predicted, dead output units, whether the teacher beats the student alone). */
+function verdictNotes(lines: unknown): string {
+  if (!Array.isArray(lines) || !lines.length) return '';
+  return `<ul id="verdict-notes">\n${lines.map((l) => `<li>${escapeHtml(l)}</li>`).join('\n')}\n</ul>`;
 }
 
 function stagesTable(stages: Record<string, any>[]): string {
@@ -177,7 +200,7 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 ${data.kind === 'stages'
     ? `<p class="verdict">${escapeHtml(String(s.stages.length))} stage(s), each trained in its own folder; the accuracy is the stage's primary role's.</p>\n${stagesTable(s.stages)}`
     : `<p class="verdict">Teacher gap closed by distillation: <strong id="gap">${escapeHtml(gap)}</strong>
-(teacher ${escapeHtml(fmt(s.teacher_acc))} %, student alone ${escapeHtml(fmt(s.plain_acc))} %, student + KD ${escapeHtml(fmt(s.kd_acc))} %).</p>\n${table(s)}`}
+(teacher ${escapeHtml(fmt(s.teacher_acc))} %, student alone ${escapeHtml(fmt(s.plain_acc))} %, student + KD ${escapeHtml(fmt(s.kd_acc))} %).</p>\n${verdictNotes(s.verdict)}\n${table(s)}\n${setupTable(s.setup)}`}
 <h2>Accuracy per epoch</h2>
 <figure><figcaption>test accuracy (solid) and train accuracy (dashed), %</figcaption><canvas id="accuracy" width="760" height="320"></canvas></figure>
 <h2>Loss terms per epoch</h2>

@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { closest } from '../nn';
 import { type DatasetInfo, type OwnDataSpec, OWN_DATA_KEYS, absoluteDataSpec, datasetNames, getDataset, hasDataset, ownDataset, registerBuiltinDatasets } from '../data';
 import { getTeacherKind, isExternalTeacherSpec, teacherKinds } from '../teachers';
+import { checkModelOptions, registerBuiltinModels } from '../models';
 
 /** Whether configuration runs can train on a registered data set: images, or text with an encoder (token ids). */
 const trainable = (info: DatasetInfo) => info.kind === 'image' || (info.kind === 'text' && !!info.encoder);
@@ -338,6 +339,10 @@ export function validateConfig(raw: unknown, source = 'config'): RunConfig {
       throw new Error(`${source}: ${role}: ${spec.members ? `members need model: ensemble (got '${spec.model}')` : "model 'ensemble' needs a 'members' list"}`);
     if (spec && role === 'student' && spec.members) throw new Error(`${source}: student: an ensemble can only be a teacher`);
     if (spec && (spec.mode || spec.members) && spec.model !== 'ensemble') throw new Error(`${source}: ${role}.mode applies to model 'ensemble' only`);
+    // zoo models' options, against each model's declaration (models registered by plugins are checked when declared)
+    registerBuiltinModels();
+    if (spec && !spec.members && !isExternalTeacherSpec(spec)) checkModelOptions(spec.model, spec.options, `${source}: ${role}.options`);
+    spec?.members?.forEach((m, i) => checkModelOptions(m.model, m.options, `${source}: ${role}.members[${i}].options`));
     spec?.members?.forEach((m, i) => {
       const file = path.resolve(baseDir, m.checkpoint);
       if (!fs.existsSync(file)) throw new Error(`${source}: ${role}.members[${i}].checkpoint: file not found: ${file}`);

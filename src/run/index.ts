@@ -6,9 +6,10 @@ export {
 export {
   prepareConfig, runFromConfig, checkMatches, claimOutputDir, loadTeacher, buildModel, transformsFor, runDir, teacherWeights, datasetOf, modelOptions, prepareQatCheckpoint,
   loadConfigData, inputOf,
-  evaluateFromConfig, type RunKind, type RunFlags, type EvalResult,
+  evaluateFromConfig, holdsRun, finishedRunSummary, withRunTimes, type RunKind, type RunFlags, type EvalResult,
 } from './runs';
-export { compareFromConfig, compareSeeds, measureModel, formatTable, type ModelReport, type CompareResult, type SeedsResult } from './compare';
+export { compareFromConfig, compareSeeds, measureModel, formatTable, setupLine, verdictLines, type ModelReport, type CompareResult, type CompareSetup, type SeedsResult } from './compare';
+export { welch, tTwoSided, incompleteBeta, type WelchResult } from './stats';
 export { runExport, EXPORT_FORMATS, DEFAULT_CALIBRATION_BATCHES, type ExportArgs } from './export';
 export { loadPlugins, pluginApi, type PluginApi } from './plugins';
 export { stagedConfigSchema, isStagedConfig, validateStagedConfig, loadStagedConfig, runStagedConfig, stagesTable, type StagedConfig } from './stages';

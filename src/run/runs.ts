@@ -9,7 +9,7 @@ import { BatchTransform, DataLoader, DataSplits, type DatasetInfo, ImageDataset,
 import { createModel, registerBuiltinModels, type ModelOptions } from '../models';
 import { prepareQuantAware } from '../export';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
-import { Ensemble, FeatureMatcher, TrainSummary, evaluate, initialValue, prepareQat, trainModel, type MatchSpec } from '../distill';
+import { Ensemble, FeatureMatcher, TrainSummary, evaluate, initialValue, prepareQat, readRunState, trainModel, type MatchSpec } from '../distill';
 import { checkDevice } from '../distill/pipeline';
 import { type RunConfig, configDataset, loadConfig } from './config';
 
@@ -161,7 +161,8 @@ function flatten(v: unknown, prefix = '', out: Record<string, string> = {}): Rec
 export function claimOutputDir(cfg: OutputConfig, flags: RunFlags): void {
   const file = path.join(cfg.output.dir, 'config.json');
   const mine = identity(cfg);
-  if (fs.existsSync(file) && !flags.force) {
+  // a configuration whose runs all failed before training left nothing to protect: the new one takes the directory
+  if (fs.existsSync(file) && !flags.force && holdsRun(cfg.output.dir)) {
     let theirs: Record<string, unknown>;
     try {
       theirs = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -178,6 +179,65 @@ export function claimOutputDir(cfg: OutputConfig, flags: RunFlags): void {
   }
   fs.mkdirSync(cfg.output.dir, { recursive: true });
   writeFileAtomic(file, JSON.stringify(mine, null, 2));
+}
+
+/**
+ * Whether an output directory holds anything trained: a committed run (state.json) in it or in a folder up to three
+ * levels below (a run of a compare, a stage, a seed's run).
+ */
+export function holdsRun(dir: string, depth = 3): boolean {
+  if (fs.existsSync(path.join(dir, 'state.json'))) return true;
+  if (depth === 0 || !fs.existsSync(dir)) return false;
+  return fs.readdirSync(dir, { withFileTypes: true }).some((e) => e.isDirectory() && !e.name.startsWith('.') && holdsRun(path.join(dir, e.name), depth - 1));
+}
+
+/**
+ * The summary of a run directory's finished run when `resume` asks to continue it and there is nothing left to train:
+ * its summary.json as written when it finished (resuming must not replace its epoch times). A finished run of more
+ * epochs than asked for is an error (its best epoch may lie past the last one asked for). Null when there is
+ * something to train (or to evaluate: a finished run without a summary).
+ */
+export function finishedRunSummary(out: string, epochs: number, flags: Pick<RunFlags, 'resume' | 'force'>): TrainSummary | null {
+  if (!flags.resume || flags.force) return null;
+  const st = readRunState(path.join(out, 'state.json'));
+  if (!st || st.partial) return null;
+  const ran = st.epoch + 1;
+  if (ran > epochs)
+    throw new Error(
+      `${path.join(out, 'state.json')}: ${out} holds a finished run of ${ran} epochs, more than the ${epochs} asked for; ` +
+        `pass --epochs ${ran} to use it, or --force to train ${epochs} epochs from the start`,
+    );
+  if (ran < epochs) return null;
+  const file = path.join(out, 'summary.json');
+  if (!fs.existsSync(file)) return null;
+  let s: TrainSummary;
+  try {
+    s = JSON.parse(fs.readFileSync(file, 'utf8')) as TrainSummary;
+  } catch (e) {
+    throw new Error(`${file}: unreadable (${(e as Error).message}); pass --force to start over`, { cause: e });
+  }
+  // a summary that an earlier version rewrote on resume (epoch times of no epochs) gets the times of all its epochs
+  return s.epochs === epochs ? withRunTimes(s, out) : null;
+}
+
+/**
+ * Epoch times of a resumed run over all its epochs, from metrics.jsonl (one line per finished epoch, whichever
+ * process trained it), in place of the times of the epochs this process trained.
+ */
+export function withRunTimes(summary: TrainSummary, out: string): TrainSummary {
+  if (summary.resumed_from_epoch === undefined) return summary;
+  const file = path.join(out, 'metrics.jsonl');
+  if (!fs.existsSync(file)) return summary;
+  const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const epochs = lines.filter((m) => typeof m.epoch_s === 'number' && m.step === undefined);
+  const mean = (xs: Record<string, unknown>[]) => xs.reduce((a, m) => a + (m.epoch_s as number), 0) / xs.length;
+  if (!epochs.length) return summary;
+  const live = epochs.filter((m) => m.teacher === 'live'), cached = epochs.filter((m) => m.teacher === 'cached');
+  const { live_teacher_epoch_s: _l, cached_teacher_epoch_s: _c, ...rest } = summary;
+  return {
+    ...rest, mean_epoch_s: mean(epochs),
+    ...(live.length ? { live_teacher_epoch_s: mean(live) } : {}), ...(cached.length ? { cached_teacher_epoch_s: mean(cached) } : {}),
+  };
 }
 
 /**
@@ -198,6 +258,11 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
   if (!spec) throw new Error(`${flags.file}: no '${kind === 'teacher' ? 'teacher' : 'student'}' section`);
   if (kind === 'teacher' && spec.members) throw new Error(`${flags.file}: the teacher is an ensemble of trained members; there is nothing to train`);
   if (kind === 'teacher' && isExternalTeacherSpec(spec)) throw new Error(`${flags.file}: the teacher is a ${spec.model} model from elsewhere; there is nothing to train`);
+  const done = finishedRunSummary(runDir(cfg, kind), cfg.training.epochs, flags);
+  if (done) {
+    (flags.log ?? console.log)(`${cfg.name}/${kind}: finished already (${done.epochs} epochs, best test accuracy ${done.best_test_acc.toFixed(2)} % at epoch ${done.best_epoch}); nothing to resume`);
+    return done;
+  }
   const model = buildModel(cfg, kind);
   let teacher: Module | Teacher | undefined;
   let features: FeatureMatcher | undefined;
@@ -222,13 +287,13 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
     const loader = new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device });
     const out = runDir(cfg, kind);
     features = kind === 'distilled' && cfg.distill.matches.length ? new FeatureMatcher(model, teacher!, cfg.distill.matches as MatchSpec[]) : undefined;
-    const summary = await trainModel({
+    const summary = withRunTimes(await trainModel({
       name: `${cfg.name}/${kind}`, model, train: loader, test: data.test, testTransforms: norm, epochs: cfg.training.epochs, seed: cfg.seed,
       optimizer: { kind: cfg.training.optimizer, lr: cfg.training.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay },
       schedule: cfg.training.schedule, milestones: cfg.training.milestones, warmupEpochs: cfg.training.warmupEpochs, outDir: out, resume: flags.resume, force: flags.force,
       checkpointEvery: cfg.output.checkpointEvery, teacher, kd: kind === 'distilled' ? cfg.distill : undefined, features,
       cacheDir: path.join(cfg.output.dir, '.teacher-cache'), signal: flags.signal, progress: flags.progress, log: flags.log,
-    });
+    }), out);
     writeFileAtomic(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2));
     return summary;
   } finally {

@@ -13,7 +13,7 @@ import type { onnx } from 'onnx-proto';
 import { DType, Tensor, dispose, getNumThreads, ops, tensor, tidy } from '../torch';
 import { closest } from '../nn';
 import type { Teacher } from './teacher';
-import { joinChunks, shapeText, unknownName } from './teacher';
+import { fileInModelFolder, joinChunks, shapeText, unknownName } from './teacher';
 
 // onnxruntime-node and the ONNX protobuf classes load on first use: the rest of the toolkit (training, LLM commands)
 // starts without them.
@@ -121,6 +121,7 @@ export class OnnxTeacher implements Teacher {
     } catch (e) {
       throw new Error(`${file}: not a valid ONNX model (${bytes.length} bytes; corrupt or truncated?): protobuf decoding failed: ${(e as Error).message}`);
     }
+    if (inlineExternalData(model, file)) bytes = proto().ModelProto.encode(model).finish();
     const graph = graphOf(model);
     if (!graph || graph.node.length === 0 || graph.output.length === 0)
       throw new Error(`${file}: not a valid ONNX model (${bytes.length} bytes): ${!graph ? 'no graph' : graph.node.length === 0 ? 'the graph has no nodes' : 'the graph has no outputs'}`);
@@ -241,6 +242,51 @@ export class OnnxTeacher implements Teacher {
     this.session = null;
     void s?.release();
   }
+}
+
+/**
+ * Reads the external data of a model's tensors (initializers, constant attributes, subgraphs) into the model, so that
+ * the model is one self-contained message (sessions are created from bytes, and the teacher's hash covers the weights).
+ * A location outside the model's folder is refused. Returns whether anything was read.
+ */
+function inlineExternalData(model: onnx.ModelProto, file: string): boolean {
+  const tensors: onnx.ITensorProto[] = [];
+  const walk = (g: onnx.IGraphProto | null | undefined) => {
+    if (!g) return;
+    tensors.push(...(g.initializer ?? []));
+    for (const s of g.sparseInitializer ?? []) tensors.push(...[s.values, s.indices].filter((t): t is onnx.ITensorProto => !!t));
+    for (const n of g.node ?? [])
+      for (const a of n.attribute ?? []) {
+        if (a.t) tensors.push(a.t);
+        tensors.push(...(a.tensors ?? []));
+        walk(a.g);
+        for (const sg of a.graphs ?? []) walk(sg);
+      }
+  };
+  walk(model.graph);
+  let read = false;
+  for (const t of tensors) {
+    if (t.dataLocation !== proto().TensorProto.DataLocation.EXTERNAL) continue;
+    const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+    const location = entries.get('location');
+    if (!location) throw new Error(`${file}: tensor '${t.name}' keeps its data externally but names no location`);
+    const data = fileInModelFolder(file, location, `external data of tensor '${t.name}'`);
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(data);
+    } catch (e) {
+      throw new Error(`${file}: cannot read the external data of tensor '${t.name}' (${data}): ${(e as Error).message}`);
+    }
+    const offset = Number(entries.get('offset') ?? 0);
+    const length = entries.has('length') ? Number(entries.get('length')) : buf.length - offset;
+    if (!(offset >= 0 && length >= 0 && offset + length <= buf.length))
+      throw new Error(`${file}: the external data of tensor '${t.name}' (offset ${offset}, length ${length}) lies past the end of ${data} (${buf.length} bytes)`);
+    t.rawData = buf.subarray(offset, offset + length);
+    t.dataLocation = proto().TensorProto.DataLocation.DEFAULT;
+    t.externalData = [];
+    read = true;
+  }
+  return read;
 }
 
 async function createSession(what: string, bytes: Uint8Array, opts: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {

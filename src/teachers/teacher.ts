@@ -16,6 +16,8 @@
 // FeatureMatcher in place of its teacher hooks); the teacher cache fills from the same call, so a deterministic data
 // pipeline queries an external teacher once per sample. `moduleTeacher` adapts a Module to the interface for code that
 // wants one shape for all teachers (tests, tools); the training loop does not route Modules through it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Tensor, dispose, keep, noGrad, ops, tidy } from '../torch';
 import { Module, closest } from '../nn';
 
@@ -130,4 +132,27 @@ export function joinChunks(parts: Record<string, Tensor[]>, names: string[], dev
     result[k] = moved;
   }
   return result;
+}
+
+/**
+ * A file a model file refers to (a TF.js weight shard, ONNX external data), resolved against the model's folder and
+ * refused when it lies outside it: an absolute path, `..` segments or a symbolic link leading elsewhere. `what` names
+ * the reference in the message.
+ */
+export function fileInModelFolder(modelFile: string, ref: string, what: string): string {
+  const dir = path.dirname(path.resolve(modelFile));
+  const target = path.resolve(dir, ref);
+  const inside = (base: string, p: string) => {
+    const rel = path.relative(base, p);
+    return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+  };
+  let real = target;
+  try {
+    real = fs.realpathSync(target);
+  } catch {
+    // a missing file: reading it fails later with its own message
+  }
+  if (path.isAbsolute(ref) || !inside(dir, target) || !inside(fs.realpathSync(dir), real))
+    throw new Error(`${modelFile}: ${what} '${ref}' lies outside the model's folder ${dir}; refused (model files may only refer to files beside or below them)`);
+  return target;
 }

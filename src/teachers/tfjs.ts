@@ -16,7 +16,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { Tensor, dispose, tensor, tidy } from '../torch';
 import { closest } from '../nn';
 import type { Teacher } from './teacher';
-import { joinChunks, shapeText, unknownName } from './teacher';
+import { fileInModelFolder, joinChunks, shapeText, unknownName } from './teacher';
 
 export interface TfjsTeacherOptions {
   /** The model input fed with the batch (default: the only input). */
@@ -109,7 +109,8 @@ export interface LoadedTfjsModel {
 }
 
 /**
- * Reads model.json and every weight shard it lists (paths relative to model.json), checks the shards' sizes against
+ * Reads model.json and every weight shard it lists (paths relative to model.json, refused when they lead out of its
+ * folder), checks the shards' sizes against
  * the weight manifest, and loads the layers or graph model through an in-memory IO handler. Errors name the file and
  * what failed: unreadable, not JSON, no topology or manifest, a missing or truncated shard, a topology tfjs refuses.
  */
@@ -137,14 +138,13 @@ export async function loadTfjsModel(file: string): Promise<LoadedTfjsModel> {
     throw new Error(`${file}: cannot tell a layers model from a graph model (format '${json.format ?? ''}', topology keys ${Object.keys(topo).slice(0, 5).join(', ')})`);
 
   // the shards, in manifest order, concatenated; each group's bytes checked against its weights' declared sizes
-  const dir = path.dirname(file);
   const hash = crypto.createHash('sha256').update(text);
   const buffers: Buffer[] = [];
   const weightSpecs: WeightEntry[] = [];
   for (const group of json.weightsManifest) {
     let got = 0;
     for (const p of group.paths ?? []) {
-      const shard = path.join(dir, p);
+      const shard = fileInModelFolder(file, p, 'weight shard');
       let b: Buffer;
       try {
         b = fs.readFileSync(shard);
