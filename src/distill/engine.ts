@@ -19,7 +19,8 @@ import { type LayerMap, type LossDef, Projection, expandMatches, getLoss, modelP
 import { type Progress as RunProgress } from './schedules';
 import { type LossResult, type WeightSpec, checkOptions, checkWeight, lossNumber, resolveOptions, weightAt, weightedSum } from './terms';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
-import { RunDir } from './rundir';
+import { RunDir, readRunState } from './rundir';
+import { Progress } from './progress';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 
@@ -212,14 +213,16 @@ export function deviceOf(m: Module): string {
 }
 
 /** Accuracy (percent) of `model` on a data set, in eval mode under no-grad. */
-export async function evaluate(model: Module, test: TensorDataset, transforms: DataLoader['transforms'] = []): Promise<number> {
+export async function evaluate(model: Module, test: TensorDataset, transforms: DataLoader['transforms'] = [], onProgress?: (done: number, total: number) => void): Promise<number> {
   const was = model.training;
   model.eval();
-  let correct = 0;
+  let correct = 0, done = 0;
   const loader = new DataLoader(test, { batchSize: 1000, transforms, device: deviceOf(model) });
   for (const b of loader) {
     correct += tidy(() => noGrad(() => (model.call(b.x) as Tensor).argmax(1).eq(b.y).sum().item()));
+    done += b.y.shape[0];
     dispose([b.x, b.y]);
+    onProgress?.(done, test.length);
     await nextTick();
   }
   model.train(was);
@@ -606,7 +609,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     fs.mkdirSync(cacheDir, { recursive: true });
     const model = r.module ?? r.external!;
     r.cacheFile = teacherCacheFile(model, loader, cacheDir);
-    r.cached = readTeacherCache(r.cacheFile, loader.dataset.length);
+    r.cached = readTeacherCache(r.cacheFile, loader.dataset.length, log);
     const device = deviceOf(primary.module!);
     if (r.cached && r.cached.device !== device) {
       const moved = keep(r.cached.to({ device }));
@@ -630,10 +633,11 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   const plainTerms = terms.filter((t) => t.spec.metric === undefined);
   const external = frozen.filter((r) => r.external);
   const rows = loader?.dataset.length ?? 0;
-  const evaluateAll = async (test: TensorDataset) => {
+  const evaluateAll = async (test: TensorDataset, progress?: Progress | null) => {
     if (writer) {
-      lastAcc = await evaluate(primary.module!, test, o.testTransforms);
-      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, test, o.testTransforms);
+      const shown = progress ? (done: number, total: number) => progress.evaluating(done, total) : undefined;
+      lastAcc = await evaluate(primary.module!, test, o.testTransforms, shown);
+      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, test, o.testTransforms, shown);
     }
     if (dist) {
       // rank 0 evaluated; the others take its numbers
@@ -718,7 +722,6 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           throw new TrainingInterrupted(o.outDir, epoch + 1, step + 1);
         }
       }
-      progress?.stop();
       if (dist) Object.assign(acc, sumAccumulator(dist, acc));
       const epochS = (Date.now() - t0) / 1000;
       times.push(epochS);
@@ -734,7 +737,9 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           r.filling = null;
           cacheState = 'built';
         }
-      if (o.test) await evaluateAll(o.test);
+      // the display shows the evaluation, then gives way to the epoch's line
+      if (o.test) await evaluateAll(o.test, progress);
+      progress?.stop();
       const lr = primary.opt!.paramGroups[0].options.lr;
       for (const r of trainable) if (!stepped(r)) r.sched!.step();
       const seen = acc.seen;
@@ -798,9 +803,8 @@ function committedStep(st: { epoch: number; partial?: unknown }, steps: number):
 
 /** The step of the run a run directory holds (state.json), or null when it holds none. */
 export function runDirStep(dir: string, stepsPerEpoch: number): number | null {
-  const f = path.join(dir, 'state.json');
-  if (!fs.existsSync(f)) return null;
-  return committedStep(JSON.parse(fs.readFileSync(f, 'utf8')), stepsPerEpoch);
+  const st = readRunState(path.join(dir, 'state.json'));
+  return st ? committedStep(st, stepsPerEpoch) : null;
 }
 
 /** Data-parallel: each number summed over the ranks (one all-reduce in float64). */
@@ -1095,35 +1099,5 @@ function epochLine(name: string, epochs: number, m: EpochMetrics, metricKeys: st
   return `${name} epoch ${m.epoch}/${epochs}  loss ${m.loss.toFixed(4)}${metricText}${termText}${accText}  ${m.samples_per_s.toFixed(0)} samples/s  ${m.epoch_s.toFixed(1)} s${roleText}`;
 }
 
-/** A progress bar per epoch on a TTY (cli-progress), plain lines every quarter epoch elsewhere. */
-export class Progress {
-  private bar: any = null;
-  private nextLine: number;
-  constructor(private readonly label: string, private readonly total: number, private readonly log: (l: string) => void, start = 0) {
-    this.nextLine = Math.ceil(total / 4);
-    while (this.nextLine <= start) this.nextLine += Math.ceil(total / 4);
-    if (process.stdout.isTTY) {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { SingleBar, Presets } = require('cli-progress');
-      this.bar = new SingleBar(
-        { format: `${label} [{bar}] {value}/{total} batches | {terms} | acc {acc} % | {rate} samples/s | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: true },
-        Presets.shades_classic,
-      );
-      this.bar.start(total, start, { terms: '', acc: '0.00', rate: '0' });
-    }
-  }
-  update(step: number, m: { loss: number; metrics?: Record<string, number>; acc?: number; rate: number; terms?: Record<string, number> }): void {
-    const metrics = Object.entries(m.metrics ?? {}).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('');
-    const extra = m.terms ? Object.entries(m.terms).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('') : '';
-    const terms = `loss ${m.loss.toFixed(4)}${metrics}${extra}`;
-    const acc = m.acc === undefined ? '-' : m.acc.toFixed(2);
-    if (this.bar) this.bar.update(step, { terms, acc, rate: m.rate.toFixed(0) });
-    else if (step >= this.nextLine && step < this.total) {
-      this.log(`${this.label}  batch ${step}/${this.total}  ${terms}${m.acc === undefined ? '' : `  acc ${acc} %`}  ${m.rate.toFixed(0)} samples/s`);
-      this.nextLine += Math.ceil(this.total / 4);
-    }
-  }
-  stop(): void {
-    this.bar?.stop();
-  }
-}
+/** The progress display per epoch: one line on a terminal that fits its width, plain lines every quarter epoch elsewhere. */
+export { Progress } from './progress';
