@@ -34,6 +34,8 @@ export type Fault =
 export interface FakeServerOptions {
   /** Delay before answering each request. */
   latencyMs?: number;
+  /** Delay before answering one request (instead of latencyMs). */
+  delayMs?: (r: FakeRequest) => number;
   answer?: (r: FakeRequest) => FakeAnswer;
   fault?: (r: FakeRequest) => Fault;
 }
@@ -86,7 +88,8 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
       const r: FakeRequest = { prompt, seed: body.seed, attempt, stream: !!body.stream, body, headers: req.headers, at: Date.now() - t0 };
       requests.push(r);
       const respond = () => answer(r, res);
-      if (o.latencyMs) setTimeout(respond, o.latencyMs);
+      const delay = o.delayMs ? o.delayMs(r) : o.latencyMs;
+      if (delay) setTimeout(respond, delay);
       else respond();
     });
   });

@@ -2,8 +2,8 @@
 // weights (smooth weighted round-robin, so the order is fixed by the configuration), each endpoint with its own
 // concurrency, rate limits, backoff and failure count. An endpoint that fails `cooldownAfter` requests in a row is
 // taken out for `cooldownMs` and its work goes to the others; when every endpoint is out, the run stops with
-// AllEndpointsDown. A task is answered at most once: the first answer is taken, any later one (a timed-out request
-// that still answered, with `lateAnswerMs`) is dropped and counted.
+// AllEndpointsDown. A task is answered at most once: the first answer is taken and the task's other requests are
+// abandoned; an answer that still arrives (a late request that could not be stopped in time) is dropped and counted.
 import { RateLimiter, RequestError, RequestFailed, backoffDelay, chatCompletion, redact, type Clock, type Completion } from './client';
 
 export interface PoolEndpoint {
@@ -50,7 +50,9 @@ export interface EndpointReport {
   failures: number;
   /** Failures after which the task was tried again (here or elsewhere). */
   retries: number;
-  /** Answers that came after the task had its answer from another attempt; dropped. */
+  /** Attempts abandoned because their task got its answer from another attempt (a late answer came first, or this was late). */
+  superseded: number;
+  /** Answers that came after the task had its answer from another attempt (not stopped in time); dropped. */
   late_answers: number;
   /** Tasks whose outcome is this endpoint's answer, and their share of all such tasks of the run. */
   samples: number;
@@ -122,7 +124,7 @@ class Endpoint {
   constructor(readonly cfg: PoolEndpoint, defaults: { clock: Clock }) {
     this.limiter = new RateLimiter({ rpm: cfg.rpm, tpm: cfg.tpm }, defaults.clock);
     this.report = {
-      url: cfg.baseUrl, weight: cfg.weight, model: cfg.model, requests: 0, successes: 0, failures: 0, retries: 0, late_answers: 0,
+      url: cfg.baseUrl, weight: cfg.weight, model: cfg.model, requests: 0, successes: 0, failures: 0, retries: 0, superseded: 0, late_answers: 0,
       samples: 0, share: 0, mean_latency_ms: null, cooldowns: 0, state: 'up',
     };
   }
@@ -277,7 +279,11 @@ export class EndpointPool {
       }
       settled.add(id);
       ep.report.samples++;
-      for (const other of live.get(id) ?? []) if (other !== attempt) other.ctrl.abort(); // superseded
+      for (const other of live.get(id) ?? [])
+        if (other !== attempt && !other.ctrl.signal.aborted) {
+          other.endpoint.report.superseded++;
+          other.ctrl.abort();
+        }
       inFlight++;
       try {
         await hooks.onAnswer(job.task, completion, { endpoint: ep.cfg.baseUrl, attempts: job.attempts, startedAt: job.startedAt });
