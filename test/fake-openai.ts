@@ -64,6 +64,7 @@ function logprobsFor(tokens: string[], k: number) {
 export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeServer> {
   const requests: FakeRequest[] = [];
   const attempts = new Map<string, number>();
+  const timers = new Set<NodeJS.Timeout>(); // delayed answers, dropped at close
   const t0 = Date.now();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -89,8 +90,13 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
       requests.push(r);
       const respond = () => answer(r, res);
       const delay = o.delayMs ? o.delayMs(r) : o.latencyMs;
-      if (delay) setTimeout(respond, delay);
-      else respond();
+      if (delay) {
+        const t = setTimeout(() => {
+          timers.delete(t);
+          respond();
+        }, delay);
+        timers.add(t);
+      } else respond();
     });
   });
   const answer = (r: FakeRequest, res: http.ServerResponse) => {
@@ -148,6 +154,8 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
     requests,
     close: () =>
       new Promise<void>((resolve) => {
+        for (const t of timers) clearTimeout(t);
+        timers.clear();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

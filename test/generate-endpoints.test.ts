@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { parse as parseYaml } from 'yaml';
 import {
   EndpointsUnavailable, generate, GenerationInterrupted, readPrompts, sampleId, validateGenerateConfig,
   type GenerateConfigInput, type GenerateSummary,
@@ -68,6 +69,12 @@ describe('generate: several endpoints', () => {
     );
     bad({ model: 'm', endpoints: [{ baseUrl: 'http://127.0.0.1:1/v1', wieght: 2 }] }, /teacher\.endpoints\.0\.wieght: unknown key; did you mean 'teacher\.endpoints\.0\.weight'\?/);
     bad({ model: 'm', endpoints: [{ baseUrl: 'http://127.0.0.1:1/v1', apiKeyEnv: 'not-a-name' }] }, /teacher\.endpoints\.0\.apiKeyEnv: expected an environment variable name/);
+    // the example in docs/llm.md is a valid teacher and requests section
+    const doc = fs.readFileSync(path.join(root, 'docs', 'llm.md'), 'utf8');
+    const block = /^### Several endpoints\n[\s\S]*?```yaml\n([\s\S]*?)```/m.exec(doc);
+    assert.ok(block, 'docs/llm.md has the several-endpoints example');
+    const example = validateGenerateConfig({ ...base, ...parseYaml(block[1]) }, 'docs/llm.md');
+    assert.deepEqual(example.teacher.endpoints!.map((e) => [e.weight, e.model ?? example.teacher.model]), [[2, 'qwen2.5-7b-instruct'], [2, 'qwen2.5-7b-instruct'], [1, 'Qwen/Qwen2.5-7B-Instruct']]);
     const ok = validateGenerateConfig({ ...base, teacher: { model: 'm', endpoints: [{ baseUrl: 'http://127.0.0.1:1/v1' }, { baseUrl: 'http://127.0.0.1:2/v1', weight: 2.5, concurrency: 2 }] } });
     assert.deepEqual(ok.teacher.endpoints!.map((e) => e.weight), [1, 2.5]);
     assert.deepEqual([ok.requests.cooldownAfter, ok.requests.cooldownMs, ok.requests.lateAnswerMs], [3, 60_000, 0]);
@@ -162,15 +169,15 @@ describe('generate: several endpoints', () => {
   });
 
   it('a request past its timeout is retried elsewhere; the first answer is kept, the other request abandoned or its answer dropped', async () => {
-    // The timeout is 300 ms. a answers 'dropped' after 400 ms, 'kept' after 520 ms; b answers 'dropped' at once and
-    // 'kept' after 2 s (its request for 'kept' would time out at about 600 ms: a's late answer comes first).
-    const a = await startFakeServer({ delayMs: (r) => (r.prompt.includes('kept') ? 520 : 400) });
-    const b = await startFakeServer({ delayMs: (r) => (r.prompt.includes('kept') ? 2000 : 0) });
+    // The timeout is 500 ms. a answers 'dropped' after 700 ms, 'kept' after 850 ms; b answers 'dropped' at once and
+    // 'kept' after 3 s (its request for 'kept' would time out at about 1000 ms: a's late answer comes first).
+    const a = await startFakeServer({ delayMs: (r) => (r.prompt.includes('kept') ? 850 : 700) });
+    const b = await startFakeServer({ delayMs: (r) => (r.prompt.includes('kept') ? 3000 : 0) });
     try {
       const file = path.join(tmp, 'late.jsonl');
       fs.writeFileSync(file, '{"id": "dropped", "prompt": "late dropped"}\n{"id": "kept", "prompt": "late kept"}\n');
       // weights 3:1 send both first attempts to a
-      const cfg = (out: string) => config([{ baseUrl: a.url, weight: 3 }, { baseUrl: b.url, weight: 1 }], file, out, { requests: { timeoutMs: 300, lateAnswerMs: 3000 } });
+      const cfg = (out: string) => config([{ baseUrl: a.url, weight: 3 }, { baseUrl: b.url, weight: 1 }], file, out, { requests: { timeoutMs: 500, lateAnswerMs: 3000 } });
       // a transport that cannot stop requests to a once sent, so a's late answer to 'dropped' does arrive
       const deaf: typeof fetch = (url, init) => fetch(url, String(url).startsWith(a.url) ? { ...init, signal: undefined } : init);
       for (const transport of ['abortable', 'deaf'] as const) {
@@ -196,6 +203,36 @@ describe('generate: several endpoints', () => {
       }
       assert.equal(b.requests.filter((q) => q.prompt === 'late kept').length, 2, 'b was asked for "kept" once per run, and abandoned');
     } finally {
+      await closeAll([a, b]);
+    }
+  });
+
+  it('sends each endpoint its own API key and keeps every key out of files and errors', async () => {
+    const keys = { TSD_TEST_KEY_A: 'sk-endpoint-a-Qm3v9secret', TSD_TEST_KEY_DEFAULT: 'sk-default-Lp0x2secret' };
+    Object.assign(process.env, keys);
+    // a echoes the Authorization header in a 500 for one prompt; b echoes it in a 400
+    const echo = (status: number) => (r: { prompt: string; headers: Record<string, unknown> }) => (r.prompt.includes('echo') ? { status, body: `server saw ${r.headers.authorization}` } : null);
+    const a = await startFakeServer({ fault: echo(500) });
+    const b = await startFakeServer({ fault: echo(400) });
+    try {
+      const file = path.join(tmp, 'keys.jsonl');
+      fs.writeFileSync(file, Array.from({ length: 8 }, (_, i) => JSON.stringify({ id: `k${i}`, prompt: i === 0 ? 'please echo' : `fine ${i}` })).join('\n') + '\n');
+      const out = newDir();
+      const cfg = config([{ baseUrl: a.url, apiKeyEnv: 'TSD_TEST_KEY_A' } as Ep, { baseUrl: b.url }], file, out, { teacher: { apiKeyEnv: 'TSD_TEST_KEY_DEFAULT' }, requests: { maxRetries: 3 } });
+      const logs: string[] = [];
+      const s = await generate(cfg, { ...quiet, log: (l) => logs.push(l) });
+      assert.ok(a.requests.every((r) => r.headers.authorization === `Bearer ${keys.TSD_TEST_KEY_A}`));
+      assert.ok(b.requests.every((r) => r.headers.authorization === `Bearer ${keys.TSD_TEST_KEY_DEFAULT}`));
+      assert.deepEqual([s.written, s.failed], [7, 1]);
+      const [failure] = readJsonl(path.join(out, 'failures.jsonl'));
+      assert.match(failure.error, /HTTP 400.*server saw Bearer \[redacted\]/);
+      assert.match(byUrl(s).get(a.url)!.last_error!, /HTTP 500.*server saw Bearer \[redacted\]/);
+      for (const f of fs.readdirSync(out)) for (const k of Object.values(keys)) assert.ok(!fs.readFileSync(path.join(out, f), 'utf8').includes(k), `a key in ${f}`);
+      for (const k of Object.values(keys)) assert.ok(!logs.join('\n').includes(k), 'a key in the log');
+      delete process.env.TSD_TEST_KEY_A;
+      await assert.rejects(generate(cfg, quiet), /teacher\.endpoints\.0\.apiKeyEnv: the environment variable TSD_TEST_KEY_A is not set/);
+    } finally {
+      for (const k of Object.keys(keys)) delete process.env[k];
       await closeAll([a, b]);
     }
   });
