@@ -44,6 +44,8 @@ export interface FakeServer {
   /** Base URL including /v1. */
   url: string;
   requests: FakeRequest[];
+  /** Date.now() when the server started: what each request's `at` counts from. */
+  startedAt: number;
   close(): Promise<void>;
 }
 
@@ -152,6 +154,7 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
+    startedAt: t0,
     close: () =>
       new Promise<void>((resolve) => {
         for (const t of timers) clearTimeout(t);

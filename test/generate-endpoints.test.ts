@@ -143,6 +143,27 @@ describe('generate: several endpoints', () => {
     }
   });
 
+  it('a Retry-After pauses only the endpoint that sent it; the others go on, and rate limits do not take it out', async () => {
+    const a = await startFakeServer({ latencyMs: 10, fault: () => (a.requests.length <= 2 ? { status: 429, retryAfterMs: 150 } : null) });
+    const b = await startFakeServer({ latencyMs: 10 });
+    try {
+      const { file, ids } = writePrompts('pause.jsonl', 60);
+      const out = newDir();
+      const s = await generate(config([{ baseUrl: a.url }, { baseUrl: b.url }], file, out, { requests: { concurrency: 2 } }), quiet);
+      assert.ok(s.complete && s.reconciled && s.written === 60, JSON.stringify(s));
+      assertExactlyOnce(out, ids(1));
+      const time = (srv: FakeServer, i: number) => srv.startedAt + srv.requests[i].at;
+      assert.ok(a.requests.length > 2, 'a was asked again after the pause');
+      assert.ok(time(a, 2) - time(a, 0) >= 145, `a was asked again after ${time(a, 2) - time(a, 0)} ms; it asked for 150`);
+      assert.ok(b.requests.filter((_, i) => time(b, i) > time(a, 0) && time(b, i) < time(a, 2)).length >= 4, 'b went on meanwhile');
+      const r = byUrl(s).get(a.url)!;
+      assert.deepEqual([r.failures, r.retries, r.cooldowns, r.state], [2, 2, 0, 'up']);
+      assert.ok(r.samples > 0, 'a took requests again after the pause');
+    } finally {
+      await closeAll([a, b]);
+    }
+  });
+
   it('an endpoint killed mid-run: no sample lost or written twice', async () => {
     const list = await servers(3, { latencyMs: 8 });
     try {
