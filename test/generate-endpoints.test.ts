@@ -126,7 +126,7 @@ describe('generate: several endpoints', () => {
       const out = newDir();
       const logs: string[] = [];
       const endpoints = [{ baseUrl: dead, weight: 3 }, { baseUrl: b.url }, { baseUrl: c.url }, { baseUrl: capped.url, weight: 3, concurrency: 1 }];
-      const s = await generate(config(endpoints, file, out, { teacher: { n: 2 }, requests: { concurrency: 6 } }), { ...quiet, log: (l) => logs.push(l) });
+      const s = await generate(config(endpoints, file, out, { teacher: { n: 2 }, requests: { concurrency: 6 } }), { progress: true, progressEveryMs: 10, log: (l) => logs.push(l) });
       assert.ok(s.complete && s.reconciled && s.written === 80, JSON.stringify(s));
       assertExactlyOnce(out, ids(2));
       const r = byUrl(s);
@@ -137,6 +137,10 @@ describe('generate: several endpoints', () => {
       assert.equal(most, 1, 'the endpoint with concurrency 1 never had two requests at once');
       assert.ok(r.get(capped.url)!.samples > 0);
       assert.ok(logs.some((l) => l.includes(`${dead} taken out for 60000 ms after 3 failures in a row`)), logs.join('\n'));
+      // progress lines (not a TTY) carry each endpoint's samples, share, failures and state
+      const host = (u: string) => new URL(u).host.replace(/\./g, '\\.');
+      const progressLine = new RegExp(`^generate: \\d+/80 samples .*; endpoints: ${host(dead)} 0 \\(0 %\\), 3 failed, cooling down; ${host(b.url)} \\d+ \\(\\d+ %\\), 0 failed; `);
+      assert.ok(logs.some((l) => progressLine.test(l)), logs.join('\n'));
       assert.ok(logs.some((l) => l.startsWith(`generate:   ${dead} (weight 3): 0 samples (0.0 %), 3 requests, 0 answered, 3 failed, 3 retried`)), logs.join('\n'));
     } finally {
       await closeAll([b, c, capped]);

@@ -108,13 +108,15 @@ export class GenerationInterrupted extends Error {
 
 /** Thrown when every endpoint of teacher.endpoints is failing; the summary is written and attached. Running again resumes. */
 export class EndpointsUnavailable extends Error {
-  constructor(readonly summary: GenerateSummary, readonly endpoints: { url: string; lastError: string; failuresInARow: number }[], options?: { cause?: unknown }) {
+  readonly endpoints: AllEndpointsDown['endpoints'];
+  constructor(readonly summary: GenerateSummary, down: AllEndpointsDown) {
     super(
-      `generate stopped: every endpoint is failing:\n${endpoints.map((e) => `  ${e.url}: ${e.lastError} (${e.failuresInARow} failure${e.failuresInARow === 1 ? '' : 's'} in a row)`).join('\n')}\n` +
+      `generate stopped: ${down.message}\n` +
         `${summary.written} written, ${summary.rejected} rejected, ${summary.failed} failed, ${summary.pending} pending of ${summary.total}; the output so far is valid: run again to resume`,
-      options,
+      { cause: down },
     );
     this.name = 'EndpointsUnavailable';
+    this.endpoints = down.endpoints;
   }
 }
 
@@ -441,11 +443,11 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     const worker = async () => {
       while (!signal?.aborted && next < queue.length) await runTask(queue[next++]);
     };
-    let down: AllEndpointsDown | null = null;
+    let stopped: AllEndpointsDown | null = null;
     try {
-      if (pool) await runPool(pool).catch((e) => {
-        if (!(e instanceof AllEndpointsDown)) throw e;
-        down = e;
+      if (pool) stopped = await runPool(pool).then(() => null, (e) => {
+        if (e instanceof AllEndpointsDown) return e;
+        throw e;
       });
       else await Promise.all(Array.from({ length: Math.min(requests.concurrency, queue.length) }, worker));
     } finally {
@@ -462,7 +464,6 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     writeLinesAtomic(files.failures, (write) => failures.forEach((r) => write(JSON.stringify(r))));
 
     const endpointReports = pool?.reports();
-    const stopped = down as AllEndpointsDown | null;
     const summary = reconcile(cfg, files, expected, prompts.length, stats, elapsed(), resumed, torn, !!signal?.aborted || !!stopped, endpointReports);
     if (files.plain) writePlain(files.samples, files.plain);
     writeFileAtomic(files.summary, JSON.stringify(summary, null, 2) + '\n');
@@ -479,7 +480,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
           `${r.failures} failed, ${r.retries} retried, ${r.late_answers} late, mean ${r.mean_latency_ms ?? '-'} ms${r.state === 'up' ? '' : `, ${r.state}`}`,
       );
     if (signal?.aborted) throw new GenerationInterrupted(summary);
-    if (stopped) throw new EndpointsUnavailable(summary, stopped.endpoints, { cause: stopped });
+    if (stopped) throw new EndpointsUnavailable(summary, stopped);
     return summary;
   } finally {
     release();
