@@ -148,7 +148,7 @@ describe('generate: several endpoints', () => {
   });
 
   it('a Retry-After pauses only the endpoint that sent it; the others go on, and rate limits do not take it out', async () => {
-    const a = await startFakeServer({ latencyMs: 10, fault: () => (a.requests.length <= 2 ? { status: 429, retryAfterMs: 150 } : null) });
+    const a = await startFakeServer({ latencyMs: 10, fault: (r) => (a.requests.indexOf(r) < 2 ? { status: 429, retryAfterMs: 150 } : null) });
     const b = await startFakeServer({ latencyMs: 10 });
     try {
       const { file, ids } = writePrompts('pause.jsonl', 60);
@@ -163,6 +163,26 @@ describe('generate: several endpoints', () => {
       const r = byUrl(s).get(a.url)!;
       assert.deepEqual([r.failures, r.retries, r.cooldowns, r.state], [2, 2, 0, 'up']);
       assert.ok(r.samples > 0, 'a took requests again after the pause');
+    } finally {
+      await closeAll([a, b]);
+    }
+  });
+
+  it('an endpoint taken out comes back after its cool-down on probation: one more failure takes it out again', async () => {
+    // a fails its first 4 requests: 3 in a row take it out; the probe after the cool-down fails and takes it out at once
+    const a = await startFakeServer({ latencyMs: 5, fault: (r) => (a.requests.indexOf(r) < 4 ? { status: 503 } : null) });
+    const b = await startFakeServer({ latencyMs: 10 });
+    try {
+      const { file, ids } = writePrompts('probation.jsonl', 100);
+      const out = newDir();
+      const s = await generate(config([{ baseUrl: a.url }, { baseUrl: b.url }], file, out, { requests: { concurrency: 2, cooldownMs: 120 } }), quiet);
+      assert.ok(s.complete && s.reconciled && s.written === 100, JSON.stringify(s));
+      assertExactlyOnce(out, ids(1));
+      const r = byUrl(s).get(a.url)!;
+      assert.deepEqual([r.failures, r.cooldowns, r.state], [4, 2, 'up'], JSON.stringify(r));
+      assert.ok(r.samples > 0, 'a took work again after its second cool-down');
+      const at = (i: number) => a.requests[i].at;
+      assert.ok(at(3) - at(2) >= 115 && at(4) - at(3) >= 115, `a was asked again ${at(3) - at(2)} and ${at(4) - at(3)} ms after being taken out`);
     } finally {
       await closeAll([a, b]);
     }
