@@ -34,6 +34,8 @@ export type Fault =
 export interface FakeServerOptions {
   /** Delay before answering each request. */
   latencyMs?: number;
+  /** Delay before answering one request (instead of latencyMs). */
+  delayMs?: (r: FakeRequest) => number;
   answer?: (r: FakeRequest) => FakeAnswer;
   fault?: (r: FakeRequest) => Fault;
 }
@@ -42,6 +44,8 @@ export interface FakeServer {
   /** Base URL including /v1. */
   url: string;
   requests: FakeRequest[];
+  /** Date.now() when the server started: what each request's `at` counts from. */
+  startedAt: number;
   close(): Promise<void>;
 }
 
@@ -62,6 +66,7 @@ function logprobsFor(tokens: string[], k: number) {
 export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeServer> {
   const requests: FakeRequest[] = [];
   const attempts = new Map<string, number>();
+  const timers = new Set<NodeJS.Timeout>(); // delayed answers, dropped at close
   const t0 = Date.now();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -86,8 +91,14 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
       const r: FakeRequest = { prompt, seed: body.seed, attempt, stream: !!body.stream, body, headers: req.headers, at: Date.now() - t0 };
       requests.push(r);
       const respond = () => answer(r, res);
-      if (o.latencyMs) setTimeout(respond, o.latencyMs);
-      else respond();
+      const delay = o.delayMs ? o.delayMs(r) : o.latencyMs;
+      if (delay) {
+        const t = setTimeout(() => {
+          timers.delete(t);
+          respond();
+        }, delay);
+        timers.add(t);
+      } else respond();
     });
   });
   const answer = (r: FakeRequest, res: http.ServerResponse) => {
@@ -143,8 +154,11 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
+    startedAt: t0,
     close: () =>
       new Promise<void>((resolve) => {
+        for (const t of timers) clearTimeout(t);
+        timers.clear();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

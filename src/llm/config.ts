@@ -26,13 +26,48 @@ const outputSpec = z
   })
   .strict();
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
+
+/** One endpoint of a pool: requests are spread over the endpoints in proportion to their weights. */
+const endpointSpec = z
+  .object({
+    /** The endpoint's base URL, as teacher.baseUrl. */
+    baseUrl: z.string().url(),
+    /** Its share of the requests, relative to the others' (any positive number). */
+    weight: z.number().positive().finite().default(1),
+    /** The model name this endpoint serves the teacher under; default teacher.model. */
+    model: z.string().min(1).optional(),
+    /** Default teacher.apiKeyEnv. */
+    apiKeyEnv: envName.optional(),
+    /** Requests in flight to this endpoint; default no limit but requests.concurrency. */
+    concurrency: z.number().int().positive().optional(),
+    /** This endpoint's requests and tokens per minute; default requests.rpm and requests.tpm. */
+    rpm: z.number().positive().optional(),
+    tpm: z.number().positive().optional(),
+  })
+  .strict();
+
+/** The key a base URL is compared by: its completions URL, without a trailing slash, lower-case scheme and host. */
+export function endpointKey(baseUrl: string): string {
+  const b = baseUrl.replace(/\/+$/, '');
+  const full = /\/chat\/completions$/.test(b) ? b : `${b}/chat/completions`;
+  try {
+    const u = new URL(full);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return full;
+  }
+}
+
 const teacherSpec = z
   .object({
     /** The endpoint's base URL, up to and including the version: http://127.0.0.1:8000/v1 (…/chat/completions is appended). */
-    baseUrl: z.string().url(),
+    baseUrl: z.string().url().optional(),
+    /** Several endpoints instead of one baseUrl, each with a weight (see docs/llm.md). */
+    endpoints: z.array(endpointSpec).min(1, 'expected at least one endpoint').optional(),
     model: z.string().min(1),
     /** The name of an environment variable holding the API key (never the key itself). */
-    apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional(),
+    apiKeyEnv: envName.optional(),
     temperature: z.number().min(0).max(2).optional(),
     topP: z.number().gt(0).max(1).optional(),
     maxTokens: z.number().int().positive().optional(),
@@ -48,7 +83,18 @@ const teacherSpec = z
     /** Further request body fields passed through unchanged (e.g. `{ stop: ["\n\n"] }`). */
     extraBody: z.record(z.string(), z.unknown()).default({}),
   })
-  .strict();
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.baseUrl === undefined && t.endpoints === undefined) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'required: a baseUrl, or a list of endpoints' });
+    if (t.baseUrl !== undefined && t.endpoints !== undefined) ctx.addIssue({ code: 'custom', path: ['endpoints'], message: 'give either baseUrl or endpoints, not both' });
+    const seen = new Map<string, number>();
+    t.endpoints?.forEach((e, i) => {
+      const key = endpointKey(e.baseUrl);
+      const first = seen.get(key);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'baseUrl'], message: `${e.baseUrl} is teacher.endpoints.${first}.baseUrl again; each endpoint once` });
+      else seen.set(key, i);
+    });
+  });
 
 const requestsSpec = z
   .object({
@@ -64,6 +110,14 @@ const requestsSpec = z
     /** Exponential backoff: attempt a waits a random time in [½, 1] × min(maxBackoffMs, backoffMs · 2^a), or Retry-After. */
     backoffMs: z.number().int().min(0).default(1000),
     maxBackoffMs: z.number().int().min(0).default(60_000),
+    /** With teacher.endpoints: an endpoint failing this many requests in a row is taken out for cooldownMs. */
+    cooldownAfter: z.number().int().positive().default(3),
+    cooldownMs: z.number().int().min(0).default(60_000),
+    /**
+     * With teacher.endpoints: a request past timeoutMs is retried on another endpoint but its answer is still awaited
+     * this much longer; whichever answer comes first is kept, the other dropped and counted. 0: abandoned at timeoutMs.
+     */
+    lateAnswerMs: z.number().int().min(0).default(0),
   })
   .strict();
 
@@ -118,7 +172,8 @@ function describe(issues: z.core.$ZodIssue[], source: string): string {
   const lines = issues.flatMap((iss) => {
     const where = iss.path.length ? iss.path.join('.') : '(top level)';
     if (iss.code === 'unrecognized_keys') {
-      const section = iss.path.length === 1 ? SECTIONS[String(iss.path[0])] : undefined;
+      const section =
+        iss.path.length === 1 ? SECTIONS[String(iss.path[0])] : iss.path.length === 3 && iss.path[0] === 'teacher' && iss.path[1] === 'endpoints' ? endpointSpec : undefined;
       const valid = Object.keys(iss.path.length === 0 ? generateConfigSchema.shape : section?.shape ?? {});
       return iss.keys.map((k) => {
         const near = nearest(k, valid);

@@ -6,6 +6,9 @@
 // by the next run). The first two are fsynced in batches; at start they are read back (a torn last line is cut off)
 // and every sample already in them is skipped, so a run stopped at any moment and run again ends with each sample
 // exactly once. summary.json reconciles prompts × n with what the files hold.
+//
+// With teacher.endpoints instead of one baseUrl, requests go through an EndpointPool (pool.ts): spread by weight,
+// failing endpoints taken out for a while, and at most one outcome per sample however many attempts answer.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,6 +20,7 @@ import {
 } from './client';
 import { assistantMessage, getVerifier, normalizeText, splitReasoning, type Sample, type Verifier } from './curate';
 import { JsonlAppender, lockDir, scanJsonl, writeLinesAtomic } from './store';
+import { AllEndpointsDown, EndpointPool, type EndpointReport, type PoolEndpoint } from './pool';
 
 export type RejectReason = 'duplicate' | 'too_short' | 'too_long' | 'truncated' | 'unverified';
 const REASONS: RejectReason[] = ['duplicate', 'too_short', 'too_long', 'truncated', 'unverified'];
@@ -31,7 +35,7 @@ export interface GenerateRuntime {
   log?: (line: string) => void;
   /** A verifier function; overrides curation.verifier. */
   verifier?: Verifier;
-  /** The API key itself (instead of teacher.apiKeyEnv); it is never written anywhere. */
+  /** The API key itself (instead of teacher.apiKeyEnv, also for endpoints without their own apiKeyEnv); it is never written anywhere. */
   apiKey?: string;
   /** Start over: delete this directory's earlier output, or accept a changed configuration. */
   force?: boolean;
@@ -53,6 +57,8 @@ export interface RunStats {
   errors: Partial<Record<ErrorKind | 'verifier', number>>;
   promptTokens: number;
   completionTokens: number;
+  /** Answers that came after their sample already had one (teacher.endpoints with requests.lateAnswerMs); dropped. */
+  lateAnswers: number;
 }
 
 export interface GenerateSummary {
@@ -84,6 +90,10 @@ export interface GenerateSummary {
     written: number; rejected: number; failed: number; requests: number; retries: number;
     errors: RunStats['errors']; prompt_tokens: number; completion_tokens: number;
     elapsed_s: number; samples_per_s: number; requests_per_s: number; completion_tokens_per_s: number;
+    /** Answers dropped because their sample already had one. */
+    late_answers: number;
+    /** With teacher.endpoints: each endpoint's requests, successes, failures, retries, latency and share of the samples. */
+    endpoints?: EndpointReport[];
   };
   files: { samples: string; rejected: string; failures: string; plain?: string; summary: string };
 }
@@ -96,11 +106,29 @@ export class GenerationInterrupted extends Error {
   }
 }
 
-/** The configuration fields that decide what a sample is; a directory written under other values is refused. */
+/** Thrown when every endpoint of teacher.endpoints is failing; the summary is written and attached. Running again resumes. */
+export class EndpointsUnavailable extends Error {
+  readonly endpoints: AllEndpointsDown['endpoints'];
+  constructor(readonly summary: GenerateSummary, down: AllEndpointsDown) {
+    super(
+      `generate stopped: ${down.message}\n` +
+        `${summary.written} written, ${summary.rejected} rejected, ${summary.failed} failed, ${summary.pending} pending of ${summary.total}; the output so far is valid: run again to resume`,
+      { cause: down },
+    );
+    this.name = 'EndpointsUnavailable';
+    this.endpoints = down.endpoints;
+  }
+}
+
+/**
+ * The configuration fields that decide what a sample is; a directory written under other values is refused. With
+ * teacher.endpoints, the models they serve count, not their URLs, weights or limits (endpoints may change between runs).
+ */
 function fingerprint(cfg: GenerateConfig, inputFile: string): Record<string, unknown> {
-  const { n: _n, ...teacher } = cfg.teacher;
+  const { n: _n, endpoints, ...teacher } = cfg.teacher;
   const { limit: _limit, ...input } = cfg.input;
-  return { input: { ...input, file: inputFile }, teacher, curation: cfg.curation };
+  const models = endpoints ? { models: [...new Set(endpoints.map((e) => e.model ?? cfg.teacher.model))].sort() } : {};
+  return { input: { ...input, file: inputFile }, teacher: { ...teacher, ...models }, curation: cfg.curation };
 }
 
 function diffKeys(a: unknown, b: unknown, prefix = ''): string[] {
@@ -120,7 +148,7 @@ class Progress {
   constructor(
     private readonly total: number,
     private readonly start: number,
-    private readonly snapshot: () => { done: number; rps: number; tps: number; errors: number; rejected: number; eta: number },
+    private readonly snapshot: () => { done: number; rps: number; tps: number; errors: number; rejected: number; eta: number; endpoints?: string },
     private readonly log: (l: string) => void,
     tty: boolean,
     everyMs: number,
@@ -143,7 +171,7 @@ class Progress {
   }
   private line(): void {
     const s = this.snapshot();
-    this.log(`generate: ${s.done}/${this.total} samples (${((100 * s.done) / Math.max(1, this.total)).toFixed(0)} %), ${s.rps.toFixed(1)} req/s, ${s.tps.toFixed(0)} tok/s, ${s.errors} errors, ${s.rejected} rejected, ETA ${fmtDuration(s.eta)}`);
+    this.log(`generate: ${s.done}/${this.total} samples (${((100 * s.done) / Math.max(1, this.total)).toFixed(0)} %), ${s.rps.toFixed(1)} req/s, ${s.tps.toFixed(0)} tok/s, ${s.errors} errors, ${s.rejected} rejected, ETA ${fmtDuration(s.eta)}${s.endpoints ? `; endpoints: ${s.endpoints}` : ''}`);
   }
   stop(): void {
     if (this.timer) clearInterval(this.timer);
@@ -172,12 +200,20 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
   const clock = runtime.clock ?? realClock;
   const { teacher, requests, curation } = cfg;
 
+  const keyFrom = (name: string, key: string) => {
+    const v = process.env[name];
+    if (!v) throw new Error(`${source}: ${key}: the environment variable ${name} is not set (or empty)`);
+    return v;
+  };
   let apiKey = runtime.apiKey;
-  if (apiKey === undefined && teacher.apiKeyEnv) {
-    apiKey = process.env[teacher.apiKeyEnv];
-    if (!apiKey) throw new Error(`${source}: teacher.apiKeyEnv: the environment variable ${teacher.apiKeyEnv} is not set (or empty)`);
-  }
-  const secrets = apiKey ? [apiKey] : [];
+  if (apiKey === undefined && teacher.apiKeyEnv && (!teacher.endpoints || teacher.endpoints.some((e) => !e.apiKeyEnv))) apiKey = keyFrom(teacher.apiKeyEnv, 'teacher.apiKeyEnv');
+  const poolEndpoints: PoolEndpoint[] | null =
+    teacher.endpoints?.map((e, i) => ({
+      baseUrl: e.baseUrl, weight: e.weight, model: e.model ?? teacher.model,
+      apiKey: e.apiKeyEnv ? keyFrom(e.apiKeyEnv, `teacher.endpoints.${i}.apiKeyEnv`) : apiKey,
+      concurrency: e.concurrency, rpm: e.rpm ?? requests.rpm, tpm: e.tpm ?? requests.tpm,
+    })) ?? null;
+  const secrets = [...new Set([apiKey, ...(poolEndpoints ?? []).map((e) => e.apiKey)].filter((k): k is string => !!k))];
 
   const baseDir = /\.(ya?ml|json)$/.test(source) ? path.dirname(source) : '.';
   const inputFile = path.resolve(baseDir, cfg.input.file);
@@ -240,10 +276,16 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     const failuresOut = await JsonlAppender.open(files.failures);
     const failedNow = new Map<string, unknown>();
     const attempted = new Set<string>();
-    const stats: RunStats = { written: 0, rejected: 0, failed: 0, requests: 0, retries: 0, errors: {}, promptTokens: 0, completionTokens: 0 };
+    const stats: RunStats = { written: 0, rejected: 0, failed: 0, requests: 0, retries: 0, errors: {}, promptTokens: 0, completionTokens: 0, lateAnswers: 0 };
     const countError = (k: ErrorKind | 'verifier') => (stats.errors[k] = (stats.errors[k] ?? 0) + 1);
     const limiter = new RateLimiter({ rpm: requests.rpm, tpm: requests.tpm }, clock);
-    const endpoint = { baseUrl: teacher.baseUrl, apiKey, timeoutMs: requests.timeoutMs, fetch: runtime.fetch };
+    const pool = poolEndpoints
+      ? new EndpointPool(poolEndpoints, {
+          concurrency: requests.concurrency, timeoutMs: requests.timeoutMs, lateAnswerMs: requests.lateAnswerMs, maxRetries: requests.maxRetries,
+          backoffMs: requests.backoffMs, maxBackoffMs: requests.maxBackoffMs, cooldownAfter: requests.cooldownAfter, cooldownMs: requests.cooldownMs,
+          clock, fetch: runtime.fetch, secrets, log,
+        })
+      : null;
     const signal = runtime.signal;
     const t0 = clock.now();
 
@@ -261,6 +303,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
                 done: resumed + finished, rps: stats.requests / elapsed(), tps: stats.completionTokens / elapsed(),
                 errors: Object.values(stats.errors).reduce((a, b) => a + (b ?? 0), 0), rejected: stats.rejected,
                 eta: rate > 0 ? (queue.length - finished) / rate : Infinity,
+                ...(pool ? { endpoints: pool.describe() } : {}),
               };
             },
             log,
@@ -292,15 +335,19 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
       runtime.onSample?.({ id: t.id, outcome: 'failed', stats });
     };
 
+    const estimateOf = (messages: ChatMessage[]) => Math.ceil(messages.reduce((a, m) => a + m.content.length, 0) / 4) + (teacher.maxTokens ?? 512);
+
+    /** One endpoint: retries with backoff on it, as long as requests.maxRetries allows. */
     const runTask = async (t: Task): Promise<void> => {
       attempted.add(t.id);
       const messages = baseMessages(t.prompt);
       const body = requestBody(messages, t.k);
-      const estimate = Math.ceil(messages.reduce((a, m) => a + m.content.length, 0) / 4) + (teacher.maxTokens ?? 512);
+      const estimate = estimateOf(messages);
       const start = clock.now();
       let completion: Completion;
       let attempts: number;
       try {
+        const endpoint = { baseUrl: teacher.baseUrl!, apiKey, timeoutMs: requests.timeoutMs, fetch: runtime.fetch };
         ({ completion, attempts } = await completeWithRetries(endpoint, body, estimate, {
           maxRetries: requests.maxRetries, backoffMs: requests.backoffMs, maxBackoffMs: requests.maxBackoffMs, limiter, clock,
           onRetry: (e) => {
@@ -319,6 +366,11 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
         } else fail(t, e instanceof Error ? e.message : String(e), 'internal', {});
         return;
       }
+      await settle(t, messages, completion, attempts, start, {});
+    };
+
+    /** Curation of one answer and its one outcome line: samples.jsonl, rejected.jsonl or (a verifier error) failures.jsonl. */
+    const settle = async (t: Task, messages: ChatMessage[], completion: Completion, attempts: number, start: number, where: { endpoint?: string }): Promise<void> => {
       const usage: Usage | undefined = completion.usage;
       stats.promptTokens += usage?.prompt_tokens ?? 0;
       stats.completionTokens += usage?.completion_tokens ?? 0;
@@ -351,7 +403,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
       if (key && dedupKeys.has(key)) reason = 'duplicate';
       const meta = {
         prompt_id: t.prompt.id, sample: t.k, model: completion.model ?? teacher.model, finish_reason: completion.finishReason,
-        usage: usage ?? null, latency_ms: Math.round(clock.now() - start), attempts, ...(verifier ? { verified: reason !== 'unverified' } : {}),
+        usage: usage ?? null, latency_ms: Math.round(clock.now() - start), attempts, ...where, ...(verifier ? { verified: reason !== 'unverified' } : {}),
         created: new Date().toISOString(),
       };
       failedNow.delete(t.id);
@@ -367,12 +419,37 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
       runtime.onSample?.({ id: t.id, outcome: 'written', stats });
     };
 
+    /** Several endpoints: the pool spreads the requests and gives each sample at most one answer. */
+    const runPool = (p: EndpointPool) =>
+      p.run(
+        queue,
+        {
+          body: (t, ep) => ({ ...requestBody(baseMessages(t.prompt), t.k), model: ep.model }),
+          estimate: (t) => estimateOf(baseMessages(t.prompt)),
+          onDispatch: (t) => attempted.add(t.id),
+          onAttemptEnd: (e) => {
+            stats.requests++;
+            if (e) countError(e.kind);
+          },
+          onRetry: () => stats.retries++,
+          onLate: () => stats.lateAnswers++,
+          onAnswer: (t, completion, info) => settle(t, baseMessages(t.prompt), completion, info.attempts, info.startedAt, { endpoint: info.endpoint }),
+          onFailed: (t, e) => fail(t, e.message, e.last.kind, { ...(e.last.status ? { status: e.last.status } : {}), attempts: e.attempts }),
+        },
+        signal,
+      );
+
     let next = 0;
     const worker = async () => {
       while (!signal?.aborted && next < queue.length) await runTask(queue[next++]);
     };
+    let stopped: AllEndpointsDown | null = null;
     try {
-      await Promise.all(Array.from({ length: Math.min(requests.concurrency, queue.length) }, worker));
+      if (pool) stopped = await runPool(pool).then(() => null, (e) => {
+        if (e instanceof AllEndpointsDown) return e;
+        throw e;
+      });
+      else await Promise.all(Array.from({ length: Math.min(requests.concurrency, queue.length) }, worker));
     } finally {
       progress?.stop();
       await Promise.allSettled([samplesOut.close(), rejectedOut.close(), failuresOut.close()]);
@@ -386,7 +463,8 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     for (const [id, rec] of failedNow) failures.set(id, rec);
     writeLinesAtomic(files.failures, (write) => failures.forEach((r) => write(JSON.stringify(r))));
 
-    const summary = reconcile(cfg, files, expected, prompts.length, stats, elapsed(), resumed, torn, !!signal?.aborted);
+    const endpointReports = pool?.reports();
+    const summary = reconcile(cfg, files, expected, prompts.length, stats, elapsed(), resumed, torn, !!signal?.aborted || !!stopped, endpointReports);
     if (files.plain) writePlain(files.samples, files.plain);
     writeFileAtomic(files.summary, JSON.stringify(summary, null, 2) + '\n');
     log(
@@ -396,7 +474,13 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
         `this run ${summary.this_run.samples_per_s.toFixed(1)} samples/s, ${summary.this_run.completion_tokens_per_s.toFixed(0)} tok/s, ${summary.this_run.retries} retries` +
         (summary.reconciled ? '' : '; THE COUNTS DO NOT RECONCILE (see summary.json)'),
     );
+    for (const r of endpointReports ?? [])
+      log(
+        `generate:   ${r.url} (weight ${r.weight}): ${r.samples} samples (${(100 * r.share).toFixed(1)} %), ${r.requests} requests, ${r.successes} answered, ` +
+          `${r.failures} failed, ${r.retries} retried, ${r.late_answers} late, mean ${r.mean_latency_ms ?? '-'} ms${r.state === 'up' ? '' : `, ${r.state}`}`,
+      );
     if (signal?.aborted) throw new GenerationInterrupted(summary);
+    if (stopped) throw new EndpointsUnavailable(summary, stopped);
     return summary;
   } finally {
     release();
@@ -406,7 +490,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
 /** Counts what the files on disk hold, independently of what the run believes it wrote. */
 function reconcile(
   cfg: GenerateConfig, files: GenerateSummary['files'], expected: Map<string, Task>, prompts: number, stats: RunStats,
-  elapsedS: number, resumed: number, torn: number, interrupted: boolean,
+  elapsedS: number, resumed: number, torn: number, interrupted: boolean, endpoints?: EndpointReport[],
 ): GenerateSummary {
   const seen = new Map<string, string>();
   let duplicateLines = 0;
@@ -448,6 +532,7 @@ function reconcile(
       written: stats.written, rejected: stats.rejected, failed: stats.failed, requests: stats.requests, retries: stats.retries, errors: stats.errors,
       prompt_tokens: stats.promptTokens, completion_tokens: stats.completionTokens, elapsed_s: Number(e.toFixed(3)),
       samples_per_s: (stats.written + stats.rejected + stats.failed) / e, requests_per_s: stats.requests / e, completion_tokens_per_s: stats.completionTokens / e,
+      late_answers: stats.lateAnswers, ...(endpoints ? { endpoints } : {}),
     },
     files,
   };

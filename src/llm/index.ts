@@ -1,6 +1,6 @@
 // Teacher LLMs over HTTP: generating distillation data from any OpenAI-compatible Chat Completions endpoint.
-export { generate, GenerationInterrupted, type GenerateRuntime, type GenerateSummary, type RunStats, type RejectReason } from './generate';
-export { generateConfigSchema, validateGenerateConfig, type GenerateConfig, type GenerateConfigInput } from './config';
+export { generate, GenerationInterrupted, EndpointsUnavailable, type GenerateRuntime, type GenerateSummary, type RunStats, type RejectReason } from './generate';
+export { generateConfigSchema, validateGenerateConfig, endpointKey, type GenerateConfig, type GenerateConfigInput } from './config';
 export { readPrompts, sampleId, type ChatMessage, type PromptRecord, type ReadPromptsOptions } from './prompts';
 export {
   chatCompletion, completeWithRetries, completionsUrl, backoffDelay, parseRetryAfter, redact, RateLimiter, RequestError, RequestFailed, realClock,
@@ -10,6 +10,7 @@ export {
   registerVerifier, registerBuiltinVerifiers, getVerifier, verifierNames, extractFinalAnswer, sameAnswer, splitReasoning, assistantMessage, normalizeText,
   type Sample, type Verifier, type VerifierFactory, type VerifierOptions,
 } from './curate';
+export { EndpointPool, AllEndpointsDown, type EndpointReport, type PoolEndpoint, type PoolHooks, type PoolOptions } from './pool';
 export { JsonlAppender, scanJsonl, writeLinesAtomic, type JsonlScan } from './store';
 export {
   ByteTokenizer, BpeTokenizer, StreamDecoder, createTokenizer, tokenizerNames, checkSameVocabulary, encodeChat, EOT, type Tokenizer, type ChatTurn,
