@@ -97,10 +97,22 @@ export function tensorBytes(t: Tensor): number {
   return t.numel() * ELEMENT_BYTES[t.dtype];
 }
 
+/** An image as a teacher that takes raw samples receives it: its file when known, and its pixels as decoded here. */
+export interface RawImage {
+  /** The image file the sample was decoded from (image folders and lists), else null (IDX, archives, tensors). */
+  file: string | null;
+  /** [C, H, W] */
+  shape: number[];
+  /** uint8, planar (channel, row, column), before any transform. */
+  pixels: Uint8Array;
+}
+
 /** An image classification set: uint8 images [N, C, H, W], int64 labels [N], class names. */
 export class ImageDataset extends TensorDataset {
   /** What identifies the source's contents when it was read from files (the decoded-image cache key), else undefined. */
   sourceKey?: string;
+  /** The image file of each row, when the set was read from files on disk (image folders and lists). */
+  files?: readonly string[];
   constructor(readonly name: string, images: Tensor, labels: Tensor, readonly classes: string[]) {
     if (images.dtype !== 'uint8' || images.ndim !== 4) throw new Error(`${name}: images must be uint8 [N, C, H, W], got ${images.dtype} [${images.shape}]`);
     if (labels.dtype !== 'int64' || labels.ndim !== 1) throw new Error(`${name}: labels must be int64 [N], got ${labels.dtype} [${labels.shape}]`);
@@ -118,6 +130,21 @@ export class ImageDataset extends TensorDataset {
   }
   override subset(indices: ArrayLike<number>, name = `${this.name}-subset`): ImageDataset {
     const [images, labels] = this.gatherRows(indices, `${this.name}.subset`);
-    return new ImageDataset(name, images, labels, this.classes);
+    const ds = new ImageDataset(name, images, labels, this.classes);
+    if (this.files) ds.files = Array.from(indices, (i) => this.files![i]);
+    return ds;
+  }
+  /** The rows at `indices` as raw samples (file and untransformed pixels), for teachers that take raw samples. */
+  rawSamples(indices: ArrayLike<number>): RawImage[] {
+    const idx = checkIndices(indices, this.length, `${this.name}.rawSamples`);
+    const shape = this.imageShape;
+    const per = shape[0] * shape[1] * shape[2];
+    const rows = tidy(() => this.images.indexSelect(0, tensor(idx, { dtype: 'int64', device: this.images.device })).cpu().contiguous());
+    try {
+      const all = rows.data() as Uint8Array;
+      return Array.from(idx, (i, k) => ({ file: this.files?.[i] ?? null, shape: [...shape], pixels: all.slice(k * per, (k + 1) * per) }));
+    } finally {
+      rows.dispose();
+    }
   }
 }

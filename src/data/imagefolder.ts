@@ -107,6 +107,8 @@ interface ImageItem {
   source: string;
   label: number;
   read(): Uint8Array;
+  /** The file on disk, when the image is one (kept as the row's raw sample). */
+  file?: string;
 }
 
 export interface ImageSetOptions {
@@ -223,11 +225,10 @@ function buildImageSet(name: string, items: ImageItem[], classes: string[], key:
 function loadOrBuild(name: string, items: ImageItem[], classes: string[], key: string, sourceDesc: string, opts: ImageSetOptions): ImageDataset {
   const channels = opts.channels ?? 3;
   if (channels !== 1 && channels !== 3) throw new Error(`${name}: channels must be 1 or 3, got ${channels}`);
-  if (opts.cache !== false) {
-    const hit = readCache(cacheFileFor(opts, key), { n: items.length, c: channels, key, classes });
-    if (hit) return datasetFrom(name, hit.hdr, hit.images, hit.labels);
-  }
-  return buildImageSet(name, items, classes, key, sourceDesc, opts);
+  const hit = opts.cache !== false ? readCache(cacheFileFor(opts, key), { n: items.length, c: channels, key, classes }) : null;
+  const ds = hit ? datasetFrom(name, hit.hdr, hit.images, hit.labels) : buildImageSet(name, items, classes, key, sourceDesc, opts);
+  if (items.every((it) => it.file)) ds.files = items.map((it) => it.file!);
+  return ds;
 }
 
 // ---------------------------------------------------------------------------------------------- folders
@@ -260,7 +261,7 @@ export function loadImageFolder(dir: string, opts: ImageSetOptions = {}): ImageD
       const s = fs.statSync(file);
       if (!s.isFile()) continue;
       hash.update(`${c}/${f}\0${s.size}\0${Math.trunc(s.mtimeMs)}\n`);
-      items.push({ source: file, label, read: () => fs.readFileSync(file) });
+      items.push({ source: file, label, read: () => fs.readFileSync(file), file });
     }
   });
   if (items.length === 0) throw new Error(`image folder ${dir} has no .jpg/.jpeg/.png files in its class subfolders (${classes.join(', ')})`);
@@ -339,7 +340,7 @@ export function loadImageList(file: string, opts: ImageListOptions = {}): ImageD
       throw new Error(`${file}:${r.line}: image ${abs} does not exist`);
     }
     hash.update(`${abs}\0${st.size}\0${Math.trunc(st.mtimeMs)}\0${k}\n`);
-    return { source: `${abs} (${file}:${r.line})`, label: k, read: () => fs.readFileSync(abs) };
+    return { source: `${abs} (${file}:${r.line})`, label: k, read: () => fs.readFileSync(abs), file: abs };
   });
   const name = opts.name ?? path.basename(file).replace(/\.(csv|jsonl)$/i, '');
   return loadOrBuild(name, items, classes, hash.digest('hex').slice(0, 32), path.resolve(file), opts);

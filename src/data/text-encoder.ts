@@ -147,6 +147,13 @@ export class TextDataset extends TensorDataset {
     const [ids, labels] = this.gatherRows(indices, `${this.name}.subset`);
     return new TextDataset(name, ids, labels, this.classes, Array.from(indices, (i) => this.texts[i]), this.encoder);
   }
+  /** The texts of the rows at `indices` (before tokenisation), for teachers that take raw samples. */
+  rawSamples(indices: ArrayLike<number>): string[] {
+    return Array.from(indices, (i, k) => {
+      if (!Number.isInteger(i) || i < 0 || i >= this.texts.length) throw new Error(`${this.name}.rawSamples: index ${i} (position ${k}) out of range [0, ${this.texts.length})`);
+      return this.texts[i];
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------- tokenizer.json

@@ -548,7 +548,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     o.train.setEpoch(0);
     const b0 = o.train.batchAt(0);
     try {
-      await probe(b0, plan);
+      await probe(b0, plan, loader?.dataset);
     } finally {
       b0.dispose();
     }
@@ -674,7 +674,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           for (const b of bs) {
             const m = new Map<Role, Map<string, Tensor>>();
             ext.push(m);
-            for (const r of external) if (!r.cached && r.taps.size) m.set(r, await runTeacher(r.external!, b.x, [...r.taps]));
+            for (const r of external) if (!r.cached && r.taps.size) m.set(r, await runTeacher(r.external!, b.x, [...r.taps], { dataset: loader?.dataset, indices: b.indices }));
           }
           const shares = dist ? bs.map((b, a) => (b.y.shape[0] * dist.worldSize) / (o.train as DataLoader).globalRows(step * accum + a)) : undefined;
           res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify, dist, shares });
@@ -1056,11 +1056,11 @@ export function correctCount(logits: Tensor, labels: Tensor): number {
 }
 
 /** Runs every role once on the first batch (eval mode, no grad) and builds the projections the terms need. */
-async function probe(b0: StepBatch, plan: Plan): Promise<void> {
+async function probe(b0: StepBatch, plan: Plan, dataset?: unknown): Promise<void> {
   const { roles, terms, projections } = plan;
   const ext = new Map<Role, Map<string, Tensor>>();
   try {
-    for (const r of roles.values()) if (r.external && r.taps.size) ext.set(r, await runTeacher(r.external, b0.x, [...r.taps]));
+    for (const r of roles.values()) if (r.external && r.taps.size) ext.set(r, await runTeacher(r.external, b0.x, [...r.taps], { dataset, indices: b0.indices }));
     const modes = [...roles.values()].filter((r) => r.module).map((r) => [r, r.module!.training] as const);
     for (const [r] of modes) r.module!.eval();
     try {

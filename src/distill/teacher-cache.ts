@@ -3,7 +3,8 @@
 // index instead of running the teacher. Random augmentation changes the teacher's input every epoch, so a loader with
 // random transforms cannot use the cache: `teacherLogits` refuses it rather than serve stale outputs. External teachers
 // (ONNX, TorchScript, black-box) are identified by their `id()` (a hash of the model file, or the endpoint), so a remote
-// teacher is queried once per sample. Each file's header carries the SHA-256 of its rows; a file that does not check
+// teacher is queried once per sample; for a teacher that takes raw samples (takesRaw) the key also covers the raw
+// samples (the texts, the image files), since different texts can tokenise to the same ids. Each file's header carries the SHA-256 of its rows; a file that does not check
 // out is reported and recomputed, never trained on.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -11,7 +12,7 @@ import * as path from 'node:path';
 import { Tensor, keep, nextTick, noGrad, ops, tensor, tidy, writeFileAtomic } from '../torch';
 import { native } from '../torch/handle';
 import { Module } from '../nn';
-import { DataLoader, TensorDataset } from '../data';
+import { DataLoader, ImageDataset, TensorDataset, TextDataset } from '../data';
 import { type Teacher, isTeacher, runTeacher } from '../teachers';
 
 /** SHA-256 over a module's state_dict (names, dtypes, shapes and bytes), hex. */
@@ -23,6 +24,18 @@ export function hashModule(m: Module): string {
     h.update(`${k}\0${t.dtype}\0${t.shape.join(',')}\0`);
     h.update(new Uint8Array(native.toBuffer(t._h)));
   }
+  return h.digest('hex');
+}
+
+/**
+ * What a teacher that takes raw samples sees beyond the data set's tensors: a TextDataset's texts, an ImageDataset's
+ * files (its pixels are among the tensors). Empty for other sets.
+ */
+function rawIdentity(ds: TensorDataset): string {
+  const h = crypto.createHash('sha256');
+  if (ds instanceof TextDataset) for (const t of ds.texts) h.update(`${t}\0`);
+  else if (ds instanceof ImageDataset && ds.files) for (const f of ds.files) h.update(`${f}\0`);
+  else return '';
   return h.digest('hex');
 }
 
@@ -63,6 +76,7 @@ export function teacherCacheFile(teacher: Module | Teacher, loader: DataLoader, 
   const key = crypto
     .createHash('sha256')
     .update(`${isTeacher(teacher) ? teacher.id() : hashModule(teacher)}\0${hashDataset(loader.dataset)}\0${loader.transforms.map((t) => t.name).join('|')}\0${loader.scale}`)
+    .update(isTeacher(teacher) && teacher.takesRaw ? `\0raw\0${rawIdentity(loader.dataset)}` : '')
     .digest('hex')
     .slice(0, 32);
   return path.join(cacheDir, `teacher-logits-${key}.bin`);
@@ -136,7 +150,7 @@ export async function computeTeacherLogits(teacher: Module | Teacher, loader: Da
     let covered = 0;
     for (let b = 0; b < loader.length; b++) {
       const batch = loader.batchAt(b);
-      const ext = isTeacher(teacher) ? await runTeacher(teacher, batch.x, ['logits']) : null;
+      const ext = isTeacher(teacher) ? await runTeacher(teacher, batch.x, ['logits'], { dataset: loader.dataset, indices: batch.indices }) : null;
       try {
         tidy(() => {
           const t = noGrad(() => (ext ? ext.get('logits')! : (module!.call(batch.x) as Tensor)).float());

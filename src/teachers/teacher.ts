@@ -11,6 +11,9 @@
 //   logits         the name of the output that response KD distills (logits, or log-probabilities)
 //   outputNames()  the model's own outputs; valueNames() every name `run` accepts (outputs + intermediate tensors)
 //   run(x, names)  the named tensors for the batch x, computed without gradients (the caller owns them)
+//   takesRaw       true for a teacher that works on raw samples (a text, an image file): `run` then also receives
+//                  the batch's raw samples, taken from the data set by row index (TextDataset.texts, ImageDataset
+//                  pixels and files); x still gives the batch size and device. Default false: x only.
 //
 // The trainer awaits `run` for a batch BEFORE the synchronous student step and hands the results to the step (and to
 // FeatureMatcher in place of its teacher hooks); the teacher cache fills from the same call, so a deterministic data
@@ -21,9 +24,14 @@ import * as path from 'node:path';
 import { Tensor, dispose, keep, noGrad, ops, tidy } from '../torch';
 import { Module, closest } from '../nn';
 
+/** What a teacher works on: the student's input tensor, or the raw samples of the batch's rows. */
+export type TeacherInput = 'tensor' | 'raw';
+
 export interface Teacher {
   /** 'onnx', 'torchscript', 'tfjs', 'blackbox', 'module', ... (for messages and cache headers). */
   readonly kind: string;
+  /** True: `run` receives the batch's raw samples (texts, images) as its third argument. Default false. */
+  readonly takesRaw?: boolean;
   /** The name of the output used as logits by response KD (and by the `logits` alias in feature matches). */
   readonly logits: string;
   /** Identity for the teacher cache: changes whenever the teacher's outputs could change. */
@@ -34,9 +42,10 @@ export interface Teacher {
   valueNames(): string[];
   /**
    * The named tensors for input batch x (eval mode, no gradients), on x's device. The caller owns (and disposes) the
-   * returned tensors; an unknown name is an error listing the closest known ones.
+   * returned tensors; an unknown name is an error listing the closest known ones. `raw` (teachers that take raw samples):
+   * the raw sample of each row of x, in order.
    */
-  run(x: Tensor, names: string[]): Promise<Record<string, Tensor>>;
+  run(x: Tensor, names: string[], raw?: readonly unknown[]): Promise<Record<string, Tensor>>;
   dispose(): void;
 }
 
@@ -58,13 +67,37 @@ export function unknownName(where: string, name: string, known: string[]): Error
   );
 }
 
+/** Where a batch's rows come from: the data set and the rows' indices in it (what raw-sample teachers are given). */
+export interface BatchRows {
+  dataset?: unknown;
+  indices?: ArrayLike<number>;
+}
+
+/** A data set that keeps its raw samples (TextDataset: the texts; ImageDataset: pixels and files). */
+interface RawSource {
+  rawSamples(indices: ArrayLike<number>): unknown[];
+}
+const keepsRaw = (d: unknown): d is RawSource => !!d && typeof (d as RawSource).rawSamples === 'function';
+
+/** The raw samples of a batch of n rows for teacher t; an error says what is missing when they cannot be had. */
+export function rawSamplesFor(t: Teacher, rows: BatchRows | undefined, n: number): unknown[] {
+  const who = `the ${t.kind} teacher ${t.id().slice(0, 40)} takes raw samples`;
+  const ds = rows?.dataset;
+  if (!keepsRaw(ds))
+    throw new Error(`${who}, but ${ds ? `the data set (${(ds as { constructor: { name: string } }).constructor.name}) keeps none` : 'the batches come from no data set'}; a TextDataset keeps its texts, an ImageDataset its images (and files)`);
+  if (!rows!.indices) throw new Error(`${who}, but the batches do not carry their data-set rows (indices)`);
+  if (rows!.indices.length !== n) throw new Error(`${who}: the batch has ${n} inputs and ${rows!.indices.length} row indices`);
+  return ds.rawSamples(rows!.indices);
+}
+
 /**
  * Runs `t` on x and returns the named tensors, resolving the `logits` alias; the result maps the names as asked.
+ * A teacher that takes raw samples also receives the raw samples of the batch's rows (`rows`: the data set and the indices).
  * Throws (after disposing what it got) when the teacher returns fewer names than asked.
  */
-export async function runTeacher(t: Teacher, x: Tensor, names: string[]): Promise<Map<string, Tensor>> {
+export async function runTeacher(t: Teacher, x: Tensor, names: string[], rows?: BatchRows): Promise<Map<string, Tensor>> {
   const wanted = [...new Set(names.map((n) => teacherName(t, n)))];
-  const got = await t.run(x, wanted);
+  const got = t.takesRaw ? await t.run(x, wanted, rawSamplesFor(t, rows, x.shape[0])) : await t.run(x, wanted);
   const out = new Map<string, Tensor>();
   const missing = wanted.filter((n) => !(n in got));
   if (missing.length) {
