@@ -63,8 +63,11 @@ export interface BlackBoxOptions {
 
 const OPTION_KEYS = ['returns', 'input', 'labels', 'floor', 'tolerance', 'batchSize', 'retries', 'backoffMs', 'id'];
 
-/** A label → probability map: `{ label: p }`, or a list of `{ label, score }` (as text-classification pipelines answer). */
-export type LabelScores = Record<string, number> | { label: string; score: number }[];
+/**
+ * A label → probability map: `{ label: p }` (a label whose value is undefined counts as missing), or a list of
+ * `{ label, score }` (as text-classification pipelines answer).
+ */
+export type LabelScores = { readonly [label: string]: number | undefined } | readonly { label: string; score: number }[];
 /** One input's answer: a row of logits or probabilities, or (with `labels`) a label → probability map. */
 export type BlackBoxRow = number[] | LabelScores;
 /** What a black-box function may return for n inputs: a [n, C] tensor (freed by the teacher), n rows, or n·C numbers. */
@@ -272,10 +275,10 @@ export class BlackBoxTeacher implements Teacher {
         hi = Math.max(hi, v);
         s += v;
       }
-      if (lo < 0 || hi > top || s < 1 - this.tolerance) {
-        if (lo >= 0 && hi <= top && s <= top) throw new Permanent(`${this.where}: ${this.sample(k, offset, raw)}: the probabilities sum to ${s}, below 1 − tolerance ${this.tolerance}; send a partial or top-k answer as a label → probability map (labels), or use returns: logits`);
-        if (lo >= 0 && s > top) throw new Permanent(`${this.where}: ${this.sample(k, offset, raw)}: the probabilities sum to ${s}, above 1 + tolerance ${this.tolerance}`);
-        throw new Permanent(`${this.where}: returns is 'probs' but the reply is not probabilities (${this.sample(k, offset, raw)}: values in [${lo}, ${hi}], sum ${s}); use returns: logits`);
+      if (lo < 0 || hi > top || s > top || s < 1 - this.tolerance) {
+        if (lo >= 0 && hi <= top && s <= top) throw new Permanent(`${this.where}: ${this.sample(k, offset, raw)}: the probabilities sum to ${+s.toPrecision(6)}, below 1 − tolerance ${this.tolerance}; send a partial or top-k answer as a label → probability map (labels), or use returns: logits`);
+        if (lo >= 0 && s > top) throw new Permanent(`${this.where}: ${this.sample(k, offset, raw)}: the probabilities sum to ${+s.toPrecision(6)}, above 1 + tolerance ${this.tolerance}`);
+        throw new Permanent(`${this.where}: returns is 'probs' but the reply is not probabilities (${this.sample(k, offset, raw)}: values in [${lo}, ${hi}], sum ${+s.toPrecision(6)}); use returns: logits`);
       }
       this.normaliseLog(row);
     }
@@ -303,7 +306,7 @@ export class BlackBoxTeacher implements Teacher {
             throw new Permanent(`${where()}: expected { label, score } entries, got ${JSON.stringify(e)?.slice(0, 80)}`);
           return [(e as { label: string }).label, (e as { score?: unknown }).score];
         });
-      } else if (m && typeof m === 'object') entries = Object.entries(m);
+      } else if (m && typeof m === 'object') entries = Object.entries(m).filter(([, p]) => p !== undefined);
       else throw new Permanent(`${where()}: expected a row of numbers or a label → probability map, got ${m === null ? 'null' : typeof m}`);
       const row = new Float64Array(C);
       const seen = new Uint8Array(C);
@@ -322,7 +325,7 @@ export class BlackBoxTeacher implements Teacher {
         s += p;
         given++;
       }
-      if (s > top) throw new Permanent(`${where()}: the probabilities sum to ${s}, above 1 + tolerance ${this.tolerance}`);
+      if (s > top) throw new Permanent(`${where()}: the probabilities sum to ${+s.toPrecision(6)}, above 1 + tolerance ${this.tolerance}`);
       const missing = C - given;
       if (missing === 0) {
         if (!(s > 0)) throw new Permanent(`${where()}: every probability is 0`);
