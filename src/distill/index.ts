@@ -15,7 +15,7 @@ export {
   sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,
 } from './sft';
 export {
-  runEngine, EngineStep, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type StepSpec, type StepBatch, type StepResult, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec,
+  runEngine, EngineStep, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type StepSpec, type StepBatch, type StepResult, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec, type StepAware,
 } from './engine';
 export { RunDir, type RunState } from './rundir';
 export { weightedSum, lossTensor, lossValue, lossNumber, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';

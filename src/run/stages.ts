@@ -59,6 +59,8 @@ const roleSchema = z
   .strict();
 
 const taps = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2)]);
+/** The target side may list more taps (kl_peers: one per peer). */
+const targetTaps = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(16)]);
 const termSchema = z
   .object({
     /** A registered loss: ce, kl, soft_ce, logit_mse, dkd, hint, at, rkd, ... */
@@ -66,7 +68,7 @@ const termSchema = z
     /** The side that learns: `<role>.<path>` (`student.logits`, `student.layer3`); a `*` pairs layers. */
     student: taps,
     /** The target side (no gradient): `<role>.<path>`, or `labels`. */
-    teacher: taps,
+    teacher: targetTaps,
     weight: z.union([z.number().min(0), scheduleObj]).default(1),
     /** Options of the loss (temperature, p, ...); numbers may be schedules. */
     options: z.record(z.string(), z.unknown()).default({}),
