@@ -20,3 +20,9 @@ export {
 export { RunDir, type RunState } from './rundir';
 export { weightedSum, lossTensor, lossValue, lossNumber, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';
 export { runStages, type StageSpec, type StageContext, type StagesResult } from './stages';
+export {
+  mutualTerms, kdTerms, ceTerms, selfDistillTerms, classWiseTerms, virtualTeacherTerms, fspTerms, PairedBatches, runPlans, mutualLearning, bornAgain,
+  teacherAssistant, selfDistillation, exitAccuracies, classWiseSelfKD, teacherFreeKD, fspDistill, moduleReplacement, ensembleAccuracy,
+  type MutualOptions, type SelfDistillOptions, type VirtualTeacherOptions, type SchemeRunOptions, type Peer,
+} from './schemes';
+export { peerMeanKl, classWiseKl, virtualTeacherKl, fspPooled } from './scheme-losses';
