@@ -33,6 +33,9 @@ export class ExitHead extends Module {
 /** How a backbone runs stage by stage. */
 interface Parts {
   stem(x: Tensor): Tensor;
+  /** The modules of the stem and of `post` (for parameter counts). */
+  stemModules: Module[];
+  postModules: Module[];
   stages: Module[];
   /** Applied before stage i > 0 (VGG's max pooling). */
   between(h: Tensor): Tensor;
@@ -49,20 +52,20 @@ function partsOf(m: Module): Parts {
   const id = (h: Tensor) => h;
   if (m instanceof ResNetCifar)
     return {
-      stem: (x) => m.bn1.call(m.conv1.call(x)).relu(), stages: [m.layer1, m.layer2, m.layer3], between: id, post: id, fc: m.fc,
+      stem: (x) => m.bn1.call(m.conv1.call(x)).relu(), stemModules: [m.conv1, m.bn1], postModules: [], stages: [m.layer1, m.layer2, m.layer3], between: id, post: id, fc: m.fc,
       channels: m.widths.slice(1, 4), halvings: [2, 1, 0], numClasses: m.fc.outFeatures,
     };
   if (m instanceof WideResNet) {
     const ch = [m.block1, m.block2, m.block3].map((b) => (b.layer.at(0) as unknown as { conv1: Conv2d }).conv1.outChannels);
     return {
-      stem: (x) => m.conv1.call(x), stages: [m.block1, m.block2, m.block3], between: id, post: (h) => m.bn1.call(h).relu(), fc: m.fc,
+      stem: (x) => m.conv1.call(x), stemModules: [m.conv1], postModules: [m.bn1], stages: [m.block1, m.block2, m.block3], between: id, post: (h) => m.bn1.call(h).relu(), fc: m.fc,
       channels: ch, halvings: [2, 1, 0], numClasses: m.fc.outFeatures,
     };
   }
   if (m instanceof Vgg) {
     const n = m.blocks.length;
     return {
-      stem: id, stages: m.blocks, between: (h) => ops.max_pool2d(h, 2, 2), post: id, fc: m.classifier,
+      stem: id, stemModules: [], postModules: [], stages: m.blocks, between: (h) => ops.max_pool2d(h, 2, 2), post: id, fc: m.classifier,
       channels: m.cfg.map((b) => b[b.length - 1]), halvings: m.blocks.map((_, i) => n - 1 - i), numClasses: m.classifier.outFeatures,
     };
   }
@@ -87,6 +90,13 @@ export class MultiExit extends Module {
   /** Exits, the deepest (the backbone's classifier) included. */
   get numExits(): number {
     return this.parts.stages.length;
+  }
+  /** Parameters exit i computes with: the stem, the stages up to i and exit i's head (the deepest: the backbone). */
+  exitParameters(i: number): number {
+    const p = this.parts;
+    const count = (ms: Module[]) => ms.reduce((a, m) => a + m.numParameters(), 0);
+    const head = i === p.stages.length - 1 ? count([...p.postModules, p.fc]) : this.exits.at(i).numParameters();
+    return count(p.stemModules) + count(p.stages.slice(0, i + 1)) + head;
   }
   /** Whether exit i is observed (a forward hook on it or inside it): in eval mode only observed exits run. */
   private observed(i: number): boolean {

@@ -11,3 +11,7 @@ export { compareFromConfig, compareSeeds, measureModel, formatTable, type ModelR
 export { runExport, EXPORT_FORMATS, DEFAULT_CALIBRATION_BATCHES, type ExportArgs } from './export';
 export { loadPlugins, pluginApi, type PluginApi } from './plugins';
 export { stagedConfigSchema, isStagedConfig, validateStagedConfig, loadStagedConfig, runStagedConfig, stagesTable, type StagedConfig } from './stages';
+export {
+  schemeConfigSchema, isSchemeConfig, validateSchemeConfig, loadSchemeConfig, schemeStages, compareScheme, SCHEME_KINDS, type SchemeSpec, type SchemeConfig, type LoadedScheme,
+  type SchemeRow, type SchemeCompareResult,
+} from './schemes';

@@ -23,7 +23,7 @@ import { manualSeed, setNumThreads } from '../torch';
 import { Module, loadWeights } from '../nn';
 import { DataLoader, type DataSplits, registerBuiltinDatasets } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
-import { type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
+import { PairedBatches, type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
 import { checkDevice } from '../distill/pipeline';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
 import { applyOverrides, checkTeacherSource, configSchema, describe, externalTeacherKeys, readConfigMapping, scheduleObj } from './config';
@@ -90,6 +90,8 @@ const stageSchema = z
     updates: z.array(z.object({ roles: z.array(z.string()).min(1), terms: z.array(z.string()).min(1) }).strict()).min(1).optional(),
     /** The role whose weights are the stage's `best.safetensors` (default: the first trained role). */
     primary: z.string().optional(),
+    /** 'pairs': each batch is batchSize samples and, after them, a different sample of the same class for each (CS-KD). */
+    batches: z.enum(['plain', 'pairs']).default('plain'),
   })
   .strict();
 
@@ -190,7 +192,9 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
         const terms: TermSpec[] = stage.terms;
         return {
           name: `${cfg.name}/${stage.name}`, roles, terms, updates: stage.updates, primary,
-          train: new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device }),
+          train: stage.batches === 'pairs'
+            ? new PairedBatches(data.train, { anchors: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device })
+            : new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device }),
           test: data.test, testTransforms: norm, epochs: stage.epochs ?? t.epochs, seed: cfg.seed,
           checkpointEvery: cfg.output.checkpointEvery, cacheDir: path.join(cfg.output.dir, '.teacher-cache'),
           signal: flags.signal, progress: flags.progress, log: flags.log,
