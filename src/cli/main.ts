@@ -22,7 +22,8 @@ commands:
   distill   train the student against the frozen teacher (teacher.checkpoint, or the teacher run's best weights)
   compare   teacher vs plain student vs distilled student (trains what is missing): accuracy, size, speed,
             agreement, calibration and the share of the teacher gap closed
-            and writes summary.json and report.html (charts per epoch and the table; opens offline)
+            and writes summary.json and report.html (charts per epoch and the table; opens offline); on a
+            configuration with a scheme: every peer / exit / generation / link and the baseline, and a JSON line
   report    (re)write report.html for the compare run in the output directory
   eval      test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student
   export    tsdistill export <run folder|checkpoint.safetensors> --format onnx|onnx-int8|safetensors --out FILE: the model for
