@@ -239,6 +239,18 @@ describe('schemes', () => {
     });
     assert.deepEqual(mr.stages.map((s) => s.name), ['replace', 'finetune']);
     train.dispose();
+    // the Transformer classifier: a 2-layer predecessor trained briefly, its layers replaced by a 1-layer successor
+    const ids = randint(1, 30, [64, 8]), labels = randint(0, 2, [64]);
+    const text = new TensorDataset(ids, labels);
+    const tbase = { ...base, train: new DataLoader(text, { batchSize: 16, shuffle: true, seed: 0 }), test: text };
+    const tf2 = (layers: number) => () => new TransformerClassifier({ vocabSize: 30, layers, dModel: 16, heads: 2, numClasses: 2, maxLen: 8 });
+    const tpred = await mutualLearning({ ...tbase, outDir: path.join(dir, 'tpred'), peers: [{ name: 'a', make: tf2(2) }, { name: 'b', make: tf2(2) }] });
+    const tr = await moduleReplacement({
+      ...tbase, outDir: path.join(dir, 'ttheseus'), successor: tf2(1),
+      replaced: () => { const p = tf2(2)(); loadWeights(p, path.join(tpred.stages[0].summary.out_dir, 'best.safetensors')); return theseusTransformer(p, tf2(1)(), { from: 0.5, to: 1 }); },
+    });
+    assert.ok(tr.stages.every((s) => Number.isFinite(s.summary.last_loss!)));
+    text.dispose();
     fs.rmSync(dir, { recursive: true });
   });
 });
