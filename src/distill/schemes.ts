@@ -359,7 +359,7 @@ export async function fspDistill(o: SchemeRunOptions & {
 }): Promise<StagesResult> {
   return runPlans(o, [
     { name: 'fsp-init', roles: () => [frozen('teacher', loaded(o.teacher, o.teacherCheckpoint)), trained('student', o.student(), o)], terms: fspTerms('student', 'teacher', o.pairs), epochs: o.initEpochs },
-    { name: 'train', roles: (ctx) => [trained('student', loaded(o.student, ctx.checkpoint('fsp-init')), o)], terms: ceTerms('student') },
+    { name: 'train', roles: (ctx) => [trained('student', loaded(o.student, ctx.checkpoint('fsp-init', 'student', 'last')), o)], terms: ceTerms('student') },
   ]);
 }
 

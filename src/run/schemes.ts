@@ -189,7 +189,8 @@ export function schemeStages(s: SchemeSpec, ctx: { outDir: string; baseDir: stri
       if (!s.teacher.checkpoint) out.push(stage('teacher', { teacher: role(s.teacher, true) }, ceTerms('teacher')));
       const teacher = s.teacher.checkpoint ? role(s.teacher, false) : frozenFrom(s.teacher, 'teacher');
       out.push(stage('fsp-init', { teacher, student: role(s.student, true) }, fspTerms('student', 'teacher', s.pairs), s.initEpochs ? { epochs: s.initEpochs } : {}));
-      out.push(stage('train', { student: { ...frozenFrom(s.student, 'fsp-init'), train: true } }, ceTerms('student')));
+      // the initialisation's last weights (its test accuracy, with an untrained classifier, picks no best epoch)
+      out.push(stage('train', { student: { ...frozenFrom(s.student, 'fsp-init'), fromWeights: 'last', train: true } }, ceTerms('student')));
       out.push(alone(s.student));
       return out;
     }

@@ -42,6 +42,8 @@ const roleSchema = z
     checkpoint: z.string().min(1).optional(),
     /** Weights from an earlier stage: `<stage>` (its primary role's best epoch) or `<stage>.<role>`. */
     from: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)?$/, 'expected <stage> or <stage>.<role>').optional(),
+    /** With `from`: the primary role's best epoch (default) or its last (an initialisation stage, whose accuracy means nothing). */
+    fromWeights: z.enum(['best', 'last']).optional(),
     /** Trained in this stage (with `training`'s optimizer unless overridden here); otherwise frozen. */
     train: z.boolean().default(false),
     optimizer: optimizerKind.optional(),
@@ -120,6 +122,7 @@ export function validateStagedConfig(raw: unknown, source = 'config'): StagedCon
       checkTeacherSource(role, source, baseDir, `stages[${i}] (${stage.name}).roles.${name}`);
       if (isExternalTeacherSpec(role) && role.train) throw new Error(`${where}.roles.${name}: a ${role.model} teacher cannot be trained (remove train: true)`);
       if (role.checkpoint && role.from) throw new Error(`${where}.roles.${name}: give checkpoint or from, not both`);
+      if (role.fromWeights && !role.from) throw new Error(`${where}.roles.${name}.fromWeights: applies with from`);
       if (role.checkpoint) {
         const file = path.resolve(baseDir, role.checkpoint);
         if (!fs.existsSync(file)) throw new Error(`${where}.roles.${name}.checkpoint: file not found: ${file}`);
@@ -171,7 +174,7 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
           }
           const model = createModel(r.model, { numClasses: info.classes.length, ...r.options });
           made.push(model);
-          const weights = r.checkpoint ?? (r.from ? ctx.checkpoint(r.from.split('.')[0], r.from.split('.')[1]) : undefined);
+          const weights = r.checkpoint ?? (r.from ? ctx.checkpoint(r.from.split('.')[0], r.from.split('.')[1], r.fromWeights) : undefined);
           if (weights)
             try {
               loadWeights(model, weights);
