@@ -11,7 +11,7 @@ import { Tensor, dispose, manualSeed, noGrad, ops, randint, randn, tensor, tidy 
 import { DataLoader, TensorDataset } from '../src/data';
 import { MultiExit, Replaceable, ResNetCifar, TransformerClassifier, Vgg, VGG_CONFIGS, WideResNet, createModel, registerBuiltinModels, theseusResnet, theseusTransformer } from '../src/models';
 import {
-  EngineStep, PairedBatches, bornAgain, classWiseKl, classWiseSelfKD, ensembleAccuracy, exitAccuracies, fspPooled, moduleReplacement, mutualLearning, mutualTerms, peerMeanKl,
+  EngineStep, PairedBatches, bornAgain, fspDistill, classWiseKl, classWiseSelfKD, ensembleAccuracy, exitAccuracies, fspPooled, moduleReplacement, mutualLearning, mutualTerms, peerMeanKl,
   selfDistillation, teacherFreeKD, virtualTeacherKl,
 } from '../src/distill';
 import { checkLeaks } from './helpers';
@@ -238,6 +238,13 @@ describe('schemes', () => {
       replaced: () => { const p = resnet(); loadWeights(p, predFile); return theseusResnet(p, new ResNetCifar(8, [4, 4, 8, 8], 3), { from: 0.5, to: 1 }); },
     });
     assert.deepEqual(mr.stages.map((s) => s.name), ['replace', 'finetune']);
+    const fsp = await fspDistill({
+      ...base, outDir: path.join(dir, 'fsp'), teacher: resnet, teacherCheckpoint: predFile, student: resnet,
+      pairs: [{ student: ['bn1', 'layer1'], teacher: ['bn1', 'layer1'] }, { student: ['layer1', 'layer2'], teacher: ['layer1', 'layer2'] }],
+    });
+    const init = JSON.parse(fs.readFileSync(path.join(dir, 'fsp', 'fsp-init', 'metrics.jsonl'), 'utf8').trim());
+    assert.deepEqual(Object.keys(init.terms), ['fsp:0', 'fsp:1']);
+    assert.equal(fsp.stages[1].name, 'train');
     train.dispose();
     // the Transformer classifier: a 2-layer predecessor trained briefly, its layers replaced by a 1-layer successor
     const ids = randint(1, 30, [64, 8]), labels = randint(0, 2, [64]);
