@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { setNumThreads } from '../torch';
+import { setNumThreads, writeFileAtomic } from '../torch';
 import { Module, closest, loadWeights } from '../nn';
 import { DataSplits, registerBuiltinDatasets } from '../data';
 import { MultiExit, createModel, registerBuiltinModels } from '../models';
@@ -396,7 +396,7 @@ export async function compareScheme(loaded: LoadedScheme, data: DataSplits, flag
   const baseline = s.kind === 'born-again' ? rows[0] : await measure('alone (baseline)', 'alone', 'model');
   const out: SchemeCompareResult = { name: cfg.name, scheme: s.kind, rows, baseline, result: result!, gain: result!.acc - baseline.acc, ...(ensemble_acc !== undefined ? { ensemble_acc } : {}) };
   fs.mkdirSync(cfg.output.dir, { recursive: true });
-  fs.writeFileSync(path.join(cfg.output.dir, 'scheme.json'), JSON.stringify(out, null, 2));
+  writeFileAtomic(path.join(cfg.output.dir, 'scheme.json'), JSON.stringify(out, null, 2));
   const table = [
     ['row', 'stage', 'model', 'test acc (%)', 'parameters', 'latency b1 (ms)'],
     ...rows.map((r) => [r.row, r.stage, r.model, r.acc.toFixed(2), r.params.toLocaleString('en-US'), r.latency_b1_ms.toFixed(3)]),
