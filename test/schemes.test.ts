@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Module, loadWeights } from '../src/nn';
+import { buildOnnxGraph } from '../src/export';
 import { Tensor, dispose, manualSeed, noGrad, ops, randint, randn, tensor, tidy } from '../src/torch';
 import { DataLoader, TensorDataset } from '../src/data';
 import { MultiExit, Replaceable, ResNetCifar, TransformerClassifier, Vgg, VGG_CONFIGS, WideResNet, createModel, registerBuiltinModels, theseusResnet, theseusTransformer } from '../src/models';
@@ -155,6 +156,9 @@ describe('schemes', () => {
     }
     const me = createModel('multi-exit', { backbone: 'resnet8', numClasses: 5 }) as MultiExit;
     assert.ok(Object.keys(me.stateDict()).includes('backbone.fc.weight'));
+    // exported, it is the deepest exit (the exits run only in training or when observed)
+    const { graph } = buildOnnxGraph(me, { inputShape: [3, 32, 32] });
+    assert.deepEqual(graph.outputs.map((o) => [o.name, o.shape]), [['logits', ['batch', 5]]]);
     me.dispose();
     assert.throws(() => createModel('multi-exit', { backbone: 'lenet5' }), /CIFAR ResNets, Wide ResNets and VGGs/);
   });
@@ -197,6 +201,8 @@ describe('schemes', () => {
     const keys = Object.keys(ts.stateDict());
     const tm = theseusTransformer(tp, ts, 0.5);
     assert.deepEqual(Object.keys(tm.stateDict()), keys);
+    tm.eval();
+    assert.deepEqual(buildOnnxGraph(tm, { inputShape: [8], inputDtype: 'int64' }).graph.outputs.map((o) => o.shape), [['batch', 3]], 'exported, the successor alone');
     tm.train();
     tidy(() => { tm.call(randint(1, 20, [3, 7])); });
     tm.dispose();
