@@ -12,7 +12,7 @@
 //
 // The term builders (`mutualTerms`, `kdTerms`, …) are what configurations (`scheme:`, src/run/schemes.ts) expand to;
 // the library calls below run the same terms through `runStages`.
-import { Tensor, noGrad, tidy } from '../torch';
+import { Tensor, nextTick, noGrad, tidy } from '../torch';
 import { Module, loadWeights } from '../nn';
 import { DataLoader, type DataLoaderOptions, Rng, TensorDataset, mixSeed } from '../data';
 import { MultiExit } from '../models';
@@ -325,7 +325,7 @@ export async function exitAccuracies(model: MultiExit, test: TensorDataset, tran
   for (const b of loader) {
     tidy(() => noGrad(() => model.forwardAll(b.x).forEach((l: Tensor, i) => { correct[i] += l.argmax(1).eq(b.y).sum().item(); })));
     b.dispose();
-    await new Promise((r) => setImmediate(r));
+    await nextTick();
   }
   model.train(was);
   return correct.map((c) => (100 * c) / test.length);

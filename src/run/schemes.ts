@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { setNumThreads, writeFileAtomic } from '../torch';
+import { type Tensor, setNumThreads, writeFileAtomic } from '../torch';
 import { Module, closest, loadWeights } from '../nn';
 import { DataSplits, registerBuiltinDatasets } from '../data';
 import { MultiExit, createModel, registerBuiltinModels } from '../models';
@@ -410,7 +410,7 @@ class ExitView extends Module {
   constructor(private readonly m: MultiExit, private readonly i: number) {
     super();
   }
-  forward(x: import('../torch').Tensor) {
+  forward(x: Tensor): Tensor {
     return this.m.forwardExit(x, this.i);
   }
 }
