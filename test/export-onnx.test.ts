@@ -155,6 +155,9 @@ describe('ONNX export of the zoo matches libtorch in onnxruntime', () => {
     const tested = new Set([...ZOO.map((c) => createClassName(c.name, c.options)), 'TransformerClassifier', 'FastText']);
     for (const name of modelNames()) {
       if (/^(wrn-28-10|resnet110|vgg13|mobilenetv2)$/.test(name)) continue; // same classes as smaller ones, costly to build
+      // built around other zoo models (a backbone with exits, a successor standing in for a trained predecessor), from
+      // options naming them; their graphs are checked in schemes.test.ts
+      if (name === 'multi-exit' || name === 'theseus') continue;
       manualSeed(0);
       const text = name === 'transformer' || name === 'fasttext';
       const model = createModel(name, { numClasses: 10, ...(text ? { vocabSize: 50, maxLen: 16 } : {}) });

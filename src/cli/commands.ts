@@ -99,7 +99,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
     about:
       'Measures accuracy, size, speed, agreement and calibration, the share of the teacher gap closed, classes the students ' +
       'never predict and output units that are dead on every test input; writes summary.json and report.html (charts per ' +
-      'epoch and the table; opens offline).',
+      'epoch and the table; opens offline). On a configuration with a scheme: every peer / exit / generation / link against ' +
+      'the same model trained alone, and a JSON line.',
     options: [...RUN, 'seeds'],
   },
   report: { arg: '<config.yaml|json>', summary: '(re)write report.html for the compare (or staged) run in the output directory', options: ['set', 'out', 'plugin'] },

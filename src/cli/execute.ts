@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { isWriterProcess, setNumThreads } from '../torch';
 import { writeReport } from '../report';
 import {
-  RunKind, claimOutputDir, compareFromConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   joinProcessGroupFromEnv, loadConfigData, runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -63,11 +63,14 @@ export async function execute(command: string, file: string | undefined, values:
   if (values.device) sets.push(`training.device=${values.device}`);
   if (values.out) sets.push(`output.dir=${values.out}`);
   if (values.plugin?.length) loadPlugins(values.plugin);
-  if (isStagedConfig(readConfigMapping(file))) {
-    // a configuration of stages, roles and terms: `distill` (or `train`) runs its stages in order
-    if (command !== 'distill' && command !== 'train' && command !== 'report')
-      throw new Error(`${file}: a configuration of stages runs with tsdistill distill (compare and eval need teacher / student sections)`);
-    const cfg = loadStagedConfig(file, sets);
+  const raw = readConfigMapping(file);
+  if (isStagedConfig(raw) || isSchemeConfig(raw)) {
+    // a configuration of stages, roles and terms (or a scheme, which expands to one): `distill` (or `train`) runs its
+    // stages in order; `compare` measures a scheme's every peer / exit / generation / link against its baseline
+    const scheme = isSchemeConfig(raw) ? loadSchemeConfig(file, sets) : null;
+    if (command !== 'distill' && command !== 'train' && command !== 'report' && !(scheme && command === 'compare'))
+      throw new Error(`${file}: a configuration of stages runs with tsdistill distill (compare and eval need teacher / student sections, or a scheme)`);
+    const cfg = scheme ? scheme.staged : loadStagedConfig(file, sets);
     if (command === 'report') {
       console.log(`report: ${writeReport(cfg.output.dir, { title: cfg.name, kind: 'stages' })}`);
       return 0;
@@ -76,6 +79,14 @@ export async function execute(command: string, file: string | undefined, values:
     if (isWriterProcess()) claimOutputDir(cfg, { file, force: values.force });
     const data = loadConfigData(cfg);
     try {
+      if (scheme && command === 'compare') {
+        const { result, table } = await compareScheme(scheme, data, { resume: values.resume, force: values.force, file, signal: o.signal });
+        console.log('');
+        for (const line of formatTable(table)) console.log(line);
+        console.log(`\n${result.result.row}: ${result.gain >= 0 ? '+' : ''}${result.gain.toFixed(2)} points against ${result.baseline.row}; ${path.join(cfg.output.dir, 'scheme.json')}`);
+        console.log(JSON.stringify(result));
+        return 0;
+      }
       const r = await runStagedConfig(cfg, data, { resume: values.resume, force: values.force, file, signal: o.signal });
       if (!isWriterProcess()) return 0;
       console.log('');

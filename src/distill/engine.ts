@@ -296,7 +296,19 @@ interface Role {
   cached: Tensor | null;
   filling: Tensor | null;
   cacheFile: string | null;
+  /** Trainable roles: the modules that are told where training is before each step (see StepAware). */
+  stepAware: StepAware[];
 }
+
+/**
+ * A module of a trained role that defines `beforeStep` is called with the run's progress before each optimizer step
+ * (e.g. module replacement, whose replacement probability follows a schedule): resumed runs call it with the same
+ * progress as uninterrupted ones.
+ */
+export interface StepAware {
+  beforeStep(p: RunProgress): void;
+}
+const isStepAware = (m: Module): m is Module & StepAware => typeof (m as Partial<StepAware>).beforeStep === 'function';
 
 interface Term {
   spec: TermSpec;
@@ -383,7 +395,7 @@ function planStep(o: StepSpec): Plan {
     if (external && spec.optimizer) throw new Error(`${name}: role '${spec.name}' is an external ${external.kind} teacher and cannot be trained (remove its optimizer)`);
     roles.set(spec.name, {
       spec, name: spec.name, module: external ? null : (spec.model as Module), external, trainable: !!spec.optimizer,
-      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null,
+      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null, stepAware: [],
     });
   }
   const trainable = [...roles.values()].filter((r) => r.trainable);
@@ -414,8 +426,8 @@ function planStep(o: StepSpec): Plan {
     for (const [sr, tr] of pairs) {
       const s = sr.map((r) => parseTap(r, roles, where)), t = tr.map((r) => parseTap(r, roles, where));
       const arity = def.arity ?? 1;
-      if (s.length !== arity || t.length !== arity)
-        throw new Error(`${where}: loss '${spec.loss}' takes ${arity} tap(s) per side, got student ${JSON.stringify(sr)} and teacher ${JSON.stringify(tr)}`);
+      if (s.length !== arity || (def.teachers === 'many' ? t.length < 1 : t.length !== arity))
+        throw new Error(`${where}: loss '${spec.loss}' takes ${arity} tap(s) per side${def.teachers === 'many' ? ' (the teacher side: one or more)' : ''}, got student ${JSON.stringify(sr)} and teacher ${JSON.stringify(tr)}`);
       for (const tap of s) {
         if (!tap.role) throw new Error(`${where}: the student side cannot be labels`);
         const r = roles.get(tap.role)!;
@@ -458,6 +470,7 @@ function planStep(o: StepSpec): Plan {
 /** Each trainable role's optimizer (over its parameters and the projections it feeds); frozen roles in eval mode without gradients. */
 function setUp(plan: Plan): void {
   for (const r of plan.trainable) r.opt = makeOptimizer(r.spec.optimizer!, [...r.module!.parameters(), ...r.projections.flatMap((p) => p.parameters())]);
+  for (const r of plan.trainable) r.stepAware = r.module!.modules().filter(isStepAware);
   for (const r of plan.frozen)
     if (r.module) {
       r.module.eval();
@@ -504,6 +517,7 @@ export class EngineStep {
   /** One step on `batch` (every update's forward, terms, backward and optimizer steps); its tensors are freed before it returns. */
   step(batch: StepBatch, progress: RunProgress = { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }): StepResult {
     const { roles, frozen, updates, primary, others } = this.plan;
+    for (const r of this.plan.trainable) for (const m of r.stepAware) m.beforeStep(progress);
     return trainStep([batch], progress, { roles, frozen, updates, primary, others, ext: [new Map()], rows: 0, classify: true });
   }
 
@@ -677,6 +691,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
             for (const r of external) if (!r.cached && r.taps.size) m.set(r, await runTeacher(r.external!, b.x, [...r.taps], { dataset: loader?.dataset, indices: b.indices }));
           }
           const shares = dist ? bs.map((b, a) => (b.y.shape[0] * dist.worldSize) / (o.train as DataLoader).globalRows(step * accum + a)) : undefined;
+          for (const r of trainable) for (const m of r.stepAware) m.beforeStep(p);
           res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify, dist, shares });
         } finally {
           for (const m of ext) for (const t of m.values()) dispose([...t.values()]);

@@ -18,6 +18,7 @@ import { DynamicTemperature, Progress, ScheduleSpec, checkSchedule, dynamicTempe
 import { type LossResult, lossTensor } from './terms';
 import { type SoftLoss, softTerm } from './response';
 import { type TokenKdLoss, positionRows, tokenCrossEntropy, tokenKdLoss, topkForwardKl } from './token-kd';
+import { classWiseKl, fspPooled, peerMeanKl, virtualTeacherKl } from './scheme-losses';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -42,6 +43,8 @@ export interface LossDef {
   needs: LossNeeds;
   /** Number of layers per side (FSP uses pairs); default 1. */
   arity?: 1 | 2;
+  /** 'many': the teacher side takes one or more taps (an ensemble of them, e.g. the other peers), the student one. */
+  teachers?: 'many';
   /**
    * The loss on captured tensors (one per layer of the match, per side): a tensor, or a tensor and a constant scale
    * kept out of the graph (see terms.ts).
@@ -132,6 +135,12 @@ export function registerBuiltinLosses(): void {
   registerLoss('attention_kl', one('same', 'MiniLM attention-distribution KL', (s, t) => L.attentionKlLoss(s, t)));
   registerLoss('relation_kl', one('batch', 'MiniLMv2 self-attention relation KL', (s, t, _c, o) => L.relationKlLoss(s, t, { heads: num(o, 'heads') })));
   registerLoss('fsp', { needs: 'batch', arity: 2, doc: 'FSP matrices of a pair of layers per side', fn: (s, t) => L.fspLoss([s[0], s[1]], [t[0], t[1]]) });
+  // the schemes' losses (scheme-losses.ts)
+  registerLoss('fsp_pool', { needs: 'batch', arity: 2, doc: "FSP as RepDistiller: each pair's larger map pooled to the smaller first", fn: (s, t) => fspPooled([s[0], s[1]], [t[0], t[1]]) });
+  registerLoss('kl_peers', { needs: 'batch', teachers: 'many', doc: "KL to the peers' averaged soft targets ·T² (KDCL); teacher side: one tap per peer", fn: (s, t, _c, o) => peerMeanKl(s[0], t, num(o, 'temperature') ?? 1) });
+  registerLoss('cs_kd', one('batch', "class-wise self-KD (CS-KD): batch [anchors; same-class partners], the anchors learn the partners' predictions", (s, t, _c, o) => classWiseKl(s, t, num(o, 'temperature') ?? 4)));
+  registerLoss('tf_virtual', one('batch', "Tf-KD's virtual teacher: correctProb on the label, the rest spread evenly (teacher side: labels)", (s, t, _c, o) =>
+    virtualTeacherKl(s, t, { correctProb: num(o, 'correctProb'), temperature: num(o, 'temperature'), multiplier: num(o, 'multiplier') })));
 }
 
 // ------------------------------------------------------------------------------------------------------ projections

@@ -15,8 +15,14 @@ export {
   sft, evaluateNll, packChats, packTexts, readChatJsonl, windowStarts, type SftOptions, type SftKdOptions, type SftSummary, type ChatExample, type TokenStream,
 } from './sft';
 export {
-  runEngine, EngineStep, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type StepSpec, type StepBatch, type StepResult, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec,
+  runEngine, EngineStep, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type StepSpec, type StepBatch, type StepResult, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec, type StepAware,
 } from './engine';
 export { RunDir, readRunState, type RunState } from './rundir';
 export { weightedSum, lossTensor, lossValue, lossNumber, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';
 export { runStages, type StageSpec, type StageContext, type StagesResult } from './stages';
+export {
+  mutualTerms, kdTerms, ceTerms, selfDistillTerms, classWiseTerms, virtualTeacherTerms, fspTerms, PairedBatches, runPlans, mutualLearning, bornAgain,
+  teacherAssistant, selfDistillation, exitAccuracies, classWiseSelfKD, teacherFreeKD, fspDistill, moduleReplacement, ensembleAccuracy,
+  type MutualOptions, type SelfDistillOptions, type VirtualTeacherOptions, type SchemeRunOptions, type Peer,
+} from './schemes';
+export { peerMeanKl, classWiseKl, virtualTeacherKl, fspPooled } from './scheme-losses';

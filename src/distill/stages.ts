@@ -12,9 +12,10 @@ export interface StageContext {
   dir: string;
   /**
    * The weights an earlier stage left for one of its roles: its primary role's best epoch (`best.safetensors`), any
-   * other trainable role's last (`last.<role>.safetensors`). Throws naming the stage when it has not run.
+   * other trainable role's last (`last.<role>.safetensors`); `which: 'last'` gives the primary role's last epoch too.
+   * Throws naming the stage when it has not run.
    */
-  checkpoint(stage: string, role?: string): string;
+  checkpoint(stage: string, role?: string, which?: 'best' | 'last'): string;
 }
 
 export interface StageSpec {
@@ -48,11 +49,12 @@ export async function runStages(o: { outDir: string; stages: StageSpec[]; resume
   const result: StagesResult = { stages: [] };
   const ctxFor = (dir: string, index: number): StageContext => ({
     dir,
-    checkpoint(stage, role) {
+    checkpoint(stage, role, which = 'best') {
       const earlier = o.stages.slice(0, index).map((s) => s.name);
       if (!earlier.includes(stage)) throw new Error(`stage '${o.stages[index].name}': '${stage}' is not an earlier stage (earlier: ${earlier.join(', ') || 'none'})`);
       const primary = (done.get(stage) as (TrainSummary & { primary?: string }) | undefined)?.primary;
-      const file = path.join(o.outDir, stage, !role || role === primary ? 'best.safetensors' : `last.${role}.safetensors`);
+      const isPrimary = !role || role === primary;
+      const file = path.join(o.outDir, stage, isPrimary ? (which === 'last' ? 'last.safetensors' : 'best.safetensors') : `last.${role}.safetensors`);
       if (!fs.existsSync(file)) throw new Error(`stage '${o.stages[index].name}': stage '${stage}' has no checkpoint${role ? ` for role '${role}'` : ''} (${file})`);
       const found = file;
       return found;

@@ -12,3 +12,5 @@ export {
   GPT, createDecoder, checkDecoderOptions, applyRope, KVCache, CausalSelfAttention, DecoderBlock, DecoderMLP,
   type DecoderOptions,
 } from './gpt';
+export { MultiExit, ExitHead } from './exits';
+export { Replaceable, replaceModules, theseusResnet, theseusTransformer, replaceProbability, type ReplaceOptions, type ReplaceSchedule } from './theseus';

@@ -1,5 +1,6 @@
 // Models by name: `createModel('resnet20', { numClasses: 10 })`. Unknown names list the known ones.
 import { Module, closest } from '../nn';
+import { schemeModels } from './scheme-models';
 import { LeNet5, LeNet5Half } from './lenet';
 import { Mlp } from './mlp';
 import { MobileNetV2 } from './mobilenetv2';
@@ -99,6 +100,7 @@ export function registerBuiltinModels(): void {
     new MobileNetV2({ width: (o.width as number) ?? width, numClasses: nc(o), inChannels: o.inChannels as number, smallInput: o.smallInput as boolean, dropout: o.dropout as number });
   registerModel('mobilenetv2', mobilenet(1));
   registerModel('mobilenetv2-0.5', mobilenet(0.5));
+  for (const [name, f] of Object.entries(schemeModels(createModel))) registerModel(name, f);
   // text: int64 token ids [B, L]; options.vocabSize is required (the vocabulary's size)
   registerModel('transformer', (o) => {
     if (typeof o.vocabSize !== 'number') throw new Error("transformer: options.vocabSize is required (the size of the tokenizer's vocabulary)");

@@ -591,6 +591,15 @@ export class Sequential extends Module {
     this.calls.push((x) => m.call(x));
     return this;
   }
+  /** Replaces the i-th layer (its state_dict keys stay `<i>.*`); returns the layer it replaced. */
+  set(i: number, m: Module): Module {
+    const old = this.at(i);
+    const k = this.layers.indexOf(old);
+    this.registerModule(String(k), m);
+    this.layers[k] = m;
+    this.calls[k] = (x) => m.call(x);
+    return old;
+  }
   /** Each layer on the output of the one before; an intermediate output is released once the next exists (see chain). */
   forward(x: any): any {
     return chain(x, this.calls);
@@ -624,6 +633,14 @@ export class ModuleList<M extends Module = Module> extends Module {
   extend(ms: Iterable<M>): this {
     for (const m of ms) this.append(m);
     return this;
+  }
+  /** Replaces the i-th module (its state_dict keys stay `<i>.*`); returns the module it replaced. */
+  set(i: number, m: M): M {
+    const old = this.at(i);
+    const k = this.items.indexOf(old);
+    this.registerModule(String(k), m);
+    this.items[k] = m;
+    return old;
   }
   get length(): number {
     return this.items.length;

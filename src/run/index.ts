@@ -14,3 +14,7 @@ export { runExport, EXPORT_FORMATS, DEFAULT_CALIBRATION_BATCHES, type ExportArgs
 export { loadPlugins, pluginApi, type PluginApi } from './plugins';
 export { stagedConfigSchema, isStagedConfig, validateStagedConfig, loadStagedConfig, runStagedConfig, stagesTable, type StagedConfig } from './stages';
 export { launch, takeLaunchFlags, joinProcessGroupFromEnv, freePort, type LaunchOptions } from './launch';
+export {
+  schemeConfigSchema, isSchemeConfig, validateSchemeConfig, loadSchemeConfig, schemeStages, compareScheme, SCHEME_KINDS, type SchemeSpec, type SchemeConfig, type LoadedScheme,
+  type SchemeRow, type SchemeCompareResult,
+} from './schemes';

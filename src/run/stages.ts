@@ -23,7 +23,7 @@ import { manualSeed, setNumThreads } from '../torch';
 import { Module, loadWeights } from '../nn';
 import { DataLoader, type DataSplits, absoluteDataSpec, registerBuiltinDatasets } from '../data';
 import { createModel, registerBuiltinModels } from '../models';
-import { type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
+import { PairedBatches, type RoleSpec, type StageSpec, type StagesResult, type TermSpec, runStages } from '../distill';
 import { checkDevice } from '../distill/pipeline';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
 import { applyOverrides, checkTeacherSource, configSchema, describe, ownDataSpec, externalTeacherKeys, readConfigMapping, scheduleObj } from './config';
@@ -42,6 +42,8 @@ const roleSchema = z
     checkpoint: z.string().min(1).optional(),
     /** Weights from an earlier stage: `<stage>` (its primary role's best epoch) or `<stage>.<role>`. */
     from: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)?$/, 'expected <stage> or <stage>.<role>').optional(),
+    /** With `from`: the primary role's best epoch (default) or its last (an initialisation stage, whose accuracy means nothing). */
+    fromWeights: z.enum(['best', 'last']).optional(),
     /** Trained in this stage (with `training`'s optimizer unless overridden here); otherwise frozen. */
     train: z.boolean().default(false),
     optimizer: optimizerKind.optional(),
@@ -59,6 +61,8 @@ const roleSchema = z
   .strict();
 
 const taps = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2)]);
+/** The target side may list more taps (kl_peers: one per peer). */
+const targetTaps = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(16)]);
 const termSchema = z
   .object({
     /** A registered loss: ce, kl, soft_ce, logit_mse, dkd, hint, at, rkd, ... */
@@ -66,7 +70,7 @@ const termSchema = z
     /** The side that learns: `<role>.<path>` (`student.logits`, `student.layer3`); a `*` pairs layers. */
     student: taps,
     /** The target side (no gradient): `<role>.<path>`, or `labels`. */
-    teacher: taps,
+    teacher: targetTaps,
     weight: z.union([z.number().min(0), scheduleObj]).default(1),
     /** Options of the loss (temperature, p, ...); numbers may be schedules. */
     options: z.record(z.string(), z.unknown()).default({}),
@@ -88,6 +92,8 @@ const stageSchema = z
     updates: z.array(z.object({ roles: z.array(z.string()).min(1), terms: z.array(z.string()).min(1) }).strict()).min(1).optional(),
     /** The role whose weights are the stage's `best.safetensors` (default: the first trained role). */
     primary: z.string().optional(),
+    /** 'pairs': each batch is batchSize samples and, after them, a different sample of the same class for each (CS-KD). */
+    batches: z.enum(['plain', 'pairs']).default('plain'),
   })
   .strict();
 
@@ -119,6 +125,7 @@ export function validateStagedConfig(raw: unknown, source = 'config'): StagedCon
       checkTeacherSource(role, source, baseDir, `stages[${i}] (${stage.name}).roles.${name}`);
       if (isExternalTeacherSpec(role) && role.train) throw new Error(`${where}.roles.${name}: a ${role.model} teacher cannot be trained (remove train: true)`);
       if (role.checkpoint && role.from) throw new Error(`${where}.roles.${name}: give checkpoint or from, not both`);
+      if (role.fromWeights && !role.from) throw new Error(`${where}.roles.${name}.fromWeights: applies with from`);
       if (role.checkpoint) {
         const file = path.resolve(baseDir, role.checkpoint);
         if (!fs.existsSync(file)) throw new Error(`${where}.roles.${name}.checkpoint: file not found: ${file}`);
@@ -170,7 +177,7 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
           }
           const model = createModel(r.model, modelOptions(cfg, r));
           made.push(model);
-          const weights = r.checkpoint ?? (r.from ? ctx.checkpoint(r.from.split('.')[0], r.from.split('.')[1]) : undefined);
+          const weights = r.checkpoint ?? (r.from ? ctx.checkpoint(r.from.split('.')[0], r.from.split('.')[1], r.fromWeights) : undefined);
           if (weights)
             try {
               loadWeights(model, weights);
@@ -191,7 +198,9 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
         const terms: TermSpec[] = stage.terms;
         return {
           name: `${cfg.name}/${stage.name}`, roles, terms, updates: stage.updates, primary,
-          train: new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device }),
+          train: stage.batches === 'pairs'
+            ? new PairedBatches(data.train, { anchors: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device })
+            : new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device }),
           test: data.test, testTransforms: norm, epochs: stage.epochs ?? t.epochs, seed: cfg.seed,
           checkpointEvery: cfg.output.checkpointEvery, cacheDir: path.join(cfg.output.dir, '.teacher-cache'),
           signal: flags.signal, progress: flags.progress, log: flags.log,
