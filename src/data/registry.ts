@@ -157,6 +157,11 @@ export function loadDataset(name: string, limit?: number): DataSplits {
     }
     return ds;
   };
+  return bothSplits(load, limit);
+}
+
+/** The training split (limited to `limit`) and the test split from `load`; the first is released when the second fails. */
+function bothSplits<T extends { dispose(): void }>(load: (split: DatasetSplit, n?: number) => T, limit?: number): { train: T; test: T } {
   const train = load('train', limit);
   try {
     return { train, test: load('test') };
@@ -175,13 +180,7 @@ function loadTextDataset(info: TextDatasetInfo, limit?: number): DataSplits<Text
     const examples = Array.isArray(got) ? got : Array.from({ length: got.length }, (_, i) => got.get(i));
     return TextDataset.fromExamples(`${info.name}-${split}`, examples, info.classes, encoder);
   };
-  const train = load('train', limit);
-  try {
-    return { train, test: load('test') };
-  } catch (e) {
-    train.dispose();
-    throw e;
-  }
+  return bothSplits(load, limit);
 }
 
 /** The kind of data a data set holds, for messages. */

@@ -17,7 +17,7 @@ export {
 export {
   runEngine, EngineStep, makeOptimizer, makeLrSchedule, stepSeed, type EngineOptions, type StepSpec, type StepBatch, type StepResult, type RoleSpec, type TermSpec, type UpdateSpec, type OptimizerSpec, type LrScheduleSpec, type StepAware,
 } from './engine';
-export { RunDir, readRunState, type RunState } from './rundir';
+export { RunDir, readRunJson, readRunState, type RunState } from './rundir';
 export { weightedSum, lossTensor, lossValue, lossNumber, resolveOptions, type LossResult, type ScaledLoss, type WeightSpec } from './terms';
 export { runStages, type StageSpec, type StageContext, type StagesResult } from './stages';
 export {

@@ -20,18 +20,22 @@ export interface RunState {
   [extra: string]: unknown;
 }
 
+/** A JSON file of a run directory; a file that is not JSON is an error naming it and the way out (--force). */
+export function readRunJson<T>(file: string): T {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch (e) {
+    throw new Error(`${file}: unreadable (${(e as Error).message}); pass --force to start over`, { cause: e });
+  }
+}
+
 /**
  * A run directory's committed state (its state.json), or null when there is none. A file that is not JSON or not a
  * run state is an error naming the file and what is wrong.
  */
 export function readRunState(file: string): RunState | null {
   if (!fs.existsSync(file)) return null;
-  let st: RunState;
-  try {
-    st = JSON.parse(fs.readFileSync(file, 'utf8')) as RunState;
-  } catch (e) {
-    throw new Error(`${file}: unreadable (${(e as Error).message}); pass --force to start over`, { cause: e });
-  }
+  const st = readRunJson<RunState>(file);
   const problem =
     !st || typeof st !== 'object' || Array.isArray(st) ? 'not a JSON object'
     : !Number.isInteger(st.epoch) || st.epoch < -1 ? `'epoch' is ${JSON.stringify(st.epoch)}, not an epoch number`

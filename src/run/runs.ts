@@ -9,7 +9,7 @@ import { BatchTransform, DataLoader, DataSplits, type DatasetInfo, ImageDataset,
 import { createModel, registerBuiltinModels, type ModelOptions } from '../models';
 import { prepareQuantAware } from '../export';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
-import { Ensemble, FeatureMatcher, TrainSummary, evaluate, initialValue, prepareQat, readRunState, trainModel, type MatchSpec } from '../distill';
+import { Ensemble, FeatureMatcher, TrainSummary, evaluate, initialValue, prepareQat, readRunJson, readRunState, trainModel, type MatchSpec } from '../distill';
 import { checkDevice } from '../distill/pipeline';
 import { type RunConfig, configDataset, loadConfig } from './config';
 
@@ -210,12 +210,7 @@ export function finishedRunSummary(out: string, epochs: number, flags: Pick<RunF
   if (ran < epochs) return null;
   const file = path.join(out, 'summary.json');
   if (!fs.existsSync(file)) return null;
-  let s: TrainSummary;
-  try {
-    s = JSON.parse(fs.readFileSync(file, 'utf8')) as TrainSummary;
-  } catch (e) {
-    throw new Error(`${file}: unreadable (${(e as Error).message}); pass --force to start over`, { cause: e });
-  }
+  const s = readRunJson<TrainSummary>(file);
   // a summary that an earlier version rewrote on resume (epoch times of no epochs) gets the times of all its epochs
   return s.epochs === epochs ? withRunTimes(s, out) : null;
 }
