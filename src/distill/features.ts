@@ -138,6 +138,11 @@ export function registerBuiltinLosses(): void {
   // the schemes' losses (scheme-losses.ts)
   registerLoss('fsp_pool', { needs: 'batch', arity: 2, doc: "FSP as RepDistiller: each pair's larger map pooled to the smaller first", fn: (s, t) => fspPooled([s[0], s[1]], [t[0], t[1]]) });
   registerLoss('kl_peers', { needs: 'batch', teachers: 'many', doc: "KL to the peers' averaged soft targets ·T² (KDCL); teacher side: one tap per peer", fn: (s, t, _c, o) => peerMeanKl(s[0], t, num(o, 'temperature') ?? 1) });
+  registerLoss('ce_anchors', one('batch', 'cross-entropy on the first half of the batch (CS-KD: the anchors of a [anchors; partners] batch; teacher side: labels)', (s, t, _c, o) => {
+    const n = s.shape[0];
+    if (n % 2 !== 0) throw new Error(`ce_anchors: expects a batch of anchors and their partners (an even batch), got ${n} rows (train from PairedBatches)`);
+    return F.crossEntropy(s.narrow(0, 0, n / 2), t.narrow(0, 0, n / 2), num(o, 'labelSmoothing') ? { labelSmoothing: num(o, 'labelSmoothing') } : {});
+  }));
   registerLoss('cs_kd', one('batch', "class-wise self-KD (CS-KD): batch [anchors; same-class partners], the anchors learn the partners' predictions", (s, t, _c, o) => classWiseKl(s, t, num(o, 'temperature') ?? 4)));
   registerLoss('tf_virtual', one('batch', "Tf-KD's virtual teacher: correctProb on the label, the rest spread evenly (teacher side: labels)", (s, t, _c, o) =>
     virtualTeacherKl(s, t, { correctProb: num(o, 'correctProb'), temperature: num(o, 'temperature'), multiplier: num(o, 'multiplier') })));

@@ -87,10 +87,13 @@ export function selfDistillTerms(role: string, exits: number, o: SelfDistillOpti
   return terms;
 }
 
-/** CS-KD: CE on every sample, and the anchors learn their same-class partners' predictions (weight λ, default 1, T = 4). */
+/**
+ * CS-KD as its reference code trains: CE on the anchors (the batch's first half), and the anchors learn their same-class
+ * partners' predictions (weight λ, default 1, T = 4; the partners' side detached).
+ */
 export function classWiseTerms(role: string, o: { temperature?: number; weight?: number } = {}): TermSpec[] {
   return [
-    { loss: 'ce', student: `${role}.logits`, teacher: 'labels', name: 'ce' },
+    { loss: 'ce_anchors', student: `${role}.logits`, teacher: 'labels', name: 'ce' },
     { loss: 'cs_kd', student: `${role}.logits`, teacher: `${role}.logits`, weight: o.weight ?? 1, options: { temperature: o.temperature ?? 4 }, name: 'cs_kd' },
   ];
 }
