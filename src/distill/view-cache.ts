@@ -314,7 +314,7 @@ export class ViewCacheBatches implements BatchSource {
     const v = viewsOf(this.loader.seed, this.epoch, indices, K);
     return Int32Array.from(indices, (i, j) => i * K + v[j]);
   }
-  batchAt(i: number): EngineBatch {
+  batchAt(i: number): EngineBatch & { indices: Int32Array; taps: Record<string, Tensor> } {
     const b = this.src.batchAt(i);
     let x: Tensor, taps: Record<string, Tensor>;
     try {
