@@ -4,6 +4,7 @@
 // table (mean epoch time, its ratio to the plain epoch, final accuracy per seed, mean ± std) and a final JSON line.
 //   node dist/bench/view-cache.js [--n 5000] [--test 2000] [--teacher resnet56] [--student resnet20]
 //     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
+//     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -25,6 +26,7 @@ const views = Number(arg('views', '8')), topk = Number(arg('topk', '10'));
 const dataName = arg('data', 'cifar10');
 const pad = Number(arg('pad', dataName === 'cifar10' ? '4' : '2'));
 const flip = arg('flip', dataName === 'cifar10' ? 'true' : 'false') === 'true';
+const T = Number(arg('T', '4')), alpha = Number(arg('alpha', '0.1')), lr = Number(arg('lr', '0.05'));
 setNumThreads(Number(arg('threads', '2')));
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -39,8 +41,8 @@ async function main() {
   const [, h, w] = info.inputShape;
   const aug = () => [randomCrop(h === w ? h : [h, w], pad), ...(flip ? [randomHorizontalFlip()] : []), ...norm];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-bench-views-'));
-  const sgd = { kind: 'sgd' as const, lr: 0.05, momentum: 0.9, weightDecay: 5e-4 };
-  const kd = { temperature: 4, alpha: 0.1, softLoss: 'kl' as const };
+  const sgd = { kind: 'sgd' as const, lr, momentum: 0.9, weightDecay: 5e-4 };
+  const kd = { temperature: T, alpha, softLoss: 'kl' as const };
   const log = (l: string) => process.stderr.write(`${l}\n`);
   const run = async (name: string, model: Module, seed: number, e: number, extra: Partial<Parameters<typeof trainModel>[0]> = {}): Promise<TrainSummary> =>
     trainModel({
@@ -77,7 +79,7 @@ async function main() {
     }
   }
   const plainS = mean(rows.plain.epochS);
-  console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}, SGD 0.05 (1 warm-up epoch, cosine), batch 64, T 4, alpha 0.1, K ${views}, top-${topk}`);
+  console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}, SGD ${lr} (1 warm-up epoch, cosine), batch 64, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
   console.log('student                | epoch s | × plain | accuracy per seed        | mean ± std');
   console.log('-----------------------|---------|---------|--------------------------|-------------');
   const label = { plain: 'alone (CE)', live: 'KD, live teacher', views: `KD, ${views} cached views` };
@@ -87,7 +89,7 @@ async function main() {
   }
   console.log(`view cache build (${views} teacher passes over ${n} images): ${buildS.toFixed(1)} s; teacher training ${teacherS.toFixed(0)} s`);
   console.log(JSON.stringify({
-    data: dataName, n, test: nTest, teacher: teacherName, student: studentName, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts.best_test_acc,
+    data: dataName, n, test: nTest, teacher: teacherName, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts.best_test_acc,
     plain_epoch_s: plainS, live_epoch_s: mean(rows.live.epochS), views_epoch_s: mean(rows.views.epochS),
     views_over_plain: +(mean(rows.views.epochS) / plainS).toFixed(3), live_over_plain: +(mean(rows.live.epochS) / plainS).toFixed(3), view_cache_build_s: +buildS.toFixed(1),
     acc: { plain: rows.plain.acc, live: rows.live.acc, views: rows.views.acc }, views_minus_live: +(mean(rows.views.acc) - mean(rows.live.acc)).toFixed(2),
