@@ -4,7 +4,9 @@
 // table (mean epoch time, its ratio to the plain epoch, final accuracy per seed, mean ± std) and a final JSON line.
 //   node dist/bench/view-cache.js [--n 5000] [--test 2000] [--teacher resnet56] [--student resnet20]
 //     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
-//     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05]
+//     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05] [--timing-rounds 3]
+// Epoch times on a shared machine drift with its load, so besides each run's mean epoch the bench times `timing-rounds`
+// rounds of one epoch each of the three students, interleaved (plain, live, views, plain, ...), and reports medians.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,7 +23,8 @@ function arg(name: string, def: string): string {
 const n = Number(arg('n', '5000')), nTest = Number(arg('test', '2000'));
 const teacherName = arg('teacher', 'resnet56'), studentName = arg('student', 'resnet20');
 const teacherEpochs = Number(arg('teacher-epochs', '15')), epochs = Number(arg('epochs', '8'));
-const seeds = arg('seeds', '0,1,2').split(',').map(Number);
+const seeds = arg('seeds', '0,1,2').split(',').filter((x) => x !== '').map(Number);
+const rounds = Number(arg('timing-rounds', '3'));
 const views = Number(arg('views', '8')), topk = Number(arg('topk', '10'));
 const dataName = arg('data', 'cifar10');
 const pad = Number(arg('pad', dataName === 'cifar10' ? '4' : '2'));
@@ -54,7 +57,8 @@ async function main() {
   manualSeed(100);
   const teacher = createModel(teacherName, { numClasses: 10 });
   const t0 = Date.now();
-  const ts = await run('teacher', teacher, 100, teacherEpochs);
+  // (--teacher-epochs 0: an untrained teacher, for timing only)
+  const ts = teacherEpochs > 0 ? await run('teacher', teacher, 100, teacherEpochs) : null;
   const teacherS = (Date.now() - t0) / 1000;
   teacher.eval();
   teacher.requiresGrad_(false);
@@ -78,7 +82,18 @@ async function main() {
       log(`${kind} seed ${seed}: ${s.final_test_acc.toFixed(2)} %, ${s.mean_epoch_s.toFixed(2)} s/epoch`);
     }
   }
-  const plainS = mean(rows.plain.epochS);
+  // interleaved single epochs (the view cache is read from disk: built above, or now)
+  const timed: Record<'plain' | 'live' | 'views', number[]> = { plain: [], live: [], views: [] };
+  for (let r = 0; r < rounds; r++)
+    for (const kind of ['plain', 'live', 'views'] as const) {
+      manualSeed(r);
+      const student = createModel(studentName, { numClasses: 10 });
+      const s = await run(`time-${kind}-${r}`, student, r, 1, kind === 'plain' ? {} : { teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : false, views, topk, viewSeed: 0 } });
+      timed[kind].push(s.mean_epoch_s);
+      student.dispose();
+    }
+  const median = (xs: number[]) => { const v = [...xs].sort((a, b) => a - b); return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : NaN; };
+  const plainS = seeds.length ? mean(rows.plain.epochS) : NaN;
   console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}, SGD ${lr} (1 warm-up epoch, cosine), batch 64, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
   console.log('student                | epoch s | × plain | accuracy per seed        | mean ± std');
   console.log('-----------------------|---------|---------|--------------------------|-------------');
@@ -87,11 +102,15 @@ async function main() {
     const r = rows[k];
     console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(mean(r.epochS) / plainS).toFixed(2).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
   }
+  if (rounds) {
+    console.log(`interleaved single epochs (${rounds} rounds), median s: plain ${median(timed.plain).toFixed(2)}, live ${median(timed.live).toFixed(2)} (× ${(median(timed.live) / median(timed.plain)).toFixed(2)}), cached views ${median(timed.views).toFixed(2)} (× ${(median(timed.views) / median(timed.plain)).toFixed(2)})`);
+  }
   console.log(`view cache build (${views} teacher passes over ${n} images): ${buildS.toFixed(1)} s; teacher training ${teacherS.toFixed(0)} s`);
   console.log(JSON.stringify({
-    data: dataName, n, test: nTest, teacher: teacherName, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts.best_test_acc,
+    data: dataName, n, test: nTest, teacher: teacherName, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
     plain_epoch_s: plainS, live_epoch_s: mean(rows.live.epochS), views_epoch_s: mean(rows.views.epochS),
     views_over_plain: +(mean(rows.views.epochS) / plainS).toFixed(3), live_over_plain: +(mean(rows.live.epochS) / plainS).toFixed(3), view_cache_build_s: +buildS.toFixed(1),
+    timed_epoch_s: timed, timed_views_over_plain: +(median(timed.views) / median(timed.plain)).toFixed(3), timed_live_over_plain: +(median(timed.live) / median(timed.plain)).toFixed(3),
     acc: { plain: rows.plain.acc, live: rows.live.acc, views: rows.views.acc }, views_minus_live: +(mean(rows.views.acc) - mean(rows.live.acc)).toFixed(2),
   }));
   teacher.dispose();

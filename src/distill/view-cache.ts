@@ -269,7 +269,12 @@ export async function teacherViews(teacher: Module | Teacher, loader: DataLoader
   const f = found;
   const device = o.device ?? (loader.device !== undefined ? String(loader.device) : 'cpu');
   const rows = n * o.views;
-  const on = (t: Tensor) => (device === 'cpu' ? t : tidy(() => t.to({ device })));
+  const on = (t: Tensor) => {
+    if (device === 'cpu') return t;
+    const moved = t.to({ device });
+    t.dispose();
+    return moved;
+  };
   const logits = keep(on(tensor(f.logits, { shape: [rows, f.k] })));
   const indices = keep(on(tidy(() => tensor(f.indices, { shape: [rows, f.k] }).long())));
   const tail = keep(on(tensor(f.tail, { shape: [rows] })));
@@ -325,6 +330,9 @@ export class ViewCacheBatches implements BatchSource {
         const idx = rowIndex(slots, c.logits.device);
         return { teacher_topk_logits: c.logits.indexSelect(0, idx), teacher_topk_indices: c.indices.indexSelect(0, idx), teacher_topk_tail: c.tail.indexSelect(0, idx) };
       });
+    } catch (e) {
+      b.y.dispose();
+      throw e;
     } finally {
       b.x.dispose();
     }
