@@ -5,6 +5,7 @@
 //   node dist/bench/view-cache.js [--n 5000] [--test 2000] [--teacher resnet56] [--student resnet20]
 //     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
 //     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05] [--timing-rounds 3]
+//     [--teacher-options '{"dropout":0}']
 // Epoch times on a shared machine drift with its load, so besides each run's mean epoch the bench times `timing-rounds`
 // rounds of one epoch each of the three students, interleaved (plain, live, views, plain, ...), and reports medians.
 import * as fs from 'node:fs';
@@ -25,6 +26,7 @@ const teacherName = arg('teacher', 'resnet56'), studentName = arg('student', 're
 const teacherEpochs = Number(arg('teacher-epochs', '15')), epochs = Number(arg('epochs', '8'));
 const seeds = arg('seeds', '0,1,2').split(',').filter((x) => x !== '').map(Number);
 const rounds = Number(arg('timing-rounds', '3'));
+const teacherOptions = JSON.parse(arg('teacher-options', '{}')) as Record<string, unknown>;
 const views = Number(arg('views', '8')), topk = Number(arg('topk', '10'));
 const dataName = arg('data', 'cifar10');
 const pad = Number(arg('pad', dataName === 'cifar10' ? '4' : '2'));
@@ -55,7 +57,7 @@ async function main() {
 
   // the teacher
   manualSeed(100);
-  const teacher = createModel(teacherName, { numClasses: 10 });
+  const teacher = createModel(teacherName, { numClasses: 10, ...teacherOptions });
   const t0 = Date.now();
   // (--teacher-epochs 0: an untrained teacher, for timing only)
   const ts = teacherEpochs > 0 ? await run('teacher', teacher, 100, teacherEpochs) : null;
@@ -107,7 +109,7 @@ async function main() {
   }
   console.log(`view cache build (${views} teacher passes over ${n} images): ${buildS.toFixed(1)} s; teacher training ${teacherS.toFixed(0)} s`);
   console.log(JSON.stringify({
-    data: dataName, n, test: nTest, teacher: teacherName, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
+    data: dataName, n, test: nTest, teacher: teacherName, teacher_options: teacherOptions, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
     plain_epoch_s: plainS, live_epoch_s: mean(rows.live.epochS), views_epoch_s: mean(rows.views.epochS),
     views_over_plain: +(mean(rows.views.epochS) / plainS).toFixed(3), live_over_plain: +(mean(rows.live.epochS) / plainS).toFixed(3), view_cache_build_s: +buildS.toFixed(1),
     timed_epoch_s: timed, timed_views_over_plain: +(median(timed.views) / median(timed.plain)).toFixed(3), timed_live_over_plain: +(median(timed.live) / median(timed.plain)).toFixed(3),
