@@ -3,6 +3,7 @@ export * from './dataset';
 export * from './mnist';
 export * from './dataloader';
 export * from './transforms';
+export * from './views';
 export * from './text';
 export { Rng, mixSeed } from './rng';
 export * from './imagefolder';

@@ -9,8 +9,9 @@
 // Deterministic transforms that work sample by sample (`perSample: true`, as `normalize`) let the DataLoader convert the
 // whole resident data set once instead of every batch (see dataloader.ts); they must then give each sample the same
 // bits whatever batch it is in, which elementwise ops do.
-import { Tensor, arange, ops, tensor, tidy } from '../torch';
+import { Tensor, tensor, tidy } from '../torch';
 import type { Rng } from './rng';
+import { type ViewPart, cropAt, flipAt } from './views';
 
 export interface BatchTransform {
   /** A description that identifies the transform and its parameters (used in cache keys). */
@@ -23,6 +24,8 @@ export interface BatchTransform {
    * see dataloader.ts) instead of to every batch. Unset counts as false.
    */
   readonly perSample?: boolean;
+  /** Random crops and flips: the view they draw (see views.ts), so that a view cache can store and replay it. */
+  readonly view?: ViewPart;
   apply(x: Tensor, rng: Rng): Tensor;
 }
 
@@ -61,18 +64,13 @@ export function randomHorizontalFlip(p = 0.5): BatchTransform {
   return {
     name: `randomHorizontalFlip(${p})`,
     random: true,
+    view: { kind: 'flip', p },
     apply(x, rng) {
       check4d(x, 'randomHorizontalFlip');
       const b = x.shape[0];
       const pick: number[] = [];
       for (let i = 0; i < b; i++) if (rng.random() < p) pick.push(i);
-      return tidy(() => {
-        if (pick.length === b) return ops.flip(x, [3]);
-        const out = x.clone();
-        if (pick.length === 0) return out;
-        const idx = tensor(Int32Array.from(pick), { dtype: 'int64', device: x.device });
-        return ops.index_copy_(out, 0, idx, ops.flip(x.indexSelect(0, idx), [3]));
-      });
+      return flipAt(x, pick);
     },
   };
 }
@@ -94,10 +92,9 @@ export function randomCrop(size: number | [number, number], padding = 0, padding
   return {
     name: `randomCrop(${sizeText}, padding=${padding}${paddingMode === 'zeros' ? '' : `, mode=${paddingMode}`})`,
     random: true,
+    view: { kind: 'crop', size: [ch, cw], padding, mode: paddingMode },
     apply(x, rng) {
-      const [b, c, h, w] = check4d(x, 'randomCrop');
-      if (paddingMode === 'reflect' && (padding >= h || padding >= w))
-        throw new Error(`randomCrop: reflect padding ${padding} needs images larger than the padding, got ${h}x${w} [${x.shape}]`);
+      const [b, , h, w] = check4d(x, 'randomCrop');
       const hp = h + 2 * padding, wp = w + 2 * padding;
       if (ch > hp || cw > wp) throw new Error(`randomCrop: crop ${ch}x${cw} larger than the padded image ${hp}x${wp} (batch [${x.shape}], padding ${padding})`);
       // Window corners in padded coordinates, drawn in sample order (top, then left).
@@ -107,33 +104,7 @@ export function randomCrop(size: number | [number, number], padding = 0, padding
         top[i] = rng.int(hp - ch + 1);
         left[i] = rng.int(wp - cw + 1);
       }
-      return tidy(() => {
-        const opts = { dtype: 'int64' as const, device: x.device };
-        const src = x.contiguous();
-        if (paddingMode === 'zeros') {
-          // Pad, then one gather: index[i, k, r, q] = i*C*hp*wp + k*hp*wp + (top[i] + r)*wp + left[i] + q.
-          const padded = padding > 0 ? ops.constant_pad_nd(src, [padding, padding, padding, padding], 0) : src;
-          if (ch === hp && cw === wp) return padding > 0 ? padded : src.clone();
-          const plane = hp * wp;
-          const start = tensor(top, opts).mul_(wp).add_(tensor(left, opts)).add_(arange(0, b * c * plane, c * plane, opts));
-          const index = start.view(b, 1, 1, 1)
-            .add(arange(0, c * plane, plane, opts).view(1, c, 1, 1))
-            .add(arange(0, ch * wp, wp, opts).view(1, 1, ch, 1))
-            .add(arange(0, cw, 1, opts).view(1, 1, 1, cw));
-          return ops.take(padded, index);
-        }
-        // reflect / replicate: map each output row and column back into the unpadded image and gather from it
-        // directly (no padded copy). reflect(r) = (n-1) - |(n-1) - |r||, valid for padding < n; replicate clamps.
-        const fold = (t: Tensor, n: number) =>
-          paddingMode === 'reflect' ? t.abs().mul_(-1).add_(n - 1).abs().mul_(-1).add_(n - 1) : t.clamp(0, n - 1);
-        const rows = fold(tensor(top, { ...opts, shape: [b, 1] }).add(arange(-padding, ch - padding, 1, opts).view(1, ch)), h);
-        const cols = fold(tensor(left, { ...opts, shape: [b, 1] }).add(arange(-padding, cw - padding, 1, opts).view(1, cw)), w);
-        const index = arange(0, b * c * h * w, c * h * w, opts).view(b, 1, 1, 1)
-          .add(arange(0, c * h * w, h * w, opts).view(1, c, 1, 1))
-          .add(rows.mul_(w).view(b, 1, ch, 1))
-          .add(cols.view(b, 1, 1, cw));
-        return ops.take(src, index);
-      });
+      return cropAt(x, top, left, [ch, cw], padding, paddingMode);
     },
   };
 }

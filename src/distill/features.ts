@@ -19,6 +19,7 @@ import { type LossResult, lossTensor } from './terms';
 import { type SoftLoss, softTerm } from './response';
 import { type TokenKdLoss, positionRows, tokenCrossEntropy, tokenKdLoss, topkForwardKl } from './token-kd';
 import { classWiseKl, fspPooled, peerMeanKl, virtualTeacherKl } from './scheme-losses';
+import { softTopkLoss } from './view-cache';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -120,6 +121,8 @@ export function registerBuiltinLosses(): void {
   }));
   registerLoss('topk_kl', one('batch', "forward KL to stored top-k teacher log-probabilities (teacher side: batch.topk_logprobs; batch.topk_ids, topk_valid, topk_weights)", (s, t, c) =>
     topkForwardKl(positionRows(s), batchTensor(c, 'topk_ids', 'topk_kl'), t, batchTensor(c, 'topk_valid', 'topk_kl'), batchTensor(c, 'topk_weights', 'topk_kl'))));
+  registerLoss('soft_topk', one('batch', "KD to stored top-k teacher logits of a cached view, FKD's uniform tail (teacher side: batch.teacher_topk_logits; batch.teacher_topk_indices, teacher_topk_tail; option temperature)", (s, t, c, o) =>
+    softTopkLoss(s, t, batchTensor(c, 'teacher_topk_indices', 'soft_topk'), batchTensor(c, 'teacher_topk_tail', 'soft_topk'), num(o, 'temperature') ?? 4)));
   registerLoss('hint', one('same', 'FitNets hint: MSE through a projection', (s, t) => L.hintLoss(s, t)));
   registerLoss('hidden_mse', one('same', 'TinyBERT hidden-state MSE', (s, t) => L.hiddenMseLoss(s, t)));
   registerLoss('cosine', one('same', 'DistilBERT cosine embedding loss', (s, t) => L.cosineLoss(s, t)));

@@ -1,4 +1,5 @@
 export { responseKD, hintonKD, softTargetLoss, softTerm, type ResponseKDOptions, type KDLossTerms, type SoftLoss } from './response';
+export { teacherViews, viewCacheFile, readViewCache, writeViewCache, computeViewOutputs, drawAllViews, viewInput, viewsOf, ViewCacheBatches, softTopkLoss, type ViewCache, type ViewCacheOptions } from './view-cache';
 export { teacherLogits, hashModule, hashDataset, teacherCacheFile, readTeacherCache, writeTeacherCache, computeTeacherLogits, type TeacherLogitsResult } from './teacher-cache';
 export { trainModel, evaluate, deviceOf, TrainingInterrupted, type TrainOptions, type TrainSummary, type EpochMetrics } from './trainer';
 export * from './losses';

@@ -10,7 +10,9 @@ import { DataLoader, TensorDataset } from '../data';
 import { DynamicTemperature, ScheduleSpec, checkSchedule, scheduleValue, isConstant, type Progress } from './schedules';
 import type { FeatureMatcher } from './features';
 import { type Teacher } from '../teachers';
-import { type RoleSpec, type TermSpec, type TrainSummary, runEngine } from './engine';
+import { type BatchSource, type RoleSpec, type TermSpec, type TrainSummary, deviceOf, runEngine } from './engine';
+import { type ViewCache, ViewCacheBatches, teacherViews } from './view-cache';
+import * as path from 'node:path';
 
 export { evaluate, deviceOf, TrainingInterrupted, type EpochMetrics, type TrainSummary } from './engine';
 
@@ -43,7 +45,16 @@ export interface TrainOptions {
     /** Weight of the hard-label cross-entropy: a number or a schedule. */
     alpha: number | ScheduleSpec;
     softLoss: 'kl' | 'soft_ce' | 'logit_mse';
-    cache: boolean;
+    /**
+     * true: the teacher's logits per image are cached when the loader's transforms are deterministic. 'views': with
+     * a random crop / flip, the teacher's top-k outputs for `views` views per image are cached (view-cache.ts) and
+     * each step trains on one of them, the student seeing the same view (without random transforms: as true).
+     */
+    cache: boolean | 'views';
+    /** cache 'views': views per image (default 10), logits kept per view (default 10), the views' seed (default `seed`). */
+    views?: number;
+    topk?: number;
+    viewSeed?: number;
     /** Per-sample temperatures around the scheduled one (TextBrewer's flsw / cwsm); KL soft loss only. */
     dynamicTemperature?: DynamicTemperature;
   };
@@ -75,6 +86,13 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
   }
   const kdo = o.kd;
   const terms: TermSpec[] = [];
+  const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const useViews = !!(kdo && o.teacher && kdo.cache === 'views' && o.train.transforms.some((t) => t.random));
+  if (useViews) {
+    if (!isConstant(kdo!.temperature) || kdo!.dynamicTemperature) throw new Error(`${name}: cached views store the teacher's tail mass at one temperature; give a constant distill.temperature`);
+    if (kdo!.softLoss !== 'kl') throw new Error(`${name}: cached views distil with the kl soft loss, got '${kdo!.softLoss}'`);
+    if (fm) throw new Error(`${name}: feature matches need the teacher on every batch; cached views hold its logits only`);
+  }
   let report: ((p: Progress) => Record<string, number>) | undefined;
   if (kdo && o.teacher) {
     checkSchedule(kdo.temperature, 'distill.temperature');
@@ -94,7 +112,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     terms.push(
       { loss: 'ce', name: 'hard', student: 'student.logits', teacher: 'labels', weight: alpha ?? alphaAt, metric: 'hard' },
       {
-        loss: kdo.softLoss, name: 'soft', student: 'student.logits', teacher: 'teacher.logits', weight: alpha !== null ? 1 - alpha : (p) => 1 - alphaAt(p), metric: 'soft',
+        loss: useViews ? 'soft_topk' : kdo.softLoss, name: 'soft', student: 'student.logits', teacher: useViews ? 'batch.teacher_topk_logits' : 'teacher.logits', weight: alpha !== null ? 1 - alpha : (p) => 1 - alphaAt(p), metric: 'soft',
         options: { temperature: isConstant(kdo.temperature) ? temperatureAt({ epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 }) : temperatureAt, ...(kdo.dynamicTemperature ? { dynamicTemperature: kdo.dynamicTemperature } : {}) },
       },
     );
@@ -110,10 +128,28 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     name: 'student', model: o.model,
     optimizer: o.optimizer, schedule: { kind: o.schedule, milestones: o.milestones, warmupEpochs: o.warmupEpochs },
   }];
+  // with cached views the teacher role is tapped by no term (its outputs come with the batches)
   if (o.teacher) roles.push({ name: 'teacher', model: o.teacher, cache: !!kdo?.cache });
-  return runEngine({
-    name, roles, terms, report, train: o.train, test: o.test, testTransforms: o.testTransforms, epochs: o.epochs, seed: o.seed,
-    outDir: o.outDir, resume: o.resume, force: o.force, checkpointEvery: o.checkpointEvery ?? 0, log: o.log, progress: o.progress,
-    signal: o.signal, cacheDir: o.cacheDir,
-  });
+  let train: BatchSource = o.train;
+  let views: ViewCache | null = null;
+  if (useViews) {
+    const T = scheduleValue(kdo!.temperature, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 });
+    const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
+    const t0 = Date.now();
+    views = await teacherViews(o.teacher!, o.train, {
+      views: kdo!.views ?? 10, topk: kdo!.topk ?? 10, temperature: T, seed: kdo!.viewSeed ?? o.seed, cacheDir, warn: log, device: deviceOf(o.model),
+    });
+    log(`${name}: teacher outputs for ${views.views} views × ${views.n} images (top-${views.k} of ${views.classes}) ${views.fromCache ? 'read from' : `computed in ${((Date.now() - t0) / 1000).toFixed(1)} s and stored in`} ${views.file}`);
+    train = new ViewCacheBatches(o.train, views);
+  }
+  try {
+    const summary = await runEngine({
+      name, roles, terms, report, train, test: o.test, testTransforms: o.testTransforms, epochs: o.epochs, seed: o.seed,
+      outDir: o.outDir, resume: o.resume, force: o.force, checkpointEvery: o.checkpointEvery ?? 0, log: o.log, progress: o.progress,
+      signal: o.signal, cacheDir: o.cacheDir,
+    });
+    return views ? { ...summary, teacher_cache: views.fromCache ? 'loaded' : 'built' } : summary;
+  } finally {
+    views?.dispose();
+  }
 }

@@ -184,7 +184,16 @@ export const configSchema = z
           ])
           .optional(),
         softLoss: z.enum(['kl', 'soft_ce', 'logit_mse']).default('kl'),
-        cache: z.boolean().default(true),
+        /**
+         * true: cache the teacher's logits per image (when data.augment is off). 'views': with data.augment, cache its
+         * top-k outputs for `views` crop/flip views per image and train on one of them per step, the student seeing
+         * the same view (docs/performance.md, cached views).
+         */
+        cache: z.union([z.boolean(), z.literal('views')]).default(true),
+        /** cache 'views': views stored per image (default 10). */
+        views: z.number().int().positive().optional(),
+        /** cache 'views': teacher logits kept per view (default 10; the rest of its mass is spread evenly over the other classes). */
+        topk: z.number().int().positive().optional(),
         /** Feature / relation matches added to the response-KD loss (the teacher then runs on every batch). */
         matches: z.array(matchSpec).default([]),
       })

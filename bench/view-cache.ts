@@ -1,0 +1,123 @@
+// Augmented distillation on cached views against a live teacher, on CIFAR-10 with random crop (padding 4) and flip:
+// a teacher is trained first, then per seed three students on the same schedule: alone (cross-entropy), KD with the
+// teacher run on every batch (live), KD on K cached views per image (top-k stored, distill.cache 'views'). Prints a
+// table (mean epoch time, its ratio to the plain epoch, final accuracy per seed, mean ± std) and a final JSON line.
+//   node dist/bench/view-cache.js [--n 5000] [--test 2000] [--teacher resnet56] [--student resnet20]
+//     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
+//     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05] [--timing-rounds 3]
+//     [--teacher-options '{"dropout":0}']
+// Epoch times on a shared machine drift with its load, so besides each run's mean epoch the bench times `timing-rounds`
+// rounds of one epoch each of the three students, interleaved (plain, live, views, plain, ...), and reports medians.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { manualSeed, setNumThreads } from '../src/torch';
+import { Module } from '../src/nn';
+import { DataLoader, ImageDataset, type ImageDatasetInfo, getDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../src/data';
+import { createModel, registerBuiltinModels } from '../src/models';
+import { type TrainSummary, evaluate, trainModel } from '../src/distill';
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : def;
+}
+const n = Number(arg('n', '5000')), nTest = Number(arg('test', '2000'));
+const teacherName = arg('teacher', 'resnet56'), studentName = arg('student', 'resnet20');
+const teacherEpochs = Number(arg('teacher-epochs', '15')), epochs = Number(arg('epochs', '8'));
+const seeds = arg('seeds', '0,1,2').split(',').filter((x) => x !== '').map(Number);
+const rounds = Number(arg('timing-rounds', '3'));
+const teacherOptions = JSON.parse(arg('teacher-options', '{}')) as Record<string, unknown>;
+const views = Number(arg('views', '8')), topk = Number(arg('topk', '10'));
+const dataName = arg('data', 'cifar10');
+const pad = Number(arg('pad', dataName === 'cifar10' ? '4' : '2'));
+const flip = arg('flip', dataName === 'cifar10' ? 'true' : 'false') === 'true';
+const T = Number(arg('T', '4')), alpha = Number(arg('alpha', '0.1')), lr = Number(arg('lr', '0.05'));
+setNumThreads(Number(arg('threads', '2')));
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+
+async function main() {
+  registerBuiltinDatasets();
+  registerBuiltinModels();
+  const info = getDataset(dataName) as ImageDatasetInfo;
+  const train = info.load('train', n) as ImageDataset, test = info.load('test', nTest) as ImageDataset;
+  const norm = [normalize(info.mean, info.std)];
+  const [, h, w] = info.inputShape;
+  const aug = () => [randomCrop(h === w ? h : [h, w], pad), ...(flip ? [randomHorizontalFlip()] : []), ...norm];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-bench-views-'));
+  const sgd = { kind: 'sgd' as const, lr, momentum: 0.9, weightDecay: 5e-4 };
+  const kd = { temperature: T, alpha, softLoss: 'kl' as const };
+  const log = (l: string) => process.stderr.write(`${l}\n`);
+  const run = async (name: string, model: Module, seed: number, e: number, extra: Partial<Parameters<typeof trainModel>[0]> = {}): Promise<TrainSummary> =>
+    trainModel({
+      name, model, train: new DataLoader(train, { batchSize: 64, shuffle: true, seed, transforms: aug() }), test, testTransforms: norm, epochs: e, seed,
+      optimizer: sgd, schedule: 'cosine', warmupEpochs: 1, outDir: path.join(dir, name), progress: false, log, cacheDir: path.join(dir, 'cache'), ...extra,
+    });
+
+  // the teacher
+  manualSeed(100);
+  const teacher = createModel(teacherName, { numClasses: 10, ...teacherOptions });
+  const t0 = Date.now();
+  // (--teacher-epochs 0: an untrained teacher, for timing only)
+  const ts = teacherEpochs > 0 ? await run('teacher', teacher, 100, teacherEpochs) : null;
+  const teacherS = (Date.now() - t0) / 1000;
+  teacher.eval();
+  teacher.requiresGrad_(false);
+  const teacherAcc = await evaluate(teacher, test, norm);
+
+  const rows: Record<'plain' | 'live' | 'views', { acc: number[]; epochS: number[] }> = { plain: { acc: [], epochS: [] }, live: { acc: [], epochS: [] }, views: { acc: [], epochS: [] } };
+  let buildS = 0;
+  for (const seed of seeds) {
+    for (const kind of ['plain', 'live', 'views'] as const) {
+      manualSeed(seed);
+      const student = createModel(studentName, { numClasses: 10 });
+      const tb = Date.now();
+      const s = await run(`${kind}-${seed}`, student, seed, epochs, kind === 'plain' ? {} : {
+        teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : false, views, topk, viewSeed: 0 },
+      });
+      // the view cache is built once (views seeded by 0, shared by the seeds): its time is everything outside the epochs
+      if (kind === 'views' && s.teacher_cache === 'built') buildS = (Date.now() - tb) / 1000 - s.mean_epoch_s * epochs;
+      rows[kind].acc.push(s.final_test_acc);
+      rows[kind].epochS.push(s.mean_epoch_s);
+      student.dispose();
+      log(`${kind} seed ${seed}: ${s.final_test_acc.toFixed(2)} %, ${s.mean_epoch_s.toFixed(2)} s/epoch`);
+    }
+  }
+  // interleaved single epochs (the view cache is read from disk: built above, or now)
+  const timed: Record<'plain' | 'live' | 'views', number[]> = { plain: [], live: [], views: [] };
+  for (let r = 0; r < rounds; r++)
+    for (const kind of ['plain', 'live', 'views'] as const) {
+      manualSeed(r);
+      const student = createModel(studentName, { numClasses: 10 });
+      const s = await run(`time-${kind}-${r}`, student, r, 1, kind === 'plain' ? {} : { teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : false, views, topk, viewSeed: 0 } });
+      timed[kind].push(s.mean_epoch_s);
+      student.dispose();
+    }
+  const median = (xs: number[]) => { const v = [...xs].sort((a, b) => a - b); return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : NaN; };
+  const plainS = seeds.length ? mean(rows.plain.epochS) : NaN;
+  console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}, SGD ${lr} (1 warm-up epoch, cosine), batch 64, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
+  console.log('student                | epoch s | × plain | accuracy per seed        | mean ± std');
+  console.log('-----------------------|---------|---------|--------------------------|-------------');
+  const label = { plain: 'alone (CE)', live: 'KD, live teacher', views: `KD, ${views} cached views` };
+  for (const k of ['plain', 'live', 'views'] as const) {
+    const r = rows[k];
+    console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(mean(r.epochS) / plainS).toFixed(2).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
+  }
+  if (rounds) {
+    console.log(`interleaved single epochs (${rounds} rounds), median s: plain ${median(timed.plain).toFixed(2)}, live ${median(timed.live).toFixed(2)} (× ${(median(timed.live) / median(timed.plain)).toFixed(2)}), cached views ${median(timed.views).toFixed(2)} (× ${(median(timed.views) / median(timed.plain)).toFixed(2)})`);
+  }
+  console.log(`view cache build (${views} teacher passes over ${n} images): ${buildS.toFixed(1)} s; teacher training ${teacherS.toFixed(0)} s`);
+  console.log(JSON.stringify({
+    data: dataName, n, test: nTest, teacher: teacherName, teacher_options: teacherOptions, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
+    plain_epoch_s: plainS, live_epoch_s: mean(rows.live.epochS), views_epoch_s: mean(rows.views.epochS),
+    views_over_plain: +(mean(rows.views.epochS) / plainS).toFixed(3), live_over_plain: +(mean(rows.live.epochS) / plainS).toFixed(3), view_cache_build_s: +buildS.toFixed(1),
+    timed_epoch_s: timed, timed_views_over_plain: +(median(timed.views) / median(timed.plain)).toFixed(3), timed_live_over_plain: +(median(timed.live) / median(timed.plain)).toFixed(3),
+    acc: { plain: rows.plain.acc, live: rows.live.acc, views: rows.views.acc }, views_minus_live: +(mean(rows.views.acc) - mean(rows.live.acc)).toFixed(2),
+  }));
+  teacher.dispose();
+  train.dispose();
+  test.dispose();
+  fs.rmSync(dir, { recursive: true });
+}
+main().catch((e) => { console.error(e); process.exit(1); });
