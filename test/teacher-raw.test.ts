@@ -11,7 +11,8 @@ import { after, describe, it } from 'node:test';
 import { PNG } from 'pngjs';
 import { Tensor, dispose, tensor, zeros } from '../src/torch';
 import { DataLoader, ImageDataset, type RawImage, TensorDataset, TextDataset, loadDataset, loadImageFolder, normalize, ownDataset } from '../src/data';
-import { type LabelScores, blackBoxTeacher, runTeacher } from '../src/teachers';
+import { type LabelScores, blackBoxTeacher, loadExternalTeacher, runTeacher } from '../src/teachers';
+import { validateConfig } from '../src/run';
 import { distill, pseudoLabel, teacherCacheFile, teacherLogits } from '../src/distill';
 import { checkLeaks } from './helpers';
 
@@ -255,3 +256,20 @@ describe('pseudoLabel with any teacher', () => {
   });
 });
 
+
+describe('an http teacher from a configuration', () => {
+  it('takes input: raw, labels, floor, tolerance and id; other inputs and bad values are named', async () => {
+    const base = { data: { dataset: 'mnist' }, student: { model: 'lenet5-half' } };
+    const teacher = { model: 'http', url: 'http://127.0.0.1:9/predict', returns: 'probs', input: 'raw', labels: ['neg', 'pos'], floor: 1e-9, tolerance: 0.01, id: 'svc-v2' };
+    const cfg = validateConfig({ ...base, teacher }, 'x.yaml');
+    const t = await loadExternalTeacher(cfg.teacher as never);
+    assert.equal(t.takesRaw, true);
+    // the identity follows the configured id: another id, another teacher for the cache
+    const other = await loadExternalTeacher(validateConfig({ ...base, teacher: { ...teacher, id: 'svc-v3' } }, 'x.yaml').teacher as never);
+    assert.notEqual(t.id(), other.id());
+    await assert.rejects(loadExternalTeacher(validateConfig({ ...base, teacher: { ...teacher, input: 'pixels' } }, 'x.yaml').teacher as never), /http teacher: input must be 'raw'.*got 'pixels'/);
+    assert.throws(() => validateConfig({ ...base, teacher: { ...teacher, floor: 2 } }, 'x.yaml'), /teacher\.floor/);
+    assert.throws(() => validateConfig({ ...base, teacher: { ...teacher, labels: ['only'] } }, 'x.yaml'), /teacher\.labels/);
+    assert.throws(() => validateConfig({ ...base, teacher: { model: 'lenet5', id: 'x' } }, 'x.yaml'), /teacher\.id applies to teachers from elsewhere/);
+  });
+});

@@ -70,7 +70,7 @@ const modelSpec = z
 export const externalTeacherKeys = {
   /** onnx, torchscript, tfjs: the model file (tfjs: model.json; relative to the configuration file). */
   path: z.string().min(1).optional(),
-  /** onnx, tfjs: the model input fed with the images (default: the only input). */
+  /** onnx, tfjs: the model input fed with the images (default: the only input); http: `raw` sends the raw samples. */
   input: z.string().min(1).optional(),
   /** onnx, torchscript, tfjs: the output used as logits (default: the first output; TorchScript: `output` / `output.0`). */
   output: z.string().min(1).optional(),
@@ -86,6 +86,14 @@ export const externalTeacherKeys = {
   retries: z.number().int().min(0).optional(),
   /** http: per request (default 30000). */
   timeoutMs: z.number().int().positive().optional(),
+  /** http: the label set that label → probability answers refer to (in output order). */
+  labels: z.array(z.string().min(1)).min(2).optional(),
+  /** http: the least probability kept before the log (missing labels of a top-k answer); default 1e-12. */
+  floor: z.number().positive().lt(1).optional(),
+  /** http: how far probabilities and their sums may exceed 1 (default 1e-3). */
+  tolerance: z.number().min(0).optional(),
+  /** http: the teacher's identity for the teacher cache, added to the URL; change it when the endpoint's answers change. */
+  id: z.string().min(1).optional(),
 };
 
 const teacherSpec = modelSpec.extend(externalTeacherKeys);

@@ -4,7 +4,7 @@
 //   { model: onnx, path, input?, output?, batchSize?, providers? }
 //   { model: torchscript, path, output? }
 //   { model: tfjs, path (model.json), input?, output?, batchSize? }
-//   { model: http, url, returns: logits | probs, batchSize?, retries?, timeoutMs? }
+//   { model: http, url, returns: logits | probs, batchSize?, retries?, timeoutMs?, input?: raw, labels?, floor?, tolerance?, id? }
 import { closest } from '../nn';
 import type { Teacher } from './teacher';
 import { OnnxTeacher } from './onnx';
@@ -76,8 +76,17 @@ export function registerBuiltinTeachers(): void {
     load: (s) => TfjsTeacher.load(s.path!, { input: s.input, output: s.output, batchSize: s.batchSize }),
   });
   registerTeacherKind('http', {
-    keys: ['url', 'returns', 'batchSize', 'retries', 'timeoutMs'], required: { url: 'the endpoint', returns: "'logits' or 'probs' (what the endpoint returns per input)" },
-    load: (s) => httpTeacher({ url: s.url!, returns: s.returns!, batchSize: s.batchSize, retries: s.retries, timeoutMs: s.timeoutMs }),
+    keys: ['url', 'returns', 'batchSize', 'retries', 'timeoutMs', 'input', 'labels', 'floor', 'tolerance', 'id'],
+    required: { url: 'the endpoint', returns: "'logits' or 'probs' (what the endpoint returns per input)" },
+    load: (s) => {
+      // input: raw sends the batch's raw samples (texts, image files) instead of the student's tensor
+      if (s.input !== undefined && s.input !== 'raw') throw new Error(`http teacher: input must be 'raw' (send the raw samples) or absent (send the student's tensor), got '${s.input}'`);
+      return httpTeacher({
+        url: s.url!, returns: s.returns!, batchSize: s.batchSize, retries: s.retries, timeoutMs: s.timeoutMs,
+        ...(s.input ? { input: 'raw' as const } : {}), labels: s.labels as string[] | undefined, floor: s.floor as number | undefined,
+        tolerance: s.tolerance as number | undefined, id: s.id as string | undefined,
+      });
+    },
   });
 }
 
