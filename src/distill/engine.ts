@@ -298,6 +298,8 @@ interface Role {
   cacheFile: string | null;
   /** Trainable roles: the modules that are told where training is before each step (see StepAware). */
   stepAware: StepAware[];
+  /** Data-parallel: the parameters whose gradients are averaged over the processes (found on the first step). */
+  gradParams?: Tensor[];
 }
 
 /**
@@ -1024,7 +1026,8 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
  * processes — one all-reduce of one flat buffer (parameters without a gradient here count as zeros).
  */
 function averageGradients(dist: ProcessGroup, r: Role): void {
-  const ps = [...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())].filter((p) => p.requiresGrad);
+  // the role's parameters and projections are fixed once the run has set up: collected on the first step
+  const ps = (r.gradParams ??= [...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())].filter((p) => p.requiresGrad));
   if (!ps.length) return;
   tidy(() =>
     noGrad(() => {
