@@ -21,6 +21,8 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 #endif
 
 #include <dlfcn.h>
@@ -1339,6 +1341,206 @@ Napi::Value DistStoreGet(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- gradient buckets all-reduced during the backward pass (c10d's Reducer, the engine of PyTorch's DDP)
+//
+// The Reducer registers a hook on every parameter's gradient accumulator; once prepared for a backward pass, each
+// bucket of gradients is all-reduced (asynchronously, on Gloo's thread) as soon as its last gradient is ready, while
+// autograd goes on with the earlier layers; at the end of the backward pass it waits for the buckets and writes the
+// mean over the ranks into the parameters' gradients. Parameters the pass does not reach are found by walking the
+// graph from the loss (find_unused_parameters) and count as zeros in the mean (their gradient stays unset where no
+// rank produced one).
+struct ReducerBox {
+  std::unique_ptr<c10d::Reducer> reducer;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;  // kept alive as long as the hooks may run
+  int rank = 0;
+  int size = 1;
+};
+
+ReducerBox* reducerOf(const Napi::Value& v) {
+  if (!v.IsExternal()) throw std::invalid_argument("expected a gradient reducer handle");
+  auto* b = v.As<Napi::External<ReducerBox>>().Data();
+  if (!b->reducer) throw std::invalid_argument("the gradient reducer was destroyed");
+  return b;
+}
+
+// Passes every warning on to the addon's handler but the reducer's advice on find_unused_parameters.
+class UnusedParametersAdviceFilter : public c10::WarningHandler {
+ public:
+#if TORCH_VERSION_MAJOR >= 2
+  UnusedParametersAdviceFilter() : prev_(c10::WarningUtils::get_warning_handler()) { c10::WarningUtils::set_warning_handler(this); }
+  ~UnusedParametersAdviceFilter() override { c10::WarningUtils::set_warning_handler(prev_); }
+  void process(const c10::Warning& w) override {
+    if (w.msg().rfind("find_unused_parameters=True was specified", 0) != 0) prev_->process(w);
+  }
+#else
+  UnusedParametersAdviceFilter() : prev_(c10::Warning::get_warning_handler()) { c10::Warning::set_warning_handler(this); }
+  ~UnusedParametersAdviceFilter() override { c10::Warning::set_warning_handler(prev_); }
+  void process(const c10::SourceLocation& loc, const std::string& msg, const bool verbatim) override {
+    if (msg.rfind("find_unused_parameters=True was specified", 0) != 0) prev_->process(loc, msg, verbatim);
+  }
+#endif
+
+ private:
+  c10::WarningHandler* prev_;
+};
+
+// distReducer(group, params, bucketBytes, firstBucketBytes, names) -> handle
+Napi::Value DistReducer(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    auto params = tensorsOf(info[1], "reducer");
+    if (params.empty()) throw std::invalid_argument("reducer: no parameters");
+    for (size_t i = 0; i < params.size(); i++)
+      if (!params[i].requires_grad()) throw std::invalid_argument("reducer: parameter " + std::to_string(i) + " does not require grad");
+    const int64_t cap = static_cast<int64_t>(info[2].As<Napi::Number>().DoubleValue());
+    const int64_t first = static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue());
+    std::unordered_map<size_t, std::string> names;
+    if (info.Length() > 4 && info[4].IsArray()) {
+      auto arr = info[4].As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); i++) names[i] = arr.Get(i).As<Napi::String>().Utf8Value();
+    }
+    std::vector<bool> sparse(params.size(), false);
+    // as DDP: a small first bucket (it is the last gradients' bucket, so its all-reduce starts early), then `cap`;
+    // buckets in reverse order of the parameters, the order in which backward produces their gradients
+    auto assigned = c10d::compute_bucket_assignment_by_size(params, {static_cast<size_t>(first), static_cast<size_t>(cap)}, sparse);
+    auto buckets = std::get<0>(assigned);
+    auto limits = std::get<1>(assigned);
+    std::reverse(buckets.begin(), buckets.end());
+    std::reverse(limits.begin(), limits.end());
+    auto* box = new ReducerBox();
+    box->pg = g->pg;
+    box->rank = g->rank;
+    box->size = g->size;
+    try {
+      box->reducer = std::make_unique<c10d::Reducer>(params, buckets, limits, c10::static_intrusive_pointer_cast<c10d::ProcessGroup>(g->pg), sparse, cap,
+                                                     /*find_unused_parameters=*/true, /*gradient_as_bucket_view=*/false, names, first);
+    } catch (...) {
+      delete box;
+      throw;
+    }
+    return Napi::External<ReducerBox>::New(info.Env(), box, [](Napi::Env, ReducerBox* b) { delete b; });
+  });
+}
+
+// distReducerPrepare(reducer, outputs): the next backward pass from `outputs` all-reduces the gradients
+Napi::Value DistReducerPrepare(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    ReducerBox* b = reducerOf(info[0]);
+    std::vector<at::Tensor> outs;
+    auto arr = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) outs.push_back(tensorOf(arr.Get(i), "reducer outputs"));
+    try {
+      // the reducer looks for parameters the pass does not reach (find_unused_parameters) because a run's roles and
+      // terms may leave some out; its advice to turn that off when none are found is not for the user here
+      UnusedParametersAdviceFilter filter;
+      b->reducer->prepare_for_forward();
+      b->reducer->prepare_for_backward(outs);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error("rank " + std::to_string(b->rank) + " of " + std::to_string(b->size) + ": gradient all-reduce: " + e.what_without_backtrace());
+    }
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value DistReducerDestroy(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsExternal()) throw std::invalid_argument("expected a gradient reducer handle");
+    auto* b = info[0].As<Napi::External<ReducerBox>>().Data();
+    b->reducer.reset();
+    return info.Env().Undefined();
+  });
+}
+
+// ---- synchronised batch normalisation: the statistics of the whole global batch, over the ranks
+//
+// Forward: every rank's per-channel mean, biased variance and row count are all-gathered and combined (Chan et al.'s
+// parallel variance, in float64), the input normalised with them, and the running statistics updated with the
+// unbiased variance of the global batch, as one process with the whole batch would. Backward: the per-channel sums of
+// dy and dy·(x − mean) are all-reduced, so that the input's gradient is the whole batch's; weight and bias gradients
+// stay per rank (the gradient all-reduce averages them with the other parameters).
+struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor w, at::Tensor b, at::Tensor rm, at::Tensor rv, double momentum,
+                            double eps, int64_t group) {
+    Group* g = reinterpret_cast<Group*>(group);
+    const int64_t C = x.size(1);
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < x.dim(); d++) dims.push_back(d);
+    std::vector<int64_t> bshape(x.dim(), 1);
+    bshape[1] = C;
+    const double n = static_cast<double>(x.numel() / C);
+    const auto dopt = x.options().dtype(at::kDouble);
+    at::Tensor mean_l = at::zeros({C}, dopt), var_l = at::zeros({C}, dopt);
+    if (n > 0) {
+      auto vm = at::var_mean(x, dims, /*unbiased=*/false, /*keepdim=*/false);  // Welford, double accumulators
+      var_l = std::get<0>(vm).to(at::kDouble);
+      mean_l = std::get<1>(vm).to(at::kDouble);
+    }
+    at::Tensor mine = at::cat({mean_l, var_l, at::full({1}, n, dopt)});
+    std::vector<at::Tensor> in{mine};
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < g->size; r++) out[0].push_back(at::empty_like(mine));
+    waitWork(g, g->pg->allgather(out, in), "sync batch norm (statistics)");
+    at::Tensor all = at::stack(out[0]);  // [W, 2C+1]
+    at::Tensor counts = all.select(1, 2 * C).unsqueeze(1);  // [W, 1]
+    const double N = counts.sum().item<double>();
+    if (N <= 1) throw std::invalid_argument("sync batch norm: expected more than 1 value per channel over the ranks, got " + std::to_string(static_cast<int64_t>(N)));
+    at::Tensor means = all.narrow(1, 0, C), vars = all.narrow(1, C, C);
+    at::Tensor mean = (means * counts).sum(0) / N;
+    at::Tensor var = ((vars + (means - mean).pow(2)) * counts).sum(0) / N;
+    at::Tensor invstd = (var + eps).rsqrt();
+    if (rm.defined()) rm.mul_(1 - momentum).add_(mean.to(rm.scalar_type()), momentum);
+    if (rv.defined()) rv.mul_(1 - momentum).add_((var * (N / (N - 1))).to(rv.scalar_type()), momentum);
+    at::Tensor meanf = mean.to(x.scalar_type()), invstdf = invstd.to(x.scalar_type());
+    at::Tensor y = (x - meanf.view(bshape)) * invstdf.view(bshape);
+    if (w.defined()) y = y * w.view(bshape);
+    if (b.defined()) y = y + b.view(bshape);
+    ctx->save_for_backward({x, w, meanf, invstdf});
+    ctx->saved_data["N"] = N;
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["has_b"] = b.defined();
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor x = saved[0], w = saved[1], mean = saved[2], invstd = saved[3];
+    const double N = ctx->saved_data["N"].toDouble();
+    Group* g = reinterpret_cast<Group*>(ctx->saved_data["group"].toInt());
+    at::Tensor dy = grads[0].contiguous();
+    const int64_t C = x.size(1);
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < x.dim(); d++) dims.push_back(d);
+    std::vector<int64_t> bshape(x.dim(), 1);
+    bshape[1] = C;
+    at::Tensor xmu = x - mean.view(bshape);
+    at::Tensor sum_dy = dy.sum(dims), sum_dy_xmu = (dy * xmu).sum(dims);
+    at::Tensor gw, gb, gx;
+    if (w.defined() && ctx->needs_input_grad(1)) gw = sum_dy_xmu * invstd;
+    if (ctx->saved_data["has_b"].toBool() && ctx->needs_input_grad(2)) gb = sum_dy.clone();
+    if (ctx->needs_input_grad(0)) {
+      at::Tensor both = at::cat({sum_dy, sum_dy_xmu});
+      std::vector<at::Tensor> one{both};
+      waitWork(g, g->pg->allreduce(one), "sync batch norm (gradient)");
+      at::Tensor gsum_dy = both.narrow(0, 0, C), gsum_dy_xmu = both.narrow(0, C, C);
+      at::Tensor scale = w.defined() ? invstd * w : invstd;
+      gx = (dy - (gsum_dy / N).view(bshape) - xmu * (invstd * invstd * gsum_dy_xmu / N).view(bshape)) * scale.view(bshape);
+    }
+    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// distSyncBatchNorm(group, x, weight, bias, runningMean, runningVar, momentum, eps) -> y
+Napi::Value DistSyncBatchNorm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Group* g = groupOf(info[0]);
+    auto opt = [&](int i) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : tensorOf(info[i], "syncBatchNorm"); };
+    at::Tensor x = tensorOf(info[1], "syncBatchNorm: input");
+    if (x.dim() < 2) throw std::invalid_argument("syncBatchNorm: expected input of at least 2 dimensions [N, C, ...]");
+    at::Tensor y = SyncBatchNormFn::apply(x, opt(2), opt(3), opt(4), opt(5), info[6].As<Napi::Number>().DoubleValue(), info[7].As<Napi::Number>().DoubleValue(),
+                                          reinterpret_cast<int64_t>(g));
+    return wrapTensor(info.Env(), y);
+  });
+}
+
 Napi::Value DistDestroy(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Group* g = groupOf(info[0]);
@@ -1396,12 +1598,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("distStoreSet", Napi::Function::New(env, DistStoreSet, "distStoreSet"));
   exports.Set("distStoreGet", Napi::Function::New(env, DistStoreGet, "distStoreGet"));
   exports.Set("distDestroy", Napi::Function::New(env, DistDestroy, "distDestroy"));
+  exports.Set("distReducer", Napi::Function::New(env, DistReducer, "distReducer"));
+  exports.Set("distReducerPrepare", Napi::Function::New(env, DistReducerPrepare, "distReducerPrepare"));
+  exports.Set("distReducerDestroy", Napi::Function::New(env, DistReducerDestroy, "distReducerDestroy"));
+  exports.Set("distSyncBatchNorm", Napi::Function::New(env, DistSyncBatchNorm, "distSyncBatchNorm"));
 #else
   exports.Set("distAvailable", Napi::Boolean::New(env, false));
 #endif
   // what the TypeScript side may rely on; handle.ts refuses an addon built from other sources (raise it with any
-  // change to the functions above: 2 = dispose takes an array, 3 = process groups)
-  exports.Set("abi", Napi::Number::New(env, 3));
+  // change to the functions above: 2 = dispose takes an array, 3 = process groups, 4 = gradient reducer and sync
+  // batch norm)
+  exports.Set("abi", Napi::Number::New(env, 4));
   return exports;
 }
 

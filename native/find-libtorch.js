@@ -78,7 +78,10 @@ function c10d(lt) {
   if (!has('torch/csrc/distributed/c10d/ProcessGroupGloo.hpp') || !has('gloo/algorithm.h')) return null;
   // Debian links Gloo as its own library; PyTorch's libtorch_cpu carries it inside
   const gloo = ['/usr/lib', lt.libdir, '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu'].find((d) => fs.existsSync(path.join(d, 'libgloo.so')));
-  return { cflags: ['-DUSE_C10D_GLOO', '-DTSD_C10D'], libs: gloo ? [`-L${gloo}`, '-lgloo'] : [] };
+  // c10d's reducer.hpp includes a distributed-autograd header that Debian's libtorch-dev leaves out: where it is
+  // missing, native/compat declares the two type names the reducer needs from it
+  const compat = has('torch/csrc/distributed/autograd/context/context.h') ? [] : [`-I${path.join(__dirname, 'compat')}`];
+  return { cflags: ['-DUSE_C10D_GLOO', '-DTSD_C10D', ...compat], libs: gloo ? [`-L${gloo}`, '-lgloo'] : [] };
 }
 
 if (require.main === module) {

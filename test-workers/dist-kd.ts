@@ -1,11 +1,14 @@
 // A rank of the data-parallel tests (started by test/dist.test.ts through the launcher, or alone): one epoch of KD
 // from a frozen LeNet-5 into the half-width LeNet on 300 MNIST images (the last batch smaller than the others),
 // through the engine, into OUT_DIR. Joins the process group the environment describes.
-//   OUT_DIR=... [BATCH=64] [EPOCHS=1] [RESUME=1] [STEP_DELAY_MS=0] node dist/test/workers/dist-kd.js
+// STUDENT=bn trains a small convolutional student with BatchNorm instead; SYNC_BN=1 synchronises its BatchNorm over
+// the ranks; OVERLAP=0 all-reduces the gradients after the backward pass instead of during it.
+//   OUT_DIR=... [BATCH=64] [EPOCHS=1] [RESUME=1] [STEP_DELAY_MS=0] [STUDENT=bn] [SYNC_BN=1] [OVERLAP=0] node dist/test-workers/dist-kd.js
 import { manualSeed, setNumThreads } from '../src/torch';
 import { DataLoader, MNIST_STATS, loadMnist, normalize } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
 import { runEngine } from '../src/distill';
+import { BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential } from '../src/nn';
 import { joinProcessGroupFromEnv } from '../src/run';
 
 async function main() {
@@ -13,7 +16,10 @@ async function main() {
   const group = joinProcessGroupFromEnv();
   manualSeed(0);
   const teacher = new LeNet5();
-  const student = new LeNet5Half();
+  const student =
+    process.env.STUDENT === 'bn'
+      ? new Sequential(new Conv2d(1, 8, 5), new BatchNorm2d(8), new ReLU(), new MaxPool2d(2), new Conv2d(8, 16, 5), new BatchNorm2d(16), new ReLU(), new MaxPool2d(2), new Flatten(), new Linear(256, 10))
+      : new LeNet5Half();
   const train = loadMnist({ split: 'train', limit: Number(process.env.LIMIT ?? 300) });
   const test = loadMnist({ split: 'test', limit: 100 });
   const delay = Number(process.env.STEP_DELAY_MS ?? 0);
@@ -35,6 +41,7 @@ async function main() {
     ],
     train: loader, test, epochs: Number(process.env.EPOCHS ?? 1), seed: 0, outDir: process.env.OUT_DIR!, resume: process.env.RESUME === '1', force: process.env.RESUME !== '1',
     checkpointEverySteps: 2, progress: false, log: () => {},
+    overlapGradients: process.env.OVERLAP !== '0', syncBatchNorm: process.env.SYNC_BN === '1',
   });
   if (process.env.PRINT === '1' && (!group || group.rank === 0)) process.stdout.write(JSON.stringify(summary) + '\n');
   group?.destroy();

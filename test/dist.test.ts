@@ -114,6 +114,37 @@ describe('process groups', { skip }, () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it('the gradients all-reduced during the backward pass (c10d Reducer) or after it give the same weights', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-dist-'));
+    const one = await runAlone('dist-kd.js', { OUT_DIR: path.join(dir, 'one'), EPOCHS: '2' });
+    assert.equal(one.code, 0, one.err);
+    for (const overlap of ['1', '0']) {
+      const two = await launchRanks('dist-kd.js', 2, { OUT_DIR: path.join(dir, `two-${overlap}`), EPOCHS: '2', OVERLAP: overlap });
+      assert.equal(two.code, 0, two.log);
+      const d = maxDiff(path.join(dir, 'one', 'last.safetensors'), path.join(dir, `two-${overlap}`, 'last.safetensors'));
+      assert.ok(d <= 1e-5, `overlap ${overlap}: max |Δ| ${d}`);
+    }
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('synchronised BatchNorm: two ranks normalise and keep running statistics as one process with the whole batch', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-dist-'));
+    const env = { STUDENT: 'bn', EPOCHS: '1' };
+    const one = await runAlone('dist-kd.js', { ...env, OUT_DIR: path.join(dir, 'one') });
+    assert.equal(one.code, 0, one.err);
+    const synced = await launchRanks('dist-kd.js', 2, { ...env, OUT_DIR: path.join(dir, 'sync'), SYNC_BN: '1' });
+    assert.equal(synced.code, 0, synced.log);
+    // weights and BatchNorm buffers (running mean and variance) both
+    const d = maxDiff(path.join(dir, 'one', 'last.safetensors'), path.join(dir, 'sync', 'last.safetensors'));
+    assert.ok(d <= 1e-5, `sync batch norm: max |Δ| ${d}`);
+    // without synchronisation each rank normalises its own half batch: the weights differ
+    const local = await launchRanks('dist-kd.js', 2, { ...env, OUT_DIR: path.join(dir, 'local') });
+    assert.equal(local.code, 0, local.log);
+    const dl = maxDiff(path.join(dir, 'one', 'last.safetensors'), path.join(dir, 'local', 'last.safetensors'));
+    assert.ok(dl > 1e-3, `per-rank batch norm should differ from one process: max |Δ| ${dl}`);
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it('a rank killed mid-epoch stops the others with its name; --resume on one rank finishes the run', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-dist-'));
     const env = { OUT_DIR: path.join(dir, 'run'), EPOCHS: '2', STEP_DELAY_MS: '150' };

@@ -10,8 +10,8 @@
 // Every kind of classification run goes through `runEngine`: plain training (one role, the term `ce`), response KD,
 // feature KD, several students learning from each other. Its run directory is the RunDir: checkpoints of every role
 // written atomically, state.json as the commit point, metrics.jsonl appended durably, exact resume at any step.
-import { type ProcessGroup, Tensor, defaultProcessGroup, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
-import { Module, ModuleList, closest } from '../nn';
+import { GradReducer, type ProcessGroup, Tensor, defaultProcessGroup, dispose, keep, manualSeed, nextTick, noGrad, ops, tensor, tidy } from '../torch';
+import { Module, ModuleList, closest, syncBatchNorm } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, clipGradNorm, warmup, warmupCosine } from '../optim';
 import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
 import { type Teacher, isTeacher, runTeacher } from '../teachers';
@@ -132,6 +132,19 @@ export interface EngineOptions {
    * steps, samples and (up to float rounding) weights are those of one process with the same batch size.
    */
   dist?: ProcessGroup | null;
+  /**
+   * Data-parallel: all-reduce the gradients in buckets during the backward pass with c10d's Reducer, as PyTorch's DDP
+   * does (default true); false: one all-reduce of all gradients after the backward pass. Steps with gradient
+   * accumulation, and steps where some process's share is empty, use the latter either way.
+   */
+  overlapGradients?: boolean;
+  /** Data-parallel: the Reducer's bucket size in MiB (default 25, DDP's bucket_cap_mb). */
+  bucketCapMB?: number;
+  /**
+   * Data-parallel: synchronise the trained roles' BatchNorm layers (PyTorch's SyncBatchNorm): in training they
+   * normalise with the statistics of the whole global batch, as one process would. Default false.
+   */
+  syncBatchNorm?: boolean;
   /** Batches per optimizer step (gradient accumulation; the loss of each is divided by their number). Default 1. */
   gradAccum?: number;
   /** Held-out data: the trainable roles' accuracy after every epoch (and train accuracy). None: no evaluation. */
@@ -615,6 +628,20 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
 
   // data-parallel: every rank starts from rank 0's weights
   if (dist) noGrad(() => dist.broadcast([...trainable.flatMap((r) => [...r.module!.parameters(), ...r.module!.buffers()]), ...projections.parameters()], 0));
+  // data-parallel: gradient buckets all-reduced during the backward pass (c10d's Reducer, one per trained role), and
+  // BatchNorm over the global batch when asked
+  const reducers = new Map<Role, GradReducer>();
+  if (dist && (o.overlapGradients ?? true))
+    for (const r of trainable) {
+      const ps = gradParamsOf(r);
+      if (ps.length) reducers.set(r, GradReducer.create(dist, ps, { bucketCapMB: o.bucketCapMB }));
+    }
+  if (dist && o.syncBatchNorm) {
+    const last = (o.train as DataLoader).globalRows(o.train.length - 1);
+    if (last < dist.worldSize)
+      throw new Error(`${name}: with syncBatchNorm every process needs rows in every batch, but the last batch has ${last} row(s) for ${dist.worldSize} processes; set the loader's dropLast or another batch size`);
+    for (const r of trainable) syncBatchNorm(r.module!, dist);
+  }
 
   // ---- frozen roles: eval mode, no gradients; the teacher cache where it applies
   let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
@@ -694,7 +721,9 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
           }
           const shares = dist ? bs.map((b, a) => (b.y.shape[0] * dist.worldSize) / (o.train as DataLoader).globalRows(step * accum + a)) : undefined;
           for (const r of trainable) for (const m of r.stepAware) m.beforeStep(p);
-          res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify, dist, shares });
+          // the Reducer serves steps of one batch in which every process has rows (else: one all-reduce after backward)
+          const overlap = reducers.size > 0 && accum === 1 && (o.train as DataLoader).globalRows(step) >= dist!.worldSize;
+          res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify, dist, shares, reducers: overlap ? reducers : undefined });
         } finally {
           for (const m of ext) for (const t of m.values()) dispose([...t.values()]);
           for (const b of bs) b.dispose();
@@ -792,6 +821,8 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     }
   } finally {
     if (dist) (o.train as DataLoader).setShard(0, 1);
+    for (const red of reducers.values()) red.destroy();
+    if (dist && o.syncBatchNorm) for (const r of trainable) syncBatchNorm(r.module!, null);
     for (const r of roles.values()) {
       r.cached?.dispose();
       r.filling?.dispose();
@@ -916,6 +947,8 @@ interface StepEnv {
   /** Data-parallel: the group, and per batch of the step its share's weight (rows here × processes / rows in all). */
   dist?: ProcessGroup | null;
   shares?: number[];
+  /** Data-parallel: the trained roles' gradient reducers, when this step all-reduces during the backward pass. */
+  reducers?: Map<Role, GradReducer>;
 }
 
 /**
@@ -924,7 +957,7 @@ interface StepEnv {
  * own scope; frozen roles run once per batch and update.
  */
 function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
-  const { roles, frozen, updates, primary, others, ext, rows, classify, dist, shares } = env;
+  const { roles, frozen, updates, primary, others, ext, rows, classify, dist, shares, reducers } = env;
   const out: StepResult = { value: 0, n: 0, correct: 0, metrics: {}, terms: {}, others: Object.fromEntries(others.map((r) => [r.name, 0])), bad: [] };
   const k = bs.length;
   for (const [ui, u] of updates.entries()) {
@@ -997,7 +1030,15 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
         // data-parallel: weighted by this process's share, so that the average over the processes is the gradient of
         // the whole batch's loss
         const share = shares ? shares[bi] : 1;
-        (share !== 1 ? loss.mul(share / k) : k > 1 ? loss.div(k) : loss).backward();
+        const scaled = share !== 1 ? loss.mul(share / k) : k > 1 ? loss.div(k) : loss;
+        if (reducers) {
+          for (const r of u.roles) reducers.get(r)?.prepare([scaled]);
+          try {
+            scaled.backward();
+          } catch (e) {
+            throw new Error(`rank ${dist!.rank} of ${dist!.worldSize}: the backward pass with its gradient all-reduce failed: ${(e as Error).message}`, { cause: e });
+          }
+        } else scaled.backward();
         const correct = (r: Role) => (classify && need.includes(r) ? correctCount(taps.get(r)!.get(LOGITS)!, b.y) : 0);
         return { value, bad: [] as string[], vals, n: b.y.shape[0], correct: correct(primary), others: others.map((r) => [r.name, correct(r)] as const) };
       });
@@ -1012,7 +1053,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
       if (r.correct) out.correct += r.correct;
       for (const [name, c] of r.others!) out.others[name] += c;
     }
-    if (dist) for (const r of u.roles) averageGradients(dist, r);
+    if (dist) for (const r of u.roles) if (!reducers?.has(r)) averageGradients(dist, r);
     for (const r of u.roles) {
       if (r.spec.clip) clipGradNorm([...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())], r.spec.clip);
       r.opt!.step();
@@ -1023,28 +1064,37 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
 
 /**
  * Data-parallel: replaces the gradients of a role's parameters (and its projections') by their mean over the
- * processes — one all-reduce of one flat buffer (parameters without a gradient here count as zeros).
+ * processes — one all-reduce of one flat buffer, which also counts the processes that have each gradient: a parameter
+ * no process has a gradient for keeps none (as in one process, and as the Reducer does); elsewhere a missing gradient
+ * counts as zeros.
  */
 function averageGradients(dist: ProcessGroup, r: Role): void {
-  // the role's parameters and projections are fixed once the run has set up: collected on the first step
-  const ps = (r.gradParams ??= [...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())].filter((p) => p.requiresGrad));
+  const ps = gradParamsOf(r);
   if (!ps.length) return;
   tidy(() =>
     noGrad(() => {
-      const flat = ops.cat(ps.map((p) => (p.grad ?? ops.zeros_like(p)).reshape([-1])));
+      const have = tensor(ps.map((p) => (p.grad ? 1 : 0)), { dtype: 'float32' });
+      const flat = ops.cat([...ps.map((p) => (p.grad ?? ops.zeros_like(p)).reshape([-1])), have]);
       dist.allReduce([flat]);
+      const total = ps.reduce((a, p) => a + p.numel(), 0);
+      const counts = flat.narrow(0, total, ps.length).toArray();
       flat.div_(dist.worldSize);
       let off = 0;
-      for (const p of ps) {
+      for (const [i, p] of ps.entries()) {
         const n = p.numel();
         const g = flat.narrow(0, off, n).view(p.shape);
         const own = p.grad;
         if (own) own.copy_(g);
-        else p.grad = g.clone();
+        else if (counts[i] > 0) p.grad = g.clone();
         off += n;
       }
     }),
   );
+}
+
+/** A trained role's parameters and its projections' (fixed once the run has set up: collected once). */
+function gradParamsOf(r: Role): Tensor[] {
+  return (r.gradParams ??= [...r.module!.parameters(), ...r.projections.flatMap((x) => x.parameters())].filter((p) => p.requiresGrad));
 }
 
 /**

@@ -5,7 +5,7 @@
 //
 // Errors from the underlying ops are rethrown with the layer and the input shapes named (see `layerError`); the
 // `try` costs nothing on the success path.
-import { Tensor, chain, empty, ones, ops, zeros, noGrad, tidy } from '../torch';
+import { Tensor, chain, empty, ones, ops, zeros, noGrad, tidy, type ProcessGroup } from '../torch';
 import { Module } from './module';
 import type { LayerQuant } from './quant';
 import * as init from './init';
@@ -195,6 +195,11 @@ abstract class BatchNormNd extends Module {
   readonly momentum: number | null;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
+  /**
+   * Synchronised over a process group (PyTorch's SyncBatchNorm): in training, the statistics of the whole global
+   * batch, gathered from every rank. Null (default): this process's batch alone. See syncBatchNorm().
+   */
+  syncGroup: ProcessGroup | null = null;
   constructor(readonly numFeatures: number, opts: BatchNormOptions, private readonly expectDims: number[]) {
     super();
     checkPositiveInt(numFeatures, 'numFeatures', this.constructor.name);
@@ -237,6 +242,8 @@ abstract class BatchNormNd extends Module {
     }
     const useBatchStats = this.training || this.runningMean === null;
     try {
+      if (useBatchStats && this.syncGroup && this.syncGroup.worldSize > 1)
+        return this.syncGroup.syncBatchNorm(x, this.weight, this.bias, this.training ? this.runningMean : null, this.training ? this.runningVar : null, factor, this.eps);
       return ops.batch_norm(x, this.weight, this.bias, this.runningMean, this.runningVar, useBatchStats, factor, this.eps, true);
     } catch (e) {
       layerError(this, [x], e);
@@ -245,6 +252,21 @@ abstract class BatchNormNd extends Module {
   override extraRepr(): string {
     return `${this.numFeatures}, eps=${this.eps}, momentum=${this.momentum}, affine=${this.affine}, track_running_stats=${this.trackRunningStats}`;
   }
+}
+
+/**
+ * Synchronises every BatchNorm layer of `m` over `group` (PyTorch's SyncBatchNorm.convert_sync_batchnorm, in place:
+ * the layers, parameters and buffers stay the same); null unsynchronises them. Returns how many layers it set.
+ */
+export function syncBatchNorm(m: Module, group: ProcessGroup | null): number {
+  let n = 0;
+  for (const [, mod] of m.namedModules()) {
+    if (mod instanceof BatchNormNd) {
+      mod.syncGroup = group;
+      n++;
+    }
+  }
+  return n;
 }
 
 /** Batch normalisation over [N, C] or [N, C, L] input. */

@@ -3,7 +3,7 @@
 // MASTER_PORT (or the same values passed in). Collectives work in place on contiguous CPU tensors and block until
 // every rank has taken part or the timeout passes; a rank that dies makes the others' calls fail with an error that
 // names the calling rank (the launcher names the one that died).
-import { native, wrap, type GroupHandle } from './handle';
+import { native, wrap, type GroupHandle, type ReducerHandle } from './handle';
 import type { Tensor } from './tensor';
 
 /** Whether this build of the addon has process groups (c10d with Gloo; see native/find-libtorch.js --c10d). */
@@ -132,9 +132,69 @@ export class ProcessGroup {
     return native.distStoreGet!(this.handle(), key);
   }
 
+  /**
+   * Batch normalisation of `x` ([N, C, ...]) with the statistics of the whole global batch: every rank's per-channel
+   * mean, variance and row count are gathered and combined, the running statistics are updated as one process with the
+   * whole batch would update them, and the backward pass all-reduces the sums the input's gradient needs. Every rank
+   * must call it at the same point of its forward pass (BatchNorm layers do, when synchronised: see syncBatchNorm).
+   */
+  syncBatchNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null, momentum: number, eps: number): Tensor {
+    return wrap(native.distSyncBatchNorm!(this.handle(), x._h, weight?._h ?? null, bias?._h ?? null, runningMean?._h ?? null, runningVar?._h ?? null, momentum, eps));
+  }
+
+  /** @internal the native handle, for the gradient reducer */
+  get _handle(): GroupHandle {
+    return this.handle();
+  }
+
   /** Leaves the group (the store's server closes with rank 0's). */
   destroy(): void {
     if (this.h) native.distDestroy!(this.h);
+    this.h = null;
+  }
+}
+
+export interface GradReducerOptions {
+  /** Size of a gradient bucket in MiB (default 25, as DDP's bucket_cap_mb). */
+  bucketCapMB?: number;
+  /** Size of the first bucket in MiB (default 1, as DDP): the last layers' gradients, ready first in the backward pass. */
+  firstBucketMB?: number;
+  /** The parameters' names, for c10d's error messages. */
+  names?: string[];
+}
+
+/**
+ * c10d's Reducer, the gradient engine of PyTorch's DistributedDataParallel: the parameters' gradients are grouped in
+ * buckets (in reverse order of the parameters, the order in which the backward pass produces them) and each bucket is
+ * all-reduced on Gloo's thread as soon as its last gradient is ready, while autograd computes the earlier layers'.
+ * After `prepare(outputs)`, the next backward pass from `outputs` ends with every parameter's gradient replaced by its
+ * mean over the ranks (parameters that the pass does not reach count as zeros; their gradient stays unset where no
+ * rank has one). Backward passes without `prepare` leave the gradients local (DDP's no_sync).
+ */
+export class GradReducer {
+  private h: ReducerHandle | null;
+  private constructor(h: ReducerHandle, readonly params: Tensor[]) {
+    this.h = h;
+  }
+  static create(group: ProcessGroup, params: Tensor[], o: GradReducerOptions = {}): GradReducer {
+    if (!native.distReducer) throw new Error('GradReducer: this build of the native addon has no process groups (c10d with Gloo)');
+    if (!params.length) throw new Error('GradReducer: no parameters');
+    const mb = (v: number | undefined, d: number, name: string) => {
+      const x = v ?? d;
+      if (!(x > 0)) throw new Error(`GradReducer: ${name} must be positive, got ${x}`);
+      return Math.round(x * 1024 * 1024);
+    };
+    const h = native.distReducer(group._handle, params.map((p) => p._h), mb(o.bucketCapMB, 25, 'bucketCapMB'), mb(o.firstBucketMB, 1, 'firstBucketMB'), o.names ?? []);
+    return new GradReducer(h, params);
+  }
+  /** The next backward pass from `outputs` all-reduces the gradients. */
+  prepare(outputs: Tensor[]): void {
+    if (!this.h) throw new Error('GradReducer: used after destroy()');
+    native.distReducerPrepare!(this.h, outputs.map((t) => t._h));
+  }
+  /** Removes the reducer's autograd hooks. */
+  destroy(): void {
+    if (this.h) native.distReducerDestroy!(this.h);
     this.h = null;
   }
 }

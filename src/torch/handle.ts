@@ -59,15 +59,21 @@ export interface Native {
   distStoreSet?(g: GroupHandle, key: string, value: string): void;
   distStoreGet?(g: GroupHandle, key: string): string;
   distDestroy?(g: GroupHandle): void;
+  distReducer?(g: GroupHandle, params: Handle[], bucketBytes: number, firstBucketBytes: number, names: string[]): ReducerHandle;
+  distReducerPrepare?(r: ReducerHandle, outputs: Handle[]): void;
+  distReducerDestroy?(r: ReducerHandle): void;
+  distSyncBatchNorm?(g: GroupHandle, x: Handle, w: Handle | null, b: Handle | null, rm: Handle | null, rv: Handle | null, momentum: number, eps: number): Handle;
   /** The interface version of the addon (see NATIVE_ABI). */
   abi?: number;
 }
 
 /** Opaque handle to a process group (an N-API external). */
 export type GroupHandle = { readonly __group: unique symbol };
+/** Opaque handle to a gradient reducer (c10d's Reducer; an N-API external). */
+export type ReducerHandle = { readonly __reducer: unique symbol };
 
 /** The addon interface this TypeScript expects (native/addon.cc exports it as `abi`). */
-const NATIVE_ABI = 3;
+const NATIVE_ABI = 4;
 
 /** Opaque handle to a loaded TorchScript module (an N-API external). */
 export type ScriptHandle = { readonly __script: unique symbol };

@@ -9,4 +9,4 @@ export * as ops from './ops.generated';
 export { saveSafetensors, loadSafetensors, serializeSafetensors, parseSafetensors, readSafetensorsHeader, parseHeader,
   type SafetensorsHeader, type SafetensorsEntry, type SafetensorsContents } from './safetensors';
 export { writeFileAtomic, appendLineDurable, removeStaleTempFiles, tempPathFor } from './atomic';
-export { ProcessGroup, distAvailable, defaultProcessGroup, setDefaultProcessGroup, isWriterProcess, type ProcessGroupOptions } from './dist';
+export { ProcessGroup, GradReducer, type GradReducerOptions, distAvailable, defaultProcessGroup, setDefaultProcessGroup, isWriterProcess, type ProcessGroupOptions } from './dist';
