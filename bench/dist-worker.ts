@@ -38,6 +38,7 @@ async function main() {
     name: 'bench', roles: [{ name: 'model', model, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 5e-4 } }],
     terms: [{ loss: 'ce', student: 'model.logits', teacher: 'labels' }],
     train: loader, epochs: 1, seed: 0, outDir: fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-bench-dist-')), force: true, progress: false, log: () => {}, checkpointEvery: 0,
+    overlapGradients: env.OVERLAP !== '0', syncBatchNorm: env.SYNC_BN === '1',
   });
   if (!group || group.rank === 0) fs.writeFileSync(env.OUT_FILE!, JSON.stringify({ samples_per_s: (steps * batch) / s.mean_epoch_s, epoch_s: s.mean_epoch_s }));
   group?.destroy();

@@ -2,7 +2,7 @@
 // equivalence to one process with the same batch, a rank killed mid-epoch, a resume with another number of ranks, an
 // unreachable store, two "machines" (two launches with --nnodes 2). Skipped where the addon has no process groups.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -203,4 +203,61 @@ describe('process groups', { skip }, () => {
     assert.ok(d <= 1e-5, `max |Δ| ${d}`);
     fs.rmSync(dir, { recursive: true });
   });
+
+  it('two machines in two network namespaces joined by a veth pair: --nnodes 2 over their own addresses', async (t) => {
+    const why = netnsUnavailable();
+    if (why) return t.skip(why);
+    const id = `${process.pid % 100000}`;
+    const ns = [`tsd-a${id}`, `tsd-b${id}`], dev = [`tsdva${id}`, `tsdvb${id}`];
+    const net = `10.${200 + (process.pid % 50)}.${process.pid % 250}`;
+    const addr = [`${net}.1`, `${net}.2`];
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-dist-'));
+    try {
+      for (const n of ns) ip('netns', 'add', n);
+      ip('link', 'add', dev[0], 'type', 'veth', 'peer', 'name', dev[1]);
+      for (const i of [0, 1]) {
+        ip('link', 'set', dev[i], 'netns', ns[i]);
+        ip('-n', ns[i], 'addr', 'add', `${addr[i]}/24`, 'dev', dev[i]);
+        ip('-n', ns[i], 'link', 'set', dev[i], 'up');
+        ip('-n', ns[i], 'link', 'set', 'lo', 'up');
+      }
+      // each machine sees only its namespace's interfaces: rank 0's store at machine A's address, Gloo on the veth
+      const machine = (i: number) =>
+        new Promise<{ code: number | null; out: string }>((resolve) => {
+          const e: NodeJS.ProcessEnv = { ...process.env, OUT_DIR: path.join(dir, 'run'), GLOO_SOCKET_IFNAME: dev[i] };
+          for (const k of ['WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'TSDISTILL_LAUNCHED']) delete e[k];
+          const args = ['netns', 'exec', ns[i], process.execPath, path.join(workers, 'launch-node.js'), '--nproc', '1', '--nnodes', '2', '--node-rank', String(i), '--master-addr', addr[0], '--master-port', '29517'];
+          const c = spawn('ip', args, { env: e });
+          let out = '';
+          c.stdout.on('data', (d) => (out += d));
+          c.stderr.on('data', (d) => (out += d));
+          c.on('exit', (code) => resolve({ code, out }));
+        });
+      const [a, b] = await Promise.all([machine(0), machine(1)]);
+      assert.equal(a.code, 0, a.out);
+      assert.equal(b.code, 0, b.out);
+      assert.match(a.out, new RegExp(`store at ${addr[0].replace(/\./g, '\\.')}:29517`));
+      const one = await runAlone('dist-kd.js', { OUT_DIR: path.join(dir, 'one') });
+      assert.equal(one.code, 0, one.err);
+      const d = maxDiff(path.join(dir, 'one', 'last.safetensors'), path.join(dir, 'run', 'last.safetensors'));
+      assert.ok(d <= 1e-5, `max |Δ| ${d}`);
+    } finally {
+      for (const n of ns) spawnSync('ip', ['netns', 'del', n]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** Runs `ip` with `args`; throws with its error output when it fails. */
+function ip(...args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.error?.message ?? r.stderr.trim()}`);
+}
+
+/** Why network namespaces cannot be made here (not root, no `ip`), or null. */
+function netnsUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'network namespaces need root (ip netns add)';
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return `no usable 'ip' command (iproute2): ${r.error?.message ?? r.stderr.trim()}`;
+  return null;
+}

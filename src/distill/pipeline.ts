@@ -90,6 +90,8 @@ export interface DistillOptions {
   force?: boolean;
   progress?: boolean;
   signal?: AbortSignal;
+  /** Data-parallel runs (a default process group is set): BatchNorm of the student over the whole global batch. */
+  syncBatchNorm?: boolean;
   log?: (line: string) => void;
   name?: string;
 }
@@ -196,7 +198,7 @@ async function distillOn(o: DistillOptions, data: DataSplits, info: DatasetInfo 
       optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, ...o.optimizer },
       schedule: o.schedule ?? 'constant', milestones: o.milestones, warmupEpochs: o.warmupEpochs, outDir: o.outDir, resume: o.resume, force: o.force, checkpointEvery: o.checkpointEvery,
       kd: { temperature: o.temperature ?? 4, alpha: o.alpha ?? 0.1, softLoss: o.softLoss ?? 'kl', cache: o.cache ?? true, dynamicTemperature: o.dynamicTemperature }, features,
-      progress: o.progress, signal: o.signal, log: o.log,
+      progress: o.progress, signal: o.signal, log: o.log, syncBatchNorm: o.syncBatchNorm,
     });
     if (isWriterProcess()) writeFileAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
     return summary;

@@ -69,6 +69,8 @@ export interface TrainOptions {
   progress?: boolean;
   /** Stops the run after the current step, saving a resumable state (e.g. on Ctrl-C); trainModel then throws TrainingInterrupted. */
   signal?: AbortSignal;
+  /** Data-parallel runs: synchronise the model's BatchNorm over the processes (see EngineOptions.syncBatchNorm). */
+  syncBatchNorm?: boolean;
   /** Where teacher logits are cached (default: `.teacher-cache` next to outDir). */
   cacheDir?: string;
 }
@@ -146,7 +148,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     const summary = await runEngine({
       name, roles, terms, report, train, test: o.test, testTransforms: o.testTransforms, epochs: o.epochs, seed: o.seed,
       outDir: o.outDir, resume: o.resume, force: o.force, checkpointEvery: o.checkpointEvery ?? 0, log: o.log, progress: o.progress,
-      signal: o.signal, cacheDir: o.cacheDir,
+      signal: o.signal, cacheDir: o.cacheDir, syncBatchNorm: o.syncBatchNorm,
     });
     return views ? { ...summary, teacher_cache: views.fromCache ? 'loaded' : 'built' } : summary;
   } finally {

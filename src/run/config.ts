@@ -220,6 +220,8 @@ export const configSchema = z
         warmupEpochs: z.number().int().min(0).default(0),
         threads: z.number().int().positive().optional(),
         device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
+        /** Several processes (--nproc): BatchNorm of the trained models over the whole global batch (SyncBatchNorm). */
+        syncBatchNorm: z.boolean().optional(),
       })
       .strict()
       .default({ epochs: 10, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupEpochs: 0, device: 'cpu' }),

@@ -287,7 +287,7 @@ export async function runFromConfig(cfg: RunConfig, kind: RunKind, data: DataSpl
       optimizer: { kind: cfg.training.optimizer, lr: cfg.training.lr, momentum: cfg.training.momentum, weightDecay: cfg.training.weightDecay },
       schedule: cfg.training.schedule, milestones: cfg.training.milestones, warmupEpochs: cfg.training.warmupEpochs, outDir: out, resume: flags.resume, force: flags.force,
       checkpointEvery: cfg.output.checkpointEvery, teacher, kd: kind === 'distilled' ? cfg.distill : undefined, features,
-      cacheDir: path.join(cfg.output.dir, '.teacher-cache'), signal: flags.signal, progress: flags.progress, log: flags.log,
+      cacheDir: path.join(cfg.output.dir, '.teacher-cache'), signal: flags.signal, progress: flags.progress, log: flags.log, syncBatchNorm: cfg.training.syncBatchNorm,
     }), out);
     writeFileAtomic(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2));
     return summary;

@@ -203,7 +203,7 @@ export async function runStagedConfig(cfg: StagedConfig, data: DataSplits, flags
             : new DataLoader(data.train, { batchSize: cfg.data.batchSize, shuffle: true, seed: cfg.seed, transforms: [...aug, ...norm], device }),
           test: data.test, testTransforms: norm, epochs: stage.epochs ?? t.epochs, seed: cfg.seed,
           checkpointEvery: cfg.output.checkpointEvery, cacheDir: path.join(cfg.output.dir, '.teacher-cache'),
-          signal: flags.signal, progress: flags.progress, log: flags.log,
+          signal: flags.signal, progress: flags.progress, log: flags.log, syncBatchNorm: t.syncBatchNorm,
         };
       },
       release: () => {
