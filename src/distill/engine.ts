@@ -227,19 +227,27 @@ export function deviceOf(m: Module): string {
 
 /** Accuracy (percent) of `model` on a data set, in eval mode under no-grad. */
 export async function evaluate(model: Module, test: TensorDataset, transforms: DataLoader['transforms'] = [], onProgress?: (done: number, total: number) => void): Promise<number> {
+  return (100 * (await countCorrect(model, test, transforms, onProgress))) / test.length;
+}
+
+/** How many samples of `test` the model classifies right (top-1, in eval mode). */
+export async function countCorrect(model: Module, test: TensorDataset, transforms: DataLoader['transforms'] = [], onProgress?: (done: number, total: number) => void): Promise<number> {
   const was = model.training;
   model.eval();
   let correct = 0, done = 0;
-  const loader = new DataLoader(test, { batchSize: 1000, transforms, device: deviceOf(model) });
-  for (const b of loader) {
-    correct += tidy(() => noGrad(() => (model.call(b.x) as Tensor).argmax(1).eq(b.y).sum().item()));
-    done += b.y.shape[0];
-    dispose([b.x, b.y]);
-    onProgress?.(done, test.length);
-    await nextTick();
+  try {
+    const loader = new DataLoader(test, { batchSize: 1000, transforms, device: deviceOf(model) });
+    for (const b of loader) {
+      correct += tidy(() => noGrad(() => (model.call(b.x) as Tensor).argmax(1).eq(b.y).sum().item()));
+      done += b.y.shape[0];
+      dispose([b.x, b.y]);
+      onProgress?.(done, test.length);
+      await nextTick();
+    }
+  } finally {
+    model.train(was);
   }
-  model.train(was);
-  return (100 * correct) / test.length;
+  return correct;
 }
 
 export function makeOptimizer(o: OptimizerSpec, params: Tensor[]): Optimizer<any> {
@@ -676,19 +684,20 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   const plainTerms = terms.filter((t) => t.spec.metric === undefined);
   const external = frozen.filter((r) => r.external);
   const rows = loader?.dataset.length ?? 0;
+  // data-parallel: every rank evaluates a contiguous share of the test set (with rank 0's BatchNorm statistics, as
+  // DDP's broadcast_buffers gives every rank), and the correct answers are summed
+  const shareIdx = dist && o.test ? shareRows(o.test.length, dist.rank, dist.worldSize) : null;
+  const testShare = shareIdx?.length ? o.test!.subset(shareIdx) : null;
   const evaluateAll = async (test: TensorDataset, progress?: Progress | null) => {
-    if (writer) {
-      const shown = progress ? (done: number, total: number) => progress.evaluating(done, total) : undefined;
-      lastAcc = await evaluate(primary.module!, test, o.testTransforms, shown);
-      for (const r of otherTrainable) otherAcc[r.name] = await evaluate(r.module!, test, o.testTransforms, shown);
-    }
-    if (dist) {
-      // rank 0 evaluated; the others take its numbers
-      const v = [lastAcc, ...otherTrainable.map((r) => otherAcc[r.name] ?? 0)];
-      const got = sumOverRanks(dist, writer ? v : v.map(() => 0));
-      lastAcc = got[0];
-      otherTrainable.forEach((r, i) => (otherAcc[r.name] = got[i + 1]));
-    }
+    const shown = progress ? (done: number, total: number) => progress.evaluating(done, total) : undefined;
+    if (dist) noGrad(() => dist.broadcast(trainable.flatMap((r) => r.module!.buffers()), 0));
+    const mine = dist ? testShare : test;
+    const count = async (m: Module) => (mine ? countCorrect(m, mine, o.testTransforms, shown) : 0);
+    const correct = [await count(primary.module!)];
+    for (const r of otherTrainable) correct.push(await count(r.module!));
+    const got = dist ? sumOverRanks(dist, correct) : correct;
+    lastAcc = (100 * got[0]) / test.length;
+    otherTrainable.forEach((r, i) => (otherAcc[r.name] = (100 * got[i + 1]) / test.length));
   };
   const fresh = () => newAccumulator(metricKeys, plainTerms.map((t) => t.name), otherTrainable.map((r) => r.name));
   try {
@@ -820,6 +829,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       dist.barrier();
     }
   } finally {
+    testShare?.dispose();
     if (dist) (o.train as DataLoader).setShard(0, 1);
     for (const red of reducers.values()) red.destroy();
     if (dist && o.syncBatchNorm) for (const r of trainable) syncBatchNorm(r.module!, null);
@@ -1090,6 +1100,12 @@ function averageGradients(dist: ProcessGroup, r: Role): void {
       }
     }),
   );
+}
+
+/** Rows ⌊r·n/P⌋ … ⌊(r+1)·n/P⌋ of n: rank r's contiguous share of P. */
+function shareRows(n: number, rank: number, world: number): Int32Array {
+  const a = Math.floor((rank * n) / world), b = Math.floor(((rank + 1) * n) / world);
+  return Int32Array.from({ length: b - a }, (_, i) => a + i);
 }
 
 /** A trained role's parameters and its projections' (fixed once the run has set up: collected once). */

@@ -19,7 +19,10 @@ export interface ProcessGroupOptions {
   masterAddr?: string;
   masterPort?: number;
   storePath?: string;
-  /** For meeting at the store and for every collective (default 300 000 ms, as PyTorch's default for Gloo is 30 min). */
+  /**
+   * For meeting at the store and for every collective (default 1 800 000 ms: 30 minutes, PyTorch's default process
+   * group timeout; a rank that dies is noticed at once, the timeout only ends waits for a rank that hangs).
+   */
   timeoutMs?: number;
   /** The network interface Gloo binds to (as GLOO_SOCKET_IFNAME); default: the address that reaches the master. */
   iface?: string;
@@ -53,7 +56,7 @@ export class ProcessGroup {
       throw new Error('ProcessGroup: this build of the native addon has no process groups (c10d with Gloo). On Debian/Ubuntu: apt-get install libgloo-dev, then rebuild it (npm rebuild tsdistill).');
     checkRank(o);
     const store = o.store ?? 'tcp';
-    const timeoutMs = o.timeoutMs ?? 300_000;
+    const timeoutMs = o.timeoutMs ?? 1_800_000;
     if (!(timeoutMs > 0)) throw new Error(`ProcessGroup: timeoutMs must be positive, got ${timeoutMs}`);
     let host: string | undefined;
     let port: number | undefined;
