@@ -51,6 +51,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   'max-batch': { type: 'string', arg: 'N', help: 'sequences decoded together in one forward (default 64)' },
   'max-body-bytes': { type: 'string', arg: 'N', help: 'the largest request body accepted; larger ones get 413 (default 1048576)' },
   cors: { type: 'string', arg: 'ORIGIN', help: "let web pages of ORIGIN ('*' for any) call the server; default: no cross-origin access" },
+  'api-key': { type: 'string', arg: 'KEY', help: 'every request must bring Authorization: Bearer KEY (401 otherwise); --api-key-file keeps it out of the process list' },
+  'api-key-file': { type: 'string', arg: 'FILE', help: 'as --api-key, the key being the first line of FILE' },
   quiet: { type: 'boolean', help: 'no line per request' },
   faults: { type: 'string', arg: 'SPEC', help: "a proxy on the port injects faults, e.g. '429:0.1,500:0.05,stall:0.05,drop:0.1,reset:0.02' (per-request probabilities), '500*2' (the first 2 requests), retry-after=S, stall-ms=MS, drop-after=BYTES" },
   'fault-seed': { type: 'string', arg: 'N', help: 'the seed of the injected faults' },
@@ -124,8 +126,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   serve: {
     arg: '<decoder.safetensors>', summary: 'a decoder over the OpenAI Chat Completions protocol at http://127.0.0.1:8000/v1',
-    about: 'JSON and SSE streaming, logprobs, n, stop. There is no authentication: keep the default host unless the network is trusted.',
-    options: ['port', 'host', 'model-name', 'max-tokens', 'max-batch', 'max-body-bytes', 'cors', 'device', 'threads', 'quiet', 'faults', 'fault-seed'],
+    about: 'JSON and SSE streaming, logprobs, n, stop. Without --api-key(-file) there is no authentication: keep the default host unless the network is trusted.',
+    options: ['port', 'host', 'model-name', 'max-tokens', 'max-batch', 'max-body-bytes', 'cors', 'api-key', 'api-key-file', 'device', 'threads', 'quiet', 'faults', 'fault-seed'],
   },
   sft: {
     arg: '<chat.jsonl>', summary: 'fine-tune a decoder on chat answers, optionally with token-level KD',
