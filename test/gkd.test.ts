@@ -13,6 +13,8 @@ import { ByteTokenizer, encodeChat, generateTokens } from '../src/llm';
 import { sft, type ChatExample } from '../src/distill/sft';
 import { tokenKdLoss } from '../src/distill/token-kd';
 import { TrainingInterrupted } from '../src/distill/trainer';
+import { saveDecoder } from '../src/llm';
+import { runSft } from '../src/cli/llm';
 import { fixture } from './helpers';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-gkd-'));
@@ -122,5 +124,25 @@ describe('sft with kd.onPolicy (GKD)', () => {
     await assert.rejects(run({ kd: kd(0.5) }, { texts: ['abc'.repeat(20)] }), /kd\.onPolicy needs chat data/);
     await assert.rejects(run({ kd: kd(0.5, { maxNewTokens: 24 }) }), /kd\.maxNewTokens must be an integer in \[1, 23\]/);
     student.dispose();
+  });
+
+  it('tsdistill sft --on-policy L trains on the student\'s own answers', async () => {
+    const ckpt = path.join(tmp, 'teacher.safetensors');
+    saveDecoder(teacher, ckpt, tok);
+    const data = path.join(tmp, 'chat.jsonl');
+    fs.writeFileSync(data, examples.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    const a = JSON.stringify({ contextLength: 32, dModel: 16, nLayer: 1, nHead: 2 });
+    // the command's own code, in this process (its options as the parser hands them over)
+    const printed: string[] = [];
+    const log = console.log;
+    console.log = (l: string) => printed.push(l);
+    try {
+      const v = { arch: a, kd: 'jsd', beta: '1', alpha: '1', 'on-policy': '1', teacher: ckpt, steps: '2', 'seq-len': '24', batch: '2', out: path.join(tmp, 'cli'), json: true };
+      assert.equal(await runSft(data, v, new AbortController().signal), 0);
+      await assert.rejects(runSft(data, { arch: a, 'on-policy': '1', steps: '1', out: path.join(tmp, 'cli2') }, new AbortController().signal), /--on-policy needs --kd forward_kl\|reverse_kl\|jsd with --teacher/);
+    } finally {
+      console.log = log;
+    }
+    assert.equal(JSON.parse(printed.at(-1)!).onPolicy.batches, 2);
   });
 });

@@ -67,7 +67,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   teacher: { type: 'string', arg: 'FILE', help: 'the teacher decoder checkpoint (--kd forward_kl|reverse_kl|jsd)' },
   kd: { type: 'string', arg: 'LOSS', help: 'token-level KD: forward_kl, reverse_kl, jsd (with --teacher), or logprobs (the stored top-k)' },
   alpha: { type: 'string', arg: 'X', help: 'KD: weight of the hard-label loss' },
-  beta: { type: 'string', arg: 'X', help: 'KD: the jsd mixture' },
+  beta: { type: 'string', arg: 'X', help: 'KD: the jsd mixture in [0, 1] (0 forward KL, 1 reverse KL)' },
+  'on-policy': { type: 'string', arg: 'L', help: "GKD: the share λ of micro-batches that are the student's own answers, scored by --teacher (default 0)" },
   temperature: { type: 'string', arg: 'X', help: 'KD temperature' },
   topk: { type: 'string', arg: 'N', help: '--kd logprobs: top-k entries used' },
 };
@@ -132,7 +133,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   sft: {
     arg: '<chat.jsonl>', summary: 'fine-tune a decoder on chat answers, optionally with token-level KD',
     about: 'Needs --out DIR, --steps N and the student: --init decoder.safetensors or --arch JSON.',
-    options: ['out', 'steps', 'init', 'arch', 'tokenizer', 'seq-len', 'batch', 'grad-accum', 'lr', 'warmup', 'seed', 'device', 'threads', 'resume', 'force', 'kd', 'teacher', 'alpha', 'beta', 'temperature', 'topk', 'json'],
+    options: ['out', 'steps', 'init', 'arch', 'tokenizer', 'seq-len', 'batch', 'grad-accum', 'lr', 'warmup', 'seed', 'device', 'threads', 'resume', 'force', 'kd', 'teacher', 'alpha', 'beta', 'temperature', 'topk', 'on-policy', 'json'],
   },
 };
 

@@ -158,9 +158,11 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
       if (t.tokenizer.name !== tokenizer.name)
         throw new Error(`sft: the teacher's tokenizer '${t.tokenizer.name}' (${t.tokenizer.vocabSize} tokens) differs from the student's '${tokenizer.name}' (${tokenizer.vocabSize} tokens)`);
       teacher = t.model;
-      kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature };
+      const onPolicy = float(v['on-policy'], 'on-policy');
+      kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature, ...(onPolicy !== undefined ? { onPolicy } : {}) };
     }
   } else if (v.teacher) throw new Error('sft: --teacher is used with --kd forward_kl|reverse_kl|jsd');
+  if (v['on-policy'] !== undefined && kd?.source !== 'teacher') throw new Error('sft: --on-policy needs --kd forward_kl|reverse_kl|jsd with --teacher');
   if (device !== 'cpu') {
     model.to(device);
     teacher?.to(device);
