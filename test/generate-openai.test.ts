@@ -150,6 +150,31 @@ describe('generate: OpenAI request forms', () => {
     }
   });
 
+  it('several samples per request through several endpoints, one of them failing: each sample once', async () => {
+    const good = await startFakeServer();
+    const bad = await startFakeServer({ fault: () => ({ status: 503 }) });
+    try {
+      const out = newDir();
+      const s = await generate(
+        {
+          ...config(good.url, out),
+          teacher: { model: 'fake', seed: 10, maxTokens: 32, n: 3, samplesPerRequest: 3, stream: true, endpoints: [{ baseUrl: bad.url }, { baseUrl: good.url }] },
+          requests: { concurrency: 2, timeoutMs: 3000, backoffMs: 5, maxBackoffMs: 20, cooldownAfter: 1, cooldownMs: 60_000, maxRetries: 3 },
+        },
+        quiet,
+      );
+      assert.ok(s.complete && s.reconciled && s.written === 12, JSON.stringify(s));
+      assertExactlyOnce(out, idsFor(3));
+      assert.ok(bad.requests.length >= 1 && bad.requests.every((r) => r.body.n === 3));
+      assert.equal(good.requests.length, 4);
+      const g = answers(out);
+      for (const p of prompts) for (let k = 0; k < 3; k++) assert.equal(g.get(sampleId(p.id, k)), `Echo: ${p.messages[0].content} #${10 + k}`);
+    } finally {
+      await good.close();
+      await bad.close();
+    }
+  });
+
   it('a server that ignores n: the missing choices fail with a message saying what to change, a rerun with one per request completes', async () => {
     const server = await startFakeServer({ ignoreN: true });
     try {
