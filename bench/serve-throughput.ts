@@ -31,7 +31,7 @@ async function main() {
   }
   const device = checkDevice(values.device ?? 'cpu', '--device');
   if (device !== 'cpu') model.to(device);
-  const servers = { batched: await serve({ model, tokenizer }), unbatched: await serve({ model, tokenizer, maxBatch: 1 }) };
+  const servers = { batched: await serve({ model, tokenizer, modelName: 'bench' }), unbatched: await serve({ model, tokenizer, modelName: 'bench', maxBatch: 1 }) };
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-serve-bench-'));
   const rows: Record<string, unknown>[] = [];
   try {

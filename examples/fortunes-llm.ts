@@ -6,7 +6,8 @@
 //  3. `generate` a data set from it (n samples per prompt, top-5 logprobs captured)
 //  4. students 4×+ smaller: trained alone on the corpus; SFT on the teacher's samples (sequence-level KD);
 //     token-level KD (forward KL to the teacher's full distribution) on the corpus; KD from the stored top-5
-//     logprobs of the teacher's samples
+//     logprobs of the teacher's samples; on-policy distillation (GKD: the student's own answers with probability
+//     λ = 0.5, scored by the teacher with JSD(0.5); and λ = 1 with reverse KL, JSD(1), as MiniLLM)
 //  5. measure: held-out answer perplexity, perplexity of each model's own samples under the teacher, generation
 //     tokens/s, wall times
 //
@@ -161,6 +162,8 @@ async function main() {
     results.student_kd_top5_logprobs = { error: (e as Error).message };
     log(`student_kd_top5_logprobs: ${(e as Error).message}`);
   }
+  await runStudent('student_gkd_jsd', { kd: { teacher, loss: 'jsd', beta: 0.5, alpha: 1, onPolicy: 0.5, maxNewTokens: 64 } });
+  await runStudent('student_gkd_reverse_kl', { kd: { teacher, loss: 'jsd', beta: 1, alpha: 1, onPolicy: 1, maxNewTokens: 64 } });
 
   // 5. samples, their perplexity under the teacher, generation speed
   const nEval = quick ? 4 : 40;

@@ -1,5 +1,6 @@
 // A small OpenAI-compatible Chat Completions server for tests and benchmarks (loopback only). It answers
-// deterministically from the last user message and the request's seed, and can inject faults per request:
+// deterministically from the last user message and the request's seed (choice j of a request with `n` as if asked
+// with seed + j, as `serve` does), and can inject faults per request:
 // an HTTP status (with Retry-After), a stall, a connection dropped mid-answer, or a malformed body.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +16,8 @@ export interface FakeRequest {
   headers: http.IncomingHttpHeaders;
   /** ms since the server started. */
   at: number;
+  /** Which of the request's `n` choices an answer is for (0 for the request itself). */
+  choice: number;
 }
 
 export interface FakeAnswer {
@@ -38,6 +41,8 @@ export interface FakeServerOptions {
   delayMs?: (r: FakeRequest) => number;
   answer?: (r: FakeRequest) => FakeAnswer;
   fault?: (r: FakeRequest) => Fault;
+  /** Answer only choice 0 whatever `n` asks, as servers that do not support `n` do. */
+  ignoreN?: boolean;
 }
 
 export interface FakeServer {
@@ -49,7 +54,7 @@ export interface FakeServer {
   close(): Promise<void>;
 }
 
-export const defaultAnswer = (r: FakeRequest): FakeAnswer => ({ content: `Echo: ${r.prompt} #${r.seed ?? 0}` });
+export const defaultAnswer = (r: FakeRequest): FakeAnswer => ({ content: `Echo: ${r.prompt} #${(r.seed ?? 0) + r.choice}` });
 
 /** The tokens the server reports for a text: words with their trailing spaces. */
 export const fakeTokens = (s: string): string[] => s.match(/\S+\s*|\s+/g) ?? [];
@@ -88,7 +93,7 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
       const key = `${prompt}\u0000${body.seed}`;
       const attempt = (attempts.get(key) ?? 0) + 1;
       attempts.set(key, attempt);
-      const r: FakeRequest = { prompt, seed: body.seed, attempt, stream: !!body.stream, body, headers: req.headers, at: Date.now() - t0 };
+      const r: FakeRequest = { prompt, seed: body.seed, attempt, stream: !!body.stream, body, headers: req.headers, at: Date.now() - t0, choice: 0 };
       requests.push(r);
       const respond = () => answer(r, res);
       const delay = o.delayMs ? o.delayMs(r) : o.latencyMs;
@@ -111,30 +116,38 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
       res.writeHead(fault.status, headers).end(fault.body ?? JSON.stringify({ error: { message: `injected ${fault.status}` } }));
       return;
     }
-    const a = (o.answer ?? defaultAnswer)(r);
-    const tokens = fakeTokens(a.content);
-    const rTokens = a.reasoning_content ? fakeTokens(a.reasoning_content) : [];
-    const usage = { prompt_tokens: fakeTokens(r.prompt).length, completion_tokens: tokens.length + rTokens.length, total_tokens: fakeTokens(r.prompt).length + tokens.length + rTokens.length };
+    const n = o.ignoreN ? 1 : Number.isInteger(r.body.n) && r.body.n > 0 ? r.body.n : 1;
+    const answers = Array.from({ length: n }, (_, j) => (o.answer ?? defaultAnswer)({ ...r, choice: j }));
+    const toks = answers.map((a) => fakeTokens(a.content));
+    const rToks = answers.map((a) => (a.reasoning_content ? fakeTokens(a.reasoning_content) : []));
+    const completionTokens = toks.reduce((x, t, j) => x + t.length + rToks[j].length, 0);
+    const usage = { prompt_tokens: fakeTokens(r.prompt).length, completion_tokens: completionTokens, total_tokens: fakeTokens(r.prompt).length + completionTokens };
     const k = r.body.logprobs ? Number(r.body.top_logprobs ?? 0) : -1;
     const model = `${r.body.model}-served`;
     if (!r.stream) {
       if (fault === 'drop') return res.socket?.destroy();
       if (fault === 'malformed') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"choices": [{"message": {"content": "cut');
-      const message: any = { role: 'assistant', content: a.content };
-      if (a.reasoning_content) message.reasoning_content = a.reasoning_content;
-      const choice: any = { index: 0, message, finish_reason: a.finish_reason ?? 'stop' };
-      if (k >= 0) choice.logprobs = { content: logprobsFor(tokens, k) };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'cmpl-1', object: 'chat.completion', model, choices: [choice], usage }));
+      const choices = answers.map((a, j) => {
+        const message: any = { role: 'assistant', content: a.content };
+        if (a.reasoning_content) message.reasoning_content = a.reasoning_content;
+        const choice: any = { index: j, message, finish_reason: a.finish_reason ?? 'stop' };
+        if (k >= 0) choice.logprobs = { content: logprobsFor(toks[j], k) };
+        return choice;
+      });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'cmpl-1', object: 'chat.completion', model, choices, usage }));
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-    const chunk = (delta: any, extra: any = {}) => send({ id: 'cmpl-1', object: 'chat.completion.chunk', model, choices: [{ index: 0, delta, finish_reason: null, ...extra }] });
-    chunk({ role: 'assistant', content: '' });
-    for (const t of rTokens) chunk({ reasoning_content: t });
-    const lps = k >= 0 ? logprobsFor(tokens, k) : null;
-    const cut = fault === 'drop' ? Math.floor(tokens.length / 2) : tokens.length;
-    for (let i = 0; i < cut; i++) chunk({ content: tokens[i] }, lps ? { logprobs: { content: [lps[i]] } } : {});
+    const chunk = (j: number, delta: any, extra: any = {}) => send({ id: 'cmpl-1', object: 'chat.completion.chunk', model, choices: [{ index: j, delta, finish_reason: null, ...extra }] });
+    for (let j = 0; j < n; j++) chunk(j, { role: 'assistant', content: '' });
+    // the choices' chunks interleave, one token of each in turn, as a server decoding them side by side sends them
+    for (let i = 0; i < Math.max(...rToks.map((t) => t.length)); i++) for (let j = 0; j < n; j++) if (i < rToks[j].length) chunk(j, { reasoning_content: rToks[j][i] });
+    const lps = toks.map((t) => (k >= 0 ? logprobsFor(t, k) : null));
+    const longest = Math.max(...toks.map((t) => t.length));
+    const cut = fault === 'drop' ? Math.floor(longest / 2) : longest;
+    for (let i = 0; i < cut; i++)
+      for (let j = 0; j < n; j++) if (i < toks[j].length) chunk(j, { content: toks[j][i] }, lps[j] ? { logprobs: { content: [lps[j]![i]] } } : {});
     if (fault === 'drop') {
       // flush what was written, then cut the connection without ending the response
       setTimeout(() => res.socket?.destroy(), 5);
@@ -145,7 +158,7 @@ export async function startFakeServer(o: FakeServerOptions = {}): Promise<FakeSe
       res.end();
       return;
     }
-    send({ id: 'cmpl-1', object: 'chat.completion.chunk', model, choices: [{ index: 0, delta: {}, finish_reason: a.finish_reason ?? 'stop' }] });
+    for (let j = 0; j < n; j++) send({ id: 'cmpl-1', object: 'chat.completion.chunk', model, choices: [{ index: j, delta: {}, finish_reason: answers[j].finish_reason ?? 'stop' }] });
     if (r.body.stream_options?.include_usage) send({ id: 'cmpl-1', object: 'chat.completion.chunk', model, choices: [], usage });
     res.end('data: [DONE]\n\n');
   };

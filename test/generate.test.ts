@@ -102,8 +102,8 @@ describe('generate: inputs and requests', () => {
       assert.equal(own.messages[0].content, 'be brief', 'a prompt with its own system message keeps it');
       const body = server.requests.find((r) => r.prompt === 'hello there' && r.seed === 101)!.body;
       assert.deepEqual(
-        { temperature: body.temperature, top_p: body.top_p, max_tokens: body.max_tokens, stop: body.stop, stream: body.stream, model: body.model },
-        { temperature: 0.7, top_p: 0.9, max_tokens: 64, stop: ['\n\n'], stream: false, model: 'fake' },
+        { temperature: body.temperature, top_p: body.top_p, max_completion_tokens: body.max_completion_tokens, max_tokens: body.max_tokens, n: body.n, stop: body.stop, stream: body.stream, model: body.model },
+        { temperature: 0.7, top_p: 0.9, max_completion_tokens: 64, max_tokens: undefined, n: undefined, stop: ['\n\n'], stream: false, model: 'fake' },
       );
       assert.equal(server.requests[0].headers.authorization, undefined, 'no key configured, no Authorization header');
       const plain = readJsonl(path.join(out, 'plain.jsonl'));

@@ -120,7 +120,7 @@ describe('serve', () => {
         const summary = await generate(
           {
             input, output: { dir: out },
-            teacher: { baseUrl: s2.url, model: 'x', n: 2, seed: 1, maxTokens: 10, temperature: 1, topLogprobs: 2, stream },
+            teacher: { baseUrl: s2.url, model: 'tsdistill-decoder', n: 2, seed: 1, maxTokens: 10, temperature: 1, topLogprobs: 2, stream },
             requests: { concurrency: 3, timeoutMs: 20000 },
             curation: { minChars: 0, dropTruncated: false, dedup: 'none' },
           },

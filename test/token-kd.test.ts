@@ -89,7 +89,7 @@ describe('token-level KD losses', () => {
   it('shape errors name the shapes', () => {
     tidy(() => {
       assert.throws(() => tokenKdLoss('forward_kl', f64(S), f64([[1, 2], [3, 4]]), f64(W)), /teacher logits \[2, 2\] must match the student's \[2, 3\]/);
-      assert.throws(() => tokenKdLoss('jsd', f64(S), f64(T), f64(W), { beta: 1 }), /beta must be in \(0, 1\), got 1/);
+      assert.throws(() => tokenKdLoss('jsd', f64(S), f64(T), f64(W), { beta: 1.5 }), /beta must be in \[0, 1\] \(0: forward KL, 1: reverse KL\), got 1.5/);
       assert.throws(() => tokenKdLoss('forward_kl', f64(S), f64(T), f64([1])), /weights must be \[2\]/);
     });
   });

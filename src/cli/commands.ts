@@ -51,6 +51,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   'max-batch': { type: 'string', arg: 'N', help: 'sequences decoded together in one forward (default 64)' },
   'max-body-bytes': { type: 'string', arg: 'N', help: 'the largest request body accepted; larger ones get 413 (default 1048576)' },
   cors: { type: 'string', arg: 'ORIGIN', help: "let web pages of ORIGIN ('*' for any) call the server; default: no cross-origin access" },
+  'api-key': { type: 'string', arg: 'KEY', help: 'every request must bring Authorization: Bearer KEY (401 otherwise); --api-key-file keeps it out of the process list' },
+  'api-key-file': { type: 'string', arg: 'FILE', help: 'as --api-key, the key being the first line of FILE' },
   quiet: { type: 'boolean', help: 'no line per request' },
   faults: { type: 'string', arg: 'SPEC', help: "a proxy on the port injects faults, e.g. '429:0.1,500:0.05,stall:0.05,drop:0.1,reset:0.02' (per-request probabilities), '500*2' (the first 2 requests), retry-after=S, stall-ms=MS, drop-after=BYTES" },
   'fault-seed': { type: 'string', arg: 'N', help: 'the seed of the injected faults' },
@@ -65,7 +67,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   teacher: { type: 'string', arg: 'FILE', help: 'the teacher decoder checkpoint (--kd forward_kl|reverse_kl|jsd)' },
   kd: { type: 'string', arg: 'LOSS', help: 'token-level KD: forward_kl, reverse_kl, jsd (with --teacher), or logprobs (the stored top-k)' },
   alpha: { type: 'string', arg: 'X', help: 'KD: weight of the hard-label loss' },
-  beta: { type: 'string', arg: 'X', help: 'KD: the jsd mixture' },
+  beta: { type: 'string', arg: 'X', help: 'KD: the jsd mixture in [0, 1] (0 forward KL, 1 reverse KL)' },
+  'on-policy': { type: 'string', arg: 'L', help: "GKD: the share λ of micro-batches that are the student's own answers, scored by --teacher (default 0)" },
   temperature: { type: 'string', arg: 'X', help: 'KD temperature' },
   topk: { type: 'string', arg: 'N', help: '--kd logprobs: top-k entries used' },
 };
@@ -124,13 +127,13 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   serve: {
     arg: '<decoder.safetensors>', summary: 'a decoder over the OpenAI Chat Completions protocol at http://127.0.0.1:8000/v1',
-    about: 'JSON and SSE streaming, logprobs, n, stop. There is no authentication: keep the default host unless the network is trusted.',
-    options: ['port', 'host', 'model-name', 'max-tokens', 'max-batch', 'max-body-bytes', 'cors', 'device', 'threads', 'quiet', 'faults', 'fault-seed'],
+    about: 'JSON and SSE streaming, logprobs, n, stop. Without --api-key(-file) there is no authentication: keep the default host unless the network is trusted.',
+    options: ['port', 'host', 'model-name', 'max-tokens', 'max-batch', 'max-body-bytes', 'cors', 'api-key', 'api-key-file', 'device', 'threads', 'quiet', 'faults', 'fault-seed'],
   },
   sft: {
     arg: '<chat.jsonl>', summary: 'fine-tune a decoder on chat answers, optionally with token-level KD',
     about: 'Needs --out DIR, --steps N and the student: --init decoder.safetensors or --arch JSON.',
-    options: ['out', 'steps', 'init', 'arch', 'tokenizer', 'seq-len', 'batch', 'grad-accum', 'lr', 'warmup', 'seed', 'device', 'threads', 'resume', 'force', 'kd', 'teacher', 'alpha', 'beta', 'temperature', 'topk', 'json'],
+    options: ['out', 'steps', 'init', 'arch', 'tokenizer', 'seq-len', 'batch', 'grad-accum', 'lr', 'warmup', 'seed', 'device', 'threads', 'resume', 'force', 'kd', 'teacher', 'alpha', 'beta', 'temperature', 'topk', 'on-policy', 'json'],
   },
 };
 

@@ -35,6 +35,25 @@ function cors(v: unknown): string | undefined {
   return s;
 }
 
+/** --api-key KEY or --api-key-file FILE (its first line): the key every request to `serve` must bring. */
+export function serveApiKey(v: LlmCliValues): string | undefined {
+  if (v['api-key'] !== undefined && v['api-key-file'] !== undefined) throw new Error('give --api-key or --api-key-file, not both');
+  let key: string;
+  let from: string;
+  if (v['api-key'] !== undefined) [key, from] = [String(v['api-key']), '--api-key'];
+  else if (v['api-key-file'] !== undefined) {
+    const file = String(v['api-key-file']);
+    try {
+      key = fs.readFileSync(file, 'utf8').split(/\r?\n/)[0].trim();
+    } catch (e) {
+      throw new Error(`--api-key-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    }
+    from = `--api-key-file ${file}`;
+  } else return undefined;
+  if (key === '' || /\s/.test(key)) throw new Error(`${from}: the key must be one word without white space${key === '' ? ', got an empty one' : ''}`);
+  return key;
+}
+
 /**
  * Serves a decoder checkpoint until `signal` aborts; prints the URL. With --faults SPEC the server listens on an
  * internal loopback port and a fault-injecting proxy (../llm/faults.ts) takes the public one.
@@ -49,6 +68,7 @@ export async function runServe(file: string, v: LlmCliValues, signal: AbortSigna
     }
   } else if (v['fault-seed'] !== undefined) throw new Error('--fault-seed goes with --faults SPEC');
   const faultSeed = int(v['fault-seed'], 'fault-seed') ?? 0;
+  const apiKey = serveApiKey(v);
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
   const device = checkDevice((v.device as string | undefined) ?? 'cpu', '--device');
   const { model, tokenizer } = loadDecoder(file);
@@ -62,6 +82,7 @@ export async function runServe(file: string, v: LlmCliValues, signal: AbortSigna
     maxBatch: int(v['max-batch'], 'max-batch', 1),
     maxBodyBytes: int(v['max-body-bytes'], 'max-body-bytes', 1),
     cors: cors(v.cors),
+    ...(apiKey !== undefined ? { apiKey } : {}),
     log: v.quiet ? undefined : (l) => console.log(l),
   });
   let proxy: FaultProxy | undefined;
@@ -73,9 +94,10 @@ export async function runServe(file: string, v: LlmCliValues, signal: AbortSigna
     throw e;
   }
   const url = proxy?.url ?? server.url;
-  console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}, ${device}) at ${url} — POST ${url}/chat/completions; Ctrl-C stops`);
+  console.log(`serving ${file} (${model.numParameters()} parameters, tokenizer ${tokenizer.name}, ${device}) at ${url} — POST ${url}/chat/completions${apiKey ? ' with Authorization: Bearer KEY (requests must bring the API key)' : ''}; Ctrl-C stops`);
   if (faults) console.log(`injecting faults at ${url} (seed ${faultSeed}): ${describeFaultSpec(faults)}; the server itself is at ${server.url}`);
-  if (!['127.0.0.1', 'localhost', '::1'].includes(host)) console.log(`note: listening on ${host}, reachable from other machines; there is no authentication`);
+  if (!['127.0.0.1', 'localhost', '::1'].includes(host))
+    console.log(`note: listening on ${host}, reachable from other machines; ${apiKey ? 'requests must bring the API key' : 'there is no authentication (--api-key-file FILE adds it)'}`);
   if (v.cors !== undefined) console.log(`note: web pages of ${v.cors === '*' ? 'any origin' : v.cors} may call this server (--cors)`);
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
   if (proxy) {
@@ -136,9 +158,11 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
       if (t.tokenizer.name !== tokenizer.name)
         throw new Error(`sft: the teacher's tokenizer '${t.tokenizer.name}' (${t.tokenizer.vocabSize} tokens) differs from the student's '${tokenizer.name}' (${tokenizer.vocabSize} tokens)`);
       teacher = t.model;
-      kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature };
+      const onPolicy = float(v['on-policy'], 'on-policy');
+      kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature, ...(onPolicy !== undefined ? { onPolicy } : {}) };
     }
   } else if (v.teacher) throw new Error('sft: --teacher is used with --kd forward_kl|reverse_kl|jsd');
+  if (v['on-policy'] !== undefined && kd?.source !== 'teacher') throw new Error('sft: --on-policy needs --kd forward_kl|reverse_kl|jsd with --teacher');
   if (device !== 'cpu') {
     model.to(device);
     teacher?.to(device);

@@ -111,9 +111,9 @@ export function registerBuiltinLosses(): void {
     return t;
   };
   const positionWeights = (c: LossContext, rows: Tensor) => c.batch?.weights ?? ops.ones([rows.shape[0]], { dtype: rows.dtype, device: rows.device });
-  registerLoss('token_ce', one('batch', 'next-token cross-entropy, mean over the positions weighted by batch.weights', (s, t, c) => {
+  registerLoss('token_ce', one('batch', 'next-token cross-entropy, mean over the positions weighted by batch.weights (option weights: another batch tensor)', (s, t, c, o) => {
     const rows = positionRows(s);
-    return tokenCrossEntropy(rows, t.reshape(-1), positionWeights(c, rows));
+    return tokenCrossEntropy(rows, t.reshape(-1), typeof o.weights === 'string' ? batchTensor(c, o.weights, 'token_ce') : positionWeights(c, rows));
   }));
   registerLoss('token_kd', one('batch', "token-level KD to a teacher decoder's distribution (options kind: forward_kl | reverse_kl | jsd, temperature, beta)", (s, t, c, o) => {
     const rows = positionRows(s);

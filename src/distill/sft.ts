@@ -20,9 +20,18 @@
 // sample (`source: 'logprobs'`, for a remote teacher). Stored logprobs are used for an answer only when its tokens
 // re-encode to exactly the teacher's tokens (the same tokenizer); alternatives that are not single tokens of the
 // student's vocabulary fall into the tail mass.
+//
+// On-policy distillation (`kd.onPolicy` = λ, GKD of Agarwal et al. 2024, as TRL's GKDTrainer): each micro-batch is,
+// with probability λ (drawn from (seed, micro-batch index), so a resumed run draws the same), the student's own
+// answers instead of the data's: the prompts of B examples (the conversation before its last answer), each answered by
+// the student at its current weights (sampling at `kd.generationTemperature`, up to `kd.maxNewTokens` tokens, seeded
+// from (seed, micro-batch, row)); the teacher then scores every generated token and `token_kd` (JSD(β), β = 0
+// forward KL, β = 1 reverse KL as in MiniLLM) is taken on those tokens only. The cross-entropy term never trains on
+// the student's own tokens (its weights are zero there); GKD proper is α = 1 (KD only).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, dispose, nextTick, noGrad, ops, tensor, tidy } from '../torch';
+import { generateTokens } from '../llm/decode';
 import { Rng } from '../data/rng';
 import type { GPT } from '../models/gpt';
 import { checkSameVocabulary, encodeChat, type ChatTurn, type Tokenizer } from '../llm/tokenizer';
@@ -263,6 +272,12 @@ export interface SftKdOptions {
   alpha?: number;
   /** Top-k entries per token read from stored logprobs (default 20, the most OpenAI returns). */
   topk?: number;
+  /** GKD's λ in [0, 1]: the probability that a micro-batch is the student's own answers (default 0; local teacher, chat data). */
+  onPolicy?: number;
+  /** Longest on-policy answer, in tokens (default seqLen / 2). */
+  maxNewTokens?: number;
+  /** Sampling temperature of the student's on-policy answers (default 1). */
+  generationTemperature?: number;
 }
 
 export interface SftOptions {
@@ -311,10 +326,12 @@ export interface SftSummary {
   unaligned: number;
   outDir: string;
   checkpoint: string;
+  /** With kd.onPolicy: micro-batches of this run that were the student's own answers, and their generated tokens. */
+  onPolicy?: { batches: number; generatedTokens: number };
 }
 
 const SFT_KEYS = ['model', 'tokenizer', 'data', 'outDir', 'steps', 'seqLen', 'batchSize', 'gradAccum', 'lr', 'minLr', 'warmupSteps', 'weightDecay', 'clip', 'seed', 'checkpointEvery', 'logEvery', 'kd', 'resume', 'force', 'signal', 'log'];
-const KD_KEYS = ['source', 'teacher', 'loss', 'beta', 'temperature', 'alpha', 'topk'];
+const KD_KEYS = ['source', 'teacher', 'loss', 'beta', 'temperature', 'alpha', 'topk', 'onPolicy', 'maxNewTokens', 'generationTemperature'];
 
 /** Fine-tunes `model` (in place) and writes the run directory. See the file header. */
 export async function sft(o: SftOptions): Promise<SftSummary> {
@@ -355,14 +372,18 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
       if (kdLoss !== 'forward_kl') throw new Error(`sft: stored top-k logprobs support kd.loss 'forward_kl' only (got '${kdLoss}'); reverse KL and JSD need the teacher's full distribution (kd.teacher)`);
     } else throw new Error(`sft: kd.source must be 'teacher' or 'logprobs', got '${kdSource}'`);
   }
+  const lambda = kd?.onPolicy ?? 0;
+  if (!(lambda >= 0 && lambda <= 1)) throw new Error(`sft: kd.onPolicy (GKD's λ) must be in [0, 1], got ${lambda}`);
+  if (lambda > 0 && kdSource !== 'teacher') throw new Error("sft: kd.onPolicy needs a local teacher decoder (kd.teacher) to score the student's own answers");
+  if (lambda > 0 && !(typeof o.data === 'string' || Array.isArray(o.data))) throw new Error('sft: kd.onPolicy needs chat data (prompts to answer), not { texts }');
+  const maxNew = kd?.maxNewTokens ?? Math.max(1, Math.floor(seqLen / 2));
+  if (!Number.isInteger(maxNew) || maxNew < 1 || maxNew >= seqLen) throw new Error(`sft: kd.maxNewTokens must be an integer in [1, ${seqLen - 1}] (below seqLen), got ${maxNew}`);
+  const genTemperature = kd?.generationTemperature ?? 1;
+  if (!(genTemperature >= 0)) throw new Error(`sft: kd.generationTemperature must be >= 0, got ${genTemperature}`);
 
   // data
-  const stream =
-    typeof o.data === 'string'
-      ? packChats(tok, readChatJsonl(o.data), { topk: kdSource === 'logprobs' ? (kd!.topk ?? 20) : 0 })
-      : Array.isArray(o.data)
-        ? packChats(tok, o.data, { topk: kdSource === 'logprobs' ? (kd!.topk ?? 20) : 0 })
-        : packTexts(tok, o.data.texts);
+  const chats = typeof o.data === 'string' ? readChatJsonl(o.data) : Array.isArray(o.data) ? o.data : null;
+  const stream = chats ? packChats(tok, chats, { topk: kdSource === 'logprobs' ? (kd!.topk ?? 20) : 0 }) : packTexts(tok, (o.data as { texts: string[] }).texts);
   for (let i = 0; i < stream.ids.length; i++)
     if (stream.ids[i] >= model.vocabSize) throw new Error(`sft: token id ${stream.ids[i]} is outside the model's vocabulary ${model.vocabSize}`);
   const starts = windowStarts(stream.ids.length, seqLen);
@@ -385,7 +406,9 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
     ...(clip > 0 ? { clip } : {}),
     save: (file, m, meta) => saveDecoder(m as GPT, file, tok, meta),
   }];
-  const terms: TermSpec[] = [{ loss: 'token_ce', name: 'ce', student: 'student.logits', teacher: 'labels', weight: kd ? 1 - alpha : 1, metric: 'ce' }];
+  const terms: TermSpec[] = [{
+    loss: 'token_ce', name: 'ce', student: 'student.logits', teacher: 'labels', weight: kd ? 1 - alpha : 1, metric: 'ce', ...(lambda > 0 ? { options: { weights: 'ce_weights' } } : {}),
+  }];
   if (kdSource === 'teacher') {
     roles.push({ name: 'teacher', model: kd!.teacher! });
     terms.push({ loss: 'token_kd', name: 'kd', student: 'student.logits', teacher: 'teacher.logits', weight: alpha, metric: 'kd', options: { kind: kdLoss, temperature: kd!.temperature, beta: kd!.beta } });
@@ -394,8 +417,13 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
   }
   const t0 = Date.now();
   const from = o.resume ? (held ?? 0) : 0;
+  const windows = new WindowBatches(stream, starts, seqLen, B, seed, o.steps * accum, model.wte.weight.device);
+  const train =
+    lambda > 0
+      ? new OnPolicyBatches(windows, promptsOf(tok, chats!, seqLen - maxNew), model, { lambda, maxNew, temperature: genTemperature, seqLen, B, seed, eos: tok.eosId, stopTokens: stopTokensOf(tok) })
+      : windows;
   const summary = await runEngine({
-    name: 'sft', roles, terms, train: new WindowBatches(stream, starts, seqLen, B, seed, o.steps * accum, model.wte.weight.device), gradAccum: accum,
+    name: 'sft', roles, terms, train, gradAccum: accum,
     epochs: 1, seed, outDir: o.outDir, resume: o.resume, force: o.force, checkpointEverySteps: every, logEverySteps: logEvery, progress: false,
     report: (p) => ({ tokens: (p.step + 1) * tokensPerStep, tokens_per_s: Math.round(((p.step + 1 - from) * tokensPerStep) / Math.max((Date.now() - t0) / 1000, 1e-9)) }),
     signal: o.signal, log,
@@ -404,6 +432,7 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
   return {
     steps: o.steps, tokens: o.steps * tokensPerStep, seconds, tokensPerSecond: ((o.steps - from) * tokensPerStep) / Math.max(seconds, 1e-9), finalLoss: summary.last_loss ?? NaN,
     resumedFrom: summary.resumed_from_step, windows: n, unaligned: stream.unaligned, outDir: o.outDir, checkpoint: path.join(o.outDir, 'last.safetensors'),
+    ...(train instanceof OnPolicyBatches ? { onPolicy: { batches: train.counts.onPolicy, generatedTokens: train.counts.generatedTokens } } : {}),
   };
 }
 
@@ -430,5 +459,81 @@ class WindowBatches implements BatchSource {
     const b = tidy(() => makeBatch(this.stream, at, this.seqLen, this.device));
     const taps: Record<string, Tensor> = { weights: b.w, ...(b.tk ? { topk_ids: b.tk.ids, topk_logprobs: b.tk.logprobs, topk_valid: b.tk.valid, topk_weights: b.tk.w } : {}) };
     return { x: b.x, y: b.y, taps, dispose: () => dispose([b.x, b.y, ...Object.values(taps)]) };
+  }
+}
+
+/** The ids that end an answer: <|endoftext|> and the role markers that are single tokens. */
+function stopTokensOf(tok: Tokenizer): number[] {
+  return [tok.eosId, ...['<|system|>', '<|user|>', '<|assistant|>'].map((t) => tok.specialId(t)).filter((x): x is number => x !== null)];
+}
+
+/** Each example's prompt: the conversation before its last answer, with the generation prompt, its last `room` tokens. */
+function promptsOf(tok: Tokenizer, chats: readonly ChatExample[], room: number): number[][] {
+  return chats.map((ex) => {
+    let last = ex.messages.length - 1;
+    while (last >= 0 && ex.messages[last].role !== 'assistant') last--;
+    const ids = encodeChat(tok, ex.messages.slice(0, Math.max(0, last)), { generationPrompt: true }).ids;
+    return ids.length > room ? ids.slice(ids.length - room) : ids;
+  });
+}
+
+/**
+ * GKD's data mixing: micro-batch g is, with probability λ, B prompts answered by the student now (see the header);
+ * otherwise the data's windows. Either way `ce_weights` are the weights the cross-entropy may train on (none of the
+ * student's own tokens).
+ */
+class OnPolicyBatches implements BatchSource {
+  readonly length: number;
+  /** Micro-batches that were on-policy, and the tokens the student generated for them. */
+  readonly counts = { onPolicy: 0, generatedTokens: 0 };
+  constructor(
+    private readonly off: WindowBatches, private readonly prompts: number[][], private readonly model: GPT,
+    private readonly o: { lambda: number; maxNew: number; temperature: number; seqLen: number; B: number; seed: number; eos: number; stopTokens: number[] },
+  ) {
+    this.length = off.length;
+  }
+  setEpoch(): void {}
+  batchAt(g: number): EngineBatch {
+    const o = this.o;
+    const rng = new Rng(o.seed * 1_000_003 + g * 7 + 1);
+    if (rng.random() >= o.lambda) {
+      const b = this.off.batchAt(g);
+      const ce = tidy(() => b.taps!.weights.clone());
+      return { ...b, taps: { ...b.taps, ce_weights: ce }, dispose: () => (b.dispose(), ce.dispose()) };
+    }
+    this.counts.onPolicy++;
+    const T = o.seqLen;
+    const x = new Int32Array(o.B * T).fill(o.eos);
+    const y = new Int32Array(o.B * T).fill(o.eos);
+    const w = new Float32Array(o.B * T);
+    const wasTraining = this.model.training;
+    this.model.eval();
+    try {
+      for (let r = 0; r < o.B; r++) {
+        const prompt = this.prompts[rng.int(this.prompts.length)];
+        const gen = noGrad(() => generateTokens(this.model, prompt, { maxNewTokens: o.maxNew, temperature: o.temperature, seed: rng.int(2 ** 31), stopTokens: o.stopTokens }, 'sft: on-policy answer'));
+        // the answer ends with <|endoftext|> when the student stopped, as the data's answers do
+        const seq = [...prompt, ...gen.tokens, ...(gen.finishReason === 'stop' ? [o.eos] : [])].slice(0, T + 1);
+        this.counts.generatedTokens += gen.tokens.length;
+        for (let j = 0; j + 1 < seq.length; j++) {
+          x[r * T + j] = seq[j];
+          y[r * T + j] = seq[j + 1];
+          w[r * T + j] = j + 1 >= prompt.length ? 1 : 0;
+        }
+      }
+    } finally {
+      this.model.train(wasTraining);
+    }
+    const device = this.model.wte.weight.device;
+    const b = tidy(() => {
+      const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
+      return {
+        x: on(tensor(x, { shape: [o.B, T], dtype: 'int64' })),
+        y: on(tensor(y, { shape: [o.B * T], dtype: 'int64' })),
+        w: on(tensor(w, { shape: [o.B * T] })),
+        ce: on(ops.zeros([o.B * T])),
+      };
+    });
+    return { x: b.x, y: b.y, taps: { weights: b.w, ce_weights: b.ce }, dispose: () => dispose([b.x, b.y, b.w, b.ce]) };
   }
 }

@@ -6,6 +6,10 @@
 //   reverse KL   ℓ = KL(p_S ‖ p_T)                                                (mode-seeking; MiniLLM)
 //   JSD(β)       ℓ = β KL(p_T ‖ m) + (1 − β) KL(p_S ‖ m),  m = β p_T + (1 − β) p_S  (generalized JSD, GKD)
 //
+// JSD(β) follows GKD (Agarwal et al. 2024) as TRL's GKDTrainer computes it: β = 0 is forward KL and β = 1 reverse KL
+// (the limits of the interpolation as TRL defines its ends), anything between the mixture above. TRL applies no τ²;
+// with τ = 1 the two agree exactly (test/fixtures/gkd_jsd.json).
+//
 // With a temperature τ both distributions are softmax(logits / τ) and ℓ is multiplied by τ² (Hinton's scaling, as
 // the response losses of ./losses.ts do).
 //
@@ -24,7 +28,7 @@ export const TOKEN_KD_LOSSES: TokenKdLoss[] = ['forward_kl', 'reverse_kl', 'jsd'
 
 export interface TokenKdOptions {
   temperature?: number;
-  /** JSD's β in (0, 1) (default 0.5). */
+  /** JSD's β in [0, 1] (default 0.5): 0 is forward KL, 1 reverse KL, as in GKD. */
   beta?: number;
 }
 
@@ -62,10 +66,14 @@ export function tokenKdLoss(kind: TokenKdLoss, studentLogits: Tensor, teacherLog
   else if (kind === 'reverse_kl') per = klRows(ls, lt);
   else if (kind === 'jsd') {
     const beta = o.beta ?? 0.5;
-    if (!(beta > 0 && beta < 1)) throw new Error(`${where}: beta must be in (0, 1), got ${beta}`);
-    // log m = logsumexp(log β + log p_T, log(1 − β) + log p_S)
-    const lm = ops.logaddexp(lt.add(Math.log(beta)), ls.add(Math.log(1 - beta)));
-    per = klRows(lt, lm).mul(beta).add(klRows(ls, lm).mul(1 - beta));
+    if (!(beta >= 0 && beta <= 1)) throw new Error(`${where}: beta must be in [0, 1] (0: forward KL, 1: reverse KL), got ${beta}`);
+    if (beta === 0) per = klRows(lt, ls);
+    else if (beta === 1) per = klRows(ls, lt);
+    else {
+      // log m = logsumexp(log β + log p_T, log(1 − β) + log p_S)
+      const lm = ops.logaddexp(lt.add(Math.log(beta)), ls.add(Math.log(1 - beta)));
+      per = klRows(lt, lm).mul(beta).add(klRows(ls, lm).mul(1 - beta));
+    }
   } else throw new Error(`token KD: unknown loss '${kind}' (${TOKEN_KD_LOSSES.join(', ')})`);
   const loss = weightedMean(per, weights);
   return tau === 1 ? loss : loss.mul(tau * tau);

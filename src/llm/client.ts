@@ -44,15 +44,25 @@ export interface TokenLogprob extends TopLogprob {
   top_logprobs: TopLogprob[];
 }
 
-/** One generated answer, as the server sent it. */
-export interface Completion {
+/** One answer of a request (one of its `choices`), as the server sent it. */
+export interface ChoiceAnswer {
+  /** The choice's `index`: 0 … n - 1 for a request with `n`. */
+  index: number;
   content: string;
   /** From a reasoning_content (or reasoning) field, when the server separates it. */
   reasoning?: string;
   finishReason: string | null;
+  logprobs?: TokenLogprob[];
+}
+
+/**
+ * A request's answer: the first choice's fields at the top (what a request without `n` needs), every choice in
+ * `choices` by `index`, and the request's usage and model.
+ */
+export interface Completion extends Omit<ChoiceAnswer, 'index'> {
   usage?: Usage;
   model?: string;
-  logprobs?: TokenLogprob[];
+  choices: ChoiceAnswer[];
 }
 
 export type ErrorKind = 'http' | 'timeout' | 'network' | 'dropped' | 'malformed';
@@ -165,6 +175,27 @@ export interface EndpointOptions {
   fetch?: typeof fetch;
 }
 
+/** Query parameters that carry a secret when they appear in a URL (`?api_key=…`, `?key=…`, `?access_token=…`, …). */
+const SECRET_PARAM = /^(api[-_]?key|key|(access|auth|id|refresh)?[-_]?token|secret|client[-_]?secret|password|passwd|pwd|sig|signature|auth(orization)?)$/i;
+
+/**
+ * What in `url` is a credential — a user name or password before the host, or a query parameter that holds a key —
+ * described without its value; null when there is none. Keys go in the Authorization header (`apiKeyEnv`), never in a
+ * URL, which is written to logs, errors and the output directory.
+ */
+export function urlCredentials(url: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  if (u.username || u.password) return `a ${u.password ? 'user name and password' : 'user name'} before the host (…@${u.host})`;
+  const keys = [...u.searchParams.keys()].filter((k) => SECRET_PARAM.test(k));
+  if (keys.length) return `the query parameter${keys.length === 1 ? '' : 's'} ${keys.map((k) => `'${k}'`).join(', ')}`;
+  return null;
+}
+
 /** The completions URL for a base URL (a base URL already ending in /chat/completions is used as it is). */
 export function completionsUrl(baseUrl: string): string {
   const b = baseUrl.replace(/\/+$/, '');
@@ -183,37 +214,65 @@ function mergeLogprobs(into: TokenLogprob[], lp: any): void {
   }
 }
 
-function fromJson(body: any, secrets: string[]): Completion {
-  const choice = body?.choices?.[0];
-  if (!choice || typeof choice !== 'object') {
+/** The choice index of `choice` at array position `pos`; throws on a bad, duplicate or out-of-range index. */
+function choiceIndex(choice: any, pos: number, seen: Set<number>, n: number): number {
+  const index = choice?.index ?? pos;
+  if (!Number.isInteger(index) || index < 0 || index >= n)
+    throw new RequestError(`malformed answer: choices[${pos}].index is ${JSON.stringify(choice?.index)}; the request asked for n = ${n} (indices 0 to ${n - 1})`, 'malformed', true);
+  seen.add(index);
+  return index;
+}
+
+/** A request's answer from its choices (sorted by index); the first one's fields also at the top. */
+function completionOf(choices: ChoiceAnswer[], usage: Usage | undefined, model: string | undefined): Completion {
+  choices.sort((a, b) => a.index - b.index);
+  const { index: _index, ...first } = choices[0];
+  return { ...first, ...(usage ? { usage } : {}), ...(model ? { model } : {}), choices };
+}
+
+const reasoningOf = (m: any): string | undefined => (typeof m?.reasoning_content === 'string' ? m.reasoning_content : typeof m?.reasoning === 'string' ? m.reasoning : undefined);
+
+function fromJson(body: any, secrets: string[], n: number): Completion {
+  const list = body?.choices;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((c) => c && typeof c === 'object')) {
     const err = body?.error ? `: ${redact(JSON.stringify(body.error).slice(0, 300), secrets)}` : '';
     throw new RequestError(`malformed answer: no choices${err}`, 'malformed', true);
   }
-  const msg = choice.message ?? {};
-  const logprobs: TokenLogprob[] = [];
-  mergeLogprobs(logprobs, choice.logprobs);
-  const reasoning = typeof msg.reasoning_content === 'string' ? msg.reasoning_content : typeof msg.reasoning === 'string' ? msg.reasoning : undefined;
-  return {
-    content: typeof msg.content === 'string' ? msg.content : '',
-    ...(reasoning ? { reasoning } : {}),
-    finishReason: choice.finish_reason ?? null,
-    ...(body.usage ? { usage: body.usage } : {}),
-    ...(typeof body.model === 'string' ? { model: body.model } : {}),
-    ...(choice.logprobs ? { logprobs } : {}),
-  };
+  const seen = new Set<number>();
+  const choices = list.map((choice: any, pos: number): ChoiceAnswer => {
+    const index = choiceIndex(choice, pos, seen, n);
+    if (seen.size !== pos + 1) throw new RequestError(`malformed answer: choice index ${index} appears twice`, 'malformed', true);
+    const msg = choice.message ?? {};
+    const reasoning = reasoningOf(msg);
+    const logprobs: TokenLogprob[] = [];
+    mergeLogprobs(logprobs, choice.logprobs);
+    return {
+      index,
+      content: typeof msg.content === 'string' ? msg.content : '',
+      ...(reasoning ? { reasoning } : {}),
+      finishReason: choice.finish_reason ?? null,
+      ...(choice.logprobs ? { logprobs } : {}),
+    };
+  });
+  return completionOf(choices, body.usage ?? undefined, typeof body.model === 'string' ? body.model : undefined);
 }
 
-async function readStream(res: Response, secrets: string[]): Promise<Completion> {
+interface StreamChoice {
+  content: string;
+  reasoning: string;
+  finishReason: string | null;
+  sawLogprobs: boolean;
+  logprobs: TokenLogprob[];
+}
+
+/** Reads server-sent events; the choices' deltas are kept apart by `index` (a request with `n` interleaves them). */
+async function readStream(res: Response, secrets: string[], n: number): Promise<Completion> {
   if (!res.body) throw new RequestError('malformed answer: an event stream without a body', 'malformed', true);
   const decoder = new TextDecoder();
   let buf = '';
-  let content = '';
-  let reasoning = '';
-  let finishReason: string | null = null;
+  const byIndex = new Map<number, StreamChoice>();
   let usage: Usage | undefined;
   let model: string | undefined;
-  let sawLogprobs = false;
-  const logprobs: TokenLogprob[] = [];
   let done = false;
   const onEvent = (event: string) => {
     const data = event
@@ -235,17 +294,22 @@ async function readStream(res: Response, secrets: string[]): Promise<Completion>
     if (chunk?.error) throw new RequestError(`the server reported an error mid-stream: ${redact(JSON.stringify(chunk.error).slice(0, 300), secrets)}`, 'http', true);
     if (typeof chunk?.model === 'string') model = chunk.model;
     if (chunk?.usage) usage = chunk.usage;
-    const choice = chunk?.choices?.[0];
-    if (!choice) return;
-    const d = choice.delta ?? {};
-    if (typeof d.content === 'string') content += d.content;
-    if (typeof d.reasoning_content === 'string') reasoning += d.reasoning_content;
-    else if (typeof d.reasoning === 'string') reasoning += d.reasoning;
-    if (choice.finish_reason) finishReason = choice.finish_reason;
-    if (choice.logprobs) {
-      sawLogprobs = true;
-      mergeLogprobs(logprobs, choice.logprobs);
-    }
+    const list = Array.isArray(chunk?.choices) ? chunk.choices : [];
+    list.forEach((choice: any, pos: number) => {
+      if (!choice || typeof choice !== 'object') return;
+      const index = choiceIndex(choice, pos, new Set(), n);
+      let c = byIndex.get(index);
+      if (!c) byIndex.set(index, (c = { content: '', reasoning: '', finishReason: null, sawLogprobs: false, logprobs: [] }));
+      const d = choice.delta ?? {};
+      if (typeof d.content === 'string') c.content += d.content;
+      const r = reasoningOf(d);
+      if (r !== undefined) c.reasoning += r;
+      if (choice.finish_reason) c.finishReason = choice.finish_reason;
+      if (choice.logprobs) {
+        c.sawLogprobs = true;
+        mergeLogprobs(c.logprobs, choice.logprobs);
+      }
+    });
   };
   const reader = res.body.getReader();
   try {
@@ -268,15 +332,18 @@ async function readStream(res: Response, secrets: string[]): Promise<Completion>
   } finally {
     reader.releaseLock();
   }
-  if (!done && finishReason === null) throw new RequestError('the event stream ended before the answer was complete (no finish_reason, no [DONE])', 'dropped', true);
-  return {
-    content,
-    ...(reasoning ? { reasoning } : {}),
-    finishReason,
-    ...(usage ? { usage } : {}),
-    ...(model ? { model } : {}),
-    ...(sawLogprobs ? { logprobs } : {}),
-  };
+  const unfinished = [...byIndex.values()].some((c) => c.finishReason === null);
+  if (!done && (byIndex.size === 0 || unfinished))
+    throw new RequestError('the event stream ended before the answer was complete (no finish_reason, no [DONE])', 'dropped', true);
+  if (byIndex.size === 0) throw new RequestError('malformed answer: an event stream without choices', 'malformed', true);
+  const choices = [...byIndex].map(([index, c]): ChoiceAnswer => ({
+    index,
+    content: c.content,
+    ...(c.reasoning ? { reasoning: c.reasoning } : {}),
+    finishReason: c.finishReason,
+    ...(c.sawLogprobs ? { logprobs: c.logprobs } : {}),
+  }));
+  return completionOf(choices, usage, model);
 }
 
 function describeFetchError(e: unknown): string {
@@ -288,6 +355,9 @@ function describeFetchError(e: unknown): string {
 /** Sends one Chat Completions request and reads the whole answer; throws RequestError (or the caller's abort reason). */
 export async function chatCompletion(endpoint: EndpointOptions, body: Record<string, unknown>, signal?: AbortSignal): Promise<Completion> {
   const secrets = endpoint.apiKey ? [endpoint.apiKey] : [];
+  const inUrl = urlCredentials(endpoint.baseUrl);
+  // fetch itself refuses such a URL with an error that quotes it whole, secret included
+  if (inUrl) throw new RequestError(`the base URL holds credentials (${inUrl}); give the key as an API key instead, sent as Authorization: Bearer`, 'http', false);
   const ctrl = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -330,7 +400,8 @@ export async function chatCompletion(endpoint: EndpointOptions, body: Record<str
           retryAfterMs,
         );
       }
-      if (body.stream) return await readStream(res, secrets);
+      const n = typeof body.n === 'number' && Number.isInteger(body.n) && body.n > 0 ? body.n : 1;
+      if (body.stream) return await readStream(res, secrets, n);
       const text = await res.text();
       let json: unknown;
       try {
@@ -338,7 +409,7 @@ export async function chatCompletion(endpoint: EndpointOptions, body: Record<str
       } catch {
         throw new RequestError(`malformed answer: not JSON (${text.length} bytes, starting ${JSON.stringify(redact(text.slice(0, 60), secrets))})`, 'malformed', true);
       }
-      return fromJson(json, secrets);
+      return fromJson(json, secrets, n);
     } catch (e) {
       return fail(e, 'reading the answer');
     }

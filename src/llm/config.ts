@@ -2,6 +2,7 @@
 // before any request is sent. Unknown keys are errors that suggest the closest valid key.
 import { z } from 'zod';
 import { levenshtein } from '../util/closest';
+import { urlCredentials } from './client';
 
 const inputSpec = z
   .object({
@@ -26,13 +27,29 @@ const outputSpec = z
   })
   .strict();
 
+/** A base URL without credentials in it (they would be written to logs, errors and generate.json). */
+const baseUrl = z
+  .string()
+  .url()
+  .superRefine((url, ctx) => {
+    const found = urlCredentials(url);
+    if (found)
+      ctx.addIssue({
+        code: 'custom',
+        message: `holds credentials (${found}); a URL is written to logs, errors and the output directory, so put the key in an environment variable and name it in apiKeyEnv (sent as Authorization: Bearer)`,
+      });
+  });
+
+/** Which request field carries the answer's length limit: the current one, or the one older servers know. */
+const maxTokensField = z.enum(['max_completion_tokens', 'max_tokens']);
+
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
 
 /** One endpoint of a pool: requests are spread over the endpoints in proportion to their weights. */
 const endpointSpec = z
   .object({
     /** The endpoint's base URL, as teacher.baseUrl. */
-    baseUrl: z.string().url(),
+    baseUrl,
     /** Its share of the requests, relative to the others' (any positive number). */
     weight: z.number().positive().finite().default(1),
     /** The model name this endpoint serves the teacher under; default teacher.model. */
@@ -44,6 +61,10 @@ const endpointSpec = z
     /** This endpoint's requests and tokens per minute; default requests.rpm and requests.tpm. */
     rpm: z.number().positive().optional(),
     tpm: z.number().positive().optional(),
+    /** Default teacher.maxTokensField. */
+    maxTokensField: maxTokensField.optional(),
+    /** Default teacher.streamOptions. */
+    streamOptions: z.boolean().optional(),
   })
   .strict();
 
@@ -62,7 +83,7 @@ export function endpointKey(baseUrl: string): string {
 const teacherSpec = z
   .object({
     /** The endpoint's base URL, up to and including the version: http://127.0.0.1:8000/v1 (…/chat/completions is appended). */
-    baseUrl: z.string().url().optional(),
+    baseUrl: baseUrl.optional(),
     /** Several endpoints instead of one baseUrl, each with a weight (see docs/llm.md). */
     endpoints: z.array(endpointSpec).min(1, 'expected at least one endpoint').optional(),
     model: z.string().min(1),
@@ -71,11 +92,23 @@ const teacherSpec = z
     temperature: z.number().min(0).max(2).optional(),
     topP: z.number().gt(0).max(1).optional(),
     maxTokens: z.number().int().positive().optional(),
-    /** Samples per prompt; each is its own request (servers differ in whether they support `n`). */
+    /**
+     * The request field maxTokens is sent as: `max_completion_tokens` (the current name; OpenAI's reasoning models
+     * refuse the other) or `max_tokens` (deprecated, for servers that only know it).
+     */
+    maxTokensField: maxTokensField.default('max_completion_tokens'),
+    /** Samples per prompt. */
     n: z.number().int().positive().default(1),
+    /**
+     * Samples of one prompt asked for in one request (`n` in the body; the answers are told apart by
+     * `choices[].index`). 1: one request per sample, for servers that ignore `n`.
+     */
+    samplesPerRequest: z.number().int().min(1).max(128).default(1),
     /** Prepended as a system message unless a prompt brings its own. */
     systemPrompt: z.string().optional(),
     stream: z.boolean().default(false),
+    /** With stream: send `stream_options: {include_usage: true}` (false for servers that refuse the field). */
+    streamOptions: z.boolean().default(true),
     /** Ask for the top-k log-probabilities of every generated token (`logprobs: true, top_logprobs: k`). */
     topLogprobs: z.number().int().min(0).max(20).optional(),
     /** Sample k of every prompt is requested with seed + k (for servers that honour `seed`). */
@@ -87,11 +120,13 @@ const teacherSpec = z
   .superRefine((t, ctx) => {
     if (t.baseUrl === undefined && t.endpoints === undefined) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'required: a baseUrl, or a list of endpoints' });
     if (t.baseUrl !== undefined && t.endpoints !== undefined) ctx.addIssue({ code: 'custom', path: ['endpoints'], message: 'give either baseUrl or endpoints, not both' });
+    if ('n' in t.extraBody)
+      ctx.addIssue({ code: 'custom', path: ['extraBody', 'n'], message: 'samples per prompt are teacher.n, and how many of them one request asks for teacher.samplesPerRequest' });
     const seen = new Map<string, number>();
     t.endpoints?.forEach((e, i) => {
       const key = endpointKey(e.baseUrl);
       const first = seen.get(key);
-      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'baseUrl'], message: `${e.baseUrl} is teacher.endpoints.${first}.baseUrl again; each endpoint once` });
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'baseUrl'], message: `${urlCredentials(e.baseUrl) ? key : e.baseUrl} is teacher.endpoints.${first}.baseUrl again; each endpoint once` });
       else seen.set(key, i);
     });
   });

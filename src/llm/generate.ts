@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../torch/atomic';
 import { validateGenerateConfig, type GenerateConfig, type GenerateConfigInput } from './config';
 import { readPrompts, sampleId, type ChatMessage, type PromptRecord } from './prompts';
 import {
-  RateLimiter, RequestFailed, completeWithRetries, realClock, redact, type Clock, type Completion, type ErrorKind, type Usage,
+  RateLimiter, RequestFailed, completeWithRetries, realClock, redact, type ChoiceAnswer, type Clock, type Completion, type ErrorKind, type Usage,
 } from './client';
 import { assistantMessage, getVerifier, normalizeText, splitReasoning, type Sample, type Verifier } from './curate';
 import { JsonlAppender, lockDir, scanJsonl, writeLinesAtomic } from './store';
@@ -125,7 +125,8 @@ export class EndpointsUnavailable extends Error {
  * teacher.endpoints, the models they serve count, not their URLs, weights or limits (endpoints may change between runs).
  */
 function fingerprint(cfg: GenerateConfig, inputFile: string): Record<string, unknown> {
-  const { n: _n, endpoints, ...teacher } = cfg.teacher;
+  // how samples are asked for (field names, several per request) does not change what they are
+  const { n: _n, endpoints, maxTokensField: _f, streamOptions: _s, samplesPerRequest: _m, ...teacher } = cfg.teacher;
   const { limit: _limit, ...input } = cfg.input;
   const models = endpoints ? { models: [...new Set(endpoints.map((e) => e.model ?? cfg.teacher.model))].sort() } : {};
   return { input: { ...input, file: inputFile }, teacher: { ...teacher, ...models }, curation: cfg.curation };
@@ -182,9 +183,18 @@ class Progress {
   }
 }
 
-interface Task {
+/** One sample: the prompt, its index k among the prompt's teacher.n samples, and its id. */
+interface Slot {
   prompt: PromptRecord;
   k: number;
+  id: string;
+}
+
+/** One request: samples of one prompt, choice j of the answer being sample `slots[j]`. */
+interface Task {
+  prompt: PromptRecord;
+  slots: Slot[];
+  /** The first sample's id (the request's id in the endpoint pool). */
   id: string;
 }
 
@@ -246,7 +256,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     writeFileAtomic(fpFile, JSON.stringify(fp, null, 2) + '\n');
 
     // What earlier runs finished.
-    const expected = new Map<string, Task>();
+    const expected = new Map<string, Slot>();
     for (const p of prompts) for (let k = 0; k < teacher.n; k++) expected.set(sampleId(p.id, k), { prompt: p, k, id: sampleId(p.id, k) });
     const done = new Set<string>();
     const dedupKeys = new Set<string>();
@@ -268,8 +278,18 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
       scanJsonl(files.failures, (value) => prevFailures.push(value)).truncatedBytes;
     if (torn) log(`generate: cut a torn last line (${torn} bytes) left by an interrupted run`);
     const resumed = [...expected.keys()].filter((id) => done.has(id)).length;
-    const queue = [...expected.values()].filter((t) => !done.has(t.id));
-    if (resumed) log(`generate: resuming: ${resumed} of ${expected.size} samples already done, ${queue.length} to go`);
+    // requests: each prompt's samples in blocks of teacher.samplesPerRequest; a block asks for those not yet done
+    const queue: Task[] = [];
+    let toGo = 0;
+    const per = teacher.samplesPerRequest;
+    for (const p of prompts)
+      for (let b = 0; b < teacher.n; b += per) {
+        const slots: Slot[] = [];
+        for (let k = b; k < Math.min(b + per, teacher.n); k++) if (!done.has(sampleId(p.id, k))) slots.push(expected.get(sampleId(p.id, k))!);
+        if (slots.length) queue.push({ prompt: p, slots, id: slots[0].id });
+        toGo += slots.length;
+      }
+    if (resumed) log(`generate: resuming: ${resumed} of ${expected.size} samples already done, ${toGo} to go`);
 
     const samplesOut = await JsonlAppender.open(files.samples);
     const rejectedOut = await JsonlAppender.open(files.rejected);
@@ -302,7 +322,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
               return {
                 done: resumed + finished, rps: stats.requests / elapsed(), tps: stats.completionTokens / elapsed(),
                 errors: Object.values(stats.errors).reduce((a, b) => a + (b ?? 0), 0), rejected: stats.rejected,
-                eta: rate > 0 ? (queue.length - finished) / rate : Infinity,
+                eta: rate > 0 ? (toGo - finished) / rate : Infinity,
                 ...(pool ? { endpoints: pool.describe() } : {}),
               };
             },
@@ -314,35 +334,47 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
     const baseMessages = (p: PromptRecord): ChatMessage[] =>
       teacher.systemPrompt && p.messages[0]?.role !== 'system' ? [{ role: 'system', content: teacher.systemPrompt }, ...p.messages] : p.messages;
 
-    const requestBody = (messages: ChatMessage[], k: number): Record<string, unknown> => ({
+    /** What an endpoint wants of a request's form: the field of the length limit, and whether it takes stream_options. */
+    interface Form {
+      maxTokensField: 'max_completion_tokens' | 'max_tokens';
+      streamOptions: boolean;
+    }
+    const teacherForm: Form = { maxTokensField: teacher.maxTokensField, streamOptions: teacher.streamOptions };
+    const requestBody = (messages: ChatMessage[], t: Task, form: Form): Record<string, unknown> => ({
       model: teacher.model,
       messages,
       ...(teacher.temperature !== undefined ? { temperature: teacher.temperature } : {}),
       ...(teacher.topP !== undefined ? { top_p: teacher.topP } : {}),
-      ...(teacher.maxTokens !== undefined ? { max_tokens: teacher.maxTokens } : {}),
-      ...(teacher.seed !== undefined ? { seed: teacher.seed + k } : {}),
+      ...(teacher.maxTokens !== undefined ? { [form.maxTokensField]: teacher.maxTokens } : {}),
+      ...(t.slots.length > 1 ? { n: t.slots.length } : {}),
+      // sample k alone is asked with seed + k; a request for several, with the first one's
+      ...(teacher.seed !== undefined ? { seed: teacher.seed + t.slots[0].k } : {}),
       ...(teacher.topLogprobs !== undefined ? { logprobs: true, top_logprobs: teacher.topLogprobs } : {}),
       ...teacher.extraBody,
       stream: teacher.stream,
-      ...(teacher.stream ? { stream_options: { include_usage: true } } : {}),
+      ...(teacher.stream && form.streamOptions ? { stream_options: { include_usage: true } } : {}),
     });
 
-    const fail = (t: Task, error: string, kind: string, extra: Record<string, unknown>) => {
+    const failSample = (t: Slot, error: string, kind: string, extra: Record<string, unknown>) => {
       const rec = { id: t.id, prompt_id: t.prompt.id, sample: t.k, where: t.prompt.where, kind, error: redact(error, secrets), ...extra, time: new Date().toISOString() };
       failedNow.set(t.id, rec);
       failuresOut.append(rec);
       stats.failed++;
       runtime.onSample?.({ id: t.id, outcome: 'failed', stats });
     };
+    const fail = (t: Task, error: string, kind: string, extra: Record<string, unknown>) => {
+      for (const slot of t.slots) failSample(slot, error, kind, extra);
+    };
 
-    const estimateOf = (messages: ChatMessage[]) => Math.ceil(messages.reduce((a, m) => a + m.content.length, 0) / 4) + (teacher.maxTokens ?? 512);
+    const estimateOf = (messages: ChatMessage[], t: Task) =>
+      Math.ceil(messages.reduce((a, m) => a + m.content.length, 0) / 4) + (teacher.maxTokens ?? 512) * t.slots.length;
 
     /** One endpoint: retries with backoff on it, as long as requests.maxRetries allows. */
     const runTask = async (t: Task): Promise<void> => {
-      attempted.add(t.id);
+      for (const slot of t.slots) attempted.add(slot.id);
       const messages = baseMessages(t.prompt);
-      const body = requestBody(messages, t.k);
-      const estimate = estimateOf(messages);
+      const body = requestBody(messages, t, teacherForm);
+      const estimate = estimateOf(messages, t);
       const start = clock.now();
       let completion: Completion;
       let attempts: number;
@@ -369,32 +401,48 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
       await settle(t, messages, completion, attempts, start, {});
     };
 
-    /** Curation of one answer and its one outcome line: samples.jsonl, rejected.jsonl or (a verifier error) failures.jsonl. */
+    /** A request's answer: each of its samples gets the choice with its index (a missing one is a failure). */
     const settle = async (t: Task, messages: ChatMessage[], completion: Completion, attempts: number, start: number, where: { endpoint?: string }): Promise<void> => {
       const usage: Usage | undefined = completion.usage;
       stats.promptTokens += usage?.prompt_tokens ?? 0;
       stats.completionTokens += usage?.completion_tokens ?? 0;
-      const split = splitReasoning(completion);
+      const many = t.slots.length > 1;
+      for (let j = 0; j < t.slots.length; j++) {
+        const choice = completion.choices.find((c) => c.index === j);
+        if (choice) await settleOne(t.slots[j], messages, choice, completion, attempts, start, { ...where, ...(many ? { choice: j, request_samples: t.slots.length } : {}) });
+        else {
+          countError('malformed');
+          failSample(t.slots[j], `the answer has no choice with index ${j} (${completion.choices.length} choice${completion.choices.length === 1 ? '' : 's'} for n = ${t.slots.length}); a server that ignores n needs teacher.samplesPerRequest: 1`, 'malformed', { attempts });
+        }
+      }
+    };
+
+    /** Curation of one answer and its one outcome line: samples.jsonl, rejected.jsonl or (a verifier error) failures.jsonl. */
+    const settleOne = async (
+      t: Slot, messages: ChatMessage[], choice: ChoiceAnswer, completion: Completion, attempts: number, start: number, where: Record<string, unknown>,
+    ): Promise<void> => {
+      const usage: Usage | undefined = completion.usage;
+      const split = splitReasoning(choice);
       const assistant = assistantMessage(split, curation.reasoning);
       const all = [...messages, assistant];
       const chars = assistant.content.length + (typeof assistant.reasoning_content === 'string' ? assistant.reasoning_content.length : 0);
       let reason: RejectReason | undefined;
-      if (curation.dropTruncated && completion.finishReason === 'length') reason = 'truncated';
+      if (curation.dropTruncated && choice.finishReason === 'length') reason = 'truncated';
       else if (chars < curation.minChars) reason = 'too_short';
       else if (curation.maxChars !== undefined && chars > curation.maxChars) reason = 'too_long';
       else if (verifier) {
-        const sample: Sample = { id: t.id, promptId: t.prompt.id, index: t.k, answer: split.answer, ...(split.reasoning !== undefined ? { reasoning: split.reasoning } : {}), messages: all, finishReason: completion.finishReason };
+        const sample: Sample = { id: t.id, promptId: t.prompt.id, index: t.k, answer: split.answer, ...(split.reasoning !== undefined ? { reasoning: split.reasoning } : {}), messages: all, finishReason: choice.finishReason };
         let ok: boolean;
         try {
           ok = await verifier(sample, t.prompt);
         } catch (e) {
           countError('verifier');
-          fail(t, `the verifier threw: ${(e as Error)?.message ?? String(e)}`, 'verifier', {});
+          failSample(t, `the verifier threw: ${(e as Error)?.message ?? String(e)}`, 'verifier', {});
           return;
         }
         if (ok !== true && ok !== false) {
           countError('verifier');
-          fail(t, `the verifier returned ${JSON.stringify(ok)}, expected true or false`, 'verifier', {});
+          failSample(t, `the verifier returned ${JSON.stringify(ok)}, expected true or false`, 'verifier', {});
           return;
         }
         if (!ok) reason = 'unverified';
@@ -402,7 +450,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
       const key = reason ? null : dedupKey(t.prompt.id, assistant);
       if (key && dedupKeys.has(key)) reason = 'duplicate';
       const meta = {
-        prompt_id: t.prompt.id, sample: t.k, model: completion.model ?? teacher.model, finish_reason: completion.finishReason,
+        prompt_id: t.prompt.id, sample: t.k, model: completion.model ?? teacher.model, finish_reason: choice.finishReason,
         usage: usage ?? null, latency_ms: Math.round(clock.now() - start), attempts, ...where, ...(verifier ? { verified: reason !== 'unverified' } : {}),
         created: new Date().toISOString(),
       };
@@ -414,19 +462,25 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
         return;
       }
       if (key) dedupKeys.add(key);
-      samplesOut.append({ id: t.id, messages: all, meta, ...(completion.logprobs ? { logprobs: completion.logprobs } : {}) });
+      samplesOut.append({ id: t.id, messages: all, meta, ...(choice.logprobs ? { logprobs: choice.logprobs } : {}) });
       stats.written++;
       runtime.onSample?.({ id: t.id, outcome: 'written', stats });
     };
 
     /** Several endpoints: the pool spreads the requests and gives each sample at most one answer. */
+    const forms = new Map<PoolEndpoint, Form>(
+      (poolEndpoints ?? []).map((ep, i) => {
+        const e = teacher.endpoints![i];
+        return [ep, { maxTokensField: e.maxTokensField ?? teacher.maxTokensField, streamOptions: e.streamOptions ?? teacher.streamOptions }];
+      }),
+    );
     const runPool = (p: EndpointPool) =>
       p.run(
         queue,
         {
-          body: (t, ep) => ({ ...requestBody(baseMessages(t.prompt), t.k), model: ep.model }),
-          estimate: (t) => estimateOf(baseMessages(t.prompt)),
-          onDispatch: (t) => attempted.add(t.id),
+          body: (t, ep) => ({ ...requestBody(baseMessages(t.prompt), t, forms.get(ep) ?? teacherForm), model: ep.model }),
+          estimate: (t) => estimateOf(baseMessages(t.prompt), t),
+          onDispatch: (t) => t.slots.forEach((slot) => attempted.add(slot.id)),
           onAttemptEnd: (e) => {
             stats.requests++;
             if (e) countError(e.kind);
@@ -489,7 +543,7 @@ export async function generate(config: GenerateConfigInput | GenerateConfig, run
 
 /** Counts what the files on disk hold, independently of what the run believes it wrote. */
 function reconcile(
-  cfg: GenerateConfig, files: GenerateSummary['files'], expected: Map<string, Task>, prompts: number, stats: RunStats,
+  cfg: GenerateConfig, files: GenerateSummary['files'], expected: Map<string, Slot>, prompts: number, stats: RunStats,
   elapsedS: number, resumed: number, torn: number, interrupted: boolean, endpoints?: EndpointReport[],
 ): GenerateSummary {
   const seen = new Map<string, string>();

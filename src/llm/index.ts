@@ -3,8 +3,8 @@ export { generate, GenerationInterrupted, EndpointsUnavailable, type GenerateRun
 export { generateConfigSchema, validateGenerateConfig, endpointKey, type GenerateConfig, type GenerateConfigInput } from './config';
 export { readPrompts, sampleId, type ChatMessage, type PromptRecord, type ReadPromptsOptions } from './prompts';
 export {
-  chatCompletion, completeWithRetries, completionsUrl, backoffDelay, parseRetryAfter, redact, RateLimiter, RequestError, RequestFailed, realClock,
-  type Clock, type Completion, type EndpointOptions, type TokenLogprob, type TopLogprob, type Usage,
+  chatCompletion, completeWithRetries, completionsUrl, backoffDelay, parseRetryAfter, redact, urlCredentials, RateLimiter, RequestError, RequestFailed, realClock,
+  type ChoiceAnswer, type Clock, type Completion, type EndpointOptions, type TokenLogprob, type TopLogprob, type Usage,
 } from './client';
 export {
   registerVerifier, registerBuiltinVerifiers, getVerifier, verifierNames, extractFinalAnswer, sameAnswer, splitReasoning, assistantMessage, normalizeText,

@@ -1,16 +1,19 @@
 // Serves a decoder over the OpenAI Chat Completions protocol: POST /v1/chat/completions (JSON, or server-sent
-// events with `stream: true`) and GET /v1/models. Loopback by default.
+// events with `stream: true`), GET /v1/models and GET /v1/models/{id}. Loopback by default; with an API key, every
+// request must bring it as `Authorization: Bearer KEY`.
 //
-// Request fields honoured: messages, max_tokens (or max_completion_tokens), temperature, top_p, top_k (an
-// extension), n, stop (a string or up to 4), seed (sample k of n uses seed + k; without a seed each request draws
-// one), logprobs, top_logprobs (0–20), stream, stream_options.include_usage. Unknown fields are ignored, as OpenAI
-// does. Prompts are rendered with the chat template of ./tokenizer.ts and end with `<|assistant|>\n`; generation
+// Request fields honoured: model (another model's name is answered 404 model_not_found; none means this one),
+// messages (roles system, developer — read as system — user and assistant), max_completion_tokens (or max_tokens),
+// temperature, top_p, top_k (an extension), n, stop (a string or up to 4), seed (sample k of n uses seed + k; without
+// a seed each request draws one), logprobs, top_logprobs (0–20), stream, stream_options.include_usage. Unknown fields
+// are ignored, as OpenAI does. Errors have OpenAI's body: {error: {message, type, param, code}}. Prompts are rendered with the chat template of ./tokenizer.ts and end with `<|assistant|>\n`; generation
 // stops at <|endoftext|> (or a role marker that is a special token), a stop string, max_tokens or the model's context length (finish_reason 'length').
 // Reported log-probabilities are the model's own (temperature 1, before top-k/top-p), as vLLM reports them.
 //
 // Requests are decoded together (./batcher.ts): every sequence in flight — all requests, all n choices — advances by
 // one token per forward, requests arriving meanwhile join at the next step, and the event loop runs between steps. A
 // client that disconnects stops its generation.
+import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DecodeBatcher, type BatcherStats } from './batcher';
@@ -40,6 +43,8 @@ export interface ServeOptions {
    * origin cannot call the server (no CORS headers, preflight requests answered 405).
    */
   cors?: string;
+  /** A key every request must bring as `Authorization: Bearer KEY` (answered 401 otherwise); default: none needed. */
+  apiKey?: string;
 }
 
 /** The default request body limit of `serve` (bytes). */
@@ -56,10 +61,37 @@ export interface Server {
   close(): Promise<void>;
 }
 
-class BadRequest extends Error {
-  constructor(message: string, readonly param: string | null = null) {
+/** An error answer: the status and OpenAI's error object. */
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+    readonly type = status >= 500 ? 'server_error' : 'invalid_request_error',
+  ) {
     super(message);
   }
+  body(): { error: { message: string; type: string; param: string | null; code: string | null } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+/** A request the server cannot take as it is (400). */
+class BadRequest extends ApiError {
+  constructor(message: string, param: string | null = null, code: string | null = 'invalid_value') {
+    super(400, message, param, code);
+  }
+}
+
+/** OpenAI's answer to a model it does not serve. */
+const modelNotFound = (name: string, param: string | null) =>
+  new ApiError(404, `The model '${name}' does not exist or you do not have access to it.`, param, 'model_not_found');
+
+/** Compares two strings in time that does not depend on where they differ. */
+function sameSecret(a: string, b: string): boolean {
+  const h = (x: string) => crypto.createHash('sha256').update(x).digest();
+  return crypto.timingSafeEqual(h(a), h(b));
 }
 
 interface ParsedRequest {
@@ -81,28 +113,36 @@ function num(body: any, key: string, def: number, lo: number, hi: number, int = 
   const v = body[key];
   if (v === undefined || v === null) return def;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (int && !Number.isInteger(v)))
-    throw new BadRequest(`'${key}' must be ${int ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${JSON.stringify(v)}`, key);
+    throw new BadRequest(`'${key}' must be ${int ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${JSON.stringify(v)}`, key, typeof v === 'number' ? 'invalid_value' : 'invalid_type');
   return v;
 }
 
-function parseRequest(body: any, defaultMaxTokens: number): ParsedRequest {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('the request body must be a JSON object');
+function parseRequest(body: any, defaultMaxTokens: number, modelName: string): ParsedRequest {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('the request body must be a JSON object', null, 'invalid_type');
+  if (body.model !== undefined && body.model !== null) {
+    if (typeof body.model !== 'string') throw new BadRequest(`'model' must be a string, got ${JSON.stringify(body.model)}`, 'model', 'invalid_type');
+    if (body.model !== modelName) throw modelNotFound(body.model, 'model');
+  }
   const msgs = body.messages;
-  if (!Array.isArray(msgs) || msgs.length === 0) throw new BadRequest("'messages' must be a non-empty array", 'messages');
+  if (msgs === undefined) throw new BadRequest("'messages' is required", 'messages', 'missing_required_parameter');
+  if (!Array.isArray(msgs) || msgs.length === 0) throw new BadRequest("'messages' must be a non-empty array", 'messages', Array.isArray(msgs) ? 'empty_array' : 'invalid_type');
   const messages: ChatTurn[] = msgs.map((m: any, i: number) => {
-    if (m === null || typeof m !== 'object') throw new BadRequest(`messages[${i}] must be an object`, 'messages');
+    if (m === null || typeof m !== 'object') throw new BadRequest(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
     let content = m.content;
     if (Array.isArray(content)) content = content.map((p: any) => (p && p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('');
-    if (typeof content !== 'string') throw new BadRequest(`messages[${i}].content must be a string`, 'messages');
-    if (!['system', 'user', 'assistant'].includes(m.role)) throw new BadRequest(`messages[${i}].role must be system, user or assistant, got ${JSON.stringify(m.role)}`, 'messages');
-    return { role: m.role, content };
+    if (content === null && m.role === 'assistant') content = '';
+    if (typeof content !== 'string') throw new BadRequest(`messages[${i}].content must be a string or an array of text parts`, `messages[${i}].content`, 'invalid_type');
+    if (!['system', 'developer', 'user', 'assistant'].includes(m.role))
+      throw new BadRequest(`messages[${i}].role must be system, developer, user or assistant, got ${JSON.stringify(m.role)}`, `messages[${i}].role`);
+    // developer messages are the system messages of OpenAI's newer models
+    return { role: m.role === 'developer' ? 'system' : m.role, content };
   });
   let stop: string[] = [];
   if (typeof body.stop === 'string') stop = [body.stop];
   else if (Array.isArray(body.stop)) stop = body.stop;
-  else if (body.stop !== undefined && body.stop !== null) throw new BadRequest("'stop' must be a string or an array of strings", 'stop');
+  else if (body.stop !== undefined && body.stop !== null) throw new BadRequest("'stop' must be a string or an array of strings", 'stop', 'invalid_type');
   if (stop.length > 4 || stop.some((s) => typeof s !== 'string' || s === '')) throw new BadRequest("'stop' must hold at most 4 non-empty strings", 'stop');
-  const maxKey = body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens';
+  const maxKey = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
   const logprobs = body.logprobs === true;
   const topLogprobs = num(body, 'top_logprobs', 0, 0, 20, true);
   if (topLogprobs > 0 && !logprobs) throw new BadRequest("'top_logprobs' needs 'logprobs': true", 'top_logprobs');
@@ -144,6 +184,8 @@ export async function serve(o: ServeOptions): Promise<Server> {
   if (tokenizer.vocabSize > model.vocabSize)
     throw new Error(`serve: the tokenizer '${tokenizer.name}' has ${tokenizer.vocabSize} ids but the model's vocabulary only ${model.vocabSize}`);
   const modelName = o.modelName ?? 'tsdistill-decoder';
+  if (o.apiKey !== undefined && (typeof o.apiKey !== 'string' || o.apiKey.trim() === '' || /\s/.test(o.apiKey)))
+    throw new Error('serve: apiKey must be a non-empty string without white space');
   const defaultMaxTokens = o.defaultMaxTokens ?? 256;
   // an answer ends at <|endoftext|> or at a role marker the model starts on its own
   const stopTokens = [tokenizer.eosId, ...['<|system|>', '<|user|>', '<|assistant|>'].map((t) => tokenizer.specialId(t)).filter((x): x is number => x !== null)];
@@ -204,16 +246,32 @@ export async function serve(o: ServeOptions): Promise<Server> {
     const json = (status: number, obj: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(obj));
     };
+    const refuse = (e: ApiError) => {
+      stats.errors++;
+      json(e.status, e.body());
+    };
+    const modelObject = { id: modelName, object: 'model', created: 0, owned_by: 'tsdistill' };
     if (req.method === 'GET' && url === '/v1/models') {
-      json(200, { object: 'list', data: [{ id: modelName, object: 'model', created: 0, owned_by: 'tsdistill' }] });
+      json(200, { object: 'list', data: [modelObject] });
+      return;
+    }
+    if (req.method === 'GET' && url.startsWith('/v1/models/')) {
+      let id: string;
+      try {
+        id = decodeURIComponent(url.slice('/v1/models/'.length));
+      } catch {
+        id = url.slice('/v1/models/'.length);
+      }
+      if (id === modelName) json(200, modelObject);
+      else refuse(modelNotFound(id, 'model'));
       return;
     }
     if (url !== '/v1/chat/completions') {
-      json(404, { error: { message: `no route ${req.method} ${req.url}; this server answers POST /v1/chat/completions and GET /v1/models`, type: 'invalid_request_error' } });
+      refuse(new ApiError(404, `Invalid URL (${req.method} ${req.url}); this server answers POST /v1/chat/completions, GET /v1/models and GET /v1/models/{id}`));
       return;
     }
     if (req.method !== 'POST') {
-      json(405, { error: { message: `use POST for /v1/chat/completions, got ${req.method}`, type: 'invalid_request_error' } });
+      refuse(new ApiError(405, `use POST for /v1/chat/completions, got ${req.method}`, null, 'method_not_supported'));
       return;
     }
     let r: ParsedRequest;
@@ -223,16 +281,14 @@ export async function serve(o: ServeOptions): Promise<Server> {
       try {
         body = JSON.parse(raw);
       } catch (e) {
-        throw new BadRequest(`the body is not JSON: ${(e as Error).message}`);
+        throw new BadRequest(`the body is not JSON: ${(e as Error).message}`, null, null);
       }
-      r = parseRequest(body, defaultMaxTokens);
+      r = parseRequest(body, defaultMaxTokens, modelName);
       prompt = encodeChat(tokenizer, r.messages, { generationPrompt: true }).ids;
       if (prompt.length >= model.contextLength)
-        throw new BadRequest(`the prompt has ${prompt.length} tokens; the model's context length is ${model.contextLength} (it must leave room for an answer)`, 'messages');
+        throw new BadRequest(`the prompt has ${prompt.length} tokens; the model's context length is ${model.contextLength} (it must leave room for an answer)`, 'messages', 'context_length_exceeded');
     } catch (e) {
-      stats.errors++;
-      if (e instanceof BadRequest) json(400, { error: { message: e.message, type: 'invalid_request_error', param: e.param } });
-      else json(500, { error: { message: (e as Error).message, type: 'server_error' } });
+      refuse(e instanceof ApiError ? e : new ApiError(500, (e as Error).message));
       return;
     }
     stats.requests++;
@@ -249,7 +305,7 @@ export async function serve(o: ServeOptions): Promise<Server> {
         const lps: unknown[] = [];
         const c = await runChoice(prompt, r, k, { delta: (_t, tok) => tok && lps.push(tokenLogprob(tok, r.topLogprobs)) }, () => closed);
         completion += c.count;
-        return { index: k, message: { role: 'assistant', content: c.text }, logprobs: r.logprobs ? { content: lps } : null, finish_reason: c.finish };
+        return { index: k, message: { role: 'assistant', content: c.text, refusal: null }, logprobs: r.logprobs ? { content: lps, refusal: null } : null, finish_reason: c.finish };
       }));
       if (closed) return;
       json(200, { id, object: 'chat.completion', created: created(), model: modelName, choices, usage: { prompt_tokens: prompt.length, completion_tokens: completion, total_tokens: prompt.length + completion } });
@@ -260,11 +316,11 @@ export async function serve(o: ServeOptions): Promise<Server> {
         send({ id, object: 'chat.completion.chunk', created: created(), model: modelName, choices: [{ index: k, delta, logprobs: null, finish_reason: null, ...extra }] });
       // the n choices decode side by side; their chunks interleave, told apart by `index` (as OpenAI streams them)
       await Promise.all(Array.from({ length: r.n }, async (_, k) => {
-        chunk(k, { role: 'assistant', content: '' });
+        chunk(k, { role: 'assistant', content: '', refusal: null });
         const c = await runChoice(prompt, r, k, {
           delta: (text, tok) => {
             if (closed || (text === '' && tok === null)) return;
-            chunk(k, { content: text }, tok ? { logprobs: { content: [tokenLogprob(tok, r.topLogprobs)] } } : {});
+            chunk(k, { content: text }, tok ? { logprobs: { content: [tokenLogprob(tok, r.topLogprobs)], refusal: null } } : {});
           },
         }, () => closed);
         completion += c.count;
@@ -281,11 +337,26 @@ export async function serve(o: ServeOptions): Promise<Server> {
   if (!Number.isInteger(maxBody) || maxBody < 1) throw new Error(`serve: maxBodyBytes must be a positive integer, got ${maxBody}`);
   const server = http.createServer((req, res) => {
     if (o.cors !== undefined) res.setHeader('access-control-allow-origin', o.cors);
+    // every request but a browser's CORS preflight (which never carries credentials) must bring the key
+    if (o.apiKey !== undefined && !(o.cors !== undefined && req.method === 'OPTIONS')) {
+      const auth = req.headers.authorization;
+      const m = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
+      if (!m || !sameSecret(m[1], o.apiKey)) {
+        stats.errors++;
+        o.log?.(`error: ${m ? 'a wrong' : 'no'} API key (401)`);
+        const e = m
+          ? new ApiError(401, 'Incorrect API key provided.', null, 'invalid_api_key')
+          : new ApiError(401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+        res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify(e.body()));
+        req.resume();
+        return;
+      }
+    }
     const tooLarge = () => {
       stats.errors++;
       o.log?.(`error: request body over ${maxBody} bytes (413)`);
       res.writeHead(413, { 'content-type': 'application/json', connection: 'close' })
-        .end(JSON.stringify({ error: { message: `the request body is larger than this server's limit of ${maxBody} bytes (--max-body-bytes)`, type: 'invalid_request_error', param: null } }));
+        .end(JSON.stringify(new ApiError(413, `the request body is larger than this server's limit of ${maxBody} bytes (--max-body-bytes)`).body()));
     };
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxBody) {
@@ -312,7 +383,7 @@ export async function serve(o: ServeOptions): Promise<Server> {
       handle(req, res, Buffer.concat(chunks).toString('utf8')).catch((e) => {
         stats.errors++;
         o.log?.(`error: ${(e as Error).message}`);
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: (e as Error).message, type: 'server_error' } }));
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify(new ApiError(500, (e as Error).message).body()));
         else res.end();
       });
     });
