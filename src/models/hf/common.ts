@@ -1,0 +1,120 @@
+// What the Hugging Face architectures share: the base class (the config a model was built from, its architecture
+// name, the prefix of its base model in state_dict keys), the additive attention mask transformers builds from a
+// [B, S] padding mask, RMSNorm, transformers' Conv1D, and the decoding steps of causal language models.
+import { Tensor, noGrad, ones, ops, tensor, tidy, zeros } from '../../torch';
+import { KVCache, Module, init } from '../../nn';
+import type { HfConfig } from './config';
+
+/** The most negative float32: transformers adds it to the scores of masked keys (not -inf, so no row is all -inf). */
+export const FLOAT32_MIN = -3.4028234663852886e38;
+
+/** A model of a transformers architecture, with the exact state_dict keys of its PyTorch class. */
+export abstract class HfPreTrainedModel extends Module {
+  /** `BertForSequenceClassification`, `LlamaForCausalLM`, ... (written to config.json's `architectures`). */
+  abstract readonly architecture: string;
+  /** The attribute holding the base model (`bert`, `distilbert`, `transformer`, `model`); '' when this is the base model. */
+  abstract readonly basePrefix: string;
+  /** The `model_type` of config.json. */
+  abstract readonly modelType: string;
+  /** Keys a checkpoint may hold that this model has no parameter for (tied copies, non-persistent buffers). */
+  readonly ignoredKeys: RegExp[] = [];
+  constructor(readonly config: HfConfig) {
+    super();
+  }
+}
+
+/**
+ * The additive mask transformers builds from a [B, S] attention mask (1 = attend, 0 = padding): [B, 1, 1, S] float,
+ * 0 where attended and the most negative float where not. Null when no mask is given.
+ */
+export function additiveKeyMask(mask: Tensor | null | undefined, B: number, S: number, where: string): Tensor | null {
+  if (mask == null) return null;
+  if (mask.ndim !== 2 || mask.shape[0] !== B || mask.shape[1] !== S)
+    throw new Error(`${where}: attentionMask must be [${B}, ${S}] like the input ids, got [${mask.shape.join(', ')}]`);
+  return ops.rsub_Scalar(mask.to('float32'), 1).mul(FLOAT32_MIN).view(B, 1, 1, S);
+}
+
+/** Checks token ids [B, T] (int64) against a vocabulary and a longest length. */
+export function checkIds(ids: Tensor, vocabSize: number, maxLength: number, where: string): void {
+  if (ids.ndim !== 2) throw new Error(`${where}: expected token ids [batch, time], got shape [${ids.shape.join(', ')}]`);
+  if (ids.dtype !== 'int64' && ids.dtype !== 'int32') throw new Error(`${where}: token ids must be int64, got ${ids.dtype}`);
+  if (ids.shape[1] > maxLength) throw new Error(`${where}: ${ids.shape[1]} positions exceed max_position_embeddings ${maxLength}`);
+  void vocabSize;
+}
+
+/** RMSNorm as Llama's: x / sqrt(mean(x²) + eps) · weight, computed in float32 (`weight` [n], `variance_epsilon`). */
+export class RMSNorm extends Module {
+  readonly weight: Tensor;
+  constructor(readonly size: number, readonly eps = 1e-6) {
+    super();
+    this.weight = this.registerParameter('weight', ones([size]));
+  }
+  forward(x: Tensor): Tensor {
+    const dt = x.dtype;
+    const h = dt === 'float32' ? x : x.to('float32');
+    const n = h.mul(h.pow(2).mean(-1, true).add(this.eps).rsqrt());
+    return this.weight.mul(dt === 'float32' ? n : n.to(dt));
+  }
+  override extraRepr(): string {
+    return `${this.size}, eps=${this.eps}`;
+  }
+}
+
+/** transformers' Conv1D (GPT-2): `weight` [in, out] (the transpose of nn.Linear's), `bias` [out]; y = x · W + b. */
+export class Conv1D extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(readonly nx: number, readonly nf: number) {
+    super();
+    this.weight = this.registerParameter('weight', zeros([nx, nf]));
+    this.bias = this.registerParameter('bias', zeros([nf]));
+    init.normal_(this.weight, 0, 0.02);
+  }
+  forward(x: Tensor): Tensor {
+    const lead = x.shape.slice(0, -1);
+    if (x.shape[x.ndim - 1] !== this.nx) throw new Error(`Conv1D: expected input [..., ${this.nx}], got [${x.shape.join(', ')}]`);
+    return ops.addmm(this.bias, x.reshape(-1, this.nx), this.weight).view(...lead, this.nf);
+  }
+  override extraRepr(): string {
+    return `nx=${this.nx}, nf=${this.nf}`;
+  }
+}
+
+/**
+ * A causal language model of a transformers architecture: `forward(ids, cache)` gives logits [B, T, V]; the
+ * decoding steps (`newCache`, `nextLogprobs`) are what `generateTokens` (src/llm/decode.ts) needs.
+ */
+export abstract class HfCausalLM extends HfPreTrainedModel {
+  abstract readonly vocabSize: number;
+  /** max_position_embeddings (n_positions for GPT-2). */
+  abstract readonly contextLength: number;
+  abstract readonly numLayers: number;
+  abstract override forward(ids: Tensor, cache?: KVCache | null): Tensor;
+  /** The device of the parameters. */
+  get device(): string {
+    return this.parameters()[0].device;
+  }
+  newCache(): KVCache {
+    return new KVCache(this.numLayers);
+  }
+  /** Log-probabilities of the next token after `ids` (extending `cache` when given), in eval mode, as float64. */
+  nextLogprobs(ids: number[], cache: KVCache | null = null): Float64Array {
+    const wasTraining = this.training;
+    if (wasTraining) this.eval();
+    try {
+      const t = tidy(() =>
+        noGrad(() => {
+          const dev = this.device;
+          const x = tensor([ids], { dtype: 'int64' });
+          const logits = this.forward(dev === 'cpu' ? x : x.to({ device: dev }), cache);
+          return ops.log_softmax_int(logits.select(1, -1).select(0, 0), -1, 'float64');
+        }),
+      );
+      const data = t.data() as Float64Array;
+      t.dispose();
+      return data;
+    } finally {
+      if (wasTraining) this.train(true);
+    }
+  }
+}
