@@ -18,3 +18,6 @@ export {
   CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, GENERATION_CONFIG_FILE,
   type LoadedHfModel, type LoadWeightsOptions, type LoadWeightsResult, type SaveHfOptions, type HfGenerationConfig, type WeightFiles,
 } from './checkpoint';
+export {
+  HfTokenizer, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, type ChatMessage, type EncodeOptions, type BatchEncoding,
+} from './tokenizer';
