@@ -13,6 +13,8 @@ import {
   saveHfModel, type HfPreTrainedModel,
 } from '../src/models/hf';
 import { generateTokens } from '../src/llm/decode';
+import { DecodeBatcher } from '../src/llm/batcher';
+import type { GPT } from '../src/models/gpt';
 import { checkLeaks } from './helpers';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'hf');
@@ -273,4 +275,29 @@ describe('Hugging Face checkpoints: errors name the file and the key', () => {
       m.dispose();
     }
   });
+});
+
+describe('Hugging Face decoders in batched decoding (serve\'s DecodeBatcher)', () => {
+  checkLeaks();
+  for (const name of DECODERS)
+    it(`${name}: rows at their own positions give the tokens of one-sequence generation`, async () => {
+      const { model } = loadHfModel(path.join(FIX, name));
+      const m = model as HfCausalLM;
+      // the batcher is typed for the project's GPT; it uses only the decoding steps HfCausalLM has as well
+      const batcher = new DecodeBatcher(m as unknown as GPT, { maxBatch: 4 });
+      try {
+        const prompts = [[7, 3, 19], [1], [4, 4, 9, 30, 2, 11, 6], [12, 40]];
+        const opts = prompts.map((_, i) => ({ maxNewTokens: 6 + i, temperature: i === 0 ? 0 : 0.9, topK: 20, seed: 11 + i }));
+        const batched = await Promise.all(prompts.map((p, i) => batcher.submit(p, opts[i])));
+        prompts.forEach((p, i) => {
+          const one = generateTokens(m, p, opts[i]);
+          assert.deepEqual(batched[i].tokens, one.tokens, `row ${i}`);
+          batched[i].steps.forEach((s, t) => assert.ok(Math.abs(s.logprob - one.steps[t].logprob) < 1e-5));
+        });
+        assert.ok(batcher.stats.maxBatchSeen > 1, 'rows were decoded together');
+      } finally {
+        batcher.close();
+        model.dispose();
+      }
+    });
 });

@@ -2,7 +2,7 @@
 // name, the prefix of its base model in state_dict keys), the additive attention mask transformers builds from a
 // [B, S] padding mask, RMSNorm, transformers' Conv1D, and the decoding steps of causal language models.
 import { Tensor, noGrad, ones, ops, tensor, tidy, zeros } from '../../torch';
-import { KVCache, Module, init } from '../../nn';
+import { BatchKVCache, KVCache, Module, init, type BatchStep } from '../../nn';
 import type { HfConfig } from './config';
 
 /** The most negative float32: transformers adds it to the scores of masked keys (not -inf, so no row is all -inf). */
@@ -81,15 +81,18 @@ export class Conv1D extends Module {
 }
 
 /**
- * A causal language model of a transformers architecture: `forward(ids, cache)` gives logits [B, T, V]; the
- * decoding steps (`newCache`, `nextLogprobs`) are what `generateTokens` (src/llm/decode.ts) needs.
+ * A causal language model of a transformers architecture: `forward(ids, cache)` gives logits [B, T, V]. The decoding
+ * steps are those of the project's GPT: `newCache` + `nextLogprobs` (what `generateTokens` of src/llm/decode.ts
+ * needs) and `newBatchCache` + `nextLogprobsBatch` (batched decoding, rows at their own positions, as `serve`'s
+ * DecodeBatcher drives it).
  */
 export abstract class HfCausalLM extends HfPreTrainedModel {
   abstract readonly vocabSize: number;
   /** max_position_embeddings (n_positions for GPT-2). */
   abstract readonly contextLength: number;
   abstract readonly numLayers: number;
-  abstract override forward(ids: Tensor, cache?: KVCache | null): Tensor;
+  /** ids [B, T] -> logits [B, T, V]; with a cache, ids are the positions after the cached ones (a BatchStep: T = 1). */
+  abstract override forward(ids: Tensor, cache?: KVCache | BatchStep | null): Tensor;
   /** The device of the parameters. */
   get device(): string {
     return this.parameters()[0].device;
@@ -97,19 +100,39 @@ export abstract class HfCausalLM extends HfPreTrainedModel {
   newCache(): KVCache {
     return new KVCache(this.numLayers);
   }
+  /** An empty cache for batched decoding (`nextLogprobsBatch`). */
+  newBatchCache(initialCapacity = 4): BatchKVCache {
+    return new BatchKVCache(this.numLayers, this.contextLength, initialCapacity);
+  }
   /** Log-probabilities of the next token after `ids` (extending `cache` when given), in eval mode, as float64. */
   nextLogprobs(ids: number[], cache: KVCache | null = null): Float64Array {
+    return this.readLogprobs(() => this.forward(this.idsTensor([ids]), cache).select(1, -1).select(0, 0));
+  }
+  /**
+   * One batched decoding step: row b of `cache` takes token `ids[b]` at its own position and the cache grows by it.
+   * Returns the next-token log-probabilities of every row, [B · V] row-major float64.
+   */
+  nextLogprobsBatch(ids: number[], cache: BatchKVCache): Float64Array {
+    const B = ids.length;
+    if (B === 0 || B !== cache.size) throw new Error(`${this.architecture}.nextLogprobsBatch: ${B} ids for a cache of ${cache.size} rows`);
+    cache.lengths.forEach((L, b) => {
+      if (L >= this.contextLength) throw new Error(`${this.architecture}.nextLogprobsBatch: row ${b} already holds ${L} positions, the context length is ${this.contextLength}`);
+    });
+    const lp = this.readLogprobs(() => this.forward(this.idsTensor(ids.map((i) => [i])), cache.beginStep(this.device)).select(1, 0));
+    cache.endStep();
+    return lp;
+  }
+  private idsTensor(rows: number[][]): Tensor {
+    const x = tensor(rows, { dtype: 'int64' });
+    const dev = this.device;
+    return dev === 'cpu' ? x : x.to({ device: dev });
+  }
+  /** log_softmax of the logits `fn` returns, as float64, in eval mode without gradients (restores the mode). */
+  private readLogprobs(fn: () => Tensor): Float64Array {
     const wasTraining = this.training;
     if (wasTraining) this.eval();
     try {
-      const t = tidy(() =>
-        noGrad(() => {
-          const dev = this.device;
-          const x = tensor([ids], { dtype: 'int64' });
-          const logits = this.forward(dev === 'cpu' ? x : x.to({ device: dev }), cache);
-          return ops.log_softmax_int(logits.select(1, -1).select(0, 0), -1, 'float64');
-        }),
-      );
+      const t = tidy(() => noGrad(() => ops.log_softmax_int(fn(), -1, 'float64')));
       const data = t.data() as Float64Array;
       t.dispose();
       return data;
@@ -117,4 +140,10 @@ export abstract class HfCausalLM extends HfPreTrainedModel {
       if (wasTraining) this.train(true);
     }
   }
+}
+
+/** A cache argument split by kind: a single-sequence cache, or a batched step. */
+export function cacheKinds(cache: KVCache | BatchStep | null | undefined): { kv: KVCache | null; step: BatchStep | null } {
+  if (cache == null) return { kv: null, step: null };
+  return cache instanceof KVCache ? { kv: cache, step: null } : { kv: null, step: cache };
 }

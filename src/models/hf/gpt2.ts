@@ -10,9 +10,9 @@
 // tanh approximation). Old checkpoints' `attn.bias` / `attn.masked_bias` (causal-mask buffers) are ignored.
 // This is a different model from the project's own `GPT` (src/models/gpt.ts, nn.Linear layout).
 import { Tensor, arange, ops } from '../../torch';
-import { Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, scaledDotProductAttention } from '../../nn';
+import { Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, scaledDotProductAttention, type BatchStep } from '../../nn';
 import type { HfConfig } from './config';
-import { Conv1D, HfCausalLM, checkIds } from './common';
+import { Conv1D, HfCausalLM, cacheKinds, checkIds } from './common';
 import { activation, dropoutOf } from './bert';
 
 export interface Gpt2Settings {
@@ -65,17 +65,23 @@ export class GPT2Attention extends Module {
     this.attn_dropout = this.registerModule('attn_dropout', new Dropout(s.attnDrop));
     this.resid_dropout = this.registerModule('resid_dropout', new Dropout(s.residDrop));
   }
-  /** x [B, T, C]; with a cache, x holds the positions after the cached ones, whose keys and values join it. */
-  forward(x: Tensor, cache: KVCache | null = null, layer = 0): [Tensor, Tensor | null] {
+  /**
+   * x [B, T, C]; with a cache, x holds the positions after the cached ones, whose keys and values join it as layer
+   * `layer`; with a batched step, x is [B, 1, C], each row at its own position.
+   */
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): [Tensor, Tensor | null] {
     const [B, T, C] = x.shape;
     const H = this.s.nHead;
     const heads = (t: Tensor) => t.view(B, T, H, C / H).transpose(1, 2);
     const [q0, k0, v0] = this.c_attn.call(x).split(C, 2);
     let k = heads(k0);
     let v = heads(v0);
-    if (cache !== null) [k, v] = cache.append(layer, k, v);
+    const { kv, step } = cacheKinds(cache);
+    if (step !== null) [k, v] = step.cache.appendStep(step, layer, k, v);
+    else if (kv !== null) [k, v] = kv.append(layer, k, v);
     const [y, probs] = scaledDotProductAttention(heads(q0), k, v, {
-      causal: true,
+      causal: step === null,
+      mask: step?.mask,
       dropout: this.training ? this.attn_dropout.p : 0,
       needWeights: this.hasForwardHooks(),
     });
@@ -110,7 +116,7 @@ export class GPT2Block extends Module {
     this.ln_2 = this.registerModule('ln_2', new LayerNorm(s.nEmbd, { eps: s.eps }));
     this.mlp = this.registerModule('mlp', new GPT2MLP(s));
   }
-  forward(x: Tensor, cache: KVCache | null = null, layer = 0): Tensor {
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
     const a = x.add(this.attn.call(this.ln_1.call(x), cache, layer)[0]);
     return a.add(this.mlp.call(this.ln_2.call(a)));
   }
@@ -130,16 +136,18 @@ export class GPT2Model extends Module {
     this.h = this.registerModule('h', new ModuleList(Array.from({ length: s.nLayer }, () => new GPT2Block(s))));
     this.ln_f = this.registerModule('ln_f', new LayerNorm(s.nEmbd, { eps: s.eps }));
   }
-  /** ids [B, T] at positions past..past+T-1 -> the last hidden state [B, T, C]. */
-  forward(ids: Tensor, cache: KVCache | null = null): Tensor {
-    const past = cache === null ? 0 : cache.length;
-    const T = ids.shape[1];
-    let x = this.wte.call(ids).add(this.wpe.call(arange(past, past + T, 1, { dtype: 'int64', device: ids.device }).view(1, T)));
+  /** ids [B, T] at positions past..past+T-1 (a batched step: [B, 1], each row at its own) -> the last hidden state [B, T, C]. */
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
+    const { kv, step } = cacheKinds(cache);
+    const past = kv === null ? 0 : kv.length;
+    const [B, T] = ids.shape;
+    const pos = step !== null ? step.pos.view(B, 1) : arange(past, past + T, 1, { dtype: 'int64', device: ids.device }).view(1, T);
+    let x = this.wte.call(ids).add(this.wpe.call(pos));
     x = this.drop.call(x);
     (this.h.children() as GPT2Block[]).forEach((b, i) => {
       x = b.call(x, cache, i);
     });
-    if (cache !== null) cache.length = past + T;
+    if (kv !== null) kv.length = past + T;
     return this.ln_f.call(x);
   }
 }
@@ -166,8 +174,8 @@ export class GPT2LMHeadModel extends HfCausalLM {
   get numLayers(): number {
     return this.settings.nLayer;
   }
-  forward(ids: Tensor, cache: KVCache | null = null): Tensor {
-    checkIds(ids, this.settings.vocabSize, this.settings.nPositions - (cache?.length ?? 0), 'GPT2LMHeadModel');
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
+    checkIds(ids, this.settings.vocabSize, this.settings.nPositions - (cache instanceof KVCache ? cache.length : 0), 'GPT2LMHeadModel');
     return ops.linear(this.transformer.call(ids, cache), this.transformer.wte.weight, null);
   }
 }

@@ -11,9 +11,9 @@
 // rope type is implemented (a `rope_scaling` is refused by name). Llama's projections have biases when
 // `attention_bias` (and the MLP's when `mlp_bias`); Qwen2's q/k/v always have biases and o_proj none.
 import { Tensor, ops } from '../../torch';
-import { Dropout, Embedding, KVCache, Linear, Module, ModuleList, applyRotary, ropeTables, scaledDotProductAttention, type RopeTables } from '../../nn';
+import { Dropout, Embedding, KVCache, Linear, Module, ModuleList, applyRotary, ropeTables, scaledDotProductAttention, type BatchStep, type RopeTables } from '../../nn';
 import type { HfConfig } from './config';
-import { HfCausalLM, RMSNorm, checkIds } from './common';
+import { HfCausalLM, RMSNorm, cacheKinds, checkIds } from './common';
 import { dropoutOf } from './bert';
 
 export interface LlamaSettings {
@@ -96,15 +96,18 @@ export class LlamaAttention extends Module {
   }
   /**
    * x [B, T, C] at the positions the rotary tables describe; with a cache, x holds the positions after the cached
-   * ones, and its keys and values (KV heads, rotated) join the cache as layer `layer`.
+   * ones, and its keys and values (KV heads, rotated) join the cache as layer `layer`; with a batched step, x is
+   * [B, 1, C], each row at its own position.
    */
-  forward(x: Tensor, rope: RopeTables, cache: KVCache | null = null, layer = 0): [Tensor, Tensor | null] {
+  forward(x: Tensor, rope: RopeTables, cache: KVCache | BatchStep | null = null, layer = 0): [Tensor, Tensor | null] {
     const [B, T] = x.shape;
     const { numHeads: H, numKvHeads: KV, headDim: d } = this.s;
     const q = applyRotary(this.q_proj.call(x).view(B, T, H, d).transpose(1, 2), rope);
     let k = applyRotary(this.k_proj.call(x).view(B, T, KV, d).transpose(1, 2), rope);
     let v = this.v_proj.call(x).view(B, T, KV, d).transpose(1, 2);
-    if (cache !== null) [k, v] = cache.append(layer, k, v);
+    const { kv, step } = cacheKinds(cache);
+    if (step !== null) [k, v] = step.cache.appendStep(step, layer, k, v);
+    else if (kv !== null) [k, v] = kv.append(layer, k, v);
     const rep = H / KV;
     if (rep > 1) {
       const S = k.shape[2];
@@ -113,7 +116,8 @@ export class LlamaAttention extends Module {
       v = expand(v);
     }
     const [y, probs] = scaledDotProductAttention(q, k, v, {
-      causal: true,
+      causal: step === null,
+      mask: step?.mask,
       dropout: this.training ? this.attention_dropout.p : 0,
       needWeights: this.hasForwardHooks(),
     });
@@ -148,7 +152,7 @@ export class LlamaDecoderLayer extends Module {
     this.input_layernorm = this.registerModule('input_layernorm', new RMSNorm(s.hiddenSize, s.eps));
     this.post_attention_layernorm = this.registerModule('post_attention_layernorm', new RMSNorm(s.hiddenSize, s.eps));
   }
-  forward(x: Tensor, rope: RopeTables, cache: KVCache | null = null, layer = 0): Tensor {
+  forward(x: Tensor, rope: RopeTables, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
     const a = x.add(this.self_attn.call(this.input_layernorm.call(x), rope, cache, layer)[0]);
     return a.add(this.mlp.call(this.post_attention_layernorm.call(a)));
   }
@@ -164,15 +168,20 @@ export class LlamaModel extends Module {
     this.layers = this.registerModule('layers', new ModuleList(Array.from({ length: s.numLayers }, () => new LlamaDecoderLayer(s))));
     this.norm = this.registerModule('norm', new RMSNorm(s.hiddenSize, s.eps));
   }
-  /** ids [B, T] at positions past..past+T-1 -> the last hidden state [B, T, C]; the rotary tables are built once. */
-  forward(ids: Tensor, cache: KVCache | null = null): Tensor {
-    const past = cache === null ? 0 : cache.length;
+  /**
+   * ids [B, T] at positions past..past+T-1 (a batched step: [B, 1], each row at its own) -> the last hidden state
+   * [B, T, C]; the rotary tables are built once for all layers.
+   */
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
+    const { kv, step } = cacheKinds(cache);
+    const past = kv === null ? 0 : kv.length;
     let x = this.embed_tokens.call(ids);
-    const rope = ropeTables(this.s.headDim, past, ids.shape[1], { base: this.s.ropeTheta, dtype: x.dtype, device: x.device });
+    const start = step !== null ? step.positions : past;
+    const rope = ropeTables(this.s.headDim, start, ids.shape[1], { base: this.s.ropeTheta, dtype: x.dtype, device: x.device });
     (this.layers.children() as LlamaDecoderLayer[]).forEach((l, i) => {
       x = l.call(x, rope, cache, i);
     });
-    if (cache !== null) cache.length = past + ids.shape[1];
+    if (kv !== null) kv.length = past + ids.shape[1];
     return this.norm.call(x);
   }
 }
@@ -202,8 +211,8 @@ export class LlamaForCausalLM extends HfCausalLM {
   get numLayers(): number {
     return this.settings.numLayers;
   }
-  forward(ids: Tensor, cache: KVCache | null = null): Tensor {
-    checkIds(ids, this.settings.vocabSize, this.settings.maxPositions - (cache?.length ?? 0), this.architecture);
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
+    checkIds(ids, this.settings.vocabSize, this.settings.maxPositions - (cache instanceof KVCache ? cache.length : 0), this.architecture);
     const h = this.model.call(ids, cache);
     return ops.linear(h, (this.lm_head ?? this.model.embed_tokens).weight, null);
   }
