@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { Tensor, noGrad, saveSafetensors, loadSafetensors, tensor, tidy } from '../src/torch';
+import { Tensor, keep, noGrad, ones, saveSafetensors, loadSafetensors, tensor, tidy } from '../src/torch';
+import { Adam } from '../src/optim';
+import { tokenKdLoss } from '../src/distill/token-kd';
 import {
   BertForMaskedLM, BertForSequenceClassification, HfCausalLM, LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, createHfModel, loadHfModel,
   saveHfModel, type HfPreTrainedModel,
@@ -300,4 +302,43 @@ describe('Hugging Face decoders in batched decoding (serve\'s DecodeBatcher)', (
         model.dispose();
       }
     });
+});
+
+describe('Hugging Face models as teacher and student', () => {
+  checkLeaks();
+  it('token-level KD: a Qwen2 student learns a Llama teacher\'s next-token distributions; gradients reach every parameter', async () => {
+    const teacher = loadHfModel(path.join(FIX, 'llama')).model as HfCausalLM;
+    const student = loadHfModel(path.join(FIX, 'qwen2')).model as HfCausalLM;
+    student.train();
+    const opt = new Adam(student.parameters(), { lr: 1e-2 });
+    try {
+      const x = ids(inputs.decoder_ids);
+      const w = tidy(() => keep(ones([12])));
+      const lossAt = () => {
+        const t = noGrad(() => teacher.call(x)).view(12, -1);
+        return tokenKdLoss('forward_kl', student.call(x).view(12, -1), t, w);
+      };
+      const first = tidy(() => lossAt().item());
+      for (let step = 0; step < 30; step++) {
+        tidy(() => {
+          opt.zeroGrad();
+          const loss = lossAt();
+          loss.backward();
+          if (step === 0)
+            for (const [name, p] of student.namedParameters())
+              assert.ok(p.grad !== null && p.grad.abs().sum().item() > 0, `no gradient reached ${name}`);
+          opt.step();
+        });
+        await new Promise((r) => setImmediate(r));
+      }
+      const last = tidy(() => lossAt().item());
+      assert.ok(last < first / 2, `KL(teacher ‖ student) ${first.toFixed(4)} -> ${last.toFixed(4)}`);
+      w.dispose();
+      x.dispose();
+    } finally {
+      opt.dispose?.();
+      teacher.dispose();
+      student.dispose();
+    }
+  });
 });
