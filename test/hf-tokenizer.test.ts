@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { HfTokenizer, loadHfModel, saveHfModel } from '../src/models/hf';
+import { createTokenizer, type Tokenizer } from '../src/llm/tokenizer';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'hf');
 const ref = JSON.parse(fs.readFileSync(path.join(FIX, 'tokenizers.json'), 'utf8'));
@@ -117,5 +118,17 @@ describe('chat templates and batches', () => {
       model.dispose();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('hf:DIR names a tokenizer.json directory for the decoder tools', () => {
+  it('createTokenizer(hf:DIR) gives the HfTokenizer, whose name recreates it', () => {
+    const t: Tokenizer = createTokenizer(`hf:${path.join(FIX, 'tok-bpe')}`);
+    assert.ok(t instanceof HfTokenizer);
+    assert.equal(t.name, `hf:${path.join(FIX, 'tok-bpe')}`);
+    assert.deepEqual(t.encode(ref.texts[0]), ref.bpe[0]);
+    assert.equal(createTokenizer(t.name).vocabSize, t.vocabSize);
+    assert.equal(t.eosId, t.specialId('<|im_end|>'));
+    assert.throws(() => createTokenizer('hf:/nonexistent/dir'), /\/nonexistent\/dir: no tokenizer\.json/);
   });
 });

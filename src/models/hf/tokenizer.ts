@@ -56,7 +56,8 @@ export class HfTokenizer {
   readonly padId: number;
   private readonly tok: Tokenizer;
   private readonly specialIds: Set<number>;
-  constructor(readonly tokenizerJson: Obj, readonly tokenizerConfig: Obj = {}, readonly source = TOKENIZER_FILE) {
+  /** `name` defaults to `hf:` + the directory of `source` (what `createTokenizer` of src/llm takes back). */
+  constructor(readonly tokenizerJson: Obj, readonly tokenizerConfig: Obj = {}, readonly source = TOKENIZER_FILE, name?: string) {
     if (tokenizerJson === null || typeof tokenizerJson !== 'object' || tokenizerJson.model == null)
       throw new Error(`${source}: not a tokenizer.json (no 'model')`);
     const type = (tokenizerJson.model as Obj).type;
@@ -67,7 +68,7 @@ export class HfTokenizer {
     } catch (e) {
       throw new Error(`${source}: ${(e as Error).message}`, { cause: e });
     }
-    this.name = `hf:${source}`;
+    this.name = name ?? `hf:${path.dirname(source)}`;
     const vocab = this.tok.get_vocab(true);
     let max = -1;
     for (const id of vocab.values()) if (id > max) max = id;
