@@ -176,6 +176,15 @@ export function encodeChat(tok: Tokenizer, messages: readonly ChatTurn[], opts: 
 }
 
 /**
+ * The ids of a prompt to be answered: a tokenizer.json tokenizer with a chat template renders the messages with it
+ * (as transformers' apply_chat_template with add_generation_prompt); the others use the template above.
+ */
+export function chatPromptIds(tok: Tokenizer, messages: ChatTurn[]): number[] {
+  if (tok instanceof HfTokenizer && tok.chatTemplate() !== null) return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }));
+  return encodeChat(tok, messages, { generationPrompt: true }).ids;
+}
+
+/**
  * Turns ids into text as they arrive: `push(id)` returns the new text, holding back a trailing partial UTF-8
  * character until it is complete.
  */

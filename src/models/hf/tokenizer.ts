@@ -16,10 +16,10 @@ export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 export const SPECIAL_TOKENS_MAP_FILE = 'special_tokens_map.json';
 
+/** A chat message; other fields (tool calls, names) are passed to the template as they are. */
 export interface ChatMessage {
   role: string;
   content: string;
-  [key: string]: unknown;
 }
 
 export interface EncodeOptions {
