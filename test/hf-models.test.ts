@@ -276,6 +276,21 @@ describe('Hugging Face checkpoints: errors name the file and the key', () => {
     } finally {
       m.dispose();
     }
+    // transformers' initialisation: N(0, initializer_range) matrices, zero biases, unit norms, a zero padding row
+    const b = createHfModel({ model_type: 'bert', vocab_size: 200, hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 128, initializer_range: 0.05, pad_token_id: 3 });
+    try {
+      tidy(() => {
+        const sd = b.stateDict();
+        const std = sd['encoder.layer.0.intermediate.dense.weight'].std().item();
+        assert.ok(Math.abs(std - 0.05) < 0.005, `std ${std}`);
+        assert.equal(sd['encoder.layer.0.output.dense.bias'].abs().sum().item(), 0);
+        assert.equal(sd['encoder.layer.0.output.LayerNorm.weight'].sub(1).abs().sum().item(), 0);
+        assert.equal(sd['embeddings.word_embeddings.weight'].select(0, 3).abs().sum().item(), 0);
+        assert.ok(sd['embeddings.word_embeddings.weight'].select(0, 4).abs().sum().item() > 0);
+      });
+    } finally {
+      b.dispose();
+    }
   });
 });
 

@@ -224,7 +224,7 @@ export class BertModel extends HfPreTrainedModel {
     this.ignoredKeys.push(/^embeddings\.position_ids$/);
   }
   forward(ids: Tensor, inputs: EncoderInputs = {}): Tensor {
-    checkIds(ids, this.settings.vocabSize, this.settings.maxPositions, 'BertModel');
+    checkIds(ids, this.settings.maxPositions, 'BertModel');
     const [B, S] = ids.shape;
     const mask = additiveKeyMask(inputs.attentionMask, B, S, 'BertModel');
     return this.encoder.call(this.embeddings.call(ids, inputs.tokenTypeIds ?? null), mask);

@@ -51,7 +51,7 @@ export function hfArchitectures(): string[] {
 }
 
 /**
- * Builds the model a config describes (freshly initialised): the class `architecture`, else config.json's
+ * Builds the model a config describes, initialised as transformers does (`initWeights`): the class `architecture`, else config.json's
  * `architectures[0]`, else the default class of its `model_type`.
  */
 export function createHfModel(config: HfConfig | HfConfigObject, architecture?: string): HfPreTrainedModel {
@@ -69,7 +69,9 @@ export function createHfModel(config: HfConfig | HfConfigObject, architecture?: 
   const entry = ARCHITECTURES[arch];
   if (entry === undefined) throw new Error(`${c.source}: architecture '${arch}' is not supported (supported: ${hfArchitectures().join(', ')})`);
   if (entry.modelType !== modelType) throw new Error(`${c.source}: architecture '${arch}' is a ${entry.modelType} model, but model_type is '${modelType}'`);
-  return entry.build(c);
+  const model = entry.build(c);
+  model.initWeights();
+  return model;
 }
 
 /** Where each tensor of a model directory is: the file per tensor name, and the file that lists them. */
@@ -227,7 +229,7 @@ export interface LoadedHfModel<M extends HfPreTrainedModel = HfPreTrainedModel> 
  */
 export function loadHfModel(dir: string, opts: LoadWeightsOptions & { architecture?: string } = {}): LoadedHfModel {
   const config = HfConfig.read(path.join(dir, CONFIG_FILE));
-  const model = createHfModel(config, opts.architecture);
+  const model = createHfModel(config, opts.architecture);  // initialised: parameters missing with initMissing keep it
   let r: LoadWeightsResult;
   try {
     r = loadHfWeights(model, dir, opts);

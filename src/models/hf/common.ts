@@ -2,7 +2,7 @@
 // name, the prefix of its base model in state_dict keys), the additive attention mask transformers builds from a
 // [B, S] padding mask, RMSNorm, transformers' Conv1D, and the decoding steps of causal language models.
 import { Tensor, noGrad, ones, ops, tensor, tidy, zeros } from '../../torch';
-import { BatchKVCache, KVCache, Module, init, type BatchStep } from '../../nn';
+import { BatchKVCache, Embedding, KVCache, Module, init, type BatchStep } from '../../nn';
 import type { HfConfig } from './config';
 
 /** The most negative float32: transformers adds it to the scores of masked keys (not -inf, so no row is all -inf). */
@@ -21,6 +21,24 @@ export abstract class HfPreTrainedModel extends Module {
   constructor(readonly config: HfConfig) {
     super();
   }
+  /**
+   * transformers' `_init_weights`: matrices (linear, Conv1D, embedding) ~ N(0, initializer_range), biases 0, norm
+   * weights 1, an embedding's padding row 0. Applied to freshly built models (`createHfModel`); loading overwrites it.
+   */
+  initWeights(): void {
+    const std = this.config.has('initializer_range') ? this.config.num('initializer_range') : 0.02;
+    noGrad(() =>
+      tidy(() => {
+        for (const [name, p] of this.namedParameters()) {
+          if (p.ndim >= 2) init.normal_(p, 0, std);
+          else if (name.endsWith('bias')) init.zeros_(p);
+          else init.ones_(p);
+        }
+        for (const m of this.modules())
+          if (m instanceof Embedding && m.paddingIdx !== null) m.weight.select(0, m.paddingIdx).zero_();
+      }),
+    );
+  }
 }
 
 /**
@@ -34,12 +52,11 @@ export function additiveKeyMask(mask: Tensor | null | undefined, B: number, S: n
   return ops.rsub_Scalar(mask.to('float32'), 1).mul(FLOAT32_MIN).view(B, 1, 1, S);
 }
 
-/** Checks token ids [B, T] (int64) against a vocabulary and a longest length. */
-export function checkIds(ids: Tensor, vocabSize: number, maxLength: number, where: string): void {
+/** Checks token ids [B, T] (int64) against the longest length (ids outside the vocabulary fail in the embedding). */
+export function checkIds(ids: Tensor, maxLength: number, where: string): void {
   if (ids.ndim !== 2) throw new Error(`${where}: expected token ids [batch, time], got shape [${ids.shape.join(', ')}]`);
   if (ids.dtype !== 'int64' && ids.dtype !== 'int32') throw new Error(`${where}: token ids must be int64, got ${ids.dtype}`);
-  if (ids.shape[1] > maxLength) throw new Error(`${where}: ${ids.shape[1]} positions exceed max_position_embeddings ${maxLength}`);
-  void vocabSize;
+  if (ids.shape[1] > maxLength) throw new Error(`${where}: ${ids.shape[1]} positions exceed the ${maxLength} left of max_position_embeddings`);
 }
 
 /** RMSNorm as Llama's: x / sqrt(mean(x²) + eps) · weight, computed in float32 (`weight` [n], `variance_epsilon`). */

@@ -152,7 +152,7 @@ export class DistilBertModel extends HfPreTrainedModel {
     this.ignoredKeys.push(/^embeddings\.position_ids$/);
   }
   forward(ids: Tensor, inputs: EncoderInputs = {}): Tensor {
-    checkIds(ids, this.settings.vocabSize, this.settings.maxPositions, 'DistilBertModel');
+    checkIds(ids, this.settings.maxPositions, 'DistilBertModel');
     if (inputs.tokenTypeIds != null) throw new Error('DistilBertModel: DistilBERT has no token types (tokenTypeIds)');
     const [B, S] = ids.shape;
     return this.transformer.call(this.embeddings.call(ids), additiveKeyMask(inputs.attentionMask, B, S, 'DistilBertModel'));

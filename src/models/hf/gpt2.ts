@@ -175,7 +175,7 @@ export class GPT2LMHeadModel extends HfCausalLM {
     return this.settings.nLayer;
   }
   forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
-    checkIds(ids, this.settings.vocabSize, this.settings.nPositions - (cache instanceof KVCache ? cache.length : 0), 'GPT2LMHeadModel');
+    checkIds(ids, this.settings.nPositions - (cache instanceof KVCache ? cache.length : 0), 'GPT2LMHeadModel');
     return ops.linear(this.transformer.call(ids, cache), this.transformer.wte.weight, null);
   }
 }

@@ -212,7 +212,7 @@ export class LlamaForCausalLM extends HfCausalLM {
     return this.settings.numLayers;
   }
   forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
-    checkIds(ids, this.settings.vocabSize, this.settings.maxPositions - (cache instanceof KVCache ? cache.length : 0), this.architecture);
+    checkIds(ids, this.settings.maxPositions - (cache instanceof KVCache ? cache.length : 0), this.architecture);
     const h = this.model.call(ids, cache);
     return ops.linear(h, (this.lm_head ?? this.model.embed_tokens).weight, null);
   }
