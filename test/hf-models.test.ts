@@ -177,6 +177,26 @@ describe('Hugging Face checkpoints: saving', () => {
     }
   });
 
+  it('a float16 checkpoint loads into the float32 model (converted on load)', () => {
+    const dir = tmpDir();
+    const { model } = loadHfModel(path.join(FIX, 'llama'));
+    try {
+      fs.copyFileSync(path.join(FIX, 'llama', 'config.json'), path.join(dir, 'config.json'));
+      tidy(() => saveSafetensors(path.join(dir, 'model.safetensors'), Object.fromEntries(Object.entries(model.stateDict()).map(([k, t]) => [k, t.to('float16')]))));
+      const half = loadHfModel(dir).model;
+      try {
+        assert.equal(half.parameters()[0].dtype, 'float32');
+        const d = tidy(() => maxAbsDiff(logitsOf('llama', half), expected.llama.logits));
+        assert.ok(d > 0 && d < 5e-2, `float16 weights: max |Δ| = ${d}`);
+      } finally {
+        half.dispose();
+      }
+    } finally {
+      model.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a base-model checkpoint loads into a classifier with initMissing, and a classifier into the base model', () => {
     const dir = tmpDir();
     try {
