@@ -126,7 +126,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: ['set', 'out', 'concurrency', 'limit', 'force', 'json', 'plugin'],
   },
   serve: {
-    arg: '<decoder.safetensors>', summary: 'a decoder over the OpenAI Chat Completions protocol at http://127.0.0.1:8000/v1',
+    arg: '<decoder.safetensors|hf-dir>', summary: 'a decoder over the OpenAI Chat Completions protocol at http://127.0.0.1:8000/v1',
     about: 'JSON and SSE streaming, logprobs, n, stop. Without --api-key(-file) there is no authentication: keep the default host unless the network is trusted.',
     options: ['port', 'host', 'model-name', 'max-tokens', 'max-batch', 'max-body-bytes', 'cors', 'api-key', 'api-key-file', 'device', 'threads', 'quiet', 'faults', 'fault-seed'],
   },

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { manualSeed, setNumThreads, checkDevice } from '../torch';
 import { GPT, checkDecoderOptions, type DecoderOptions } from '../models/gpt';
 import { createTokenizer } from '../llm/tokenizer';
-import { loadDecoder } from '../llm/decoder-checkpoint';
+import { isHfModelDir, loadDecoder, loadHfDecoder } from '../llm/decoder-checkpoint';
 import { serve } from '../llm/serve';
 import { FAULT_KINDS, describeFaultSpec, parseFaultSpec, startFaultProxy, type FaultProxy, type FaultSpec } from '../llm/faults';
 import { sft, type SftKdOptions } from '../distill/sft';
@@ -71,7 +71,7 @@ export async function runServe(file: string, v: LlmCliValues, signal: AbortSigna
   const apiKey = serveApiKey(v);
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
   const device = checkDevice((v.device as string | undefined) ?? 'cpu', '--device');
-  const { model, tokenizer } = loadDecoder(file);
+  const { model, tokenizer } = isHfModelDir(file) ? loadHfDecoder(file) : loadDecoder(file);
   if (device !== 'cpu') model.to(device);
   const host = (v.host as string | undefined) ?? '127.0.0.1';
   const port = int(v.port, 'port') ?? 8000;

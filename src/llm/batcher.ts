@@ -8,8 +8,7 @@
 // batched or not (up to the last bits of float arithmetic, which can only matter when a draw falls on a boundary).
 import { nextTick } from '../torch';
 import type { BatchKVCache, KVCache } from '../nn/kv-cache';
-import type { GPT } from '../models/gpt';
-import { TokenSampler, checkGenerateRequest, type GenerateOptions, type GenerateResult, type GeneratedToken } from './decode';
+import { TokenSampler, checkGenerateRequest, type BatchStepDecoder, type GenerateOptions, type GenerateResult, type GeneratedToken } from './decode';
 
 export interface BatcherOptions {
   /** Most sequences decoded in one step (default 64); more wait in a queue. */
@@ -52,7 +51,7 @@ export class DecodeBatcher {
   private running = false;
   private closed = false;
 
-  constructor(readonly model: GPT, o: BatcherOptions = {}) {
+  constructor(readonly model: BatchStepDecoder, o: BatcherOptions = {}) {
     this.maxBatch = o.maxBatch ?? 64;
     if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new Error(`DecodeBatcher: maxBatch must be a positive integer, got ${o.maxBatch}`);
   }

@@ -4,7 +4,7 @@
 // `serve` is `DecodeBatcher` (batcher.ts); both choose tokens with `TokenSampler`, so a seed gives the same tokens
 // either way. The model supplies the steps: `GPT.nextLogprobs` (one sequence) and `GPT.nextLogprobsBatch` (rows).
 import { Rng } from '../data/rng';
-import type { KVCache } from '../nn/kv-cache';
+import type { BatchKVCache, KVCache } from '../nn/kv-cache';
 
 export interface SampleOptions {
   /** Softmax temperature; 0 picks the most likely token (default 1). */
@@ -48,6 +48,13 @@ export interface StepDecoder {
   newCache(): KVCache;
   /** Log-probabilities of the next token after `ids`, extending `cache` when given. */
   nextLogprobs(ids: number[], cache: KVCache | null): Float64Array;
+}
+
+/** What batched decoding (DecodeBatcher, `serve`) needs of a decoder: GPT and the Hugging Face decoders have it. */
+export interface BatchStepDecoder extends StepDecoder {
+  newBatchCache(initialCapacity?: number): BatchKVCache;
+  /** One step of every row of `cache`: row b takes `ids[b]`; returns [B · V] log-probabilities. */
+  nextLogprobsBatch(ids: number[], cache: BatchKVCache): Float64Array;
 }
 
 /** Samples one id from logits (a JS array) with temperature, top-k and top-p, using `rng`. */

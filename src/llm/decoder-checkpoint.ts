@@ -1,10 +1,14 @@
 // A decoder checkpoint is one safetensors file: the weights under their state_dict keys, and in its metadata the
 // architecture (`decoder`: the DecoderOptions as JSON) and the tokenizer's name (`tokenizer`), so `serve` and `sft`
-// rebuild the model from the file alone.
+// rebuild the model from the file alone. A Hugging Face model directory (config.json + safetensors + tokenizer.json)
+// is the other form a decoder comes in: `loadHfDecoder`.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, dispose } from '../torch';
 import { GPT, checkDecoderOptions, type DecoderOptions } from '../models/gpt';
 import { NonFiniteWeights, checkFinite } from '../nn';
 import { createTokenizer, type Tokenizer } from './tokenizer';
+import { HfCausalLM, HfTokenizer, loadHfModel } from '../models/hf';
 
 export interface DecoderCheckpointInfo {
   options: DecoderOptions;
@@ -53,4 +57,29 @@ export function loadDecoder(file: string): { model: GPT; tokenizer: Tokenizer; i
     dispose(tensors);
   }
   return { model, tokenizer, info };
+}
+
+/** True when `p` is a Hugging Face model directory (it holds config.json). */
+export function isHfModelDir(p: string): boolean {
+  return fs.existsSync(path.join(p, 'config.json')) && fs.statSync(p).isDirectory();
+}
+
+/**
+ * A decoder from a Hugging Face directory (GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM) with its
+ * tokenizer.json tokenizer (`tokenizer` overrides: another directory's).
+ */
+export function loadHfDecoder(dir: string, tokenizerDir = dir): { model: HfCausalLM; tokenizer: HfTokenizer; stopTokens: number[] } {
+  const { model, generation } = loadHfModel(dir);
+  if (!(model instanceof HfCausalLM)) {
+    model.dispose();
+    throw new Error(`${dir}: ${model.architecture} is not a causal language model (GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM)`);
+  }
+  let tokenizer: HfTokenizer;
+  try {
+    tokenizer = HfTokenizer.fromDir(tokenizerDir);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return { model, tokenizer, stopTokens: generation?.eosTokenIds ?? [] };
 }

@@ -13,11 +13,11 @@ export {
 export { EndpointPool, AllEndpointsDown, type EndpointReport, type PoolEndpoint, type PoolHooks, type PoolOptions } from './pool';
 export { JsonlAppender, scanJsonl, writeLinesAtomic, type JsonlScan } from './store';
 export {
-  ByteTokenizer, BpeTokenizer, StreamDecoder, createTokenizer, tokenizerNames, checkSameVocabulary, encodeChat, EOT, type Tokenizer, type ChatTurn,
+  ByteTokenizer, BpeTokenizer, StreamDecoder, createTokenizer, tokenizerNames, checkSameVocabulary, encodeChat, chatPromptIds, EOT, type Tokenizer, type ChatTurn,
 } from './tokenizer';
 export {
   generateTokens, generateTokenSteps, sampleFromLogits, topIndices, chooseToken, checkGenerateRequest, TokenSampler,
-  type SampleOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type StepDecoder,
+  type SampleOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type StepDecoder, type BatchStepDecoder,
 } from './decode';
 export { DecodeBatcher, type BatcherOptions, type BatcherStats, type OnToken } from './batcher';
 export { serve, DEFAULT_MAX_BODY_BYTES, type ServeOptions, type Server } from './serve';
@@ -25,4 +25,4 @@ export {
   startFaultProxy, parseFaultSpec, checkFaultSpec, describeFaultSpec, faultPlan, FAULT_KINDS,
   type FaultSpec, type FaultKind, type FaultCounts, type FaultEvent, type FaultProxy, type FaultProxyOptions,
 } from './faults';
-export { saveDecoder, loadDecoder, readDecoderInfo, type DecoderCheckpointInfo } from './decoder-checkpoint';
+export { saveDecoder, loadDecoder, readDecoderInfo, loadHfDecoder, isHfModelDir, type DecoderCheckpointInfo } from './decoder-checkpoint';

@@ -17,12 +17,11 @@ import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DecodeBatcher, type BatcherStats } from './batcher';
-import type { GPT } from '../models/gpt';
-import type { GeneratedToken } from './decode';
-import { StreamDecoder, encodeChat, type ChatTurn, type Tokenizer } from './tokenizer';
+import type { BatchStepDecoder, GeneratedToken } from './decode';
+import { StreamDecoder, chatPromptIds, type ChatTurn, type Tokenizer } from './tokenizer';
 
 export interface ServeOptions {
-  model: GPT;
+  model: BatchStepDecoder;
   tokenizer: Tokenizer;
   /** The name reported in answers and by /v1/models (default 'tsdistill-decoder'). */
   modelName?: string;
@@ -284,7 +283,7 @@ export async function serve(o: ServeOptions): Promise<Server> {
         throw new BadRequest(`the body is not JSON: ${(e as Error).message}`, null, null);
       }
       r = parseRequest(body, defaultMaxTokens, modelName);
-      prompt = encodeChat(tokenizer, r.messages, { generationPrompt: true }).ids;
+      prompt = chatPromptIds(tokenizer, r.messages);
       if (prompt.length >= model.contextLength)
         throw new BadRequest(`the prompt has ${prompt.length} tokens; the model's context length is ${model.contextLength} (it must leave room for an answer)`, 'messages', 'context_length_exceeded');
     } catch (e) {

@@ -4,6 +4,7 @@
 //   258 <|user|>, 259 <|assistant|> (vocabulary 260). For tiny models trained here.
 // - `gpt2` (alias `r50k_base`), `p50k_base`, `cl100k_base`, `o200k_base`: byte-level BPE through the `gpt-tokenizer`
 //   package, whose merge tables ship inside the package (no download). `gpt2` has 50,257 ids, <|endoftext|> = 50256.
+// - `hf:DIR`: the tokenizer.json (and tokenizer_config.json) of a Hugging Face directory (src/models/hf/tokenizer.ts).
 //
 // Chat template (both kinds; role markers are single special ids for `bytes`, plain text for the BPE encodings):
 //
@@ -13,6 +14,8 @@
 //
 // Several user/assistant turns repeat the last two lines. A prompt to be answered ends with `<|assistant|>\n`; the
 // answer ends with <|endoftext|>, the stop token.
+
+import { HfTokenizer } from '../models/hf/tokenizer';
 
 export interface Tokenizer {
   /** The name that recreates it with `createTokenizer`. */
@@ -113,7 +116,8 @@ export function tokenizerNames(): string[] {
 export function createTokenizer(name: string): Tokenizer {
   if (name === 'bytes') return new ByteTokenizer();
   if (ALIASES[name] || BPE_ENCODINGS[name]) return new BpeTokenizer(name);
-  throw new Error(`unknown tokenizer '${name}' (known: ${tokenizerNames().join(', ')})`);
+  if (name.startsWith('hf:')) return HfTokenizer.fromDir(name.slice(3));
+  throw new Error(`unknown tokenizer '${name}' (known: ${tokenizerNames().join(', ')}, or hf:DIR for a tokenizer.json directory)`);
 }
 
 /** Throws unless teacher and student have the same vocabulary size (token-level KD compares distributions over it). */
@@ -169,6 +173,15 @@ export function encodeChat(tok: Tokenizer, messages: readonly ChatTurn[], opts: 
     push(tok.encode('\n'), 0);
   }
   return { ids, mask };
+}
+
+/**
+ * The ids of a prompt to be answered: a tokenizer.json tokenizer with a chat template renders the messages with it
+ * (as transformers' apply_chat_template with add_generation_prompt); the others use the template above.
+ */
+export function chatPromptIds(tok: Tokenizer, messages: ChatTurn[]): number[] {
+  if (tok instanceof HfTokenizer && tok.chatTemplate() !== null) return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }));
+  return encodeChat(tok, messages, { generationPrompt: true }).ids;
 }
 
 /**

@@ -14,3 +14,5 @@ export {
 } from './gpt';
 export { MultiExit, ExitHead } from './exits';
 export { Replaceable, replaceModules, theseusResnet, theseusTransformer, replaceProbability, type ReplaceOptions, type ReplaceSchedule } from './theseus';
+export * as hf from './hf';
+export { loadHfModel, saveHfModel, createHfModel, HfTokenizer, HfCausalLM, HfPreTrainedModel } from './hf';
