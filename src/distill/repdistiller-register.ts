@@ -87,7 +87,12 @@ export function registerRepDistillerLosses(registerLoss: (name: string, def: Los
     needs: 'batch', doc: "factor transfer: the student's translator matches the teacher's paraphrased factor",
     module: (i) => {
       const m = new FtModule(channels('ft', 'student', i.student[0]), channels('ft', 'teacher', i.teacher[0]), num(i.options, 'k', 'ft') ?? 0.5);
-      loadParaphraser(m.paraphraser, i.options.paraphraser);
+      try {
+        loadParaphraser(m.paraphraser, i.options.paraphraser);
+      } catch (e) {
+        m.dispose();
+        throw e;
+      }
       return m;
     },
     fn: (s, t, c, o) => own(c, FtModule, 'ft').loss(s[0], t[0], { p1: num(o, 'p1', 'ft'), p2: num(o, 'p2', 'ft') }),
