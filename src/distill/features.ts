@@ -88,10 +88,10 @@ export function arityFits(def: LossDef, s: number, t: number): boolean {
   return sOk && tOk;
 }
 /** The arity in words, for errors. */
-export function arityText(def: LossDef): string {
+export function arityText(def: LossDef, noun = 'tap'): string {
   const a = def.arity ?? 1;
-  if (a === 'many') return 'one or more taps per side, as many on each';
-  return `${a} tap(s) per side${def.teachers === 'many' ? ' (the teacher side: one or more)' : ''}`;
+  if (a === 'many') return `one or more ${noun}s per side, as many on each`;
+  return `${a} ${noun}(s) per side${def.teachers === 'many' ? ' (the teacher side: one or more)' : ''}`;
 }
 
 /** Adds a loss that configs can name in `matches[].loss`. */
@@ -324,7 +324,7 @@ export class FeatureMatcher {
       const t = Array.isArray(spec.teacher) ? spec.teacher : [spec.teacher];
       const s = Array.isArray(spec.student) ? spec.student : [spec.student];
       if (!arityFits(def, s.length, t.length))
-        throw new Error(`matches[${i}]: loss '${spec.loss}' takes ${arityText(def)}, got teacher ${JSON.stringify(spec.teacher)} and student ${JSON.stringify(spec.student)}`);
+        throw new Error(`matches[${i}]: loss '${spec.loss}' takes ${arityText(def, 'layer')}, got teacher ${JSON.stringify(spec.teacher)} and student ${JSON.stringify(spec.student)}`);
       t.forEach((p) => check(teacher, 'teacher', p, i));
       s.forEach((p) => check(student, 'student', p, i));
       const weight = spec.weight ?? 1;
