@@ -386,8 +386,8 @@ export class FeatureMatcher {
           const t = teacher ? this.capture(teacher, this.matches.flatMap((m) => m.t), x) : { features: tf! };
           for (const m of this.matches) {
             if (m.proj) continue;
-            if (m.def.module) throw new Error(`match '${m.name}': loss '${m.spec.loss}' owns trainable parts; train it through the engine (runEngine, trainModel or distill), which trains and saves them`);
-            if ((m.def.arity ?? 1) !== 1) continue;
+            // a loss that owns modules (crd, vid, ...) is built by the engine, which trains and saves them
+            if (m.def.module || (m.def.arity ?? 1) !== 1) continue;
             const sf = s.features.get(m.s[0])!;
             m.proj = planProjection(m.spec.loss, m.def.needs, sf.shape, t.features.get(m.t[0])!.shape, m.spec.proj ?? 'auto');
             if (m.proj) {

@@ -24,7 +24,7 @@ const num = (o: Record<string, unknown>, k: string, loss: string): number | unde
   return v;
 };
 function own<M extends Module>(ctx: LossContext, cls: new (...a: any[]) => M, loss: string): M {
-  if (!(ctx.module instanceof cls)) throw new Error(`${loss}: its module was not built (the engine builds it on the first batch; call the loss through runEngine)`);
+  if (!(ctx.module instanceof cls)) throw new Error(`${loss}: its module was not built (the engine builds, trains and saves it: run the loss as a term of runEngine, trainModel or distill, not through FeatureMatcher.forward)`);
   return ctx.module;
 }
 const channels = (loss: string, side: string, shape: number[]) => {
