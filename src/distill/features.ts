@@ -21,6 +21,7 @@ import { type TokenKdLoss, positionRows, tokenCrossEntropy, tokenKdLoss, topkFor
 import { classWiseKl, fspPooled, peerMeanKl, virtualTeacherKl } from './scheme-losses';
 import { softTopkLoss } from './view-cache';
 import { registerRepDistillerLosses } from './repdistiller-register';
+import { registerLifelongLosses } from './lifelong';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -185,6 +186,7 @@ export function registerBuiltinLosses(): void {
   }));
   registerLoss('cs_kd', one('batch', "class-wise self-KD (CS-KD): batch [anchors; same-class partners], the anchors learn the partners' predictions", (s, t, _c, o) => classWiseKl(s, t, num(o, 'temperature') ?? 4)));
   registerRepDistillerLosses(registerLoss);
+  registerLifelongLosses(registerLoss);
   registerLoss('tf_virtual', one('batch', "Tf-KD's virtual teacher: correctProb on the label, the rest spread evenly (teacher side: labels)", (s, t, _c, o) =>
     virtualTeacherKl(s, t, { correctProb: num(o, 'correctProb'), temperature: num(o, 'temperature'), multiplier: num(o, 'multiplier') })));
 }
