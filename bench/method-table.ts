@@ -2,7 +2,7 @@
 // student trained on the same data with the same schedule. Loss weights follow RepDistiller (Tian et al. 2020) and
 // mdistiller (DKD): cross-entropy weight 1 plus the method's own term, except KD (0.1·CE + 0.9·KD at T = 4).
 //   npm run build && node dist/bench/method-table.js [--epochs 2] [--limit 5000] [--teacher resnet56] [--student resnet20]
-//      [--methods plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst,fsp] [--teacher-weights FILE] [--teacher-epochs N]
+//      [--methods plain,kd,fitnet,at,sp,rkd,pkt,dkd,cc,nst,fsp,irg,vid,ab,ft,ofd,reviewkd,crd,cc_repdistiller] [--teacher-weights FILE] [--teacher-epochs N]
 //      [--schedule short|repdistiller] [--threads 2] [--batch 64] [--device cpu|cuda] [--out runs/method-table]
 //      [--test-limit N] (evaluate on a fixed random N of the 10,000 test images: smoke runs only)
 // 'short' (the default, for CPUs): cosine learning rate from 0.05 over --epochs. 'repdistiller': 240 epochs, lr 0.05
@@ -14,13 +14,22 @@ import { checkDevice, getNumThreads, manualSeed, setNumThreads, writeFileAtomic 
 import { Module, loadWeights } from '../src/nn';
 import { DataLoader, Rng, getImageDataset, loadDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
-import { MatchSpec, TrainSummary, distill, trainModel } from '../src/distill';
+import { MatchSpec, TrainSummary, distill, runEngine, trainModel } from '../src/distill';
 
 interface Method {
   alpha: number;
   matches: MatchSpec[];
   note: string;
+  /** FT: the teacher layer whose paraphraser a stage before the student's run trains (the file goes to the ft term). */
+  paraphraser?: string;
 }
+/** The index of the last block of a stage of the teacher set by main() (its bn2 precedes the stage output's ReLU). */
+let teacherBlocks: Record<string, number> = {};
+const teacherLast = (stage: string) => {
+  const n = teacherBlocks[stage];
+  if (n === undefined) throw new Error(`method-table: the teacher has no stage '${stage}'`);
+  return n - 1;
+};
 /** Matches for ResNet-CIFAR pairs (layer1..3 are the three stages; `pool` is the pooled [B, C] embedding). */
 function methods(epochs: number): Record<string, Method | null> {
   return {
@@ -38,6 +47,47 @@ function methods(epochs: number): Record<string, Method | null> {
     },
     cc: { alpha: 1, matches: [{ teacher: 'pool', student: 'pool', loss: 'cc', weight: 0.02 }], note: 'CC on the pooled embedding, β = 0.02' },
     nst: { alpha: 1, matches: [{ teacher: 'layer3', student: 'layer3', loss: 'nst', weight: 50 }], note: 'NST on layer3, β = 50' },
+    // the losses of repdistiller-losses.ts; CIFAR ResNets tap their stage outputs after the ReLU (RepDistiller and
+    // mdistiller take AB's, OFD's and ReviewKD's features before it), `pool` is the 64-d embedding
+    irg: {
+      alpha: 1,
+      matches: [{ teacher: 'pool', student: 'pool', loss: 'irg', weight: 1 }, { teacher: ['layer3', 'pool'], student: ['layer3', 'pool'], loss: 'irg_transform', weight: 1 }],
+      note: 'IRG vertex + edge on the pooled embedding, transformation layer3 → pool, weights 1',
+    },
+    vid: { alpha: 1, matches: ['layer1', 'layer2', 'layer3'].map((l) => ({ teacher: l, student: l, loss: 'vid', weight: 1 })), note: 'VID on the 3 stages, β = 1' },
+    ab: {
+      alpha: 1,
+      matches: ['layer1', 'layer2', 'layer3'].map((l, i) => ({ teacher: l, student: l, loss: 'ab', weight: 2 ** (i - 2) })),
+      note: 'AB on the 3 stages (weights 1/4, 1/2, 1), trained jointly with CE',
+    },
+    ft: {
+      alpha: 1, paraphraser: 'layer3',
+      matches: [{ teacher: 'layer3', student: 'layer3', loss: 'ft', weight: 200 }],
+      note: `FT on layer3, β = 200, after a paraphraser stage of ${epochs} epochs (Adam, lr 1e-3)`,
+    },
+    ofd: {
+      alpha: 1,
+      matches: ['layer1', 'layer2', 'layer3'].map((l, i) => ({ teacher: l, student: l, loss: 'ofd', weight: 0.001 / 2 ** (2 - i), options: { bn: `${l}.${teacherLast(l)}.bn2` } })),
+      note: "OFD on the 3 stages, β = 0.001 (÷2 per stage down), margins from each stage's last bn2",
+    },
+    reviewkd: {
+      alpha: 1,
+      matches: [{
+        teacher: ['layer1', 'layer2', 'layer3', 'pool'], student: ['layer1', 'layer2', 'layer3', 'pool'], loss: 'reviewkd',
+        weight: { kind: 'warmup', value: 1, epochs: Math.min(20, epochs) },
+      }],
+      note: `ReviewKD (ABF + HCL) over the 3 stages and the pooled embedding, weight 1 warmed up over ${Math.min(20, epochs)} epochs`,
+    },
+    crd: {
+      alpha: 1,
+      matches: [{ teacher: 'pool', student: 'pool', loss: 'crd', weight: 0.8, options: { featDim: 128, negatives: 1024, temperature: 0.07, momentum: 0.5 } }],
+      note: 'CRD on the pooled embedding, β = 0.8, 128-d, 1,024 negatives from the bank (RepDistiller: 16,384)',
+    },
+    cc_repdistiller: {
+      alpha: 1,
+      matches: [{ teacher: 'pool', student: 'pool', loss: 'cc_repdistiller', weight: 0.02 }],
+      note: "RepDistiller's Correlation on the pooled embedding, β = 0.02",
+    },
     fsp: {
       alpha: 1,
       // each stage's first block output and the stage output share their spatial size (the FSP pair)
@@ -77,6 +127,9 @@ export async function main(): Promise<void> {
   setNumThreads(o.threads);
   registerBuiltinModels();
   const device = checkDevice(o.device, '--device');
+  const probeTeacher = createModel(o.teacher);
+  teacherBlocks = Object.fromEntries(['layer1', 'layer2', 'layer3'].map((l) => [l, (probeTeacher.getSubmodule(l) as Module).children().length]));
+  probeTeacher.dispose();
   const table = methods(o.epochs);
   for (const m of o.methods) if (!(m in table)) throw new Error(`method-table: unknown method '${m}' (known: ${Object.keys(table).join(', ')})`);
   registerBuiltinDatasets();
@@ -126,12 +179,31 @@ export async function main(): Promise<void> {
             name: `${name} ${o.student}`, model: student, train: new DataLoader(data.train, { batchSize: o.batch, shuffle: true, seed: 1, transforms: [...aug, ...norm], device }),
             test: data.test, testTransforms: norm, epochs: o.epochs, seed: 1, optimizer, ...sched, outDir: path.join(o.out, name), force: true, checkpointEvery: 0, ...quiet,
           });
-        else
+        else {
+          let matches = m.matches;
+          if (m.paraphraser) {
+            // FT's first stage: the paraphraser learns to reconstruct the teacher's feature (RepDistiller's init), the
+            // student role only carrying the optimizer; then the ft term reads the paraphraser from that stage's file
+            const dir = path.join(o.out, `${name}-paraphraser`);
+            const probeStudent = createModel(o.student);
+            try {
+              await runEngine({
+                name: `${name} paraphraser`, outDir: dir, force: true, seed: 1, epochs: o.epochs, ...quiet,
+                train: new DataLoader(data.train, { batchSize: o.batch, shuffle: true, seed: 1, transforms: [...aug, ...norm], device }),
+                roles: [{ name: 'student', model: probeStudent, optimizer: { kind: 'adam', lr: 1e-3 } }, { name: 'teacher', model: teacher }],
+                terms: [{ loss: 'ft_paraphraser', student: `student.${m.paraphraser}`, teacher: `teacher.${m.paraphraser}` }],
+              });
+            } finally {
+              probeStudent.dispose();
+            }
+            matches = matches.map((x) => ({ ...x, options: { ...x.options, paraphraser: path.join(dir, 'last.proj.safetensors') } }));
+          }
           s = await distill({
             name: `${name} ${o.student}`, teacher, student, data: { train: data.train, test: data.test }, outDir: path.join(o.out, name), force: true, seed: 1,
             epochs: o.epochs, batchSize: o.batch, transforms: [...aug, ...norm], testTransforms: norm, temperature: 4, alpha: m.alpha,
-            softLoss: 'kl', cache: false, matches: m.matches.length ? m.matches : undefined, optimizer, ...sched, device, ...quiet,
+            softLoss: 'kl', cache: false, matches: matches.length ? matches : undefined, optimizer, ...sched, device, ...quiet,
           });
+        }
       } finally {
         student.dispose();
       }

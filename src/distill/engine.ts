@@ -15,7 +15,7 @@ import { Module, ModuleList, closest, syncBatchNorm } from '../nn';
 import { Adam, AdamW, CosineAnnealingLR, LRScheduler, LambdaLR, MultiStepLR, Optimizer, SGD, StepLR, clipGradNorm, warmup, warmupCosine } from '../optim';
 import { DataLoader, TensorDataset, mixSeed, rowIndex } from '../data';
 import { type Teacher, isTeacher, runTeacher } from '../teachers';
-import { type LayerMap, type LossDef, Projection, expandMatches, getLoss, modelPaths, modulePath, planProjection, registerBuiltinLosses } from './features';
+import { type LayerMap, type LossDef, Projection, arityFits, arityText, expandMatches, getLoss, modelPaths, modulePath, planProjection, registerBuiltinLosses } from './features';
 import { type Progress as RunProgress } from './schedules';
 import { type LossResult, type WeightSpec, checkOptions, checkWeight, lossNumber, resolveOptions, weightAt, weightedSum } from './terms';
 import { computeTeacherLogits, readTeacherCache, teacherCacheFile, writeTeacherCache } from './teacher-cache';
@@ -309,8 +309,8 @@ interface Role {
   taps: Set<string>;
   /** The module paths behind the taps other than logits (the modules whose outputs the forward pass captures). */
   inner: string[];
-  /** Projections fed by this role's taps (trained with it). */
-  projections: Projection[];
+  /** Projections and loss modules fed by this role's taps (trained with it). */
+  projections: Module[];
   opt: Optimizer<any> | null;
   sched: LRScheduler | null;
   /** Frozen roles: cached logits [N, C], or the rows filled during the first epoch. */
@@ -344,6 +344,8 @@ interface Term {
   /** The options' values when none follows a schedule. */
   fixed: { values: Record<string, unknown>; scheduled: boolean } | null;
   proj: Projection | null;
+  /** The loss's own module (LossDef.module), built by the dry run. */
+  mod: Module | null;
 }
 
 function parseTap(ref: string, roles: Map<string, Role>, where: string): Tap {
@@ -448,9 +450,8 @@ function planStep(o: StepSpec): Plan {
     }
     for (const [sr, tr] of pairs) {
       const s = sr.map((r) => parseTap(r, roles, where)), t = tr.map((r) => parseTap(r, roles, where));
-      const arity = def.arity ?? 1;
-      if (s.length !== arity || (def.teachers === 'many' ? t.length < 1 : t.length !== arity))
-        throw new Error(`${where}: loss '${spec.loss}' takes ${arity} tap(s) per side${def.teachers === 'many' ? ' (the teacher side: one or more)' : ''}, got student ${JSON.stringify(sr)} and teacher ${JSON.stringify(tr)}`);
+      if (!arityFits(def, s.length, t.length))
+        throw new Error(`${where}: loss '${spec.loss}' takes ${arityText(def)}, got student ${JSON.stringify(sr)} and teacher ${JSON.stringify(tr)}`);
       for (const tap of s) {
         if (!tap.role) throw new Error(`${where}: the student side cannot be labels`);
         const r = roles.get(tap.role)!;
@@ -471,7 +472,7 @@ function planStep(o: StepSpec): Plan {
       // options that follow no schedule are resolved once, not every step
       const moving = Object.values(options).some((v) => typeof v === 'function' || (!!v && typeof v === 'object' && !Array.isArray(v) && 'kind' in v));
       const fixed = moving ? null : { values: { ...options }, scheduled: false };
-      terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, fixed, proj: null });
+      terms.push({ spec, name: k ? `${base}#${k}` : base, def, s, t, weight, options, fixed, proj: null, mod: null });
     }
   });
   const termByName = new Map(terms.map((t) => [t.name, t]));
@@ -585,7 +586,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     o.train.setEpoch(0);
     const b0 = o.train.batchAt(0);
     try {
-      await probe(b0, plan, loader?.dataset);
+      await probe(b0, plan, loader?.dataset, loader?.dataset.length ?? 0);
     } finally {
       b0.dispose();
     }
@@ -1020,7 +1021,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
             const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
             let loss: LossResult;
             try {
-              loss = term.def.fn(sp, tv, { labels: b.y, batch: batchTaps, progress: p, scheduled }, values);
+              loss = term.def.fn(sp, tv, { labels: b.y, batch: batchTaps, progress: p, scheduled, module: term.mod ?? undefined, indices: b.indices }, values);
             } catch (e) {
               throw new Error(`term '${term.name}' at epoch ${p.epoch + 1}, step ${p.step + 1}: ${(e as Error).message}`, { cause: e });
             }
@@ -1140,7 +1141,7 @@ export function correctCount(logits: Tensor, labels: Tensor): number {
 }
 
 /** Runs every role once on the first batch (eval mode, no grad) and builds the projections the terms need. */
-async function probe(b0: StepBatch, plan: Plan, dataset?: unknown): Promise<void> {
+async function probe(b0: StepBatch, plan: Plan, dataset?: unknown, rows = 0): Promise<void> {
   const { roles, terms, projections } = plan;
   const ext = new Map<Role, Map<string, Tensor>>();
   try {
@@ -1154,7 +1155,18 @@ async function probe(b0: StepBatch, plan: Plan, dataset?: unknown): Promise<void
           for (const r of roles.values()) if (r.taps.size) taps.set(r, r.external ? ext.get(r)! : forwardRole(r, b0.x));
           const shape = (x: Tap) => (x.role ? taps.get(roles.get(x.role)!)!.get(x.path)!.shape : b0.y.shape);
           for (const term of terms) {
-            if ((term.def.arity ?? 1) > 1 || !term.t[0].role) continue;
+            if (term.def.module) {
+              // the loss's own parts, built from the taps' shapes, trained and saved with the student side's role
+              const tr = term.t[0].role ? roles.get(term.t[0].role)! : null;
+              const options = (term.fixed ?? resolveOptions(term.options, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 })).values;
+              term.mod = term.def.module({ student: term.s.map(shape), teacher: term.t.map(shape), rows, teacherModel: tr?.module ?? null, options });
+              const sf = taps.get(roles.get(term.s[0].role)!)!.get(term.s[0].path)!;
+              if (sf.device !== 'cpu') term.mod.to(sf.device);
+              projections.append(term.mod);
+              roles.get(term.s[0].role)!.projections.push(term.mod);
+              continue;
+            }
+            if ((term.def.arity ?? 1) !== 1 || !term.t[0].role) continue;
             const sf = taps.get(roles.get(term.s[0].role)!)!.get(term.s[0].path)!;
             term.proj = planProjection(term.spec.loss, term.def.needs, sf.shape, shape(term.t[0]), term.spec.proj ?? 'auto');
             if (term.proj) {

@@ -20,6 +20,8 @@ import { type SoftLoss, softTerm } from './response';
 import { type TokenKdLoss, positionRows, tokenCrossEntropy, tokenKdLoss, topkForwardKl } from './token-kd';
 import { classWiseKl, fspPooled, peerMeanKl, virtualTeacherKl } from './scheme-losses';
 import { softTopkLoss } from './view-cache';
+import { registerRepDistillerLosses } from './repdistiller-register';
+import { registerLifelongLosses } from './lifelong';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -38,12 +40,28 @@ export interface LossContext {
   progress?: Progress;
   /** Whether any of the loss's options follows a schedule that moves (constant-only shortcuts must not apply). */
   scheduled?: boolean;
+  /** The loss's own module (LossDef.module), when it has one. */
+  module?: Module;
+  /** The batch's rows in the training set (memory banks index by them). */
+  indices?: Int32Array;
+}
+
+/** What a loss's own module is built from (on the first batch, before training). */
+export interface LossModuleInfo {
+  /** The shapes of the student side's and the teacher side's taps. */
+  student: number[][];
+  teacher: number[][];
+  /** Rows in the training set (0 when the source does not say). */
+  rows: number;
+  /** The model behind the teacher side's taps, when it is a Module (e.g. its batch-norm parameters). */
+  teacherModel: Module | null;
+  options: Record<string, unknown>;
 }
 
 export interface LossDef {
   needs: LossNeeds;
-  /** Number of layers per side (FSP uses pairs); default 1. */
-  arity?: 1 | 2;
+  /** Number of layers per side (FSP uses pairs; 'many': one or more, as many on each side); default 1. */
+  arity?: 1 | 2 | 'many';
   /** 'many': the teacher side takes one or more taps (an ensemble of them, e.g. the other peers), the student one. */
   teachers?: 'many';
   /**
@@ -53,9 +71,29 @@ export interface LossDef {
   fn: (student: Tensor[], teacher: Tensor[], ctx: LossContext, opts: Record<string, unknown>) => LossResult;
   /** One line for listings. */
   doc?: string;
+  /**
+   * Learnable parts or state the loss owns (regressors, connectors, embeddings, memory banks): built from the taps'
+   * shapes on the first batch, trained with the role whose taps feed the student side, saved and restored with its
+   * checkpoints; the loss receives it as `ctx.module`.
+   */
+  module?: (info: LossModuleInfo) => Module;
 }
 
 const losses = new Map<string, LossDef>();
+
+/** Whether `s` student taps and `t` teacher taps fit the loss's arity. */
+export function arityFits(def: LossDef, s: number, t: number): boolean {
+  const a = def.arity ?? 1;
+  const sOk = a === 'many' ? s >= 1 : s === a;
+  const tOk = def.teachers === 'many' ? t >= 1 : a === 'many' ? t === s : t === a;
+  return sOk && tOk;
+}
+/** The arity in words, for errors. */
+export function arityText(def: LossDef, noun = 'tap'): string {
+  const a = def.arity ?? 1;
+  if (a === 'many') return `one or more ${noun}s per side, as many on each`;
+  return `${a} ${noun}(s) per side${def.teachers === 'many' ? ' (the teacher side: one or more)' : ''}`;
+}
 
 /** Adds a loss that configs can name in `matches[].loss`. */
 export function registerLoss(name: string, def: LossDef): void {
@@ -147,6 +185,8 @@ export function registerBuiltinLosses(): void {
     return F.crossEntropy(s.narrow(0, 0, n / 2), t.narrow(0, 0, n / 2), num(o, 'labelSmoothing') ? { labelSmoothing: num(o, 'labelSmoothing') } : {});
   }));
   registerLoss('cs_kd', one('batch', "class-wise self-KD (CS-KD): batch [anchors; same-class partners], the anchors learn the partners' predictions", (s, t, _c, o) => classWiseKl(s, t, num(o, 'temperature') ?? 4)));
+  registerRepDistillerLosses(registerLoss);
+  registerLifelongLosses(registerLoss);
   registerLoss('tf_virtual', one('batch', "Tf-KD's virtual teacher: correctProb on the label, the rest spread evenly (teacher side: labels)", (s, t, _c, o) =>
     virtualTeacherKl(s, t, { correctProb: num(o, 'correctProb'), temperature: num(o, 'temperature'), multiplier: num(o, 'multiplier') })));
 }
@@ -285,9 +325,8 @@ export class FeatureMatcher {
       const def = getLoss(spec.loss);
       const t = Array.isArray(spec.teacher) ? spec.teacher : [spec.teacher];
       const s = Array.isArray(spec.student) ? spec.student : [spec.student];
-      const arity = def.arity ?? 1;
-      if (t.length !== arity || s.length !== arity)
-        throw new Error(`matches[${i}]: loss '${spec.loss}' takes ${arity} layer(s) per side, got teacher ${JSON.stringify(spec.teacher)} and student ${JSON.stringify(spec.student)}`);
+      if (!arityFits(def, s.length, t.length))
+        throw new Error(`matches[${i}]: loss '${spec.loss}' takes ${arityText(def, 'layer')}, got teacher ${JSON.stringify(spec.teacher)} and student ${JSON.stringify(spec.student)}`);
       t.forEach((p) => check(teacher, 'teacher', p, i));
       s.forEach((p) => check(student, 'student', p, i));
       const weight = spec.weight ?? 1;
@@ -349,7 +388,8 @@ export class FeatureMatcher {
           const t = teacher ? this.capture(teacher, this.matches.flatMap((m) => m.t), x) : { features: tf! };
           for (const m of this.matches) {
             if (m.proj) continue;
-            if ((m.def.arity ?? 1) > 1) continue;
+            // a loss that owns modules (crd, vid, ...) is built by the engine, which trains and saves them
+            if (m.def.module || (m.def.arity ?? 1) !== 1) continue;
             const sf = s.features.get(m.s[0])!;
             m.proj = planProjection(m.spec.loss, m.def.needs, sf.shape, t.features.get(m.t[0])!.shape, m.spec.proj ?? 'auto');
             if (m.proj) {
