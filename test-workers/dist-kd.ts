@@ -2,12 +2,12 @@
 // from a frozen LeNet-5 into the half-width LeNet on 300 MNIST images (the last batch smaller than the others),
 // through the engine, into OUT_DIR. Joins the process group the environment describes.
 // STUDENT=bn trains a small convolutional student with BatchNorm instead; SYNC_BN=1 synchronises its BatchNorm over
-// the ranks; OVERLAP=0 all-reduces the gradients after the backward pass instead of during it.
+// the ranks; VIEWS=1 distils on cached teacher views of randomly cropped and flipped images; OVERLAP=0 all-reduces the gradients after the backward pass instead of during it.
 //   OUT_DIR=... [BATCH=64] [EPOCHS=1] [RESUME=1] [STEP_DELAY_MS=0] [STUDENT=bn] [SYNC_BN=1] [OVERLAP=0] node dist/test-workers/dist-kd.js
 import { manualSeed, setNumThreads } from '../src/torch';
-import { DataLoader, MNIST_STATS, loadMnist, normalize } from '../src/data';
+import { DataLoader, MNIST_STATS, loadMnist, normalize, randomCrop, randomHorizontalFlip } from '../src/data';
 import { LeNet5, LeNet5Half } from '../src/models';
-import { runEngine } from '../src/distill';
+import { runEngine, trainModel } from '../src/distill';
 import { BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential } from '../src/nn';
 import { joinProcessGroupFromEnv } from '../src/run';
 
@@ -32,6 +32,19 @@ async function main() {
     }
   }
   const loader = new SlowLoader(train, { batchSize: Number(process.env.BATCH ?? 64), shuffle: true, seed: 3, transforms: [normalize([...MNIST_STATS.mean], [...MNIST_STATS.std])] });
+  if (process.env.VIEWS === '1') {
+    // KD on cached teacher views (random crop + flip): trainModel builds the view cache on rank 0, every rank reads it
+    const aug = new DataLoader(train, { batchSize: Number(process.env.BATCH ?? 64), shuffle: true, seed: 3, transforms: [randomCrop(28, 2), randomHorizontalFlip(), normalize([...MNIST_STATS.mean], [...MNIST_STATS.std])] });
+    const s = await trainModel({
+      name: 'dist-views', model: student, teacher: teacher.eval(), train: aug, test, testTransforms: [normalize([...MNIST_STATS.mean], [...MNIST_STATS.std])],
+      epochs: Number(process.env.EPOCHS ?? 1), seed: 0, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 }, schedule: 'constant',
+      outDir: process.env.OUT_DIR!, force: true, kd: { temperature: 4, alpha: 0.3, softLoss: 'kl', cache: 'views', views: 3, topk: 4 },
+      cacheDir: `${process.env.OUT_DIR}-cache`, progress: false, log: () => {},
+    });
+    if (process.env.PRINT === '1' && (!group || group.rank === 0)) process.stdout.write(JSON.stringify(s) + '\n');
+    group?.destroy();
+    return;
+  }
   const summary = await runEngine({
     name: 'dist-kd',
     roles: [{ name: 'student', model: student, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 } }, { name: 'teacher', model: teacher, cache: true }],

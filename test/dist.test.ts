@@ -145,6 +145,19 @@ describe('process groups', { skip }, () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it('KD on cached teacher views: rank 0 builds the views, two ranks end as one process does', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-dist-'));
+    const one = await runAlone('dist-kd.js', { OUT_DIR: path.join(dir, 'one'), VIEWS: '1' });
+    assert.equal(one.code, 0, one.err);
+    const two = await launchRanks('dist-kd.js', 2, { OUT_DIR: path.join(dir, 'two'), VIEWS: '1' });
+    assert.equal(two.code, 0, two.log);
+    // the views were computed before training and stored in the run's cache folder
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'two-cache')).filter((f) => f.startsWith('teacher-views-')).length, 1);
+    const d = maxDiff(path.join(dir, 'one', 'last.safetensors'), path.join(dir, 'two', 'last.safetensors'));
+    assert.ok(d <= 1e-5, `max |Δ| ${d}`);
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it('a rank killed mid-epoch stops the others with its name; --resume on one rank finishes the run', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-dist-'));
     const env = { OUT_DIR: path.join(dir, 'run'), EPOCHS: '2', STEP_DELAY_MS: '150' };

@@ -76,6 +76,18 @@ export interface EngineBatch {
   taps?: Record<string, Tensor>;
   dispose(): void;
 }
+/**
+ * A BatchSource that data-parallel runs can split (a DataLoader, cached views): `setShard` makes each batch this
+ * process's contiguous share of the global batch, `globalRows(b)` is the whole batch's size.
+ */
+export interface ShardableSource extends BatchSource {
+  setShard(rank: number, world: number): void;
+  globalRows(b: number): number;
+}
+function isShardable(s: BatchSource): s is ShardableSource {
+  return typeof (s as Partial<ShardableSource>).setShard === 'function' && typeof (s as Partial<ShardableSource>).globalRows === 'function';
+}
+
 /** Where the training batches come from: a DataLoader, or any source with the same three members. */
 export interface BatchSource {
   /** Batches per epoch. */
@@ -569,7 +581,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   const dir = new RunDir(o.outDir, { name, resume: o.resume, force: o.force, log });
   if (writer) dir.claim();
   if (dist) {
-    if (!(o.train instanceof DataLoader)) throw new Error(`${name}: a data-parallel run needs a DataLoader for the training data (each process takes its share of every batch)`);
+    if (!isShardable(o.train)) throw new Error(`${name}: a data-parallel run needs training batches that can be split (a DataLoader or cached views: setShard and globalRows), each process taking its share of every batch`);
     o.train.setShard(dist.rank, dist.worldSize);
     dist.barrier(); // the run directory is claimed (and cleared with force) before any rank reads it
   }
@@ -646,7 +658,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       if (ps.length) reducers.set(r, GradReducer.create(dist, ps, { bucketCapMB: o.bucketCapMB }));
     }
   if (dist && o.syncBatchNorm) {
-    const last = (o.train as DataLoader).globalRows(o.train.length - 1);
+    const last = (o.train as ShardableSource).globalRows(o.train.length - 1);
     if (last < dist.worldSize)
       throw new Error(`${name}: with syncBatchNorm every process needs rows in every batch, but the last batch has ${last} row(s) for ${dist.worldSize} processes; set the loader's dropLast or another batch size`);
     for (const r of trainable) syncBatchNorm(r.module!, dist);
@@ -729,10 +741,10 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
             ext.push(m);
             for (const r of external) if (!r.cached && r.taps.size) m.set(r, await runTeacher(r.external!, b.x, [...r.taps], { dataset: loader?.dataset, indices: b.indices }));
           }
-          const shares = dist ? bs.map((b, a) => (b.y.shape[0] * dist.worldSize) / (o.train as DataLoader).globalRows(step * accum + a)) : undefined;
+          const shares = dist ? bs.map((b, a) => (b.y.shape[0] * dist.worldSize) / (o.train as ShardableSource).globalRows(step * accum + a)) : undefined;
           for (const r of trainable) for (const m of r.stepAware) m.beforeStep(p);
           // the Reducer serves steps of one batch in which every process has rows (else: one all-reduce after backward)
-          const overlap = reducers.size > 0 && accum === 1 && (o.train as DataLoader).globalRows(step) >= dist!.worldSize;
+          const overlap = reducers.size > 0 && accum === 1 && (o.train as ShardableSource).globalRows(step) >= dist!.worldSize;
           res = trainStep(bs, p, { roles, frozen, updates, primary, others: otherTrainable, ext, rows, classify, dist, shares, reducers: overlap ? reducers : undefined });
         } finally {
           for (const m of ext) for (const t of m.values()) dispose([...t.values()]);
@@ -831,7 +843,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     }
   } finally {
     testShare?.dispose();
-    if (dist) (o.train as DataLoader).setShard(0, 1);
+    if (dist) (o.train as ShardableSource).setShard(0, 1);
     for (const red of reducers.values()) red.destroy();
     if (dist && o.syncBatchNorm) for (const r of trainable) syncBatchNorm(r.module!, null);
     for (const r of roles.values()) {

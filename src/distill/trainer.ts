@@ -6,6 +6,7 @@
 // ends with the same weights as an uninterrupted run (data order, augmentation and libtorch's RNG are all derived from
 // (seed, epoch, step)).
 import { Module } from '../nn';
+import { defaultProcessGroup } from '../torch';
 import { DataLoader, TensorDataset } from '../data';
 import { DynamicTemperature, ScheduleSpec, checkSchedule, scheduleValue, isConstant, type Progress } from './schedules';
 import type { FeatureMatcher } from './features';
@@ -138,9 +139,17 @@ export async function trainModel(o: TrainOptions): Promise<TrainSummary> {
     const T = scheduleValue(kdo!.temperature, { epoch: 0, step: 0, stepsPerEpoch: 1, epochs: 1 });
     const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
     const t0 = Date.now();
-    views = await teacherViews(o.teacher!, o.train, {
-      views: kdo!.views ?? 10, topk: kdo!.topk ?? 10, temperature: T, seed: kdo!.viewSeed ?? o.seed, cacheDir, warn: log, device: deviceOf(o.model),
-    });
+    const viewOpts = { views: kdo!.views ?? 10, topk: kdo!.topk ?? 10, temperature: T, seed: kdo!.viewSeed ?? o.seed, cacheDir, warn: log, device: deviceOf(o.model) };
+    // data-parallel: rank 0 builds (or reads) the cache; the others read the file it wrote
+    const group = defaultProcessGroup();
+    const dist = group && group.worldSize > 1 ? group : null;
+    if (dist && dist.rank !== 0) {
+      dist.barrier();
+      views = await teacherViews(o.teacher!, o.train, viewOpts);
+    } else {
+      views = await teacherViews(o.teacher!, o.train, viewOpts);
+      dist?.barrier();
+    }
     log(`${name}: teacher outputs for ${views.views} views × ${views.n} images (top-${views.k} of ${views.classes}) ${views.fromCache ? 'read from' : `computed in ${((Date.now() - t0) / 1000).toFixed(1)} s and stored in`} ${views.file}`);
     train = new ViewCacheBatches(o.train, views);
   }

@@ -313,6 +313,14 @@ export class ViewCacheBatches implements BatchSource {
     this.epoch = epoch;
     this.src.setEpoch(epoch);
   }
+  /** Data-parallel: each batch becomes this process's contiguous share of the global batch (see DataLoader.setShard). */
+  setShard(rank: number, world: number): void {
+    this.src.setShard(rank, world);
+  }
+  /** The whole batch's size, whatever the shard. */
+  globalRows(b: number): number {
+    return this.src.globalRows(b);
+  }
   /** The cache slots (row · K + view) of a batch's samples in the current epoch. */
   slotsOf(indices: Int32Array): Int32Array {
     const K = this.cache.views;
