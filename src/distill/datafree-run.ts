@@ -15,6 +15,9 @@ import { BatchNorm2d, Conv2d } from '../nn';
 import type { DataLoader, TensorDataset } from '../data';
 import { type EngineOptions, type OptimizerSpec, type RoleSpec, type TermSpec, type TrainSummary, type UpdateSpec, runEngine } from './engine';
 import { NoiseBatches } from './datafree';
+import { writeImageGrid } from '../report';
+import { noGrad, tidy } from '../torch';
+import * as path from 'node:path';
 import type { Progress } from './schedules';
 
 export const DATA_FREE_METHODS = ['dafl', 'deepinversion', 'dfad', 'noise'] as const;
@@ -152,12 +155,40 @@ export function dataFreeSpec(o: DataFreeOptions): Pick<EngineOptions, 'roles' | 
  * from (seed, epoch, step) so that a run resumes exactly. The run directory is the engine's (the generator's weights
  * and optimizer beside the student's).
  */
-export async function dataFree(o: DataFreeOptions): Promise<TrainSummary> {
+export async function dataFree(o: DataFreeOptions): Promise<TrainSummary & { samples: string }> {
   const { noiseShape, ...spec } = dataFreeSpec(o);
   const train = new NoiseBatches({ batches: o.batchesPerEpoch, batchSize: o.batchSize, shape: noiseShape, classes: o.classes, seed: o.seed });
-  return runEngine({
+  const summary = await runEngine({
     name: `datafree-${o.method}`, ...spec, train, epochs: o.epochs, seed: o.seed, outDir: o.outDir, resume: o.resume, force: o.force,
     test: o.test, testTransforms: o.testTransforms, checkpointEverySteps: o.checkpointEverySteps, logEverySteps: o.logEverySteps,
     report: o.report, log: o.log, progress: o.progress, signal: o.signal,
   });
+  return { ...summary, samples: writeSamples(o, noiseShape) };
+}
+
+/**
+ * The generator's images (eval mode) on 64 noise vectors of their own seed, or the noise images themselves, as
+ * `samples.png` in the run directory.
+ */
+export function writeSamples(o: Pick<DataFreeOptions, 'generator' | 'method' | 'outDir' | 'seed'>, noiseShape: number[], count = 64): string {
+  const file = path.join(o.outDir, 'samples.png');
+  const noise = new NoiseBatches({ batches: 1, batchSize: count, shape: noiseShape, classes: 1, seed: o.seed ^ 0x5a5a });
+  const b = noise.batchAt(0);
+  try {
+    tidy(() =>
+      noGrad(() => {
+        const g = o.method === 'noise' ? null : o.generator!;
+        const was = g?.training;
+        g?.eval();
+        try {
+          writeImageGrid(file, g ? (g.call(b.x.to({ device: g.parameters()[0]?.device ?? 'cpu' })) as import('../torch').Tensor) : b.x, { columns: 8, scale: 2 });
+        } finally {
+          if (g) g.train(was!);
+        }
+      }),
+    );
+  } finally {
+    b.dispose();
+  }
+  return file;
 }
