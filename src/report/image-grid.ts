@@ -1,7 +1,7 @@
 // An image grid as a PNG: a batch of images [N, C, H, W] (C = 1 or 3) tiled in rows, each image scaled to 0–255 by
 // its own minimum and maximum, with a gap between tiles. Data-free runs write their generated samples this way.
 import { PNG } from 'pngjs';
-import { type Tensor, noGrad, writeFileAtomic } from '../torch';
+import { type Tensor, noGrad, tidy, writeFileAtomic } from '../torch';
 
 export interface ImageGridOptions {
   /** Tiles per row (default: ⌈√N⌉). */
@@ -25,7 +25,7 @@ export function imageGridPng(images: Tensor, o: ImageGridOptions = {}): Buffer {
   const png = new PNG({ width: cols * tw + (cols + 1) * gap, height: rows * th + (rows + 1) * gap });
   png.data.fill(128);
   for (let i = 3; i < png.data.length; i += 4) png.data[i] = 255;
-  const d = noGrad(() => images.detach().float().data()) as Float32Array;
+  const d = tidy(() => noGrad(() => images.detach().float().data())) as Float32Array;
   const n = C * H * W;
   for (let k = 0; k < N; k++) {
     let lo = Infinity, hi = -Infinity;

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { setNumThreads } from '../torch';
+import { manualSeed, setNumThreads } from '../torch';
 import { loadWeights } from '../nn';
 import { type ImageDatasetInfo, normalize, registerBuiltinDatasets } from '../data';
 import { DaflGenerator, checkModelOptions, createModel, registerBuiltinModels } from '../models';
@@ -102,6 +102,8 @@ export async function runDataFreeConfig(cfg: DataFreeConfig, o: { resume?: boole
   const d = cfg.datafree;
   const classes = info.classes.length;
   const withClasses = (opts: Record<string, unknown>) => ({ numClasses: classes, ...opts });
+  // the student's and generator's initial weights follow the seed
+  manualSeed(cfg.seed);
   const teacher = createModel(d.teacher.model, withClasses(d.teacher.options));
   loadWeights(teacher, d.teacher.checkpoint);
   const student = createModel(d.student.model, withClasses(d.student.options));
