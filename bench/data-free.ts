@@ -3,6 +3,7 @@
 // method, each for a wall-time budget; the test split only measures the students after every epoch.
 //   npm run build && node dist/bench/data-free.js [--methods dafl,dfad,deepinversion,noise] [--minutes 30,10,10,5]
 //      [--teacher FILE] [--width 32] [--batch 128] [--batches 120] [--threads 1] [--seed 0] [--out runs/data-free]
+//      [--resume]   continue the listed methods' runs in <out> for their budgets again (the time axis continues too)
 // Without --teacher (or when the file is missing) the teacher is trained first (5 epochs, SGD 0.01, momentum 0.9,
 // batch 64) into <out>/teacher. Prints accuracy against wall time per method, a markdown table and a final JSON line;
 // writes both to <out>/data-free.md and <out>/data-free.json.
@@ -20,6 +21,7 @@ const { values } = parseArgs({
     methods: { type: 'string', default: 'dafl,dfad,deepinversion,noise' }, minutes: { type: 'string', default: '30,10,10,5' },
     teacher: { type: 'string' }, width: { type: 'string', default: '32' }, batch: { type: 'string', default: '128' }, batches: { type: 'string', default: '120' },
     threads: { type: 'string', default: '1' }, seed: { type: 'string', default: '0' }, out: { type: 'string', default: 'runs/data-free' },
+    resume: { type: 'boolean', default: false },
   },
 });
 
@@ -63,9 +65,13 @@ async function main() {
 
   const methods = values.methods!.split(',') as DataFreeMethod[];
   const minutes = values.minutes!.split(',').map(Number);
-  const rows: Row[] = [];
+  const jsonFile = path.join(out, 'data-free.json');
+  const earlier: Row[] = values.resume && fs.existsSync(jsonFile) ? (JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as { rows: Row[] }).rows : [];
+  const rows: Row[] = earlier.filter((r) => !methods.includes(r.method as DataFreeMethod));
   for (const [i, method] of methods.entries()) {
     const budget = minutes[Math.min(i, minutes.length - 1)];
+    const before = values.resume ? earlier.find((r) => r.method === method) : undefined;
+    const offset = before ? before.curve[before.curve.length - 1].min : 0;
     const student = createModel('lenet5-half', { outputRelu: false });
     const generator = new DaflGenerator({ imageShape: [1, 28, 28], width: Number(values.width) });
     const ctl = new AbortController();
@@ -74,14 +80,14 @@ async function main() {
     const marks: number[] = [];
     const dir = path.join(out, method);
     const log = (line: string) => {
-      if (/ epoch \d+\/\d+ /.test(line)) marks.push((Date.now() - start) / 60_000);
+      if (/ epoch \d+\/\d+ /.test(line)) marks.push(offset + (Date.now() - start) / 60_000);
       console.log(`[${((Date.now() - start) / 60_000).toFixed(1)} min] ${line}`);
     };
     let samples = '';
     try {
       const r = await dataFree({
         method, teacher, student, generator, imageShape: [1, 28, 28], classes: 10, feature: 'fc1', batchSize: Number(values.batch), batchesPerEpoch: Number(values.batches),
-        epochs: 1000, seed, outDir: dir, force: true, test, testTransforms: norm, log, progress: false, signal: ctl.signal,
+        epochs: 1000, seed, outDir: dir, force: !before, resume: !!before, test, testTransforms: norm, log, progress: false, signal: ctl.signal,
       });
       samples = r.samples;
     } catch (e) {
@@ -92,10 +98,11 @@ async function main() {
       clearTimeout(timer);
     }
     const metrics = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { epoch: number; test_acc: number });
-    const curve = metrics.map((m, k) => ({ min: marks[k], epoch: m.epoch, acc: m.test_acc }));
+    const marksAll = [...(before?.curve.map((c) => c.min) ?? []), ...marks];
+    const curve = metrics.map((m, k) => ({ min: marksAll[k], epoch: m.epoch, acc: m.test_acc }));
     const reach = curve.find((c) => c.acc >= 97);
     rows.push({
-      method, minutes: budget, steps: metrics.length * Number(values.batches), best: Math.max(...curve.map((c) => c.acc)), final: curve[curve.length - 1]?.acc ?? NaN,
+      method, minutes: Math.round((budget + (before?.minutes ?? 0)) * 10) / 10, steps: metrics.length * Number(values.batches), best: Math.max(...curve.map((c) => c.acc)), final: curve[curve.length - 1]?.acc ?? NaN,
       to97: reach ? reach.min : null, curve, samples,
     });
     console.log(`${method}: best ${rows[rows.length - 1].best.toFixed(2)} %, ${curve.length} epochs in ${budget} min; samples ${samples}`);
@@ -116,7 +123,7 @@ async function main() {
   for (const l of lines) console.log(l);
   const json = { teacher: teacherAcc, schedule, rows };
   writeFileAtomic(path.join(out, 'data-free.md'), lines.join('\n') + '\n');
-  writeFileAtomic(path.join(out, 'data-free.json'), JSON.stringify(json, null, 2));
+  writeFileAtomic(jsonFile, JSON.stringify(json, null, 2));
   console.log(JSON.stringify(json));
 }
 
