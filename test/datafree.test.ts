@@ -193,6 +193,18 @@ describe('roles on a generator\'s images (the engine)', () => {
       assert.ok(changed(o.student, s0));
       for (const m of [o.teacher, o.student, o.generator]) m.dispose();
     }
+    // the student runs in both updates; its predictions count once (Fixed predicts class 2, the labels are all 2)
+    const o = opts({ student: new Fixed() });
+    const { noiseShape: _n, ...spec } = dataFreeSpec({ method: 'dfad', ...o });
+    const b = batch();
+    const y = tensor(new BigInt64Array(6).fill(2n));
+    const s = await EngineStep.create({ ...spec, batch: b });
+    const r = s.step({ x: b.x, y });
+    assert.deepEqual([r.correct, r.n], [6, 6]);
+    s.dispose();
+    b.dispose();
+    y.dispose();
+    for (const m of [o.teacher, o.student, o.generator]) m.dispose();
   });
 
   it('DeepInversion: BatchNorm taps of a CIFAR ResNet teacher; the generator and student updates alternate', async () => {

@@ -969,6 +969,8 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
   const { roles, frozen, updates, primary, others, ext, rows, classify, dist, shares } = env;
   const out: StepResult = { value: 0, n: 0, correct: 0, metrics: {}, terms: {}, others: Object.fromEntries(others.map((r) => [r.name, 0])), bad: [] };
   const k = bs.length;
+  // each role's predictions are counted in the first update that runs it (several updates may run the same role)
+  const countedIn = (r: Role) => updates.findIndex((u) => u.need.includes(r));
   for (const [ui, u] of updates.entries()) {
     for (const r of u.roles) r.opt!.zeroGrad();
     for (const [bi, b] of bs.entries()) {
@@ -1063,8 +1065,8 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
       }
       // samples and accuracies: counted once per batch (from the update that ran the role)
       if (ui === 0) out.n += r.n!;
-      if (r.correct) out.correct += r.correct;
-      for (const [name, c] of r.others!) out.others[name] += c;
+      if (r.correct && ui === countedIn(primary)) out.correct += r.correct;
+      for (const [name, c] of r.others!) if (ui === countedIn(roles.get(name)!)) out.others[name] += c;
     }
     if (dist) for (const r of u.roles) averageGradients(dist, r);
     for (const r of u.roles) {
