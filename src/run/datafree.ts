@@ -39,7 +39,7 @@ export const dataFreeConfigSchema = configSchema
         student: modelRef,
         /** dafl-generator options (latentDim, width); imageShape follows the data. */
         generator: z.object({ latentDim: z.number().int().positive().optional(), width: z.number().int().min(2).optional() }).strict().default({}),
-        /** DAFL: the teacher module whose output the activation loss reads (the layer before the classifier). */
+        /** DAFL: the teacher module whose output the activation loss reads (the layer before the classifier); other methods ignore it. */
         feature: z.string().min(1).optional(),
         featureRelu: z.boolean().optional(),
         batchSize: z.number().int().positive().default(512),
@@ -83,7 +83,6 @@ export function validateDataFreeConfig(raw: unknown, source = 'config'): DataFre
   }
   for (const [k, m] of [['teacher', d.teacher], ['student', d.student]] as const) checkModelOptions(m.model, m.options, `${source}: datafree.${k}.options`);
   if (d.method === 'dafl' && !d.feature) throw new Error(`${source}: datafree.feature is required for method dafl (the teacher module before its classifier, e.g. fc1 of lenet5)`);
-  if (d.method === 'noise' && (d.feature || d.generatorOptimizer)) throw new Error(`${source}: datafree.${d.feature ? 'feature' : 'generatorOptimizer'} does not apply to method noise (no generator)`);
   return cfg;
 }
 
