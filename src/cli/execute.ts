@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { isWriterProcess, setNumThreads } from '../torch';
 import { writeReport } from '../report';
 import {
-  RunKind, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   joinProcessGroupFromEnv, loadConfigData, runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -64,6 +64,14 @@ export async function execute(command: string, file: string | undefined, values:
   if (values.out) sets.push(`output.dir=${values.out}`);
   if (values.plugin?.length) loadPlugins(values.plugin);
   const raw = readConfigMapping(file);
+  if (isDataFreeConfig(raw)) {
+    // data-free distillation: a generator, the frozen teacher and the student; only the test split is read
+    if (command !== 'distill') throw new Error(`${file}: a data-free configuration runs with tsdistill distill`);
+    const r = await runDataFreeConfig(loadDataFreeConfig(file, sets), { resume: values.resume, force: values.force, signal: o.signal });
+    console.log(`${r.name}: best test accuracy ${r.best_test_acc.toFixed(2)} % (epoch ${r.best_epoch}), weights in ${path.join(r.out_dir, 'best.safetensors')}; generated samples: ${r.samples}`);
+    if (values.json) console.log(JSON.stringify(r));
+    return 0;
+  }
   if (isStagedConfig(raw) || isSchemeConfig(raw)) {
     // a configuration of stages, roles and terms (or a scheme, which expands to one): `distill` (or `train`) runs its
     // stages in order; `compare` measures a scheme's every peer / exit / generation / link against its baseline

@@ -64,6 +64,16 @@ export interface RoleSpec {
   clip?: number;
   /** How the role's weights are written (default: safetensors of its state_dict), e.g. with a tokenizer beside them. */
   save?: (file: string, model: Module, meta: Record<string, string>) => void;
+  /**
+   * The role's input: another role's tap (`generator.logits`: a generator's images) instead of the batch's `x`. A
+   * frozen role on a trained role's output passes gradients back to it in the updates that step that role (a teacher
+   * judging a generator's images); elsewhere the input is a constant.
+   */
+  input?: string;
+  /** With `input`: never pass gradients back to the input's role (a student learning on a generator's images). */
+  detachInput?: boolean;
+  /** false: the role's output is not class logits (a generator): no accuracy counted or evaluated. Default true. */
+  classify?: boolean;
 }
 
 /** One batch of a BatchSource: inputs, labels, the data-set rows (for the teacher cache), other named tensors. */
@@ -333,6 +343,8 @@ interface Role {
   stepAware: StepAware[];
   /** Data-parallel: the parameters whose gradients are averaged over the processes (found on the first step). */
   gradParams?: Tensor[];
+  /** The tap the role reads as its input (RoleSpec.input), or null for the batch's x. */
+  input: Tap | null;
 }
 
 /**
@@ -386,6 +398,12 @@ function checkTap(r: Role, tap: Tap, where: string): void {
 
 const tapText = (t: Tap) => (t.role ? `${t.role}.${t.path}` : t.path);
 
+/** Whether a role's input comes (directly or through other roles) from a trainable role. */
+function feedsFrom(r: Role | undefined, roles: Map<string, Role>): boolean {
+  for (let x = r?.input; x; x = roles.get(x.role)!.input) if (roles.get(x.role)!.trainable) return true;
+  return false;
+}
+
 // ------------------------------------------------------------------------------------------------------- the run
 
 /** Runs the engine: trains the trainable roles on the terms, evaluating and checkpointing every epoch. */
@@ -409,7 +427,7 @@ interface Plan {
   trainable: Role[];
   frozen: Role[];
   primary: Role;
-  /** The trainable roles other than the primary one. */
+  /** The trainable roles other than the primary one whose accuracy is counted (classify not false). */
   others: Role[];
   projections: ModuleList;
   /** Whether a term reads more than logits (a dry run on the first batch then fixes the taps' shapes). */
@@ -432,13 +450,33 @@ function planStep(o: StepSpec): Plan {
     if (external && spec.optimizer) throw new Error(`${name}: role '${spec.name}' is an external ${external.kind} teacher and cannot be trained (remove its optimizer)`);
     roles.set(spec.name, {
       spec, name: spec.name, module: external ? null : (spec.model as Module), external, trainable: !!spec.optimizer,
-      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null, stepAware: [],
+      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null, stepAware: [], input: null,
     });
+  }
+  // ---- inputs: roles reading another role's tap, checked for cycles
+  for (const r of roles.values()) {
+    if (r.spec.input === undefined) continue;
+    const where = `${name}: role '${r.name}'.input`;
+    if (r.external) throw new Error(`${where}: an external ${r.external.kind} teacher runs on the batch's inputs only (its outputs carry no gradient); use a Module teacher`);
+    const tap = parseTap(r.spec.input, roles, where);
+    if (!tap.role) throw new Error(`${where}: '${r.spec.input}' must be a role's tap (<role>.<path>), not ${tap.path === LABELS ? 'the labels' : 'a batch tensor'}`);
+    if (tap.role === r.name) throw new Error(`${where}: a role cannot read its own output`);
+    checkTap(roles.get(tap.role)!, tap, where);
+    roles.get(tap.role)!.taps.add(tap.path);
+    r.input = tap;
+  }
+  for (const r of roles.values()) {
+    const seen = [r.name];
+    for (let x = r.input; x; x = roles.get(x.role)!.input) {
+      if (seen.includes(x.role)) throw new Error(`${name}: role inputs form a cycle (${[...seen, x.role].join(' → ')})`);
+      seen.push(x.role);
+    }
   }
   const trainable = [...roles.values()].filter((r) => r.trainable);
   if (!trainable.length) throw new Error(`${name}: no trainable role (give at least one role an optimizer)`);
-  const primary = o.primary ? roles.get(o.primary) : trainable[0];
+  const primary = o.primary ? roles.get(o.primary) : (trainable.find((r) => r.spec.classify !== false) ?? trainable[0]);
   if (!primary?.trainable) throw new Error(`${name}: primary role '${o.primary}' is not a trainable role (${trainable.map((r) => r.name).join(', ')})`);
+  if (primary.spec.classify === false) throw new Error(`${name}: the primary role '${primary.name}' has classify: false; the primary role is the classifier the run evaluates and keeps`);
 
   // ---- terms: `*` patterns expanded, taps parsed and checked
   const terms: Term[] = [];
@@ -467,7 +505,8 @@ function planStep(o: StepSpec): Plan {
       for (const tap of s) {
         if (!tap.role) throw new Error(`${where}: the student side cannot be labels`);
         const r = roles.get(tap.role)!;
-        if (!r.trainable) throw new Error(`${where}: the student side '${tapText(tap)}' belongs to the frozen role '${r.name}' (it would learn nothing)`);
+        if (!r.trainable && !feedsFrom(r, roles))
+          throw new Error(`${where}: the student side '${tapText(tap)}' belongs to the frozen role '${r.name}' (it would learn nothing; a frozen role learns only through a trained role's output as its input)`);
       }
       for (const tap of [...s, ...t]) if (tap.role) {
         const r = roles.get(tap.role)!;
@@ -496,11 +535,13 @@ function planStep(o: StepSpec): Plan {
     // the roles whose forward pass the update needs: those its terms tap, then its own
     const need = new Set(ts.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
     for (const r of u.roles) need.add(roles.get(r)!);
+    // and the roles their inputs come from
+    for (const r of [...need]) for (let x = r.input; x; x = roles.get(x.role)!.input) need.add(roles.get(x.role)!);
     return { roles: u.roles.map((r) => roles.get(r)!), terms: ts, need: [...need] };
   });
   for (const r of roles.values()) r.inner = [...new Set([...r.taps].filter((p) => p !== LOGITS).map(modulePath))];
   const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
-  return { name, roles, terms, updates, trainable, frozen: [...roles.values()].filter((r) => !r.trainable), primary, others: trainable.filter((r) => r !== primary), projections: new ModuleList(), probing };
+  return { name, roles, terms, updates, trainable, frozen: [...roles.values()].filter((r) => !r.trainable), primary, others: trainable.filter((r) => r !== primary && r.spec.classify !== false), projections: new ModuleList(), probing };
 }
 
 /** Each trainable role's optimizer (over its parameters and the projections it feeds); frozen roles in eval mode without gradients. */
@@ -668,7 +709,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
   for (const r of frozen) {
     const onlyLogits = [...r.taps].every((p) => p === LOGITS);
-    if (!r.spec.cache || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
+    if (!r.spec.cache || r.input || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
     const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
     fs.mkdirSync(cacheDir, { recursive: true });
     const model = r.module ?? r.external!;
@@ -782,7 +823,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
         if (!last && (stopping || (o.checkpointEverySteps && global % o.checkpointEverySteps === 0))) {
           saveAll({ epoch: String(epoch), step: String(step + 1) });
           const pe: PartialEpoch = { epoch, step: step + 1, acc: dist ? sumAccumulator(dist, acc) : acc, win: dist ? sumAccumulator(dist, win) : win, elapsed: (Date.now() - t0) / 1000 };
-          if (writer) dir.commit({ epoch: epoch - 1, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable), partial: pe });
+          if (writer) dir.commit({ epoch: epoch - 1, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(trainable.filter((r) => r !== primary)), partial: pe });
         }
         await nextTick();
         if (stopping) {
@@ -826,7 +867,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       const every = o.checkpointEvery ?? 1;
       if (every > 0 && (epoch + 1) % every === 0 && o.test) saveWeights(primary, `epoch-${epoch + 1}.safetensors`);
       saveAll({ epoch: String(epoch + 1), ...(o.logEverySteps ? { step: String((epoch + 1) * steps) } : {}) });
-      if (writer) dir.commit({ epoch, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(otherTrainable) });
+      if (writer) dir.commit({ epoch, best, scheduler: primary.sched!.stateDict(), schedulers: schedulerStates(trainable.filter((r) => r !== primary)) });
       if (!o.logEverySteps) {
         if (writer) dir.appendMetrics(m);
         log(epochLine(name, o.epochs, m, metricKeys, classify));
@@ -952,7 +993,8 @@ function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
   };
   // in a scope of its own, as C++ scoping does: intermediate tensors that neither the taps nor autograd hold (all of a
   // frozen role's activations) are freed as soon as the forward pass ends, not at the end of the step
-  return tidy(() => (r.trainable ? run() : noGrad(run)));
+  // (a frozen role on a trained role's output passes its gradients back: its own parameters need none)
+  return tidy(() => (r.trainable || x.requiresGrad ? run() : noGrad(run)));
 }
 
 interface StepEnv {
@@ -983,6 +1025,8 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
   const { roles, frozen, updates, primary, others, ext, rows, classify, dist, shares, reducers } = env;
   const out: StepResult = { value: 0, n: 0, correct: 0, metrics: {}, terms: {}, others: Object.fromEntries(others.map((r) => [r.name, 0])), bad: [] };
   const k = bs.length;
+  // each role's predictions are counted in the first update that runs it (several updates may run the same role)
+  const countedIn = (r: Role) => updates.findIndex((u) => u.need.includes(r));
   for (const [ui, u] of updates.entries()) {
     for (const r of u.roles) r.opt!.zeroGrad();
     for (const [bi, b] of bs.entries()) {
@@ -990,13 +1034,24 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
       if (dist && b.y.shape[0] === 0) continue;
       const r = tidy(() => {
         const taps = new Map<Role, Map<string, Tensor>>();
+        // a role reading another role's tap runs after it (see RoleSpec.input)
+        const tapsOf = (r: Role): Map<string, Tensor> => {
+          let t = taps.get(r);
+          if (!t) taps.set(r, (t = forwardRole(r, r.input ? inputOf(r, r.input) : b.x)));
+          return t;
+        };
+        const inputOf = (r: Role, x: Tap): Tensor => {
+          const t = tapsOf(roles.get(x.role)!).get(x.path)!;
+          return r.spec.detachInput || !updating(roles.get(x.role)!) ? t.detach() : t;
+        };
+        const updating = (r: Role): boolean => u.roles.includes(r) || (!r.trainable && !!r.input && updating(roles.get(r.input.role)!));
         for (const fr of frozen) {
           if (!fr.taps.size) continue;
           if (fr.cached) {
             taps.set(fr, new Map([[LOGITS, fr.cached.indexSelect(0, rowIndex(b.indices!, fr.cached.device))]]));
             continue;
           }
-          const t = fr.external ? ext[bi].get(fr)! : forwardRole(fr, b.x);
+          const t = fr.external ? ext[bi].get(fr)! : tapsOf(fr);
           taps.set(fr, t);
           if (fr.cacheFile && ui === 0) {
             // the first epoch fills the cache from the teacher's outputs as it goes
@@ -1006,7 +1061,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
           }
         }
         const need = u.need;
-        for (const r of need) if (r.trainable) taps.set(r, forwardRole(r, b.x));
+        for (const r of need) if (r.trainable) tapsOf(r);
         const get = (tap: Tap, target: boolean): Tensor => {
           if (!tap.role) {
             if (tap.path === LABELS) return b.y;
@@ -1016,8 +1071,9 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
           }
           const r = roles.get(tap.role)!;
           const t = taps.get(r)!.get(tap.path)!;
-          // the target side never receives gradients (another trainable role's output is a constant here)
-          return target && r.trainable ? t.detach() : t;
+          // the target side never receives gradients (another trainable role's output, or a frozen role's on a trained
+          // role's output, is a constant here)
+          return target && t.requiresGrad ? t.detach() : t;
         };
         const batchTaps = { labels: b.y, ...(b.taps ?? {}) };
         // the terms and their sum in a scope of their own: the loss's intermediate tensors are freed before the
@@ -1029,7 +1085,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
           const parts: { loss: LossResult; weight: number }[] = [];
           for (const term of u.terms) {
             const { values, scheduled } = term.fixed ?? resolveOptions(term.options, p);
-            const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, true));
+            const sv = term.s.map((x) => get(x, false)), tv = term.t.map((x) => get(x, !term.def.targetGrad));
             const sp = term.proj ? [term.proj.call(sv[0]) as Tensor] : sv;
             let loss: LossResult;
             try {
@@ -1062,7 +1118,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
             throw new Error(`rank ${dist!.rank} of ${dist!.worldSize}: the backward pass with its gradient all-reduce failed: ${(e as Error).message}`, { cause: e });
           }
         } else scaled.backward();
-        const correct = (r: Role) => (classify && need.includes(r) ? correctCount(taps.get(r)!.get(LOGITS)!, b.y) : 0);
+        const correct = (r: Role) => (classify && r.spec.classify !== false && need.includes(r) ? correctCount(taps.get(r)!.get(LOGITS)!, b.y) : 0);
         return { value, bad: [] as string[], vals, n: b.y.shape[0], correct: correct(primary), others: others.map((r) => [r.name, correct(r)] as const) };
       });
       if (!Number.isFinite(r.value)) return { ...out, value: r.value, bad: r.bad };
@@ -1073,8 +1129,8 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
       }
       // samples and accuracies: counted once per batch (from the update that ran the role)
       if (ui === 0) out.n += r.n!;
-      if (r.correct) out.correct += r.correct;
-      for (const [name, c] of r.others!) out.others[name] += c;
+      if (r.correct && ui === countedIn(primary)) out.correct += r.correct;
+      for (const [name, c] of r.others!) if (ui === countedIn(roles.get(name)!)) out.others[name] += c;
     }
     if (dist) for (const r of u.roles) if (!reducers?.has(r)) averageGradients(dist, r);
     for (const r of u.roles) {
@@ -1164,7 +1220,12 @@ async function probe(b0: StepBatch, plan: Plan, dataset?: unknown, rows = 0): Pr
       tidy(() =>
         noGrad(() => {
           const taps = new Map<Role, Map<string, Tensor>>();
-          for (const r of roles.values()) if (r.taps.size) taps.set(r, r.external ? ext.get(r)! : forwardRole(r, b0.x));
+          const tapsOf = (r: Role): Map<string, Tensor> => {
+            let t = taps.get(r);
+            if (!t) taps.set(r, (t = r.external ? ext.get(r)! : forwardRole(r, r.input ? tapsOf(roles.get(r.input.role)!).get(r.input.path)! : b0.x)));
+            return t;
+          };
+          for (const r of roles.values()) if (r.taps.size) tapsOf(r);
           const shape = (x: Tap) => (x.role ? taps.get(roles.get(x.role)!)!.get(x.path)!.shape : b0.y.shape);
           for (const term of terms) {
             if (term.def.module) {

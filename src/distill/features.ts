@@ -22,6 +22,7 @@ import { classWiseKl, fspPooled, peerMeanKl, virtualTeacherKl } from './scheme-l
 import { softTopkLoss } from './view-cache';
 import { registerRepDistillerLosses } from './repdistiller-register';
 import { registerLifelongLosses } from './lifelong';
+import { adaptiveJs, bnStats, daflActivation, daflEntropy, daflOneHot, dfadAdversarial, l2Prior, logitL1, tvPrior } from './datafree';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
 
@@ -77,6 +78,8 @@ export interface LossDef {
    * checkpoints; the loss receives it as `ctx.module`.
    */
   module?: (info: LossModuleInfo) => Module;
+  /** The teacher side keeps its gradient (adversarial terms through both roles, e.g. a generator's); default false. */
+  targetGrad?: boolean;
 }
 
 const losses = new Map<string, LossDef>();
@@ -189,6 +192,16 @@ export function registerBuiltinLosses(): void {
   registerLifelongLosses(registerLoss);
   registerLoss('tf_virtual', one('batch', "Tf-KD's virtual teacher: correctProb on the label, the rest spread evenly (teacher side: labels)", (s, t, _c, o) =>
     virtualTeacherKl(s, t, { correctProb: num(o, 'correctProb'), temperature: num(o, 'temperature'), multiplier: num(o, 'multiplier') })));
+  // data-free distillation (datafree.ts): a generator's terms, read on the teacher's outputs on its images
+  registerLoss('dafl_onehot', one('batch', "DAFL: cross-entropy of the teacher's logits against their argmax (student side: the teacher's logits on generated images)", (s) => daflOneHot(s)));
+  registerLoss('dafl_activation', one('batch', 'DAFL: −mean |f| of a teacher feature (option relu: after a ReLU)', (s, _t, _c, o) => daflActivation(s, o.relu === true)));
+  registerLoss('dafl_entropy', one('batch', "DAFL: Σ p̄ log10 p̄ of the batch's mean teacher softmax (balanced classes)", (s) => daflEntropy(s)));
+  registerLoss('bn_stats', one('batch', "DeepInversion: ‖μ − μ_bn‖ + ‖σ² − σ²_bn‖ of a BatchNorm's input (options mean, var)", (s, _t, _c, o) => bnStats(s, o.mean as number[], o.var as number[])));
+  registerLoss('tv_prior', one('batch', 'DeepInversion: total variation of images (option norm: l2 | l1)', (s, _t, _c, o) => tvPrior(s, (o.norm as 'l1' | 'l2' | undefined) ?? 'l2')));
+  registerLoss('l2_prior', one('batch', "DeepInversion: mean of each image's L2 norm", (s) => l2Prior(s)));
+  registerLoss('adaptive_js', { ...one('same', 'DeepInversion: 1 − JS(softmax(s/T), softmax(t/T)), through both sides (option temperature, default 3)', (s, t, _c, o) => adaptiveJs(s, t, num(o, 'temperature') ?? 3)), targetGrad: true });
+  registerLoss('dfad_adv', { ...one('same', 'DFAD: −mean |s − t| over logits, through both sides (a generator maximises disagreement)', (s, t) => dfadAdversarial(s, t)), targetGrad: true });
+  registerLoss('logit_l1', one('same', 'mean |s − t| over logits', (s, t) => logitL1(s, t)));
 }
 
 // ------------------------------------------------------------------------------------------------------ projections

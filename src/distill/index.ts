@@ -27,3 +27,5 @@ export {
   type MutualOptions, type SelfDistillOptions, type VirtualTeacherOptions, type SchemeRunOptions, type Peer,
 } from './schemes';
 export { peerMeanKl, classWiseKl, virtualTeacherKl, fspPooled } from './scheme-losses';
+export { NoiseBatches, daflOneHot, daflActivation, daflEntropy, bnStats, tvPrior, l2Prior, adaptiveJs, dfadAdversarial, logitL1, type NoiseOptions } from './datafree';
+export { dataFree, dataFreeSpec, batchNormTaps, DATA_FREE_METHODS, type DataFreeMethod, type DataFreeOptions, type DataFreeWeights } from './datafree-run';

@@ -18,3 +18,4 @@ export {
   schemeConfigSchema, isSchemeConfig, validateSchemeConfig, loadSchemeConfig, schemeStages, compareScheme, SCHEME_KINDS, type SchemeSpec, type SchemeConfig, type LoadedScheme,
   type SchemeRow, type SchemeCompareResult,
 } from './schemes';
+export { dataFreeConfigSchema, isDataFreeConfig, validateDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, type DataFreeConfig } from './datafree';
