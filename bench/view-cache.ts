@@ -5,7 +5,8 @@
 //   node dist/bench/view-cache.js [--n 5000] [--test 2000] [--teacher resnet56] [--student resnet20]
 //     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
 //     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05] [--timing-rounds 3]
-//     [--teacher-options '{"dropout":0}'] [--teacher-file t.safetensors] [--student-aug true] [--wd 5e-4] [--batch 64]
+//     [--teacher-options '{"dropout":0}'] [--teacher-file t.safetensors] [--student-aug true] [--wd 5e-4] [--batch 64] [--kinds plain,live,views]
+// --kinds plain,live,views: the students trained per seed (e.g. plain alone while a teacher trains elsewhere).
 // --teacher-file: weights read from the file when it exists (no teacher training), else the trained teacher is saved
 // there. --student-aug false: the student alone and the live-KD student train on un-augmented images (Hinton's
 // recipe: only the teacher is jittered); the cached-view student always trains on the stored views.
@@ -37,6 +38,8 @@ const flip = arg('flip', dataName === 'cifar10' ? 'true' : 'false') === 'true';
 const T = Number(arg('T', '4')), alpha = Number(arg('alpha', '0.1')), lr = Number(arg('lr', '0.05'));
 const teacherFile = arg('teacher-file', ''), studentAug = arg('student-aug', 'true') === 'true';
 const wd = Number(arg('wd', '5e-4')), batch = Number(arg('batch', '64'));
+const kinds = arg('kinds', 'plain,live,views').split(',').filter((x) => x !== '') as ('plain' | 'live' | 'views')[];
+for (const k of kinds) if (!['plain', 'live', 'views'].includes(k)) throw new Error(`--kinds: unknown student '${k}' (expected plain, live or views)`);
 setNumThreads(Number(arg('threads', '2')));
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -78,7 +81,7 @@ async function main() {
   const rows: Record<'plain' | 'live' | 'views', { acc: number[]; epochS: number[] }> = { plain: { acc: [], epochS: [] }, live: { acc: [], epochS: [] }, views: { acc: [], epochS: [] } };
   let buildS = 0;
   for (const seed of seeds) {
-    for (const kind of ['plain', 'live', 'views'] as const) {
+    for (const kind of kinds) {
       manualSeed(seed);
       const student = createModel(studentName, { numClasses: 10 });
       const tb = Date.now();
@@ -110,7 +113,7 @@ async function main() {
   console.log('student                | epoch s | × plain | accuracy per seed        | mean ± std');
   console.log('-----------------------|---------|---------|--------------------------|-------------');
   const label = { plain: studentAug ? 'alone (CE)' : 'alone (CE), no jitter', live: studentAug ? 'KD, live teacher' : 'KD, no jitter', views: `KD, ${views} cached views` };
-  for (const k of ['plain', 'live', 'views'] as const) {
+  for (const k of kinds) {
     const r = rows[k];
     console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(mean(r.epochS) / plainS).toFixed(2).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
   }
