@@ -5,14 +5,18 @@
 //   node dist/bench/view-cache.js [--n 5000] [--test 2000] [--teacher resnet56] [--student resnet20]
 //     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
 //     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05] [--timing-rounds 3]
-//     [--teacher-options '{"dropout":0}']
+//     [--teacher-options '{"dropout":0}'] [--teacher-file t.safetensors] [--student-aug true] [--wd 5e-4] [--batch 64] [--kinds plain,live,views]
+// --kinds plain,live,views: the students trained per seed (e.g. plain alone while a teacher trains elsewhere).
+// --teacher-file: weights read from the file when it exists (no teacher training), else the trained teacher is saved
+// there. --student-aug false: the student alone and the live-KD student train on un-augmented images (Hinton's
+// recipe: only the teacher is jittered); the cached-view student always trains on the stored views.
 // Epoch times on a shared machine drift with its load, so besides each run's mean epoch the bench times `timing-rounds`
 // rounds of one epoch each of the three students, interleaved (plain, live, views, plain, ...), and reports medians.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { manualSeed, setNumThreads } from '../src/torch';
-import { Module } from '../src/nn';
+import { Module, loadWeights, saveWeights } from '../src/nn';
 import { DataLoader, ImageDataset, type ImageDatasetInfo, getDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
 import { type TrainSummary, evaluate, trainModel } from '../src/distill';
@@ -32,6 +36,10 @@ const dataName = arg('data', 'cifar10');
 const pad = Number(arg('pad', dataName === 'cifar10' ? '4' : '2'));
 const flip = arg('flip', dataName === 'cifar10' ? 'true' : 'false') === 'true';
 const T = Number(arg('T', '4')), alpha = Number(arg('alpha', '0.1')), lr = Number(arg('lr', '0.05'));
+const teacherFile = arg('teacher-file', ''), studentAug = arg('student-aug', 'true') === 'true';
+const wd = Number(arg('wd', '5e-4')), batch = Number(arg('batch', '64'));
+const kinds = arg('kinds', 'plain,live,views').split(',').filter((x) => x !== '') as ('plain' | 'live' | 'views')[];
+for (const k of kinds) if (!['plain', 'live', 'views'].includes(k)) throw new Error(`--kinds: unknown student '${k}' (expected plain, live or views)`);
 setNumThreads(Number(arg('threads', '2')));
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -46,12 +54,12 @@ async function main() {
   const [, h, w] = info.inputShape;
   const aug = () => [randomCrop(h === w ? h : [h, w], pad), ...(flip ? [randomHorizontalFlip()] : []), ...norm];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-bench-views-'));
-  const sgd = { kind: 'sgd' as const, lr, momentum: 0.9, weightDecay: 5e-4 };
+  const sgd = { kind: 'sgd' as const, lr, momentum: 0.9, weightDecay: wd };
   const kd = { temperature: T, alpha, softLoss: 'kl' as const };
   const log = (l: string) => process.stderr.write(`${l}\n`);
-  const run = async (name: string, model: Module, seed: number, e: number, extra: Partial<Parameters<typeof trainModel>[0]> = {}): Promise<TrainSummary> =>
+  const run = async (name: string, model: Module, seed: number, e: number, extra: Partial<Parameters<typeof trainModel>[0]> = {}, augmented = true): Promise<TrainSummary> =>
     trainModel({
-      name, model, train: new DataLoader(train, { batchSize: 64, shuffle: true, seed, transforms: aug() }), test, testTransforms: norm, epochs: e, seed,
+      name, model, train: new DataLoader(train, { batchSize: batch, shuffle: true, seed, transforms: augmented ? aug() : norm }), test, testTransforms: norm, epochs: e, seed,
       optimizer: sgd, schedule: 'cosine', warmupEpochs: 1, outDir: path.join(dir, name), progress: false, log, cacheDir: path.join(dir, 'cache'), ...extra,
     });
 
@@ -60,8 +68,12 @@ async function main() {
   const teacher = createModel(teacherName, { numClasses: 10, ...teacherOptions });
   const t0 = Date.now();
   // (--teacher-epochs 0: an untrained teacher, for timing only)
-  const ts = teacherEpochs > 0 ? await run('teacher', teacher, 100, teacherEpochs) : null;
+  const fromFile = teacherFile !== '' && fs.existsSync(teacherFile);
+  if (fromFile) loadWeights(teacher, teacherFile);
+  const ts = !fromFile && teacherEpochs > 0 ? await run('teacher', teacher, 100, teacherEpochs) : null;
   const teacherS = (Date.now() - t0) / 1000;
+  if (teacherFile !== '' && !fromFile) saveWeights(teacher, teacherFile);
+  log(`teacher: ${fromFile ? `read from ${teacherFile}` : `trained ${teacherEpochs} epochs in ${teacherS.toFixed(0)} s`}`);
   teacher.eval();
   teacher.requiresGrad_(false);
   const teacherAcc = await evaluate(teacher, test, norm);
@@ -69,13 +81,14 @@ async function main() {
   const rows: Record<'plain' | 'live' | 'views', { acc: number[]; epochS: number[] }> = { plain: { acc: [], epochS: [] }, live: { acc: [], epochS: [] }, views: { acc: [], epochS: [] } };
   let buildS = 0;
   for (const seed of seeds) {
-    for (const kind of ['plain', 'live', 'views'] as const) {
+    for (const kind of kinds) {
       manualSeed(seed);
       const student = createModel(studentName, { numClasses: 10 });
       const tb = Date.now();
       const s = await run(`${kind}-${seed}`, student, seed, epochs, kind === 'plain' ? {} : {
-        teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : false, views, topk, viewSeed: 0 },
-      });
+        // un-augmented students: the teacher's logits per image are cached (computed in the first epoch)
+        teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : !studentAug, views, topk, viewSeed: 0 },
+      }, kind === 'views' || studentAug);
       // the view cache is built once (views seeded by 0, shared by the seeds): its time is everything outside the epochs
       if (kind === 'views' && s.teacher_cache === 'built') buildS = (Date.now() - tb) / 1000 - s.mean_epoch_s * epochs;
       rows[kind].acc.push(s.final_test_acc);
@@ -90,17 +103,17 @@ async function main() {
     for (const kind of ['plain', 'live', 'views'] as const) {
       manualSeed(r);
       const student = createModel(studentName, { numClasses: 10 });
-      const s = await run(`time-${kind}-${r}`, student, r, 1, kind === 'plain' ? {} : { teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : false, views, topk, viewSeed: 0 } });
+      const s = await run(`time-${kind}-${r}`, student, r, 1, kind === 'plain' ? {} : { teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : false, views, topk, viewSeed: 0 } }, kind === 'views' || studentAug);
       timed[kind].push(s.mean_epoch_s);
       student.dispose();
     }
   const median = (xs: number[]) => { const v = [...xs].sort((a, b) => a - b); return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : NaN; };
   const plainS = seeds.length ? mean(rows.plain.epochS) : NaN;
-  console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}, SGD ${lr} (1 warm-up epoch, cosine), batch 64, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
+  console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}${studentAug ? '' : ' (teacher and cached views only)'}, SGD ${lr} (weight decay ${wd}, 1 warm-up epoch, cosine), batch ${batch}, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
   console.log('student                | epoch s | × plain | accuracy per seed        | mean ± std');
   console.log('-----------------------|---------|---------|--------------------------|-------------');
-  const label = { plain: 'alone (CE)', live: 'KD, live teacher', views: `KD, ${views} cached views` };
-  for (const k of ['plain', 'live', 'views'] as const) {
+  const label = { plain: studentAug ? 'alone (CE)' : 'alone (CE), no jitter', live: studentAug ? 'KD, live teacher' : 'KD, no jitter', views: `KD, ${views} cached views` };
+  for (const k of kinds) {
     const r = rows[k];
     console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(mean(r.epochS) / plainS).toFixed(2).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
   }
@@ -109,7 +122,7 @@ async function main() {
   }
   console.log(`view cache build (${views} teacher passes over ${n} images): ${buildS.toFixed(1)} s; teacher training ${teacherS.toFixed(0)} s`);
   console.log(JSON.stringify({
-    data: dataName, n, test: nTest, teacher: teacherName, teacher_options: teacherOptions, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
+    data: dataName, n, test: nTest, student_aug: studentAug, weight_decay: wd, batch, teacher_file: teacherFile || null, teacher_from_file: fromFile, teacher: teacherName, teacher_options: teacherOptions, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
     plain_epoch_s: plainS, live_epoch_s: mean(rows.live.epochS), views_epoch_s: mean(rows.views.epochS),
     views_over_plain: +(mean(rows.views.epochS) / plainS).toFixed(3), live_over_plain: +(mean(rows.live.epochS) / plainS).toFixed(3), view_cache_build_s: +buildS.toFixed(1),
     timed_epoch_s: timed, timed_views_over_plain: +(median(timed.views) / median(timed.plain)).toFixed(3), timed_live_over_plain: +(median(timed.live) / median(timed.plain)).toFixed(3),
