@@ -20,6 +20,7 @@ import {
   BatchKVCache, Dropout, Embedding, KVCache, LayerNorm, Linear, Module, ModuleList, applyRotary, init, ropeTables, scaledDotProductAttention,
   type BatchStep, type RopeTables,
 } from '../nn';
+import { readLogprobs } from './logprobs';
 
 // moved to src/nn, importable from here as before
 export { KVCache, BatchKVCache, applyRope, type BatchStep } from '../nn';
@@ -237,7 +238,7 @@ export class GPT extends Module {
     cache.lengths.forEach((L, b) => {
       if (L >= ctx) throw new Error(`GPT.nextLogprobsBatch: row ${b} already holds ${L} positions, the context length is ${ctx}`);
     });
-    const lp = this.readLogprobs(() => {
+    const lp = readLogprobs(this, () => {
       const device = this.wte.weight.device;
       const step = cache.beginStep(device);
       const t = tensor(ids, { dtype: 'int64' });
@@ -251,26 +252,13 @@ export class GPT extends Module {
 
   /** Log-probabilities of the next token after `ids` (extending `cache` when given), in eval mode, as float64. */
   nextLogprobs(ids: number[], cache: KVCache | null = null): Float64Array {
-    return this.readLogprobs(() => {
+    return readLogprobs(this, () => {
       const dev = this.wte.weight.device;
       const x = tensor([ids], { dtype: 'int64' });
       return this.forward(dev === 'cpu' ? x : x.to({ device: dev }), cache).select(1, -1).select(0, 0);
     });
   }
 
-  /** log_softmax of the logits `fn` returns, as float64, computed in eval mode without gradients (restores the mode). */
-  private readLogprobs(fn: () => Tensor): Float64Array {
-    const wasTraining = this.training;
-    if (wasTraining) this.eval();
-    try {
-      const t = tidy(() => noGrad(() => ops.log_softmax_int(fn(), -1, 'float64')));
-      const data = t.data() as Float64Array;
-      t.dispose();
-      return data;
-    } finally {
-      if (wasTraining) this.train(true);
-    }
-  }
 
   override extraRepr(): string {
     const o = this.options;

@@ -4,6 +4,7 @@
 import { Tensor, noGrad, ones, ops, tensor, tidy, zeros } from '../../torch';
 import { BatchKVCache, Embedding, KVCache, Module, init, type BatchStep } from '../../nn';
 import type { HfConfig } from './config';
+import { readLogprobs } from '../logprobs';
 
 /** The most negative float32: transformers adds it to the scores of masked keys (not -inf, so no row is all -inf). */
 export const FLOAT32_MIN = -3.4028234663852886e38;
@@ -123,7 +124,7 @@ export abstract class HfCausalLM extends HfPreTrainedModel {
   }
   /** Log-probabilities of the next token after `ids` (extending `cache` when given), in eval mode, as float64. */
   nextLogprobs(ids: number[], cache: KVCache | null = null): Float64Array {
-    return this.readLogprobs(() => this.forward(this.idsTensor([ids]), cache).select(1, -1).select(0, 0));
+    return readLogprobs(this, () => this.forward(this.idsTensor([ids]), cache).select(1, -1).select(0, 0));
   }
   /**
    * One batched decoding step: row b of `cache` takes token `ids[b]` at its own position and the cache grows by it.
@@ -135,7 +136,7 @@ export abstract class HfCausalLM extends HfPreTrainedModel {
     cache.lengths.forEach((L, b) => {
       if (L >= this.contextLength) throw new Error(`${this.architecture}.nextLogprobsBatch: row ${b} already holds ${L} positions, the context length is ${this.contextLength}`);
     });
-    const lp = this.readLogprobs(() => this.forward(this.idsTensor(ids.map((i) => [i])), cache.beginStep(this.device)).select(1, 0));
+    const lp = readLogprobs(this, () => this.forward(this.idsTensor(ids.map((i) => [i])), cache.beginStep(this.device)).select(1, 0));
     cache.endStep();
     return lp;
   }
@@ -143,19 +144,6 @@ export abstract class HfCausalLM extends HfPreTrainedModel {
     const x = tensor(rows, { dtype: 'int64' });
     const dev = this.device;
     return dev === 'cpu' ? x : x.to({ device: dev });
-  }
-  /** log_softmax of the logits `fn` returns, as float64, in eval mode without gradients (restores the mode). */
-  private readLogprobs(fn: () => Tensor): Float64Array {
-    const wasTraining = this.training;
-    if (wasTraining) this.eval();
-    try {
-      const t = tidy(() => noGrad(() => ops.log_softmax_int(fn(), -1, 'float64')));
-      const data = t.data() as Float64Array;
-      t.dispose();
-      return data;
-    } finally {
-      if (wasTraining) this.train(true);
-    }
   }
 }
 
