@@ -624,6 +624,11 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   if (dist) {
     if (!isShardable(o.train)) throw new Error(`${name}: a data-parallel run needs training batches that can be split (a DataLoader or cached views: setShard and globalRows), each process taking its share of every batch`);
     o.train.setShard(dist.rank, dist.worldSize);
+    if (o.syncBatchNorm) {
+      const last = o.train.globalRows(o.train.length - 1);
+      if (last < dist.worldSize)
+        throw new Error(`${name}: with syncBatchNorm every process needs rows in every batch, but the last batch has ${last} row(s) for ${dist.worldSize} processes; set the loader's dropLast or another batch size`);
+    }
     dist.barrier(); // the run directory is claimed (and cleared with force) before any rank reads it
   }
 
@@ -690,20 +695,6 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
 
   // data-parallel: every rank starts from rank 0's weights
   if (dist) noGrad(() => dist.broadcast([...trainable.flatMap((r) => [...r.module!.parameters(), ...r.module!.buffers()]), ...projections.parameters()], 0));
-  // data-parallel: gradient buckets all-reduced during the backward pass (c10d's Reducer, one per trained role), and
-  // BatchNorm over the global batch when asked
-  const reducers = new Map<Role, GradReducer>();
-  if (dist && (o.overlapGradients ?? true))
-    for (const r of trainable) {
-      const ps = gradParamsOf(r);
-      if (ps.length) reducers.set(r, GradReducer.create(dist, ps, { bucketCapMB: o.bucketCapMB }));
-    }
-  if (dist && o.syncBatchNorm) {
-    const last = (o.train as ShardableSource).globalRows(o.train.length - 1);
-    if (last < dist.worldSize)
-      throw new Error(`${name}: with syncBatchNorm every process needs rows in every batch, but the last batch has ${last} row(s) for ${dist.worldSize} processes; set the loader's dropLast or another batch size`);
-    for (const r of trainable) syncBatchNorm(r.module!, dist);
-  }
 
   // ---- frozen roles: eval mode, no gradients; the teacher cache where it applies
   let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
@@ -754,7 +745,16 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
     otherTrainable.forEach((r, i) => (otherAcc[r.name] = (100 * got[i + 1]) / test.length));
   };
   const fresh = () => newAccumulator(metricKeys, plainTerms.map((t) => t.name), otherTrainable.map((r) => r.name));
+  // data-parallel: gradient buckets all-reduced during the backward pass (c10d's Reducer, one per trained role), and
+  // BatchNorm over the global batch when asked; both undone in the finally below
+  const reducers = new Map<Role, GradReducer>();
   try {
+    if (dist && (o.overlapGradients ?? true))
+      for (const r of trainable) {
+        const ps = gradParamsOf(r);
+        if (ps.length) reducers.set(r, GradReducer.create(dist, ps, { bucketCapMB: o.bucketCapMB }));
+      }
+    if (dist && o.syncBatchNorm) for (const r of trainable) syncBatchNorm(r.module!, dist);
     for (let epoch = partial ? partial.epoch : startEpoch; epoch < o.epochs; epoch++) {
       o.train.setEpoch(epoch);
       for (const r of trainable) r.module!.train();
