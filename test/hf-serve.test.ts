@@ -43,6 +43,22 @@ describe('serve with a Hugging Face directory', () => {
       assert.equal(body.usage.prompt_tokens, prompt.length);
       assert.equal(body.usage.completion_tokens, want.tokens.length);
       assert.equal(body.choices[0].message.content, tokenizer.decode(want.tokens));
+      // generation_config.json's other eos ids end answers too: the first greedy token, made a stop token
+      assert.ok(want.tokens.length > 0 && want.tokens[0] !== tokenizer.eosId);
+      const other = await serve({ model, tokenizer, modelName: 'qwen2-tiny', stopTokens: [want.tokens[0]] });
+      try {
+        const r2 = await fetch(`${other.url}/chat/completions`, {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'qwen2-tiny', messages, max_tokens: 10, temperature: 0 }),
+        });
+        const b2 = await r2.json() as { choices: { message: { content: string }; finish_reason: string }[] };
+        assert.equal(r2.status, 200, JSON.stringify(b2));
+        assert.equal(b2.choices[0].message.content, '');
+        assert.equal(b2.choices[0].finish_reason, 'stop');
+      } finally {
+        await other.close();
+      }
+      await assert.rejects(serve({ model, tokenizer, stopTokens: [1e6] }), /stop token 1000000 is outside the model's vocabulary/);
     } finally {
       await server.close();
       model.dispose();

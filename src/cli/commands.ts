@@ -56,7 +56,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   quiet: { type: 'boolean', help: 'no line per request' },
   faults: { type: 'string', arg: 'SPEC', help: "a proxy on the port injects faults, e.g. '429:0.1,500:0.05,stall:0.05,drop:0.1,reset:0.02' (per-request probabilities), '500*2' (the first 2 requests), retry-after=S, stall-ms=MS, drop-after=BYTES" },
   'fault-seed': { type: 'string', arg: 'N', help: 'the seed of the injected faults' },
-  init: { type: 'string', arg: 'FILE', help: 'the decoder checkpoint to fine-tune' },
+  init: { type: 'string', arg: 'FILE|DIR', help: 'the decoder to fine-tune: a decoder checkpoint or a Hugging Face model directory' },
   arch: { type: 'string', arg: 'JSON', help: `a new decoder, e.g. '{"contextLength":128,"dModel":64,"nLayer":2,"nHead":2}'` },
   tokenizer: { type: 'string', arg: 'NAME', help: 'bytes (default), gpt2, cl100k_base, ... (with --arch)' },
   steps: { type: 'string', arg: 'N', help: 'optimizer steps' },
@@ -64,7 +64,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   'grad-accum': { type: 'string', arg: 'N', help: 'batches per optimizer step' },
   lr: { type: 'string', arg: 'X', help: 'learning rate' },
   warmup: { type: 'string', arg: 'N', help: 'warm-up steps' },
-  teacher: { type: 'string', arg: 'FILE', help: 'the teacher decoder checkpoint (--kd forward_kl|reverse_kl|jsd)' },
+  teacher: { type: 'string', arg: 'FILE|DIR', help: 'the teacher decoder, a checkpoint or a Hugging Face directory (--kd forward_kl|reverse_kl|jsd)' },
   kd: { type: 'string', arg: 'LOSS', help: 'token-level KD: forward_kl, reverse_kl, jsd (with --teacher), or logprobs (the stored top-k)' },
   alpha: { type: 'string', arg: 'X', help: 'KD: weight of the hard-label loss' },
   beta: { type: 'string', arg: 'X', help: 'KD: the jsd mixture in [0, 1] (0 forward KL, 1 reverse KL)' },
@@ -132,7 +132,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   sft: {
     arg: '<chat.jsonl>', summary: 'fine-tune a decoder on chat answers, optionally with token-level KD',
-    about: 'Needs --out DIR, --steps N and the student: --init decoder.safetensors or --arch JSON.',
+    about: 'Needs --out DIR, --steps N and the student: --init decoder.safetensors or a Hugging Face directory, or --arch JSON. A Hugging Face student is also written as a model directory, OUT/model.',
     options: ['out', 'steps', 'init', 'arch', 'tokenizer', 'seq-len', 'batch', 'grad-accum', 'lr', 'warmup', 'seed', 'device', 'threads', 'resume', 'force', 'kd', 'teacher', 'alpha', 'beta', 'temperature', 'topk', 'on-policy', 'json'],
   },
 };

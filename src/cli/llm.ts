@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { manualSeed, setNumThreads, checkDevice } from '../torch';
 import { GPT, checkDecoderOptions, type DecoderOptions } from '../models/gpt';
-import { createTokenizer } from '../llm/tokenizer';
+import { createTokenizer, type Tokenizer } from '../llm/tokenizer';
+import { HfCausalLM, readGenerationConfig } from '../models/hf';
 import { isHfModelDir, loadDecoder, loadHfDecoder } from '../llm/decoder-checkpoint';
 import { serve } from '../llm/serve';
 import { FAULT_KINDS, describeFaultSpec, parseFaultSpec, startFaultProxy, type FaultProxy, type FaultSpec } from '../llm/faults';
@@ -71,12 +72,12 @@ export async function runServe(file: string, v: LlmCliValues, signal: AbortSigna
   const apiKey = serveApiKey(v);
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
   const device = checkDevice((v.device as string | undefined) ?? 'cpu', '--device');
-  const { model, tokenizer } = isHfModelDir(file) ? loadHfDecoder(file) : loadDecoder(file);
+  const { model, tokenizer, stopTokens } = isHfModelDir(file) ? loadHfDecoder(file) : { ...loadDecoder(file), stopTokens: [] as number[] };
   if (device !== 'cpu') model.to(device);
   const host = (v.host as string | undefined) ?? '127.0.0.1';
   const port = int(v.port, 'port') ?? 8000;
   const server = await serve({
-    model, tokenizer, ...(faults ? { host: '127.0.0.1', port: 0 } : { host, port }),
+    model, tokenizer, stopTokens, ...(faults ? { host: '127.0.0.1', port: 0 } : { host, port }),
     modelName: (v['model-name'] as string | undefined) ?? path.basename(file).replace(/\.safetensors$/, ''),
     defaultMaxTokens: int(v['max-tokens'], 'max-tokens', 1),
     maxBatch: int(v['max-batch'], 'max-batch', 1),
@@ -121,29 +122,41 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
   if (v.threads) setNumThreads(int(v.threads, 'threads', 1)!);
   const device = checkDevice((v.device as string | undefined) ?? 'cpu', '--device');
   const seed = int(v.seed, 'seed') ?? 0;
-  let model: GPT;
-  let tokenizerName: string;
+  let model: GPT | HfCausalLM;
+  let tokenizer: Tokenizer;
+  let stopTokens: number[] = [];
+  let generationConfig: Record<string, unknown> | undefined;
   if (v.init) {
     if (v.arch) throw new Error('sft: give --init CHECKPOINT or --arch JSON, not both');
-    const loaded = loadDecoder(v.init as string);
-    model = loaded.model;
-    tokenizerName = loaded.tokenizer.name;
-    if (v.tokenizer && v.tokenizer !== tokenizerName) throw new Error(`sft: --tokenizer ${v.tokenizer} differs from the checkpoint's '${tokenizerName}'`);
+    const init = v.init as string;
+    if (isHfModelDir(init)) {
+      const loaded = loadHfDecoder(init);
+      model = loaded.model;
+      tokenizer = loaded.tokenizer;
+      stopTokens = loaded.stopTokens;
+      const gen = path.join(init, 'generation_config.json');
+      generationConfig = fs.existsSync(gen) ? readGenerationConfig(gen).raw : undefined;
+      if (v.tokenizer) throw new Error(`sft: --init ${init} is a Hugging Face directory with its own tokenizer.json; --tokenizer does not apply`);
+    } else {
+      const loaded = loadDecoder(init);
+      model = loaded.model;
+      tokenizer = createTokenizer(loaded.tokenizer.name);
+      if (v.tokenizer && v.tokenizer !== tokenizer.name) throw new Error(`sft: --tokenizer ${v.tokenizer} differs from the checkpoint's '${tokenizer.name}'`);
+    }
   } else if (v.arch) {
-    tokenizerName = (v.tokenizer as string | undefined) ?? 'bytes';
+    const tokenizerName = (v.tokenizer as string | undefined) ?? 'bytes';
     let arch: Partial<DecoderOptions>;
     try {
       arch = JSON.parse(v.arch as string);
     } catch (e) {
       throw new Error(`sft: --arch must be JSON such as '{"contextLength":128,"dModel":64,"nLayer":2,"nHead":2}': ${(e as Error).message}`);
     }
-    const tok = createTokenizer(tokenizerName);
-    const opts = checkDecoderOptions({ vocabSize: tok.vocabSize, ...arch } as DecoderOptions, 'sft: --arch');
+    tokenizer = createTokenizer(tokenizerName);
+    const opts = checkDecoderOptions({ vocabSize: tokenizer.vocabSize, ...arch } as DecoderOptions, 'sft: --arch');
     manualSeed(seed);
     model = new GPT(opts);
-  } else throw new Error('sft: give the student as --init CHECKPOINT (a decoder checkpoint) or --arch JSON (a new decoder)');
-  const tokenizer = createTokenizer(tokenizerName);
-  let teacher: GPT | undefined;
+  } else throw new Error('sft: give the student as --init CHECKPOINT|DIR (a decoder checkpoint or a Hugging Face directory) or --arch JSON (a new decoder)');
+  let teacher: GPT | HfCausalLM | undefined;
   let kd: SftKdOptions | undefined;
   const kdName = v.kd as string | undefined;
   if (kdName !== undefined) {
@@ -153,11 +166,24 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
     if (kdName === 'logprobs') kd = { source: 'logprobs', alpha, topk: int(v.topk, 'topk', 1) };
     else {
       if (!TOKEN_KD_LOSSES.includes(kdName as TokenKdLoss)) throw new Error(`sft: --kd must be ${[...TOKEN_KD_LOSSES, 'logprobs'].join(', ')}, got '${kdName}'`);
-      if (!v.teacher) throw new Error(`sft: --kd ${kdName} needs --teacher CHECKPOINT (a decoder checkpoint)`);
-      const t = loadDecoder(v.teacher as string);
-      if (t.tokenizer.name !== tokenizer.name)
-        throw new Error(`sft: the teacher's tokenizer '${t.tokenizer.name}' (${t.tokenizer.vocabSize} tokens) differs from the student's '${tokenizer.name}' (${tokenizer.vocabSize} tokens)`);
-      teacher = t.model;
+      if (!v.teacher) throw new Error(`sft: --kd ${kdName} needs --teacher CHECKPOINT|DIR (a decoder checkpoint or a Hugging Face directory)`);
+      const tdir = v.teacher as string;
+      let tTok: Tokenizer;
+      if (isHfModelDir(tdir)) {
+        const t = loadHfDecoder(tdir);
+        teacher = t.model;
+        tTok = t.tokenizer;
+      } else {
+        const t = loadDecoder(tdir);
+        teacher = t.model;
+        tTok = createTokenizer(t.tokenizer.name);
+      }
+      const why = vocabularyDifference(tTok, tokenizer);
+      if (why !== null) {
+        teacher.dispose();
+        model.dispose();
+        throw new Error(`sft: the teacher's tokenizer '${tTok.name}' (${tTok.vocabSize} tokens) is not the student's '${tokenizer.name}' (${tokenizer.vocabSize} tokens): ${why}`);
+      }
       const onPolicy = float(v['on-policy'], 'on-policy');
       kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature, ...(onPolicy !== undefined ? { onPolicy } : {}) };
     }
@@ -169,15 +195,30 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
   }
   try {
     const s = await sft({
-      model, tokenizer, data, outDir: out, steps, seed, signal, kd,
+      model, tokenizer, data, outDir: out, steps, seed, signal, kd, stopTokens, ...(generationConfig ? { generationConfig } : {}),
       seqLen: int(v['seq-len'], 'seq-len', 1), batchSize: int(v.batch, 'batch', 1), gradAccum: int(v['grad-accum'], 'grad-accum', 1),
       lr: float(v.lr, 'lr'), warmupSteps: int(v.warmup, 'warmup'), resume: v.resume === true, force: v.force === true,
     });
-    console.log(`sft: ${s.steps} steps, ${s.tokens} tokens, ${s.tokensPerSecond.toFixed(0)} tok/s, final loss ${s.finalLoss.toFixed(4)}; decoder checkpoint ${s.checkpoint}`);
+    console.log(`sft: ${s.steps} steps, ${s.tokens} tokens, ${s.tokensPerSecond.toFixed(0)} tok/s, final loss ${s.finalLoss.toFixed(4)}; ${s.modelDir ? `model directory ${s.modelDir}` : `decoder checkpoint ${s.checkpoint}`}`);
     if (v.json) console.log(JSON.stringify(s));
     return 0;
   } finally {
     model.dispose();
     teacher?.dispose();
   }
+}
+
+/**
+ * Null when two tokenizers give every id the same token (token-level KD needs one vocabulary), else what differs:
+ * the sizes, or the first id whose text differs.
+ */
+export function vocabularyDifference(a: Tokenizer, b: Tokenizer): string | null {
+  if (a.vocabSize !== b.vocabSize) return `${a.vocabSize} ids against ${b.vocabSize}`;
+  if (a.name === b.name) return null;
+  for (let i = 0; i < a.vocabSize; i++) {
+    const x = a.decode([i]);
+    const y = b.decode([i]);
+    if (x !== y) return `id ${i} is ${JSON.stringify(x)} against ${JSON.stringify(y)}`;
+  }
+  return null;
 }

@@ -21,6 +21,15 @@
 // re-encode to exactly the teacher's tokens (the same tokenizer); alternatives that are not single tokens of the
 // student's vocabulary fall into the tail mass.
 //
+// Hugging Face decoders (`HfCausalLM`: GPT-2, Llama, Qwen2) train the same way. With a tokenizer.json tokenizer that
+// has a chat template, conversations are rendered with the template (as transformers' apply_chat_template); each
+// assistant turn's text is located in the rendering (the rendering of the turns before it with the generation prompt
+// is a prefix of it), the rendering is cut there and each piece encoded on its own, so the answer's content and the
+// template's end-of-turn text (`<|im_end|>\n`) are the trained tokens and a prompt's tokens are those `serve` gives it.
+// Checkpoints are `last.safetensors` with the model's own parameter names, and the run ends by writing the model as a
+// Hugging Face directory in `<outDir>/model` (config.json, model.safetensors, the tokenizer's files,
+// generation_config.json), which `serve`, `sft --init` and `--teacher` read.
+//
 // On-policy distillation (`kd.onPolicy` = λ, GKD of Agarwal et al. 2024, as TRL's GKDTrainer): each micro-batch is,
 // with probability λ (drawn from (seed, micro-batch index), so a resumed run draws the same), the student's own
 // answers instead of the data's: the prompts of B examples (the conversation before its last answer), each answered by
@@ -34,7 +43,8 @@ import { Tensor, dispose, nextTick, noGrad, ops, tensor, tidy } from '../torch';
 import { generateTokens } from '../llm/decode';
 import { Rng } from '../data/rng';
 import type { GPT } from '../models/gpt';
-import { checkSameVocabulary, encodeChat, type ChatTurn, type Tokenizer } from '../llm/tokenizer';
+import { HfCausalLM, HfTokenizer, saveHfModel } from '../models/hf';
+import { chatPromptIds, checkSameVocabulary, encodeChat, type ChatTurn, type Tokenizer } from '../llm/tokenizer';
 import { saveDecoder } from '../llm/decoder-checkpoint';
 import { TOKEN_KD_LOSSES, type TokenKdLoss } from './token-kd';
 import { type BatchSource, type EngineBatch, type RoleSpec, type TermSpec, runDirStep, runEngine } from './engine';
@@ -122,17 +132,25 @@ export function packChats(tok: Tokenizer, examples: readonly ChatExample[], opts
     }
     return single.get(s)!;
   };
+  const templated = tok instanceof HfTokenizer && tok.chatTemplate() !== null;
   for (const ex of examples) {
-    const enc = encodeChat(tok, ex.messages);
+    const enc: { ids: number[]; mask: number[]; answer?: { start: number; end: number } } = templated ? encodeTemplateChat(tok as HfTokenizer, ex.messages) : encodeChat(tok, ex.messages);
     const base = ids.length;
     ids.push(...enc.ids);
     mask.push(...enc.mask);
     if (K > 0 && ex.logprobs && ex.logprobs.length) {
-      // the last assistant answer's content tokens: the masked run before the final <|endoftext|>
+      // the last assistant answer's content tokens: the masked run before the final <|endoftext|> (with a chat
+      // template: the content's own piece)
       let end = enc.ids.length - 1;
-      while (end >= 0 && enc.mask[end] === 0) end--;
-      let start = end - 1;
-      while (start >= 0 && enc.mask[start] === 1) start--;
+      let start: number;
+      if (enc.answer) {
+        start = enc.answer.start - 1;
+        end = enc.answer.end;
+      } else {
+        while (end >= 0 && enc.mask[end] === 0) end--;
+        start = end - 1;
+        while (start >= 0 && enc.mask[start] === 1) start--;
+      }
       const answer = enc.ids.slice(start + 1, end); // without the <|endoftext|>
       const lps = trimmedLogprobs(ex.logprobs, tok.decode(answer));
       const ok = lps !== null && answer.length === lps.length && lps.every((lp, i) => tok.decode([answer[i]]) === lp.token);
@@ -164,6 +182,44 @@ export function packChats(tok: Tokenizer, examples: readonly ChatExample[], opts
     s.topk = t;
   }
   return s;
+}
+
+/**
+ * A conversation rendered with a tokenizer.json chat template, the trained tokens marked: each assistant turn's
+ * content and the template's text after it up to the next turn. `answer` is the last assistant content's token range.
+ * Errors name the message when the template's renderings are not prefixes of one another (such a template cannot be
+ * cut into turns).
+ */
+export function encodeTemplateChat(tok: HfTokenizer, messages: readonly ChatTurn[]): { ids: number[]; mask: number[]; answer: { start: number; end: number } } {
+  const full = tok.applyChatTemplate(messages);
+  const ids: number[] = [];
+  const mask: number[] = [];
+  let at = 0; // characters of `full` encoded so far
+  let answer = { start: 0, end: 0 };
+  const piece = (text: string, m: 0 | 1) => {
+    const e = tok.encode(text);
+    for (const x of e) {
+      ids.push(x);
+      mask.push(m);
+    }
+    return e.length;
+  };
+  messages.forEach((msg, i) => {
+    if (msg.role !== 'assistant') return;
+    const before = tok.applyChatTemplate(messages.slice(0, i), { addGenerationPrompt: true });
+    const upTo = tok.applyChatTemplate(messages.slice(0, i + 1));
+    const start = before.length;
+    if (!full.startsWith(before) || !upTo.startsWith(before) || !full.startsWith(upTo) || upTo.slice(start, start + msg.content.length) !== msg.content || start < at)
+      throw new Error(`chat template of ${tok.name}: message ${i} (assistant) is not found where the template renders it (the renderings of the conversation up to a turn must be prefixes of the whole)`);
+    piece(full.slice(at, start), 0);
+    const a = ids.length;
+    piece(msg.content, 1);
+    answer = { start: a, end: ids.length };
+    piece(upTo.slice(start + msg.content.length), 1);
+    at = upTo.length;
+  });
+  piece(full.slice(at), 0);
+  return { ids, mask, answer };
 }
 
 /** Start offsets of windows of seqLen + 1 tokens overlapping by one (the last partial window dropped, unless it is the only one). */
@@ -228,7 +284,7 @@ function makeBatch(s: TokenStream, starts: number[], seqLen: number, device = 'c
 }
 
 /** Mean negative log-likelihood per masked token of `model` on a stream, and its perplexity. */
-export async function evaluateNll(model: GPT, s: TokenStream, opts: { seqLen?: number; batchSize?: number; maxWindows?: number } = {}): Promise<{ nll: number; ppl: number; tokens: number }> {
+export async function evaluateNll(model: GPT | HfCausalLM, s: TokenStream, opts: { seqLen?: number; batchSize?: number; maxWindows?: number } = {}): Promise<{ nll: number; ppl: number; tokens: number }> {
   const seqLen = opts.seqLen ?? model.contextLength;
   let starts = windowStarts(s.ids.length, seqLen);
   if (opts.maxWindows !== undefined) starts = starts.slice(0, opts.maxWindows);
@@ -242,7 +298,7 @@ export async function evaluateNll(model: GPT, s: TokenStream, opts: { seqLen?: n
     for (let i = 0; i < starts.length; i += bs) {
       const [a, c] = tidy(() =>
         noGrad(() => {
-          const b = makeBatch(s, starts.slice(i, i + bs), seqLen, model.wte.weight.device);
+          const b = makeBatch(s, starts.slice(i, i + bs), seqLen, deviceOf(model));
           const logits = model.call(b.x);
           const nll = ops.cross_entropy_loss(logits.reshape(-1, logits.shape[2]), b.y, null, 0);
           return [nll.mul(b.w).sum().item(), b.w.sum().item()];
@@ -262,7 +318,7 @@ export async function evaluateNll(model: GPT, s: TokenStream, opts: { seqLen?: n
 export interface SftKdOptions {
   /** 'teacher' (default when `teacher` is given): a local decoder's full distribution; 'logprobs': the stored top-k. */
   source?: 'teacher' | 'logprobs';
-  teacher?: GPT;
+  teacher?: GPT | HfCausalLM;
   /** forward_kl (default), reverse_kl or jsd (local teacher only; stored logprobs support forward_kl). */
   loss?: TokenKdLoss;
   /** JSD's β (default 0.5). */
@@ -281,7 +337,8 @@ export interface SftKdOptions {
 }
 
 export interface SftOptions {
-  model: GPT;
+  /** The project's decoder, or a Hugging Face one (then the run also writes `<outDir>/model`, a model directory). */
+  model: GPT | HfCausalLM;
   tokenizer: Tokenizer;
   /** A chat JSONL file, examples, or `{ texts }` to train on every token. */
   data: string | ChatExample[] | { texts: string[] };
@@ -308,6 +365,10 @@ export interface SftOptions {
   /** Log (and append to metrics.jsonl) every N steps (default: steps / 20, at least 1). */
   logEvery?: number;
   kd?: SftKdOptions;
+  /** Token ids that end an on-policy answer besides the tokenizer's eos (generation_config.json's `eos_token_id`s). */
+  stopTokens?: number[];
+  /** generation_config.json written with a Hugging Face model's directory. */
+  generationConfig?: Record<string, unknown>;
   resume?: boolean;
   /** Start over in a directory that holds a run. */
   force?: boolean;
@@ -326,11 +387,13 @@ export interface SftSummary {
   unaligned: number;
   outDir: string;
   checkpoint: string;
+  /** A Hugging Face model's directory written at the end (`<outDir>/model`). */
+  modelDir?: string;
   /** With kd.onPolicy: micro-batches of this run that were the student's own answers, and their generated tokens. */
   onPolicy?: { batches: number; generatedTokens: number };
 }
 
-const SFT_KEYS = ['model', 'tokenizer', 'data', 'outDir', 'steps', 'seqLen', 'batchSize', 'gradAccum', 'lr', 'minLr', 'warmupSteps', 'weightDecay', 'clip', 'seed', 'checkpointEvery', 'logEvery', 'kd', 'resume', 'force', 'signal', 'log'];
+const SFT_KEYS = ['model', 'tokenizer', 'data', 'outDir', 'steps', 'seqLen', 'batchSize', 'gradAccum', 'lr', 'minLr', 'warmupSteps', 'weightDecay', 'clip', 'seed', 'checkpointEvery', 'logEvery', 'kd', 'stopTokens', 'generationConfig', 'resume', 'force', 'signal', 'log'];
 const KD_KEYS = ['source', 'teacher', 'loss', 'beta', 'temperature', 'alpha', 'topk', 'onPolicy', 'maxNewTokens', 'generationTemperature'];
 
 /** Fine-tunes `model` (in place) and writes the run directory. See the file header. */
@@ -365,8 +428,8 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
     if (kdSource === 'teacher') {
       if (!kd.teacher) throw new Error("sft: kd.source 'teacher' needs kd.teacher (a decoder)");
       checkSameVocabulary({ vocabSize: kd.teacher.vocabSize, name: 'teacher decoder' }, { vocabSize: model.vocabSize, name: `student decoder, tokenizer ${tok.name}` }, 'sft: token-level KD');
-      if (kd.teacher.wte.weight.device !== model.wte.weight.device)
-        throw new Error(`sft: the teacher decoder is on ${kd.teacher.wte.weight.device}, the student on ${model.wte.weight.device}; move both to one device`);
+      if (deviceOf(kd.teacher) !== deviceOf(model))
+        throw new Error(`sft: the teacher decoder is on ${deviceOf(kd.teacher)}, the student on ${deviceOf(model)}; move both to one device`);
       if (kd.teacher.contextLength < seqLen) throw new Error(`sft: the teacher's context length ${kd.teacher.contextLength} is shorter than seqLen ${seqLen}`);
     } else if (kdSource === 'logprobs') {
       if (kdLoss !== 'forward_kl') throw new Error(`sft: stored top-k logprobs support kd.loss 'forward_kl' only (got '${kdLoss}'); reverse KL and JSD need the teacher's full distribution (kd.teacher)`);
@@ -404,7 +467,7 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
     optimizer: { kind: 'adamw', lr, weightDecay: o.weightDecay ?? 0.1, betas: [0.9, 0.95], decayMatricesOnly: true },
     schedule: { kind: 'cosine', per: 'step', warmupSteps: sched.warmupSteps, minLr: sched.minLr },
     ...(clip > 0 ? { clip } : {}),
-    save: (file, m, meta) => saveDecoder(m as GPT, file, tok, meta),
+    ...(model instanceof HfCausalLM ? {} : { save: (file: string, m: unknown, meta: Record<string, string>) => saveDecoder(m as GPT, file, tok, meta) }),
   }];
   const terms: TermSpec[] = [{
     loss: 'token_ce', name: 'ce', student: 'student.logits', teacher: 'labels', weight: kd ? 1 - alpha : 1, metric: 'ce', ...(lambda > 0 ? { options: { weights: 'ce_weights' } } : {}),
@@ -417,10 +480,10 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
   }
   const t0 = Date.now();
   const from = o.resume ? (held ?? 0) : 0;
-  const windows = new WindowBatches(stream, starts, seqLen, B, seed, o.steps * accum, model.wte.weight.device);
+  const windows = new WindowBatches(stream, starts, seqLen, B, seed, o.steps * accum, deviceOf(model));
   const train =
     lambda > 0
-      ? new OnPolicyBatches(windows, promptsOf(tok, chats!, seqLen - maxNew), model, { lambda, maxNew, temperature: genTemperature, seqLen, B, seed, eos: tok.eosId, stopTokens: stopTokensOf(tok) })
+      ? new OnPolicyBatches(windows, promptsOf(tok, chats!, seqLen - maxNew), model, { lambda, maxNew, temperature: genTemperature, seqLen, B, seed, eos: tok.eosId, stopTokens: [...new Set([...stopTokensOf(tok), ...(o.stopTokens ?? [])])] })
       : windows;
   const summary = await runEngine({
     name: 'sft', roles, terms, train, gradAccum: accum,
@@ -429,9 +492,14 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
     signal: o.signal, log,
   });
   const seconds = (Date.now() - t0) / 1000;
+  let modelDir: string | undefined;
+  if (model instanceof HfCausalLM) {
+    modelDir = path.join(o.outDir, 'model');
+    saveHfModel(modelDir, model, { ...(tok instanceof HfTokenizer ? { files: tok.files() } : {}), ...(o.generationConfig ? { generationConfig: o.generationConfig } : {}) });
+  }
   return {
     steps: o.steps, tokens: o.steps * tokensPerStep, seconds, tokensPerSecond: ((o.steps - from) * tokensPerStep) / Math.max(seconds, 1e-9), finalLoss: summary.last_loss ?? NaN,
-    resumedFrom: summary.resumed_from_step, windows: n, unaligned: stream.unaligned, outDir: o.outDir, checkpoint: path.join(o.outDir, 'last.safetensors'),
+    resumedFrom: summary.resumed_from_step, windows: n, unaligned: stream.unaligned, outDir: o.outDir, checkpoint: path.join(o.outDir, 'last.safetensors'), ...(modelDir ? { modelDir } : {}),
     ...(train instanceof OnPolicyBatches ? { onPolicy: { batches: train.counts.onPolicy, generatedTokens: train.counts.generatedTokens } } : {}),
   };
 }
@@ -472,7 +540,7 @@ function promptsOf(tok: Tokenizer, chats: readonly ChatExample[], room: number):
   return chats.map((ex) => {
     let last = ex.messages.length - 1;
     while (last >= 0 && ex.messages[last].role !== 'assistant') last--;
-    const ids = encodeChat(tok, ex.messages.slice(0, Math.max(0, last)), { generationPrompt: true }).ids;
+    const ids = chatPromptIds(tok, ex.messages.slice(0, Math.max(0, last)));
     return ids.length > room ? ids.slice(ids.length - room) : ids;
   });
 }
@@ -487,7 +555,7 @@ class OnPolicyBatches implements BatchSource {
   /** Micro-batches that were on-policy, and the tokens the student generated for them. */
   readonly counts = { onPolicy: 0, generatedTokens: 0 };
   constructor(
-    private readonly off: WindowBatches, private readonly prompts: number[][], private readonly model: GPT,
+    private readonly off: WindowBatches, private readonly prompts: number[][], private readonly model: GPT | HfCausalLM,
     private readonly o: { lambda: number; maxNew: number; temperature: number; seqLen: number; B: number; seed: number; eos: number; stopTokens: number[] },
   ) {
     this.length = off.length;
@@ -524,7 +592,7 @@ class OnPolicyBatches implements BatchSource {
     } finally {
       this.model.train(wasTraining);
     }
-    const device = this.model.wte.weight.device;
+    const device = deviceOf(this.model);
     const b = tidy(() => {
       const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
       return {
@@ -536,4 +604,9 @@ class OnPolicyBatches implements BatchSource {
     });
     return { x: b.x, y: b.y, taps: { weights: b.w, ce_weights: b.ce }, dispose: () => dispose([b.x, b.y, b.w, b.ce]) };
   }
+}
+
+/** The device of a decoder's parameters. */
+function deviceOf(m: GPT | HfCausalLM): string {
+  return m.parameters()[0].device;
 }

@@ -31,6 +31,8 @@ export interface ServeOptions {
   port?: number;
   /** max_tokens when a request gives none (default 256). */
   defaultMaxTokens?: number;
+  /** Token ids that also end an answer (a Hugging Face directory's generation_config.json `eos_token_id`s). */
+  stopTokens?: number[];
   /** One line per request (default: nothing). */
   log?: (line: string) => void;
   /** Most sequences decoded together in one forward (default 64; 1 decodes one sequence at a time). */
@@ -187,7 +189,8 @@ export async function serve(o: ServeOptions): Promise<Server> {
     throw new Error('serve: apiKey must be a non-empty string without white space');
   const defaultMaxTokens = o.defaultMaxTokens ?? 256;
   // an answer ends at <|endoftext|> or at a role marker the model starts on its own
-  const stopTokens = [tokenizer.eosId, ...['<|system|>', '<|user|>', '<|assistant|>'].map((t) => tokenizer.specialId(t)).filter((x): x is number => x !== null)];
+  const stopTokens = [...new Set([tokenizer.eosId, ...['<|system|>', '<|user|>', '<|assistant|>'].map((t) => tokenizer.specialId(t)).filter((x): x is number => x !== null), ...(o.stopTokens ?? [])])];
+  for (const t of o.stopTokens ?? []) if (!(Number.isInteger(t) && t >= 0 && t < model.vocabSize)) throw new Error(`serve: stop token ${t} is outside the model's vocabulary ${model.vocabSize}`);
   const stats = { requests: 0, completionTokens: 0, errors: 0 };
   const created = () => Math.floor(Date.now() / 1000);
   let nextId = 0;

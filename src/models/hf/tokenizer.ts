@@ -122,6 +122,7 @@ export class HfTokenizer {
   /** Ids to text; special tokens are kept unless `skipSpecialTokens`. */
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
     for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new Error(`${this.name}: decode: id ${id} is outside the vocabulary [0, ${this.vocabSize})`);
+    if (ids.length === 0) return ''; // the library refuses an empty list (an answer that stops at once)
     return this.tok.decode(ids as number[], { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
   /** The id of a token given by its text (special or not), or null. */
