@@ -120,7 +120,7 @@ describe('sft with kd.onPolicy (GKD)', () => {
     const student = new GPT(arch(16, 1));
     const run = (o: object, data: any = examples) => sft({ model: student, tokenizer: tok, data, outDir: path.join(tmp, 'bad'), steps: 1, seqLen: 24, log: quiet, ...o });
     await assert.rejects(run({ kd: kd(1.5) }), /kd\.onPolicy \(GKD's λ\) must be in \[0, 1\], got 1\.5/);
-    await assert.rejects(run({ kd: { source: 'logprobs', onPolicy: 0.5 } }), /kd\.onPolicy needs a local teacher decoder/);
+    await assert.rejects(run({ kd: { source: 'logprobs', onPolicy: 0.5 } }), /kd\.onPolicy needs a teacher to score the student's own answers: a local decoder \(kd\.teacher\) or a server \(kd\.endpoint\)/);
     await assert.rejects(run({ kd: kd(0.5) }, { texts: ['abc'.repeat(20)] }), /kd\.onPolicy needs chat data/);
     await assert.rejects(run({ kd: kd(0.5, { maxNewTokens: 24 }) }), /kd\.maxNewTokens must be an integer in \[1, 23\]/);
     student.dispose();

@@ -103,7 +103,10 @@ describe('serve', () => {
     assert.match(JSON.parse(r.text).error.message, /the prompt has 85 tokens; the model's context length is 64/);
     const m = await fetch(`${server.url}/models`);
     assert.equal(((await m.json()) as any).data[0].id, 'tiny');
-    assert.equal((await fetch(`${server.url}/completions`, { method: 'POST', body: '{}' })).status, 404);
+    assert.equal((await fetch(`${server.url}/embeddings`, { method: 'POST', body: '{}' })).status, 404);
+    const legacy = await fetch(`${server.url}/completions`, { method: 'POST', body: '{}' });
+    assert.equal(legacy.status, 400);
+    assert.equal(((await legacy.json()) as { error: { param: string } }).error.param, 'prompt');
   });
 
   it('generate() writes a data set from the served checkpoint, JSON and streaming, with logprobs', async () => {

@@ -68,7 +68,11 @@ const OPTIONS: Record<string, OptionSpec> = {
   kd: { type: 'string', arg: 'LOSS', help: 'token-level KD: forward_kl, reverse_kl, jsd (with --teacher), or logprobs (the stored top-k)' },
   alpha: { type: 'string', arg: 'X', help: 'KD: weight of the hard-label loss' },
   beta: { type: 'string', arg: 'X', help: 'KD: the jsd mixture in [0, 1] (0 forward KL, 1 reverse KL)' },
-  'on-policy': { type: 'string', arg: 'L', help: "GKD: the share λ of micro-batches that are the student's own answers, scored by --teacher (default 0)" },
+  'on-policy': { type: 'string', arg: 'L', help: "GKD: the share λ of micro-batches that are the student's own answers, scored by --teacher or --teacher-url (default 0)" },
+  'teacher-url': { type: 'string', arg: 'URL', help: "GKD with a remote teacher: an OpenAI-compatible base URL whose /completions scores token ids (echo + logprobs; tsdistill serve, vLLM); needs --on-policy" },
+  'teacher-model': { type: 'string', arg: 'NAME', help: "the remote teacher's model name (--teacher-url)" },
+  'teacher-key-env': { type: 'string', arg: 'VAR', help: "the environment variable holding the remote teacher's API key (--teacher-url)" },
+  'teacher-token-ids': { type: 'boolean', help: "ask the remote teacher for tokens as token_id:<id> (vLLM's return_tokens_as_token_ids; tsdistill serve has it)" },
   temperature: { type: 'string', arg: 'X', help: 'KD temperature' },
   topk: { type: 'string', arg: 'N', help: '--kd logprobs: top-k entries used' },
 };
@@ -133,7 +137,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   sft: {
     arg: '<chat.jsonl>', summary: 'fine-tune a decoder on chat answers, optionally with token-level KD',
     about: 'Needs --out DIR, --steps N and the student: --init decoder.safetensors or a Hugging Face directory, or --arch JSON. A Hugging Face student is also written as a model directory, OUT/model.',
-    options: ['out', 'steps', 'init', 'arch', 'tokenizer', 'seq-len', 'batch', 'grad-accum', 'lr', 'warmup', 'seed', 'device', 'threads', 'resume', 'force', 'kd', 'teacher', 'alpha', 'beta', 'temperature', 'topk', 'on-policy', 'json'],
+    options: ['out', 'steps', 'init', 'arch', 'tokenizer', 'seq-len', 'batch', 'grad-accum', 'lr', 'warmup', 'seed', 'device', 'threads', 'resume', 'force', 'kd', 'teacher', 'alpha', 'beta', 'temperature', 'topk', 'on-policy', 'teacher-url', 'teacher-model', 'teacher-key-env', 'teacher-token-ids', 'json'],
   },
 };
 

@@ -159,7 +159,20 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
   let teacher: GPT | HfCausalLM | undefined;
   let kd: SftKdOptions | undefined;
   const kdName = v.kd as string | undefined;
-  if (kdName !== undefined) {
+  if (v['teacher-url'] !== undefined) {
+    if (v.teacher) throw new Error('sft: give --teacher (a local decoder) or --teacher-url (a server), not both');
+    if (kdName !== undefined && kdName !== 'logprobs' && kdName !== 'forward_kl')
+      throw new Error(`sft: a remote teacher gives top-k log-probabilities, so its loss is forward KL: --kd ${kdName} does not go with --teacher-url`);
+    const onPolicy = float(v['on-policy'], 'on-policy');
+    if (!(onPolicy! > 0)) throw new Error("sft: --teacher-url scores the student's own answers: give --on-policy L above 0");
+    if (typeof v['teacher-model'] !== 'string') throw new Error("sft: --teacher-url needs --teacher-model NAME (the server's model name)");
+    const keyEnv = v['teacher-key-env'] as string | undefined;
+    if (keyEnv !== undefined && !process.env[keyEnv]) throw new Error(`sft: --teacher-key-env ${keyEnv}: the environment variable is not set`);
+    kd = {
+      source: 'logprobs', alpha: float(v.alpha, 'alpha'), topk: int(v.topk, 'topk', 1), onPolicy,
+      endpoint: { baseUrl: v['teacher-url'] as string, model: v['teacher-model'] as string, ...(keyEnv ? { apiKey: process.env[keyEnv] } : {}), ...(v['teacher-token-ids'] ? { tokenIds: true } : {}) },
+    };
+  } else if (kdName !== undefined) {
     const alpha = float(v.alpha, 'alpha');
     const beta = float(v.beta, 'beta');
     const temperature = float(v.temperature, 'temperature');
@@ -188,7 +201,7 @@ export async function runSft(data: string, v: LlmCliValues, signal: AbortSignal)
       kd = { source: 'teacher', teacher, loss: kdName as TokenKdLoss, alpha, beta, temperature, ...(onPolicy !== undefined ? { onPolicy } : {}) };
     }
   } else if (v.teacher) throw new Error('sft: --teacher is used with --kd forward_kl|reverse_kl|jsd');
-  if (v['on-policy'] !== undefined && kd?.source !== 'teacher') throw new Error('sft: --on-policy needs --kd forward_kl|reverse_kl|jsd with --teacher');
+  if (v['on-policy'] !== undefined && kd?.source !== 'teacher' && !kd?.endpoint) throw new Error('sft: --on-policy needs --kd forward_kl|reverse_kl|jsd with --teacher, or --teacher-url');
   if (device !== 'cpu') {
     model.to(device);
     teacher?.to(device);

@@ -103,7 +103,8 @@ export interface BatchSource {
   /** Batches per epoch. */
   readonly length: number;
   setEpoch(epoch: number): void;
-  batchAt(i: number): EngineBatch;
+  /** Batch i of the epoch; a source that must wait for something (a remote teacher) returns a promise. */
+  batchAt(i: number): EngineBatch | Promise<EngineBatch>;
 }
 
 export interface TermSpec {
@@ -642,7 +643,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   // ---- projections: a dry run on the first batch fixes the taps' shapes (only when a term reads more than logits)
   if (probing) {
     o.train.setEpoch(0);
-    const b0 = o.train.batchAt(0);
+    const b0 = await o.train.batchAt(0);
     try {
       await probe(b0, plan, loader?.dataset, loader?.dataset.length ?? 0);
     } finally {
@@ -769,7 +770,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
       const progress = o.progress === false || o.logEverySteps || !writer ? null : new Progress(`${name} ${epoch + 1}/${o.epochs}`, steps, log, from?.step ?? 0);
       for (let step = from?.step ?? 0; step < steps; step++) {
         const bs: EngineBatch[] = [];
-        for (let a = 0; a < accum; a++) bs.push(o.train.batchAt(step * accum + a));
+        for (let a = 0; a < accum; a++) bs.push(await o.train.batchAt(step * accum + a));
         manualSeed(stepSeed(o.seed, epoch, step));
         const p: RunProgress = { epoch, step, stepsPerEpoch: steps, epochs: o.epochs };
         const lr = primary.opt!.paramGroups[0].options.lr;

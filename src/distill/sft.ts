@@ -46,6 +46,7 @@ import type { GPT } from '../models/gpt';
 import { HfCausalLM, HfTokenizer, saveHfModel } from '../models/hf';
 import { chatPromptIds, checkSameVocabulary, encodeChat, type ChatTurn, type Tokenizer } from '../llm/tokenizer';
 import { saveDecoder } from '../llm/decoder-checkpoint';
+import { checkScoreEndpoint, scoreTokens, tokenIdOf, type ScoreEndpoint, type ScoredToken } from '../llm/score';
 import { TOKEN_KD_LOSSES, type TokenKdLoss } from './token-kd';
 import { type BatchSource, type EngineBatch, type RoleSpec, type TermSpec, runDirStep, runEngine } from './engine';
 
@@ -124,14 +125,7 @@ export function packChats(tok: Tokenizer, examples: readonly ChatExample[], opts
   const K = opts.topk ?? 0;
   const tk: { at: number; top: [number, number][] }[] = [];
   let unaligned = 0;
-  const single = new Map<string, number | null>();
-  const idOf = (s: string): number | null => {
-    if (!single.has(s)) {
-      const e = tok.encode(s);
-      single.set(s, e.length === 1 && tok.decode(e) === s ? e[0] : null);
-    }
-    return single.get(s)!;
-  };
+  const idOf = singleTokenIds(tok);
   const templated = tok instanceof HfTokenizer && tok.chatTemplate() !== null;
   for (const ex of examples) {
     const enc: { ids: number[]; mask: number[]; answer?: { start: number; end: number } } = templated ? encodeTemplateChat(tok as HfTokenizer, ex.messages) : encodeChat(tok, ex.messages);
@@ -328,8 +322,14 @@ export interface SftKdOptions {
   alpha?: number;
   /** Top-k entries per token read from stored logprobs (default 20, the most OpenAI returns). */
   topk?: number;
-  /** GKD's λ in [0, 1]: the probability that a micro-batch is the student's own answers (default 0; local teacher, chat data). */
+  /** GKD's λ in [0, 1]: the probability that a micro-batch is the student's own answers (default 0; chat data). */
   onPolicy?: number;
+  /**
+   * A remote teacher for the on-policy micro-batches: an OpenAI-compatible server that scores token ids through the
+   * legacy Completions protocol (`echo`, `logprobs`: ../llm/score.ts). Its top-k log-probabilities on the student's
+   * answers are the targets (forward KL, as with stored logprobs); the data's micro-batches use the stored logprobs.
+   */
+  endpoint?: ScoreEndpoint;
   /** Longest on-policy answer, in tokens (default seqLen / 2). */
   maxNewTokens?: number;
   /** Sampling temperature of the student's on-policy answers (default 1). */
@@ -394,7 +394,7 @@ export interface SftSummary {
 }
 
 const SFT_KEYS = ['model', 'tokenizer', 'data', 'outDir', 'steps', 'seqLen', 'batchSize', 'gradAccum', 'lr', 'minLr', 'warmupSteps', 'weightDecay', 'clip', 'seed', 'checkpointEvery', 'logEvery', 'kd', 'stopTokens', 'generationConfig', 'resume', 'force', 'signal', 'log'];
-const KD_KEYS = ['source', 'teacher', 'loss', 'beta', 'temperature', 'alpha', 'topk', 'onPolicy', 'maxNewTokens', 'generationTemperature'];
+const KD_KEYS = ['source', 'teacher', 'loss', 'beta', 'temperature', 'alpha', 'topk', 'onPolicy', 'endpoint', 'maxNewTokens', 'generationTemperature'];
 
 /** Fine-tunes `model` (in place) and writes the run directory. See the file header. */
 export async function sft(o: SftOptions): Promise<SftSummary> {
@@ -420,6 +420,11 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
   // KD settings
   const kd = o.kd;
   const kdSource = kd ? (kd.source ?? (kd.teacher ? 'teacher' : 'logprobs')) : null;
+  if (kd?.endpoint) {
+    checkScoreEndpoint(kd.endpoint, 'sft: kd.endpoint');
+    if (kdSource !== 'logprobs') throw new Error("sft: kd.endpoint scores the student's answers with top-k log-probabilities: it goes with kd.source 'logprobs', not a local kd.teacher");
+    if (!(kd.onPolicy! > 0)) throw new Error('sft: kd.endpoint scores on-policy answers: give kd.onPolicy (GKD\'s λ) above 0');
+  }
   const kdLoss: TokenKdLoss = kd?.loss ?? 'forward_kl';
   const alpha = kd?.alpha ?? 0.5;
   if (kd) {
@@ -437,7 +442,7 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
   }
   const lambda = kd?.onPolicy ?? 0;
   if (!(lambda >= 0 && lambda <= 1)) throw new Error(`sft: kd.onPolicy (GKD's λ) must be in [0, 1], got ${lambda}`);
-  if (lambda > 0 && kdSource !== 'teacher') throw new Error("sft: kd.onPolicy needs a local teacher decoder (kd.teacher) to score the student's own answers");
+  if (lambda > 0 && kdSource !== 'teacher' && !kd?.endpoint) throw new Error("sft: kd.onPolicy needs a teacher to score the student's own answers: a local decoder (kd.teacher) or a server (kd.endpoint)");
   if (lambda > 0 && !(typeof o.data === 'string' || Array.isArray(o.data))) throw new Error('sft: kd.onPolicy needs chat data (prompts to answer), not { texts }');
   const maxNew = kd?.maxNewTokens ?? Math.max(1, Math.floor(seqLen / 2));
   if (!Number.isInteger(maxNew) || maxNew < 1 || maxNew >= seqLen) throw new Error(`sft: kd.maxNewTokens must be an integer in [1, ${seqLen - 1}] (below seqLen), got ${maxNew}`);
@@ -451,7 +456,7 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
     if (stream.ids[i] >= model.vocabSize) throw new Error(`sft: token id ${stream.ids[i]} is outside the model's vocabulary ${model.vocabSize}`);
   const starts = windowStarts(stream.ids.length, seqLen);
   if (starts.length === 0) throw new Error(`sft: the data has ${stream.ids.length} tokens, fewer than one window of ${seqLen + 1}`);
-  if (kdSource === 'logprobs' && !stream.topk!.has.some((h) => h === 1))
+  if (kdSource === 'logprobs' && !kd!.endpoint && !stream.topk!.has.some((h) => h === 1))
     throw new Error(`sft: kd.source 'logprobs' but no answer carries usable logprobs (${stream.unaligned} did not line up with the tokenizer '${tok.name}'; generate them with topLogprobs from a server using the same tokenizer)`);
   if (stream.unaligned) log(`sft: ${stream.unaligned} answers' logprobs do not line up with the tokenizer '${tok.name}'; they train without KD targets`);
 
@@ -483,7 +488,7 @@ export async function sft(o: SftOptions): Promise<SftSummary> {
   const windows = new WindowBatches(stream, starts, seqLen, B, seed, o.steps * accum, deviceOf(model));
   const train =
     lambda > 0
-      ? new OnPolicyBatches(windows, promptsOf(tok, chats!, seqLen - maxNew), model, { lambda, maxNew, temperature: genTemperature, seqLen, B, seed, eos: tok.eosId, stopTokens: [...new Set([...stopTokensOf(tok), ...(o.stopTokens ?? [])])] })
+      ? new OnPolicyBatches(windows, promptsOf(tok, chats!, seqLen - maxNew), model, { lambda, maxNew, temperature: genTemperature, seqLen, B, seed, eos: tok.eosId, stopTokens: [...new Set([...stopTokensOf(tok), ...(o.stopTokens ?? [])])], ...(kd?.endpoint ? { endpoint: kd.endpoint, tokenizer: tok, topk: kd.topk ?? 20, signal: o.signal } : {}) })
       : windows;
   const summary = await runEngine({
     name: 'sft', roles, terms, train, gradAccum: accum,
@@ -554,14 +559,19 @@ class OnPolicyBatches implements BatchSource {
   readonly length: number;
   /** Micro-batches that were on-policy, and the tokens the student generated for them. */
   readonly counts = { onPolicy: 0, generatedTokens: 0 };
+  /** A teacher token's text as one id of the student's vocabulary, or null (its mass goes to the tail). */
+  private idOf: ((text: string) => number | null) | null = null;
   constructor(
     private readonly off: WindowBatches, private readonly prompts: number[][], private readonly model: GPT | HfCausalLM,
-    private readonly o: { lambda: number; maxNew: number; temperature: number; seqLen: number; B: number; seed: number; eos: number; stopTokens: number[] },
+    private readonly o: {
+      lambda: number; maxNew: number; temperature: number; seqLen: number; B: number; seed: number; eos: number; stopTokens: number[];
+      endpoint?: ScoreEndpoint; tokenizer?: Tokenizer; topk?: number; signal?: AbortSignal;
+    },
   ) {
     this.length = off.length;
   }
   setEpoch(): void {}
-  batchAt(g: number): EngineBatch {
+  async batchAt(g: number): Promise<EngineBatch> {
     const o = this.o;
     const rng = new Rng(o.seed * 1_000_003 + g * 7 + 1);
     if (rng.random() >= o.lambda) {
@@ -574,6 +584,7 @@ class OnPolicyBatches implements BatchSource {
     const x = new Int32Array(o.B * T).fill(o.eos);
     const y = new Int32Array(o.B * T).fill(o.eos);
     const w = new Float32Array(o.B * T);
+    const seqs: { seq: number[]; from: number }[] = [];
     const wasTraining = this.model.training;
     this.model.eval();
     try {
@@ -583,6 +594,7 @@ class OnPolicyBatches implements BatchSource {
         // the answer ends with <|endoftext|> when the student stopped, as the data's answers do
         const seq = [...prompt, ...gen.tokens, ...(gen.finishReason === 'stop' ? [o.eos] : [])].slice(0, T + 1);
         this.counts.generatedTokens += gen.tokens.length;
+        seqs.push({ seq, from: prompt.length });
         for (let j = 0; j + 1 < seq.length; j++) {
           x[r * T + j] = seq[j];
           y[r * T + j] = seq[j + 1];
@@ -593,17 +605,74 @@ class OnPolicyBatches implements BatchSource {
       this.model.train(wasTraining);
     }
     const device = deviceOf(this.model);
-    const b = tidy(() => {
-      const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
-      return {
-        x: on(tensor(x, { shape: [o.B, T], dtype: 'int64' })),
-        y: on(tensor(y, { shape: [o.B * T], dtype: 'int64' })),
-        w: on(tensor(w, { shape: [o.B * T] })),
-        ce: on(ops.zeros([o.B * T])),
+    const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
+    // a remote teacher scores the answers: its top-k at each generated position are the KD targets
+    let tk: { ids: Int32Array; lps: Float32Array; valid: Float32Array; tw: Float32Array; K: number } | null = null;
+    if (o.endpoint) {
+      const K = o.topk!;
+      const scored = await scoreTokens(o.endpoint, seqs.map((s) => s.seq), K, o.signal);
+      const byText = (this.idOf ??= singleTokenIds(o.tokenizer!));
+      const V = this.model.vocabSize;
+      const idOf = (t: string) => {
+        const id = tokenIdOf(t);
+        return id === null ? byText(t) : id < V ? id : null;
       };
-    });
-    return { x: b.x, y: b.y, taps: { weights: b.w, ce_weights: b.ce }, dispose: () => dispose([b.x, b.y, b.w, b.ce]) };
+      tk = { ids: new Int32Array(o.B * T * K), lps: new Float32Array(o.B * T * K).fill(-1e9), valid: new Float32Array(o.B * T * K), tw: new Float32Array(o.B * T), K };
+      seqs.forEach(({ seq, from }, r) => {
+        for (let j = Math.max(0, from - 1); j + 1 < seq.length; j++) {
+          const top = scoredTop(scored[r][j + 1], idOf);
+          if (!top.length) continue;
+          const row = r * T + j;
+          tk!.tw[row] = 1;
+          top.slice(0, K).forEach(([id, lp], q) => {
+            tk!.ids[row * K + q] = id;
+            tk!.lps[row * K + q] = lp;
+            tk!.valid[row * K + q] = 1;
+          });
+        }
+      });
+    }
+    const b = tidy(() => ({
+      x: on(tensor(x, { shape: [o.B, T], dtype: 'int64' })),
+      y: on(tensor(y, { shape: [o.B * T], dtype: 'int64' })),
+      w: on(tensor(w, { shape: [o.B * T] })),
+      ce: on(ops.zeros([o.B * T])),
+      ...(tk ? {
+        topk_ids: on(tensor(tk.ids, { shape: [o.B * T, tk.K], dtype: 'int64' })),
+        topk_logprobs: on(tensor(tk.lps, { shape: [o.B * T, tk.K] })),
+        topk_valid: on(tensor(tk.valid, { shape: [o.B * T, tk.K] })),
+        topk_weights: on(tensor(tk.tw, { shape: [o.B * T] })),
+      } : {}),
+    }));
+    const { x: bx, y: by, w: bw, ce: bce, ...extra } = b;
+    const taps: Record<string, Tensor> = { weights: bw, ce_weights: bce, ...extra };
+    return { x: bx, y: by, taps, dispose: () => dispose([bx, by, ...Object.values(taps)]) };
   }
+}
+
+/** A token's text as the one id of `tok` that spells it, or null when it takes several ids (memoised). */
+function singleTokenIds(tok: Tokenizer): (text: string) => number | null {
+  const single = new Map<string, number | null>();
+  return (s: string) => {
+    if (!single.has(s)) {
+      const e = tok.encode(s);
+      single.set(s, e.length === 1 && tok.decode(e) === s ? e[0] : null);
+    }
+    return single.get(s)!;
+  };
+}
+
+/** A scored position's top-k as (id, logprob) of the student's vocabulary: unknown texts dropped, first of a repeat kept. */
+function scoredTop(t: ScoredToken, idOf: (text: string) => number | null): [number, number][] {
+  const seen = new Set<number>();
+  const out: [number, number][] = [];
+  for (const { token, logprob } of t.top ?? []) {
+    const id = idOf(token);
+    if (id === null || seen.has(id) || !Number.isFinite(logprob)) continue;
+    seen.add(id);
+    out.push([id, logprob]);
+  }
+  return out.sort((a, b) => b[1] - a[1]);
 }
 
 /** The device of a decoder's parameters. */

@@ -1,5 +1,7 @@
 // Serves a decoder over the OpenAI Chat Completions protocol: POST /v1/chat/completions (JSON, or server-sent
-// events with `stream: true`), GET /v1/models and GET /v1/models/{id}. Loopback by default; with an API key, every
+// events with `stream: true`), GET /v1/models and GET /v1/models/{id}; and the legacy POST /v1/completions, whose
+// `echo` with `logprobs` scores a given text (see `legacyCompletions` below: how a remote teacher scores a student's
+// answers). Loopback by default; with an API key, every
 // request must bring it as `Authorization: Bearer KEY`.
 //
 // Request fields honoured: model (another model's name is answered 404 model_not_found; none means this one),
@@ -19,6 +21,8 @@ import type { AddressInfo } from 'node:net';
 import { DecodeBatcher, type BatcherStats } from './batcher';
 import type { BatchStepDecoder, GeneratedToken } from './decode';
 import { StreamDecoder, chatPromptIds, type ChatTurn, type Tokenizer } from './tokenizer';
+import { Module } from '../nn';
+import { noGrad, tensor, tidy } from '../torch';
 
 export interface ServeOptions {
   model: BatchStepDecoder;
@@ -239,6 +243,115 @@ export async function serve(o: ServeOptions): Promise<Server> {
     return { finish, count, text };
   };
 
+
+  /**
+   * POST /v1/completions, OpenAI's legacy protocol: `prompt` a string, a list of token ids, or a list of either (one
+   * choice per prompt, in order); `max_tokens` (default 16; 0 with `echo` scores the prompt only); `echo` puts the
+   * prompt's text and log-probabilities before the answer's; `logprobs` k (0–20) returns, per token, its
+   * log-probability and the k likeliest tokens as {text: logprob} (the first prompt token has none: null);
+   * temperature, top_p, top_k, seed and stop as in chat. `n` above 1 and `stream` are refused. With
+   * `return_tokens_as_token_ids` (vLLM's extension) tokens are written `token_id:<id>`, so that tokens whose texts
+   * are equal (bytes of a partial character) stay apart.
+   */
+  const legacyCompletions = async (raw: string, json: (status: number, obj: unknown) => void, refuse: (e: ApiError) => void, closed: () => boolean) => {
+    let prompts: number[][];
+    let r: ParsedRequest;
+    let echo: boolean;
+    let k: number | null;
+    let asIds = false;
+    try {
+      let body: any;
+      try {
+        body = JSON.parse(raw);
+      } catch (e) {
+        throw new BadRequest(`the body is not JSON: ${(e as Error).message}`, null, null);
+      }
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('the body must be a JSON object', null, null);
+      if (body.model !== undefined && body.model !== null) {
+        if (typeof body.model !== 'string') throw new BadRequest(`'model' must be a string, got ${JSON.stringify(body.model)}`, 'model', 'invalid_type');
+        if (body.model !== modelName) throw modelNotFound(body.model, 'model');
+      }
+      if (body.stream === true) throw new BadRequest("'stream' is not supported on /v1/completions by this server; use /v1/chat/completions to stream", 'stream', 'unsupported_value');
+      if (body.n !== undefined && body.n !== null && body.n !== 1) throw new BadRequest("'n' must be 1 on /v1/completions (send the prompt several times in 'prompt' instead)", 'n', 'unsupported_value');
+      const ids = (p: unknown, where: string): number[] => {
+        if (typeof p === 'string') return tokenizer.encode(p);
+        if (Array.isArray(p) && p.every((x) => Number.isInteger(x))) {
+          for (const x of p as number[]) if (x < 0 || x >= model.vocabSize) throw new BadRequest(`${where}: token id ${x} is outside the vocabulary [0, ${model.vocabSize})`, 'prompt');
+          return p as number[];
+        }
+        throw new BadRequest(`${where} must be a string or a list of token ids`, 'prompt', 'invalid_type');
+      };
+      const p = body.prompt;
+      if (p === undefined || p === null) throw new BadRequest("'prompt' is required", 'prompt', 'missing_required_parameter');
+      prompts = typeof p === 'string' || (Array.isArray(p) && p.length > 0 && p.every((x) => Number.isInteger(x))) ? [ids(p, "'prompt'")]
+        : Array.isArray(p) && p.length > 0 ? p.map((x: unknown, i: number) => ids(x, `'prompt'[${i}]`)) : (() => { throw new BadRequest("'prompt' must not be empty", 'prompt'); })();
+      echo = body.echo === true;
+      asIds = body.return_tokens_as_token_ids === true;
+      k = body.logprobs === undefined || body.logprobs === null ? null : num(body, 'logprobs', 0, 0, 20, true);
+      const maxTokens = num(body, 'max_tokens', 16, 0, 1e9, true);
+      if (maxTokens === 0 && !echo) throw new BadRequest("'max_tokens' 0 asks for nothing without 'echo'", 'max_tokens');
+      prompts.forEach((q, i) => {
+        if (q.length === 0) throw new BadRequest(`'prompt'[${i}] is empty`, 'prompt');
+        if (q.length + (maxTokens > 0 ? 1 : 0) > model.contextLength)
+          throw new BadRequest(`'prompt'[${i}] has ${q.length} tokens; the model's context length is ${model.contextLength}${maxTokens > 0 ? ' (it must leave room for an answer)' : ''}`, 'prompt', 'context_length_exceeded');
+      });
+      const stop = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+      if (!Array.isArray(stop) || stop.length > 4 || !stop.every((x: unknown) => typeof x === 'string' && x.length > 0))
+        throw new BadRequest("'stop' must be a non-empty string or a list of up to 4", 'stop');
+      r = {
+        messages: [], maxTokens, temperature: num(body, 'temperature', 1, 0, 2), topP: num(body, 'top_p', 1, Number.MIN_VALUE, 1),
+        topK: body.top_k === undefined || body.top_k === null || body.top_k === -1 ? undefined : num(body, 'top_k', 0, 1, 1e9, true),
+        n: 1, stop, seed: num(body, 'seed', Math.floor(Math.random() * 2 ** 31), -(2 ** 53), 2 ** 53, true),
+        logprobs: k !== null, topLogprobs: k ?? 0, stream: false, includeUsage: false,
+      };
+    } catch (e) {
+      refuse(e instanceof ApiError ? e : new ApiError(500, (e as Error).message));
+      return;
+    }
+    stats.requests++;
+    const text = (id: number) => (asIds ? `token_id:${id}` : tokenizer.decode([id]));
+    const top = (xs: { id: number; logprob: number }[]) => Object.fromEntries(xs.map((x) => [text(x.id), x.logprob]));
+    let completion = 0;
+    const choices = await Promise.all(prompts.map(async (q, index) => {
+      const lp = { tokens: [] as string[], token_logprobs: [] as (number | null)[], top_logprobs: [] as (Record<string, number> | null)[], text_offset: [] as number[] };
+      let out = '';
+      let answered = 0; // characters of the answer's tokens so far
+      const add = (id: number, logprob: number | null, alts: { id: number; logprob: number }[] | null) => {
+        lp.text_offset.push(out.length + answered);
+        answered += tokenizer.decode([id]).length;
+        lp.tokens.push(text(id));
+        lp.token_logprobs.push(logprob);
+        lp.top_logprobs.push(alts ? top(alts) : null);
+      };
+      if (echo) {
+        out = tokenizer.decode(q);
+        if (k !== null) {
+          const scored = promptLogprobs(model, q, k);
+          let at = 0;
+          q.forEach((id, j) => {
+            lp.text_offset.push(at);
+            lp.tokens.push(text(id));
+            at += tokenizer.decode([id]).length;
+            lp.token_logprobs.push(j === 0 ? null : scored.logprob[j - 1]);
+            lp.top_logprobs.push(j === 0 ? null : top(scored.top[j - 1]));
+          });
+        }
+      }
+      let finish: string = 'length';
+      if (r.maxTokens > 0) {
+        const c = await runChoice(q, r, index, { delta: (_t, tok) => tok && k !== null && add(tok.id, tok.logprob, tok.top.slice(0, k)) }, closed);
+        out += c.text;
+        finish = c.finish;
+        completion += c.count;
+      }
+      return { text: out, index, logprobs: k !== null ? lp : null, finish_reason: finish };
+    }));
+    if (closed()) return;
+    const promptTokens = prompts.reduce((a, q) => a + q.length, 0);
+    json(200, { id: `cmpl-${Date.now().toString(36)}-${nextId++}`, object: 'text_completion', created: created(), model: modelName, choices, usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion } });
+    o.log?.(`completions prompts=${prompts.length} prompt=${promptTokens} completion=${completion} tokens${echo ? ' echo' : ''}`);
+  };
+
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse, raw: string) => {
     const url = (req.url ?? '').split('?')[0].replace(/\/+$/, '');
     if (o.cors !== undefined && req.method === 'OPTIONS') {
@@ -268,12 +381,16 @@ export async function serve(o: ServeOptions): Promise<Server> {
       else refuse(modelNotFound(id, 'model'));
       return;
     }
-    if (url !== '/v1/chat/completions') {
-      refuse(new ApiError(404, `Invalid URL (${req.method} ${req.url}); this server answers POST /v1/chat/completions, GET /v1/models and GET /v1/models/{id}`));
+    if (url !== '/v1/chat/completions' && url !== '/v1/completions') {
+      refuse(new ApiError(404, `Invalid URL (${req.method} ${req.url}); this server answers POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/models/{id}`));
       return;
     }
     if (req.method !== 'POST') {
-      refuse(new ApiError(405, `use POST for /v1/chat/completions, got ${req.method}`, null, 'method_not_supported'));
+      refuse(new ApiError(405, `use POST for ${url}, got ${req.method}`, null, 'method_not_supported'));
+      return;
+    }
+    if (url === '/v1/completions') {
+      await legacyCompletions(raw, json, refuse, () => res.writableEnded || res.destroyed);
       return;
     }
     let r: ParsedRequest;
@@ -416,4 +533,49 @@ export async function listen(server: http.Server, host: string, port: number): P
   });
   const bound = (server.address() as AddressInfo).port;
   return { port: bound, origin: `http://${host.includes(':') ? `[${host}]` : host}:${bound}` };
+}
+
+/**
+ * The log-probability of each token of `ids` after the ones before it, and the `k` likeliest tokens at each position
+ * (positions 1 … T−1; the first token has no context). One forward pass for a module decoder; token by token through
+ * a KV cache for any other.
+ */
+export function promptLogprobs(model: BatchStepDecoder, ids: number[], k: number): { logprob: number[]; top: { id: number; logprob: number }[][] } {
+  const T = ids.length;
+  if (T < 2) return { logprob: [], top: [] };
+  if (model instanceof Module) {
+    const m = model as Module & BatchStepDecoder;
+    const was = m.training;
+    m.eval();
+    try {
+      return tidy(() => noGrad(() => {
+        const dev = m.parameters()[0]?.device ?? 'cpu';
+        const x = tensor([ids], { dtype: 'int64' });
+        const logits = (m.call(dev === 'cpu' ? x : x.to({ device: dev })) as ReturnType<typeof tensor>).select(0, 0).narrow(0, 0, T - 1).to({ dtype: 'float32', device: 'cpu' });
+        const lp = logits.logSoftmax(-1);
+        const next = tensor(ids.slice(1), { dtype: 'int64' }).unsqueeze(1);
+        const own = lp.gather(1, next).reshape([T - 1]).toArray();
+        let top: { id: number; logprob: number }[][] = Array.from({ length: T - 1 }, () => []);
+        if (k > 0) {
+          const [v, i] = lp.topk(Math.min(k, m.vocabSize), -1);
+          const vs = v.toArray();
+          const is = i.toArray();
+          const kk = v.shape[1];
+          top = Array.from({ length: T - 1 }, (_, j) => Array.from({ length: kk }, (_, q) => ({ id: is[j * kk + q], logprob: vs[j * kk + q] })));
+        }
+        return { logprob: own, top };
+      }));
+    } finally {
+      m.train(was);
+    }
+  }
+  const cache = model.newCache();
+  const logprob: number[] = [];
+  const top: { id: number; logprob: number }[][] = [];
+  for (let j = 0; j + 1 < T; j++) {
+    const lp = model.nextLogprobs([ids[j]], cache);
+    logprob.push(lp[ids[j + 1]]);
+    top.push([...lp.keys()].sort((a, b) => lp[b] - lp[a]).slice(0, k).map((id) => ({ id, logprob: lp[id] })));
+  }
+  return { logprob, top };
 }
