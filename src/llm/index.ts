@@ -20,7 +20,8 @@ export {
   type SampleOptions, type GenerateOptions, type GenerateResult, type GeneratedToken, type StepDecoder, type BatchStepDecoder,
 } from './decode';
 export { DecodeBatcher, type BatcherOptions, type BatcherStats, type OnToken } from './batcher';
-export { serve, DEFAULT_MAX_BODY_BYTES, type ServeOptions, type Server } from './serve';
+export { serve, promptLogprobs, DEFAULT_MAX_BODY_BYTES, type ServeOptions, type Server } from './serve';
+export { scoreTokens, parseScores, checkScoreEndpoint, tokenIdOf, type ScoreEndpoint, type ScoredToken } from './score';
 export {
   startFaultProxy, parseFaultSpec, checkFaultSpec, describeFaultSpec, faultPlan, FAULT_KINDS,
   type FaultSpec, type FaultKind, type FaultCounts, type FaultEvent, type FaultProxy, type FaultProxyOptions,
