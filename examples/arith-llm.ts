@@ -16,6 +16,8 @@
 // node dist/examples/arith-llm.js [--out DIR] [--quick] [--teacher-steps N] [--student-steps N] [--questions N]
 //   [--n N] [--device cpu|cuda] [--threads N] [--student-width N] [--student-layers N] [--student-lr X]
 //   [--teacher-checkpoint FILE] (a trained teacher; the generated data set in --out is then reused: generate resumes)
+//   [--gkd] [--gkd-steps N] (also: students on every teacher sample for N steps — SFT, token KD to the teacher, and
+//   on-policy distillation (GKD) from the teacher in process and from the teacher served over HTTP)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +37,7 @@ const { values } = parseArgs({
     out: { type: 'string' }, quick: { type: 'boolean' }, 'teacher-steps': { type: 'string' }, 'student-steps': { type: 'string' },
     questions: { type: 'string' }, n: { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' }, 'eval-size': { type: 'string' },
     'teacher-train': { type: 'string' }, 'teacher-checkpoint': { type: 'string' }, 'student-width': { type: 'string' }, 'student-layers': { type: 'string' }, 'student-lr': { type: 'string' },
+    gkd: { type: 'boolean' }, 'gkd-steps': { type: 'string' },
   },
 });
 const quick = values.quick === true;
@@ -216,6 +219,33 @@ async function main() {
   await runStudent('student_all_samples', allSamples);
   await runStudent('student_verified_samples', verified);
   await runStudent('student_worked_solutions', genSet.map((p) => chat(p, solution(p))));
+  // on-policy distillation against the off-policy students, on every teacher sample, at a shorter schedule
+  if (values.gkd) {
+    const gkdSteps = Number(values['gkd-steps'] ?? (quick ? 4 : 1000));
+    const server = await serve({ model: teacher, tokenizer: tok, modelName: 'arith-teacher' });
+    try {
+      const lr = Number(values['student-lr'] ?? common.lr);
+      const variants: [string, object | undefined][] = [
+        ['gkd_sft', undefined],
+        ['gkd_token_kd', { teacher, loss: 'forward_kl', alpha: 0.5 }],
+        ['gkd_local_jsd', { teacher, loss: 'jsd', beta: 0.5, alpha: 1, onPolicy: 0.5, maxNewTokens: 48 }],
+        ['gkd_endpoint_fkl', { source: 'logprobs', endpoint: { baseUrl: server.url, model: 'arith-teacher', tokenIds: true }, alpha: 1, onPolicy: 0.5, topk: 20, maxNewTokens: 48 }],
+      ];
+      for (const [name, kd] of variants) {
+        manualSeed(1);
+        const s = new GPT(studentArch);
+        const t1 = Date.now();
+        const r = await sft({ ...common, lr, model: s, data: allSamples, outDir: path.join(out, name), steps: gkdSteps, force: true, logEvery: Math.max(1, Math.floor(gkdSteps / 5)), ...(kd ? { kd: kd as any } : {}) });
+        results[name] = { params: s.numParameters(), steps: gkdSteps, examples: allSamples.length, train_seconds: (Date.now() - t1) / 1000, final_loss: r.finalLoss, on_policy: r.onPolicy ?? null };
+        results[name].exact_match = await exactMatch(s, evalSet);
+        log(`${name}: ${gkdSteps} steps, exact match ${results[name].exact_match.accuracy.toFixed(1)} %${r.onPolicy ? `, ${r.onPolicy.batches} on-policy micro-batches` : ''}`);
+        s.dispose();
+        fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(results, null, 2));
+      }
+    } finally {
+      await server.close();
+    }
+  }
   results.wall_seconds = (Date.now() - t00) / 1000;
   fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(results, null, 2));
 
@@ -228,6 +258,12 @@ async function main() {
   row('student_all_samples', 'all teacher samples');
   row('student_verified_samples', 'verified teacher samples');
   row('student_worked_solutions', 'worked solutions of the same questions');
+  if (values.gkd) {
+    row('gkd_sft', 'all teacher samples, SFT');
+    row('gkd_token_kd', 'all teacher samples, token KD (forward KL, α 0.5)');
+    row('gkd_local_jsd', 'GKD: JSD(0.5), λ 0.5, teacher in process');
+    row('gkd_endpoint_fkl', 'GKD: forward KL to the served top-20, λ 0.5');
+  }
   console.log(`\nteacher samples: ${gen.total} (${genSet.length} questions × ${nPer}), ${gen.written} verified = ${results.generate.pass_rate.toFixed(1)} % pass rate at temperature 1; rejected: ${badStep} with a wrong column step, ${unverified.length - badStep} with right steps and a wrong final answer`);
   console.log(`wall time ${results.wall_seconds.toFixed(0)} s; results in ${path.join(out, 'results.json')}`);
   console.log(JSON.stringify({ teacher_em: results.teacher.exact_match.accuracy, pass_rate: results.generate.pass_rate, all_samples_em: results.student_all_samples.exact_match.accuracy, verified_em: results.student_verified_samples.exact_match.accuracy, worked_em: results.student_worked_solutions.exact_match.accuracy }));
