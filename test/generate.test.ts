@@ -154,7 +154,7 @@ describe('generate: faults and retries', () => {
       for (const stream of [true, false]) {
         const input = writePrompts(`faults-${stream}.jsonl`, ['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6'].map((p) => ({ id: p, prompt: `${stream ? 'streamed' : 'json'} ${p}` })));
         const out = newDir();
-        const s = await generate(config(server.url, input, out, { teacher: { stream }, requests: { timeoutMs: 300, concurrency: 7 } }), quiet);
+        const s = await generate(config(server.url, input, out, { teacher: { stream }, requests: { timeoutMs: 1500, concurrency: 7 } }), quiet);
         assert.equal(s.written, 7, JSON.stringify(s));
         assert.ok(s.complete && s.reconciled);
         assert.equal(s.this_run.retries, 6, `stream ${stream}: ${JSON.stringify(s.this_run.errors)} ${JSON.stringify(readJsonl(path.join(out, "samples.jsonl")).map((x) => [x.meta.prompt_id, x.meta.attempts]))}`);
