@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { manualSeed, setNumThreads, tidy, writeFileAtomic } from '../torch';
 import type { Module } from '../nn';
+import { writeReport } from '../report';
 import { DataLoader, type DataSplits, Rng, type TensorDataset, mixSeed } from '../data';
 import { checkModelOptions, createModel, modelNames, registerBuiltinModels } from '../models';
 import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
@@ -401,6 +402,7 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
         const c = await compareFromConfig(chosenCfg, data, flags);
         const read = (k: string) => JSON.parse(fs.readFileSync(path.join(out, k, 'summary.json'), 'utf8')) as TrainSummary;
         final = { model: chosen.model, options: chosen.options, distilled: read('distilled'), alone: read('student'), compare: { result: c.result, reports: c.reports, table: c.table, verdict: c.verdict } };
+        writeReport(out, { title: `${cfg.name}: the chosen student ${chosen.id}` });
       } else {
         const distilled = await runFromConfig(chosenCfg, 'distilled', data, flags);
         const alone = search.final.alone ? await runFromConfig(chosenCfg, 'student', data, flags) : undefined;
