@@ -23,13 +23,13 @@ export async function runSearchCommand(file: string, values: Values, signal: Abo
     for (const line of f.compare.verdict) console.log(line);
   } else if (f) console.log(`student + KD: best test accuracy ${f.distilled.best_test_acc.toFixed(2)} %${f.alone ? `; student alone ${f.alone.best_test_acc.toFixed(2)} %` : ''}`);
   console.log(`search: ${r.files.state}; page: ${r.files.page}${r.files.report ? `; report: ${r.files.report}` : ''}`);
-  console.log(`wall time: search ${r.state.search_s.toFixed(0)} s, final training ${r.state.final_s.toFixed(0)} s (${path.resolve(r.out_dir)})`);
+  console.log(`wall time: teacher ${r.state.teacher_s.toFixed(0)} s, search ${r.state.search_s.toFixed(0)} s, final training ${r.state.final_s.toFixed(0)} s (${path.resolve(r.out_dir)})`);
   console.log(JSON.stringify({
     name: r.name, out_dir: r.out_dir, candidates: r.state.candidates.length, trained: r.state.candidates.filter((c) => c.proxy.length).length,
-    front: r.front.map((c) => ({ id: c.id, dims: c.dims, params: c.params, latency_ms: c.latency_ms, int8_bytes: c.int8_bytes, acc: c.proxy.find((p) => p.epochs === r.state.front_epochs)?.acc })),
-    chosen: { id: r.chosen.id, model: r.chosen.model, options: r.chosen.options, params: r.chosen.params, latency_ms: r.chosen.latency_ms, int8_bytes: r.chosen.int8_bytes },
+    front: r.front.map((c) => ({ id: c.id, dims: c.dims, params: c.params, latency_ms: c.latency_ms, ort_latency_ms: c.ort_latency_ms, int8_bytes: c.int8_bytes, acc: c.proxy.find((p) => p.epochs === r.state.front_epochs)?.acc })),
+    chosen: { id: r.chosen.id, model: r.chosen.model, options: r.chosen.options, params: r.chosen.params, latency_ms: r.chosen.latency_ms, ort_latency_ms: r.chosen.ort_latency_ms, int8_bytes: r.chosen.int8_bytes },
     final: f ? { kd_acc: f.distilled.best_test_acc, alone_acc: f.alone?.best_test_acc ?? null, teacher_acc: f.compare?.result.teacher_acc ?? null } : null,
-    search_s: r.state.search_s, final_s: r.state.final_s,
+    teacher_s: r.state.teacher_s, search_s: r.state.search_s, final_s: r.state.final_s,
   }));
   return 0;
 }

@@ -142,7 +142,8 @@ export interface SearchState {
   finalists?: string[];
   chosen?: string;
   final?: FinalResult;
-  /** Seconds of search (measurement and proxy runs) and of final training, summed over the processes that ran it. */
+  /** Seconds of training the teacher, of search (measurement and proxy runs) and of final training, summed over the processes that ran them. */
+  teacher_s: number;
   search_s: number;
   final_s: number;
 }
@@ -242,12 +243,12 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
   }
   if (o.force) for (const f of ['search.json', 'search.html', 'search.svg', 'candidates']) fs.rmSync(path.join(out, f), { recursive: true, force: true });
   fs.mkdirSync(out, { recursive: true });
-  const st: SearchState = state ?? { version: 1, name: cfg.name, identity, strategy: search.strategy, candidates: [], search_s: 0, final_s: 0 };
+  const st: SearchState = state ?? { version: 1, name: cfg.name, identity, strategy: search.strategy, candidates: [], teacher_s: 0, search_s: 0, final_s: 0 };
   state = st;
   let tMark = Date.now();
-  const save = (phase: 'search_s' | 'final_s' = 'search_s') => {
+  const save = (phase: 'teacher_s' | 'search_s' | 'final_s' = 'search_s') => {
     const now = Date.now();
-    st[phase] += (now - tMark) / 1000;
+    st[phase] = (st[phase] ?? 0) + (now - tMark) / 1000;
     tMark = now;
     writeFileAtomic(stateFile, JSON.stringify(st, null, 2));
   };
@@ -264,6 +265,7 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
       await runFromConfig(cfg, 'teacher', data, flags);
       teacherSpec = { ...teacherSpec, checkpoint: teacherWeights(cfg) };
     }
+    save('teacher_s');
     const withTeacher: RunConfig = { ...cfg, teacher: teacherSpec };
     teacher = external ? await loadExternalTeacher(teacherSpec as Parameters<typeof loadExternalTeacher>[0], `${file}: teacher`) : loadTeacher(withTeacher, file);
 
@@ -411,8 +413,8 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
       st.final = final;
       save('final_s');
     }
-    const files = writeSearchPage(out, st, lat, size, ctx.kind === 'image' ? 'int8 model (bytes)' : 'parameters');
-    const tables = searchTables(st, lat);
+    const files = writeSearchPage(out, st, b.latencyEngine, lat, size, ctx.kind === 'image' ? 'int8 model (bytes)' : 'parameters');
+    const tables = searchTables(st, b.latencyEngine);
     return {
       name: cfg.name, out_dir: out, state: st, front: st.front.map((id) => st.candidates.find((c) => c.id === id)!), chosen, tables,
       files: { state: stateFile, ...files, ...(fs.existsSync(path.join(out, 'report.html')) ? { report: path.join(out, 'report.html') } : {}) },
@@ -428,19 +430,21 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
 }
 
 /** Text tables: every candidate (measurements, budget, proxy accuracy per rung) and the Pareto front. */
-export function searchTables(st: SearchState, lat: (c: CandidateRecord) => number = (c) => c.latency_ms): { candidates: string[][]; front: string[][] } {
+export function searchTables(st: SearchState, engine: 'libtorch' | 'onnxruntime' = 'libtorch'): { candidates: string[][]; front: string[][] } {
+  const lat = (c: CandidateRecord) => (engine === 'onnxruntime' ? c.ort_latency_ms ?? NaN : c.latency_ms);
+  const latHead = `latency, ${engine} (ms)`;
   const epochs = [...new Set(st.candidates.flatMap((c) => c.proxy.map((p) => p.epochs)))].sort((a, b) => a - b);
   const dims = (c: CandidateRecord) => Object.entries(c.dims).map(([k, v]) => `${k} ${v}`).join(', ');
   const mark = (c: CandidateRecord) => [st.front?.includes(c.id) ? 'front' : '', st.chosen === c.id ? 'chosen' : ''].filter(Boolean).join(', ') || (c.within_budget ? '' : 'over budget');
   const candidates = [
-    ['id', 'architecture', 'model', 'parameters', 'latency (ms)', 'int8 (bytes)', ...epochs.map((e) => `acc @${e} ep (%)`), ''],
+    ['id', 'architecture', 'model', 'parameters', latHead, 'int8 (bytes)', ...epochs.map((e) => `acc @${e} ep (%)`), ''],
     ...st.candidates.map((c) => [
       c.id, dims(c), c.model, c.params.toLocaleString('en-US'), lat(c).toFixed(3), fmtBytes(c.int8_bytes),
       ...epochs.map((e) => c.proxy.find((p) => p.epochs === e)?.acc.toFixed(2) ?? '-'), mark(c),
     ]),
   ];
   const front = [
-    ['id', 'architecture', 'parameters', 'latency (ms)', 'int8 (bytes)', `acc @${st.front_epochs ?? '-'} ep (%)`],
+    ['id', 'architecture', 'parameters', latHead, 'int8 (bytes)', `acc @${st.front_epochs ?? '-'} ep (%)`],
     ...(st.front ?? []).map((id) => st.candidates.find((c) => c.id === id)!).sort((a, b) => lat(a) - lat(b)).map((c) => [
       c.id, dims(c), c.params.toLocaleString('en-US'), lat(c).toFixed(3), fmtBytes(c.int8_bytes), c.proxy.find((p) => p.epochs === st.front_epochs)!.acc.toFixed(2),
     ]),
@@ -454,18 +458,18 @@ function htmlTable(rows: string[][]): string {
 }
 
 /** search.svg (accuracy against latency, and against size) and search.html (the plots, the front, every candidate, the final runs). */
-function writeSearchPage(out: string, st: SearchState, lat: (c: CandidateRecord) => number, size: (c: CandidateRecord) => number, sizeLabel: string): { page: string; plot: string } {
+function writeSearchPage(out: string, st: SearchState, engine: 'libtorch' | 'onnxruntime', lat: (c: CandidateRecord) => number, size: (c: CandidateRecord) => number, sizeLabel: string): { page: string; plot: string } {
   const recs = st.candidates.filter((c) => c.proxy.some((p) => p.epochs === st.front_epochs));
   const pts = (x: (c: CandidateRecord) => number) => recs.map((c) => ({
     id: c.id, x: x(c), y: c.proxy.find((p) => p.epochs === st.front_epochs)!.acc, front: st.front?.includes(c.id), chosen: st.chosen === c.id,
     title: `${c.id} ${c.model} ${JSON.stringify(c.dims)}: ${c.params} parameters`,
   }));
   const yLabel = `proxy accuracy after ${st.front_epochs} epoch(s) (%)`;
-  const svgLat = scatterSvg(pts(lat), { xLabel: 'latency at batch 1 (ms)', yLabel, title: 'accuracy vs latency' });
+  const svgLat = scatterSvg(pts(lat), { xLabel: `latency at batch 1, ${engine} (ms)`, yLabel, title: 'accuracy vs latency' });
   const svgSize = scatterSvg(pts(size), { xLabel: sizeLabel, yLabel, title: `accuracy vs ${sizeLabel.replace(/ \(.*/, '')}` });
   const plot = path.join(out, 'search.svg');
   writeFileAtomic(plot, svgLat);
-  const t = searchTables(st, lat);
+  const t = searchTables(st, engine);
   const f = st.final;
   const finalHtml = f
     ? `<h2>The chosen student, trained fully</h2>\n<p>${escapeHtml(`${st.chosen}: ${f.model} ${JSON.stringify(f.options)}`)}</p>\n` +
@@ -488,7 +492,7 @@ figure { display: inline-block; margin: 8px 16px 8px 0; }
 </head>
 <body>
 <h1>${escapeHtml(st.name)}: student search (${escapeHtml(st.strategy)})</h1>
-<p>${st.candidates.length} candidates measured, ${st.candidates.filter((c) => !c.within_budget).length} over the budget, ${st.candidates.filter((c) => c.proxy.length).length} trained; the Pareto front (green) is over the proxy accuracy after ${st.front_epochs} epoch(s), the latency and the size; the chosen student is ringed in red. Search ${st.search_s.toFixed(0)} s, final training ${st.final_s.toFixed(0)} s.</p>
+<p>${st.candidates.length} candidates measured, ${st.candidates.filter((c) => !c.within_budget).length} over the budget, ${st.candidates.filter((c) => c.proxy.length).length} trained; the Pareto front (green) is over the proxy accuracy after ${st.front_epochs} epoch(s), the latency and the size; the chosen student is ringed in red. Teacher ${st.teacher_s.toFixed(0)} s, search ${st.search_s.toFixed(0)} s, final training ${st.final_s.toFixed(0)} s.</p>
 <figure>${svgLat}</figure>
 <figure>${svgSize}</figure>
 <h2>Pareto front</h2>
