@@ -51,8 +51,14 @@ export function scatterSvg(points: ScatterPoint[], o: { xLabel: string; yLabel: 
   parts.push(`<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#888"/>`);
   parts.push(`<text x="${(m.l + W - m.r) / 2}" y="${H - 10}" text-anchor="middle">${esc(o.xLabel)}</text>`);
   parts.push(`<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`);
-  const front = finite.filter((p) => p.front).sort((a, b) => a.x - b.x);
-  if (front.length > 1) parts.push(`<polyline fill="none" stroke="#2ca02c" stroke-width="2" points="${front.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ')}"/>`);
+  // the line joins the points that are non-dominated in this plane (lower x, higher y); the green dots are the
+  // front over every objective, which may include points this plane alone would not
+  const plane = finite.filter((p) => !finite.some((q) => q.x <= p.x && q.y >= p.y && (q.x < p.x || q.y > p.y))).sort((a, b) => a.x - b.x);
+  if (plane.length > 1) parts.push(`<polyline class="plane-front" fill="none" stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="5 3" points="${plane.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ')}"/>`);
+  const lx = W - m.r - 190, ly = H - m.b - 46;
+  parts.push(`<g font-size="11"><circle cx="${lx}" cy="${ly}" r="5" fill="#2ca02c"/><text x="${lx + 10}" y="${ly + 4}">Pareto front (all objectives)</text>` +
+    `<line x1="${lx - 6}" y1="${ly + 16}" x2="${lx + 6}" y2="${ly + 16}" stroke="#2ca02c" stroke-dasharray="5 3"/><text x="${lx + 10}" y="${ly + 20}">front in this plane</text>` +
+    `<circle cx="${lx}" cy="${ly + 32}" r="7" fill="none" stroke="#d62728" stroke-width="2"/><text x="${lx + 10}" y="${ly + 36}">chosen</text></g>`);
   for (const p of finite) {
     const cx = sx(p.x).toFixed(1), cy = sy(p.y).toFixed(1);
     const fill = p.front ? '#2ca02c' : '#1f77b4';
