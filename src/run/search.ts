@@ -278,8 +278,7 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
     owned.push(val);
     const proxyTrain = data.train.subset(perm.slice(search.proxy.valSize, search.proxy.valSize + trainCount)) as TensorDataset;
     owned.push(proxyTrain);
-    const { norm } = transformsFor(cfg, 'student');
-    const { aug } = transformsFor(cfg, 'student');
+    const { norm, aug } = transformsFor(cfg, 'student');
 
     // one input for latency, a batch for int8 calibration (preprocessed as for testing)
     const prep = (count: number) => tidy(() => {

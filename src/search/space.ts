@@ -130,12 +130,6 @@ export function candidateModel(family: SearchFamily, d: Dims, ctx: SpaceContext,
   return FAMILIES[family].model(d, ctx, fixed);
 }
 
-/** `n` distinct combinations drawn without replacement (all of them, shuffled, when there are fewer). */
-export function sampleCandidates(all: Dims[], n: number, rng: Rng): Dims[] {
-  const order = rng.permutation(all.length);
-  return Array.from(order.slice(0, Math.min(n, all.length)), (i) => all[i]);
-}
-
 /**
  * A mutation of one dimension (regularized evolution): a dimension with more than one value, chosen at random, takes
  * another of its values at random; combinations outside `valid` are redrawn (null when no mutation is valid).
