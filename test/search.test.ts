@@ -9,6 +9,13 @@ import { type Dims, candidateModel, dimsKey, dominates, enumerateSpace, halvingK
 import { TrainingInterrupted } from '../src/distill';
 import { type SearchState, searchStudent, validateSearchConfig } from '../src/run';
 
+/** Garbage collection, and the event-loop turns in which N-API finalizers release what it collected. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    (globalThis as { gc?: () => void }).gc?.();
+    await new Promise((r) => setImmediate(r));
+  }
+}
 const tmp = (name: string) => fs.mkdtempSync(path.join(os.tmpdir(), `tsd-search-${name}-`));
 const imageCtx = { kind: 'image' as const, inputShape: [1, 28, 28], numClasses: 10 };
 
@@ -202,7 +209,7 @@ describe('searchStudent', () => {
     const r = await searchStudent(tinyOwn(out), { resume: true, threads: 1, log: (l) => resumed.push(l) });
     // (an engine run stopped by its signal leaves one handle that only the garbage collector frees, the loader's
     // batch prefetched when the step loop throws; the search itself leaves none, see the next test)
-    (globalThis as { gc?: () => void }).gc?.();
+    await settle();
     assert.equal(liveTensors(), before, 'no tensor is left alive');
     // the finished candidate was not trained again at rung 0: its run was only continued for rung 1, if it survived
     assert.ok(!resumed.some((l) => l.includes(`tiny/${firstDone[0].id}: nothing to resume`)), 'the finished candidate is not started again');
@@ -250,6 +257,7 @@ describe('searchStudent', () => {
 
   it('trains the chosen student fully with KD and alone (the compare verdict)', async () => {
     const out = tmp('final');
+    await settle();
     const before = liveTensors();
     const r = await searchStudent(tiny(out, { space: { depth: [1], width: [8, 16] }, candidates: 2, proxy: { epochs: [1], trainSize: 200, valSize: 100 }, final: { train: true, alone: true } }), { threads: 1, log: () => {} });
     assert.equal(liveTensors(), before, 'no tensor is left alive');
