@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -173,6 +174,14 @@ describe('search configuration', () => {
     assert.throws(() => validateSearchConfig({ ...tiny(out), search: { ...tiny(out).search, family: 'transformer' } }, 's.yaml'), /search\.family: transformer models take text data; mnist is a image data set/);
     assert.throws(() => validateSearchConfig({ ...tiny(out), search: { ...tiny(out).search, family: 'resnet' } }, 's.yaml'), /no combination can be built: resnet: the zoo's CIFAR ResNets take 3-channel images/);
     assert.throws(() => validateSearchConfig({ ...tiny(out), trainin: {} }, 's.yaml'), /trainin: unknown key; did you mean 'training'\?/);
+  });
+  it('tsdistill search names the file and the key of a bad configuration', () => {
+    const dir = tmp('cli');
+    const file = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(file, 'data: { dataset: mnist }\nteacher: { model: lenet5 }\nsearch: { family: mlp, budget: { maxParam: 10 } }\n');
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'src', 'cli', 'main.js'), 'search', file], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`${file.replace(/[.\\/]/g, '\\$&')}: invalid configuration:\\n  search\\.budget\\.maxParam: unknown key; did you mean 'search\\.budget\\.maxParams'\\?`));
   });
 });
 

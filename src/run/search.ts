@@ -14,8 +14,9 @@ import type { Module } from '../nn';
 import { writeReport } from '../report';
 import { DataLoader, type DataSplits, Rng, type TensorDataset, mixSeed } from '../data';
 import { checkModelOptions, createModel, modelNames, registerBuiltinModels } from '../models';
-import { type Teacher, isExternalTeacherSpec, loadExternalTeacher } from '../teachers';
+import { type Teacher, isExternalTeacherSpec, isTeacher as isTeacherFromElsewhere, loadExternalTeacher } from '../teachers';
 import { type TrainSummary, trainModel } from '../distill';
+import { checkDevice } from '../distill/pipeline';
 import {
   type Dims, type Point, type RungResult, type SearchSpec, type SpaceContext, candidateModel, checkRungs, dimsKey, enumerateSpace, int8Bytes, onnxLatencyMs, paretoFront,
   regularizedEvolution, resolveSpace, scatterSvg, searchSpecSchema, successiveHalving, FAMILIES,
@@ -268,6 +269,9 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
     save('teacher_s');
     const withTeacher: RunConfig = { ...cfg, teacher: teacherSpec };
     teacher = external ? await loadExternalTeacher(teacherSpec as Parameters<typeof loadExternalTeacher>[0], `${file}: teacher`) : loadTeacher(withTeacher, file);
+    // proxy runs train where the configuration says; candidates are measured on the CPU (deployment at batch 1)
+    const device = checkDevice(cfg.training.device);
+    if (device !== 'cpu' && !isTeacherFromElsewhere(teacher)) teacher.to(device);
 
     // proxy data: `valSize` training samples held out to score the candidates, the proxy runs train on others
     const n = data.train.length;
@@ -336,10 +340,11 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
       if (done) return done.acc;
       const runOut = path.join(out, 'candidates', id);
       const model = build(rec);
+      if (device !== 'cpu') model.to(device);
       try {
         // a later rung continues the candidate's run (constant learning rate, so its schedule does not depend on the rung)
         await trainModel({
-          name: `${cfg.name}/${id}`, model, train: new DataLoader(proxyTrain, { batchSize: cfg.data.batchSize, shuffle: true, seed, transforms: [...aug, ...norm] }),
+          name: `${cfg.name}/${id}`, model, train: new DataLoader(proxyTrain, { batchSize: cfg.data.batchSize, shuffle: true, seed, transforms: [...aug, ...norm], device }),
           test: val, testTransforms: norm, epochs, seed, optimizer: proxyOpt, schedule: 'constant', outDir: runOut, resume: true, teacher,
           kd: cfg.distill, cacheDir, signal: o.signal, progress: false, log,
         });
