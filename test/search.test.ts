@@ -268,7 +268,8 @@ describe('searchStudent', () => {
     const out = tmp('final');
     await settle();
     const before = liveTensors();
-    const r = await searchStudent(tiny(out, { space: { depth: [1], width: [8, 16] }, candidates: 2, proxy: { epochs: [1], trainSize: 200, valSize: 100 }, final: { train: true, alone: true } }), { threads: 1, log: () => {} });
+    const finalCfg = tiny(out, { space: { depth: [1], width: [8, 16] }, candidates: 2, proxy: { epochs: [1], trainSize: 200, valSize: 100 }, final: { train: true, alone: true } });
+    const r = await searchStudent(finalCfg, { threads: 1, log: () => {} });
     assert.equal(liveTensors(), before, 'no tensor is left alive');
     const f = r.state.final!;
     assert.equal(f.model, 'mlp');
@@ -280,5 +281,11 @@ describe('searchStudent', () => {
     assert.ok(fs.existsSync(path.join(out, 'report.html')) && fs.existsSync(path.join(out, 'config.json')));
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
     assert.deepEqual(cfg.student, { model: 'mlp', options: r.chosen.options }, 'config.json names the chosen student, so export works on the folder');
+    // resumed once finished: the final runs are neither trained nor measured again
+    const lines: string[] = [];
+    const again = await searchStudent(finalCfg, { resume: true, threads: 1, log: (l) => lines.push(l) });
+    assert.deepEqual(again.state.final, JSON.parse(JSON.stringify(r.state.final)), "the final result as search.json holds it");
+    assert.equal(again.state.final_s, r.state.final_s);
+    assert.ok(!lines.some((l) => /tiny\/(student|distilled)/.test(l)), lines.join(' | '));
   });
 });

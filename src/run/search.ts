@@ -399,7 +399,9 @@ export async function searchStudent(config: string | Record<string, unknown>, o:
     teacher = undefined;
 
     // the chosen student, trained fully: with KD, and alone for the compare verdict
-    if (search.final.train) {
+    // (a resumed search whose final runs finished keeps their result: nothing is trained or measured again)
+    const finished = st.final && st.final.model === chosen.model && JSON.stringify(st.final.options) === JSON.stringify(chosen.options);
+    if (search.final.train && !finished) {
       const chosenCfg: RunConfig = { ...withTeacher, student: { model: chosen.model, options: chosen.options } };
       claimOutputDir(chosenCfg, { file, force: true });
       tMark = Date.now();
