@@ -28,7 +28,8 @@ function ticks(lo: number, hi: number, n = 5): number[] {
 /** The scatter plot as an SVG document (width × height px). */
 export function scatterSvg(points: ScatterPoint[], o: { xLabel: string; yLabel: string; title?: string; width?: number; height?: number }): string {
   const W = o.width ?? 640, H = o.height ?? 400;
-  const m = { l: 60, r: 20, t: o.title ? 34 : 16, b: 48 };
+  // the legend is one row between the title and the plot, clear of the points
+  const m = { l: 60, r: 20, t: o.title ? 50 : 30, b: 48 };
   const finite = points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
   const xs = finite.map((p) => p.x), ys = finite.map((p) => p.y);
   const pad = (lo: number, hi: number) => { const d = (hi - lo) * 0.08 || Math.abs(hi) * 0.1 || 1; return [lo - d, hi + d]; };
@@ -55,10 +56,10 @@ export function scatterSvg(points: ScatterPoint[], o: { xLabel: string; yLabel: 
   // front over every objective, which may include points this plane alone would not
   const plane = finite.filter((p) => !finite.some((q) => q.x <= p.x && q.y >= p.y && (q.x < p.x || q.y > p.y))).sort((a, b) => a.x - b.x);
   if (plane.length > 1) parts.push(`<polyline class="plane-front" fill="none" stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="5 3" points="${plane.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ')}"/>`);
-  const lx = W - m.r - 190, ly = H - m.b - 46;
+  const lx = m.l + 8, ly = m.t - 10;
   parts.push(`<g font-size="11"><circle cx="${lx}" cy="${ly}" r="5" fill="#2ca02c"/><text x="${lx + 10}" y="${ly + 4}">Pareto front (all objectives)</text>` +
-    `<line x1="${lx - 6}" y1="${ly + 16}" x2="${lx + 6}" y2="${ly + 16}" stroke="#2ca02c" stroke-dasharray="5 3"/><text x="${lx + 10}" y="${ly + 20}">front in this plane</text>` +
-    `<circle cx="${lx}" cy="${ly + 32}" r="7" fill="none" stroke="#d62728" stroke-width="2"/><text x="${lx + 10}" y="${ly + 36}">chosen</text></g>`);
+    `<line x1="${lx + 178}" y1="${ly}" x2="${lx + 192}" y2="${ly}" stroke="#2ca02c" stroke-dasharray="5 3"/><text x="${lx + 198}" y="${ly + 4}">front in this plane</text>` +
+    `<circle cx="${lx + 326}" cy="${ly}" r="7" fill="none" stroke="#d62728" stroke-width="2"/><text x="${lx + 338}" y="${ly + 4}">chosen</text></g>`);
   for (const p of finite) {
     const cx = sx(p.x).toFixed(1), cy = sy(p.y).toFixed(1);
     const fill = p.front ? '#2ca02c' : '#1f77b4';
