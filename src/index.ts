@@ -10,3 +10,4 @@ export * from './teachers';
 export * as report from './report';
 export * as llm from './llm';
 export * from './run';
+export * as search from './search';

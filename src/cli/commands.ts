@@ -110,6 +110,14 @@ export const COMMANDS: Record<string, CommandSpec> = {
       'the same model trained alone, and a JSON line.',
     options: [...RUN, 'seeds'],
   },
+  search: {
+    arg: '<search.yaml|json>', summary: 'search a zoo family for the student within a budget (latency, parameters, int8 size): short KD runs as the proxy, the Pareto front, then the chosen student trained fully',
+    about:
+      'A search configuration has a search section (family, space, budget, strategy halving|evolution, proxy, pick) instead of a student. ' +
+      'Writes search.json (every candidate), search.html and search.svg (the front), and the chosen student\'s runs and compare verdict; ends with a JSON line. ' +
+      '--resume continues a killed search without retraining finished candidates.',
+    options: ['set', 'epochs', 'threads', 'seed', 'out', 'device', 'resume', 'force', 'plugin'],
+  },
   report: { arg: '<config.yaml|json>', summary: '(re)write report.html for the compare (or staged) run in the output directory', options: ['set', 'out', 'plugin'] },
   eval: {
     arg: '<config.yaml|json>', summary: "test accuracy of --weights FILE (default: the run's best weights) for --role teacher|student",

@@ -44,6 +44,11 @@ async function main(argv: string[]): Promise<number> {
   }
   for (const f of ['nnodes', 'node-rank', 'master-addr', 'master-port'])
     if (values[f] !== undefined) throw new Error(`${command}: --${f} needs --nproc N (the processes on this machine)`);
+  if (command === 'search') {
+    if (!file) throw new Error(`search: a config file is required\n${commandHelp('search', helpWidth())}`);
+    const { runSearchCommand } = await import('./search');
+    return runSearchCommand(file, values, stop.signal);
+  }
   const { execute } = await import('./execute');
   return execute(command, file, values, { signal: stop.signal, setStopNote: (note) => (stopNote = note) });
 }

@@ -66,6 +66,24 @@ function median(xs: number[]): number {
 }
 
 /**
+ * CPU time of the model's forward pass (eval mode, no gradients, output copied to the CPU): the median of 200 calls on
+ * `one` (batch 1) after 20 warm-up calls, in ms, and, given `many`, 10 calls on it as inputs per second.
+ */
+export function timeForward(model: Module, one: Tensor, many?: Tensor): { latency: number; throughput: number } {
+  model.eval();
+  const lat: number[] = [];
+  for (let i = 0; i < 220; i++) {
+    const t0 = process.hrtime.bigint();
+    tidy(() => noGrad(() => { (model.call(one) as Tensor).cpu(); }));
+    if (i >= 20) lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  if (!many) return { latency: median(lat), throughput: NaN };
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < 10; i++) tidy(() => noGrad(() => { (model.call(many) as Tensor).cpu(); }));
+  return { latency: median(lat), throughput: (10 * many.shape[0]) / (Number(process.hrtime.bigint() - t0) / 1e9) };
+}
+
+/**
  * Accuracy, errors, agreement with reference predictions, ECE, CPU latency (batch 1) and throughput (batch 256); the
  * classes predicted for no test input (`never`) and the output units whose value is the same on every test input
  * (`dead`: a unit behind a ReLU that never turns on is constantly 0, and no gradient reaches it).
@@ -125,19 +143,11 @@ export async function measureModel(model: Module, test: ClassDataset, norm: Batc
   });
   const one = prep(1);
   const many = prep(256);
-  const lat: number[] = [];
-  for (let i = 0; i < 220; i++) {
-    const t0 = process.hrtime.bigint();
-    tidy(() => noGrad(() => { (model.call(one) as Tensor).cpu(); }));
-    if (i >= 20) lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < 10; i++) tidy(() => noGrad(() => { (model.call(many) as Tensor).cpu(); }));
-  const throughput = (10 * many.shape[0]) / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const { latency, throughput } = timeForward(model, one, many);
   dispose([one, many]);
   const never = counts.flatMap((c, u) => (c === 0 ? [u] : []));
   const dead = lo ? [...lo].flatMap((v, u) => (v === hi![u] ? [{ unit: u, value: v }] : [])) : [];
-  return { acc: (100 * correct) / n, errors: n - correct, preds, agreement: reference ? (100 * agree) / n : null, ece: 100 * ece, latency: median(lat), throughput, never, dead, ties };
+  return { acc: (100 * correct) / n, errors: n - correct, preds, agreement: reference ? (100 * agree) / n : null, ece: 100 * ece, latency, throughput, never, dead, ties };
 }
 
 export interface CompareResult {

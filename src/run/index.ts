@@ -8,7 +8,7 @@ export {
   loadConfigData, inputOf,
   evaluateFromConfig, holdsRun, finishedRunSummary, withRunTimes, type RunKind, type RunFlags, type EvalResult,
 } from './runs';
-export { compareFromConfig, compareSeeds, measureModel, formatTable, setupLine, verdictLines, type ModelReport, type CompareResult, type CompareSetup, type SeedsResult } from './compare';
+export { compareFromConfig, compareSeeds, measureModel, timeForward, formatTable, setupLine, verdictLines, type ModelReport, type CompareResult, type CompareSetup, type SeedsResult } from './compare';
 export { welch, tTwoSided, incompleteBeta, type WelchResult } from './stats';
 export { runExport, EXPORT_FORMATS, DEFAULT_CALIBRATION_BATCHES, type ExportArgs } from './export';
 export { loadPlugins, pluginApi, type PluginApi } from './plugins';
@@ -19,3 +19,7 @@ export {
   type SchemeRow, type SchemeCompareResult,
 } from './schemes';
 export { dataFreeConfigSchema, isDataFreeConfig, validateDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, type DataFreeConfig } from './datafree';
+export {
+  isSearchConfig, validateSearchConfig, loadSearchConfig, searchStudent, searchTables, searchLines, type LoadedSearch, type CandidateRecord, type SearchState, type SearchOptions,
+  type SearchResult, type FinalResult,
+} from './search';
