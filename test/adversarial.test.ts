@@ -300,3 +300,20 @@ describe('adversarial runs', () => {
     });
   }
 });
+
+describe('adversarial configurations', () => {
+  it('the examples validate; unknown keys and bad values are named with the file', () => {
+    const { loadAdversarialConfig, validateAdversarialConfig } = require('../src/run') as typeof import('../src/run');
+    const root = path.join(__dirname, '..', '..');
+    for (const f of ['adversarial-fmnist.yaml', 'bss-fmnist.yaml']) {
+      const cfg = loadAdversarialConfig(path.join(root, 'examples', f));
+      assert.ok(['discriminator', 'bss'].includes(cfg.adversarial.method), f);
+    }
+    const base = { data: { dataset: 'fashion-mnist' }, adversarial: { method: 'bss', teacher: { model: 'lenet5', epochs: 1 }, student: { model: 'lenet5-half' } } };
+    assert.equal(validateAdversarialConfig(base, 'a.yaml').adversarial.alpha, 0.1);
+    assert.throws(() => validateAdversarialConfig({ ...base, adversarial: { ...base.adversarial, bss: { stepsize: 0.3 } } }, 'a.yaml'), /a\.yaml[\s\S]*adversarial\.bss\.stepsize: unknown key; did you mean 'adversarial\.bss\.stepSize'/);
+    assert.throws(() => validateAdversarialConfig({ ...base, adversarial: { ...base.adversarial, method: 'gan' } }, 'a.yaml'), /adversarial\.method/);
+    assert.throws(() => validateAdversarialConfig({ ...base, adversarial: { ...base.adversarial, teacher: { model: 'lenet5', checkpoint: 'nope.safetensors' } } }, 'a.yaml'), /adversarial\.teacher\.checkpoint: file not found/);
+    assert.throws(() => validateAdversarialConfig({ ...base, adversarial: { ...base.adversarial, discriminator: { tap: 'fc1' } } }, 'a.yaml'), /discriminator\.inputDim is required with tap 'fc1'/);
+  });
+});

@@ -19,3 +19,7 @@ export {
   type SchemeRow, type SchemeCompareResult,
 } from './schemes';
 export { dataFreeConfigSchema, isDataFreeConfig, validateDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, type DataFreeConfig } from './datafree';
+export {
+  adversarialConfigSchema, isAdversarialConfig, validateAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable,
+  type AdversarialConfig, type AdversarialCompareResult, type AdversarialCompareRow,
+} from './adversarial';
