@@ -2,6 +2,7 @@
 // trained alone, with KD, with KD + a discriminator, and with KD + boundary supporting samples, over seeds.
 //   npm run build && node dist/bench/adversarial.js [--methods alone,kd,discriminator,bss] [--seeds 0,1,2]
 //      [--teacher FILE] [--limit 10000] [--epochs 5] [--batch 64] [--lr 0.01] [--threads 1] [--out runs/adversarial]
+//      [--disc-weight 0.1] [--disc-form bce|lsgan] [--conditional] [--disc-steps 1] [--bss-weight W]
 // Without --teacher (or when the file is missing) the teacher is trained first (the zoo's lenet5, 5 epochs on the whole
 // training split, SGD 0.01, momentum 0.9, batch 64) into <out>/teacher. Each student run is <out>/<method>-s<seed>; a
 // finished run (its result.json) is not run again. Prints a markdown table (mean ± std over the seeds of the best and
@@ -22,6 +23,8 @@ const { values } = parseArgs({
     teacher: { type: 'string' }, limit: { type: 'string', default: '10000' }, epochs: { type: 'string', default: '5' },
     batch: { type: 'string', default: '64' }, lr: { type: 'string', default: '0.01' }, threads: { type: 'string', default: '1' },
     out: { type: 'string', default: 'runs/adversarial' }, 'disc-weight': { type: 'string', default: '0.1' },
+    'disc-form': { type: 'string', default: 'bce' }, conditional: { type: 'boolean', default: false }, 'disc-steps': { type: 'string', default: '1' },
+    'bss-weight': { type: 'string' },
   },
 });
 
@@ -93,7 +96,8 @@ async function main() {
         method, teacher, student, classes: 10, epochs, seed, outDir: dir, test, testTransforms: norm, force: true, progress: false,
         train: new DataLoader(train, { batchSize: batch, shuffle: true, seed, transforms: norm }),
         studentOptimizer: { kind: 'sgd', lr, momentum: 0.9 }, alpha: 0.1, temperature: 4,
-        discriminator: { weight: Number(values['disc-weight']) }, bss: { range },
+        discriminator: { weight: Number(values['disc-weight']), form: values['disc-form'] as 'bce' | 'lsgan', conditional: values.conditional, steps: Number(values['disc-steps']) },
+        bss: { range, ...(values['bss-weight'] ? { weight: Number(values['bss-weight']) } : {}) },
       });
       student.dispose();
       const r: Run = { method, seed, best: s.best_test_acc, best_epoch: s.best_epoch, final: s.final_test_acc, mean_epoch_s: s.mean_epoch_s };
@@ -106,15 +110,16 @@ async function main() {
     return { method, seeds: rs.map((r) => r.seed), best: stats(rs.map((r) => r.best)), final: stats(rs.map((r) => r.final)), epoch_s: stats(rs.map((r) => r.mean_epoch_s)), per_seed: rs.map((r) => r.best) };
   });
   const f = (s: { mean: number; std: number }) => `${s.mean.toFixed(2)} ± ${s.std.toFixed(2)}`;
+  const settings = `discriminator: weight ${values['disc-weight']}, ${values['disc-form']}, ${values.conditional ? 'conditional' : 'unconditional'}, ${values['disc-steps']} step(s); bss: weight ${values['bss-weight'] ?? '0.45'} → 0 at 3/4 of the run`;
   const md = [
-    `Fashion-MNIST, teacher lenet5 ${teacherAcc.toFixed(2)} %, student lenet5-half; ${limit} training images, ${epochs} epochs, batch ${batch}, SGD ${lr} momentum 0.9, α 0.1, T 4; seeds ${seeds.join(', ')}`,
+    `Fashion-MNIST, teacher lenet5 ${teacherAcc.toFixed(2)} %, student lenet5-half; ${limit} training images, ${epochs} epochs, batch ${batch}, SGD ${lr} momentum 0.9, α 0.1, T 4; seeds ${seeds.join(', ')}; ${settings}`,
     '',
     '| method | best test acc (%) | final test acc (%) | per seed (best) | s / epoch |',
     '|---|---:|---:|---|---:|',
     ...rows.map((r) => `| ${r.method} | ${f(r.best)} | ${f(r.final)} | ${r.per_seed.map((v) => v.toFixed(2)).join(', ')} | ${r.epoch_s.mean.toFixed(1)} |`),
   ].join('\n');
   console.log('\n' + md + '\n');
-  const json = { teacher: teacherAcc, limit, epochs, batch, lr, seeds, rows: rows.map((r) => ({ method: r.method, best_mean: r.best.mean, best_std: r.best.std, final_mean: r.final.mean, final_std: r.final.std, per_seed: r.per_seed, epoch_s: r.epoch_s.mean })) };
+  const json = { teacher: teacherAcc, limit, epochs, batch, lr, seeds, settings, rows: rows.map((r) => ({ method: r.method, best_mean: r.best.mean, best_std: r.best.std, final_mean: r.final.mean, final_std: r.final.std, per_seed: r.per_seed, epoch_s: r.epoch_s.mean })) };
   fs.mkdirSync(out, { recursive: true });
   writeFileAtomic(path.join(out, 'adversarial.md'), md + '\n');
   writeFileAtomic(path.join(out, 'adversarial.json'), JSON.stringify(json) + '\n');
