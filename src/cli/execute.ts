@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { isWriterProcess, setNumThreads } from '../torch';
 import { writeReport } from '../report';
 import {
-  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, isAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   joinProcessGroupFromEnv, loadConfigData, runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -69,6 +69,24 @@ export async function execute(command: string, file: string | undefined, values:
     if (command !== 'distill') throw new Error(`${file}: a data-free configuration runs with tsdistill distill`);
     const r = await runDataFreeConfig(loadDataFreeConfig(file, sets), { resume: values.resume, force: values.force, signal: o.signal });
     console.log(`${r.name}: best test accuracy ${r.best_test_acc.toFixed(2)} % (epoch ${r.best_epoch}), weights in ${path.join(r.out_dir, 'best.safetensors')}; generated samples: ${r.samples}`);
+    if (values.json) console.log(JSON.stringify(r));
+    return 0;
+  }
+  if (isAdversarialConfig(raw)) {
+    // adversarial distillation: a discriminator role or boundary supporting samples; compare: alone, KD and the method
+    if (command !== 'distill' && command !== 'compare') throw new Error(`${file}: an adversarial configuration runs with tsdistill distill or tsdistill compare`);
+    const cfg = loadAdversarialConfig(file, sets);
+    const flags = { resume: values.resume, force: values.force, signal: o.signal };
+    if (command === 'compare') {
+      const r = await compareAdversarial(cfg, flags);
+      console.log('');
+      for (const line of formatTable(adversarialTable(r))) console.log(line);
+      console.log(`\n${r.method}: ${r.gain_over_kd >= 0 ? '+' : ''}${r.gain_over_kd.toFixed(2)} points against KD, ${r.gain_over_alone >= 0 ? '+' : ''}${r.gain_over_alone.toFixed(2)} against the student alone; ${path.join(cfg.output.dir, 'compare.json')}`);
+      console.log(JSON.stringify(r));
+      return 0;
+    }
+    const r = await runAdversarialConfig(cfg, flags);
+    console.log(`${r.name}: best test accuracy ${r.best_test_acc.toFixed(2)} % (epoch ${r.best_epoch}), weights in ${path.join(r.out_dir, 'best.safetensors')}`);
     if (values.json) console.log(JSON.stringify(r));
     return 0;
   }

@@ -67,9 +67,11 @@ export interface RoleSpec {
   /**
    * The role's input: another role's tap (`generator.logits`: a generator's images) instead of the batch's `x`. A
    * frozen role on a trained role's output passes gradients back to it in the updates that step that role (a teacher
-   * judging a generator's images); elsewhere the input is a constant.
+   * judging a generator's images); elsewhere the input is a constant. Several taps: the module's forward receives them
+   * as arguments in that order (a discriminator judging the teacher's and the student's outputs: `['teacher.logits',
+   * 'student.logits']`); after the first, `labels` and `batch.<name>` may be among them (a conditional discriminator).
    */
-  input?: string;
+  input?: string | string[];
   /** With `input`: never pass gradients back to the input's role (a student learning on a generator's images). */
   detachInput?: boolean;
   /** false: the role's output is not class logits (a generator): no accuracy counted or evaluated. Default true. */
@@ -136,6 +138,12 @@ export interface UpdateSpec {
   roles: string[];
   /** The terms (by name) this update minimises. */
   terms: string[];
+  /**
+   * Run this update only on every n-th optimizer step of the run (steps counted from 0 over the whole run; default 1,
+   * every step): e.g. a discriminator stepped once per n student steps. k updates of the same role in a row step it k
+   * times on the same batch.
+   */
+  every?: number;
 }
 
 export interface EngineOptions {
@@ -344,8 +352,8 @@ interface Role {
   stepAware: StepAware[];
   /** Data-parallel: the parameters whose gradients are averaged over the processes (found on the first step). */
   gradParams?: Tensor[];
-  /** The tap the role reads as its input (RoleSpec.input), or null for the batch's x. */
-  input: Tap | null;
+  /** The taps the role reads as its inputs (RoleSpec.input), or none for the batch's x. */
+  inputs: Tap[];
 }
 
 /**
@@ -399,10 +407,19 @@ function checkTap(r: Role, tap: Tap, where: string): void {
 
 const tapText = (t: Tap) => (t.role ? `${t.role}.${t.path}` : t.path);
 
+/** The roles a role's inputs come from, directly or through other roles. */
+function inputRoles(r: Role, roles: Map<string, Role>, out = new Set<Role>()): Set<Role> {
+  for (const x of r.inputs)
+    if (x.role && !out.has(roles.get(x.role)!)) {
+      out.add(roles.get(x.role)!);
+      inputRoles(roles.get(x.role)!, roles, out);
+    }
+  return out;
+}
+
 /** Whether a role's input comes (directly or through other roles) from a trainable role. */
 function feedsFrom(r: Role | undefined, roles: Map<string, Role>): boolean {
-  for (let x = r?.input; x; x = roles.get(x.role)!.input) if (roles.get(x.role)!.trainable) return true;
-  return false;
+  return !!r && [...inputRoles(r, roles)].some((x) => x.trainable);
 }
 
 // ------------------------------------------------------------------------------------------------------- the run
@@ -424,7 +441,7 @@ interface Plan {
   name: string;
   roles: Map<string, Role>;
   terms: Term[];
-  updates: { roles: Role[]; terms: Term[]; need: Role[] }[];
+  updates: { roles: Role[]; terms: Term[]; need: Role[]; every: number }[];
   trainable: Role[];
   frozen: Role[];
   primary: Role;
@@ -451,7 +468,7 @@ function planStep(o: StepSpec): Plan {
     if (external && spec.optimizer) throw new Error(`${name}: role '${spec.name}' is an external ${external.kind} teacher and cannot be trained (remove its optimizer)`);
     roles.set(spec.name, {
       spec, name: spec.name, module: external ? null : (spec.model as Module), external, trainable: !!spec.optimizer,
-      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null, stepAware: [], input: null,
+      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null, stepAware: [], inputs: [],
     });
   }
   // ---- inputs: roles reading another role's tap, checked for cycles
@@ -459,20 +476,28 @@ function planStep(o: StepSpec): Plan {
     if (r.spec.input === undefined) continue;
     const where = `${name}: role '${r.name}'.input`;
     if (r.external) throw new Error(`${where}: an external ${r.external.kind} teacher runs on the batch's inputs only (its outputs carry no gradient); use a Module teacher`);
-    const tap = parseTap(r.spec.input, roles, where);
-    if (!tap.role) throw new Error(`${where}: '${r.spec.input}' must be a role's tap (<role>.<path>), not ${tap.path === LABELS ? 'the labels' : 'a batch tensor'}`);
-    if (tap.role === r.name) throw new Error(`${where}: a role cannot read its own output`);
-    checkTap(roles.get(tap.role)!, tap, where);
-    roles.get(tap.role)!.taps.add(tap.path);
-    r.input = tap;
-  }
-  for (const r of roles.values()) {
-    const seen = [r.name];
-    for (let x = r.input; x; x = roles.get(x.role)!.input) {
-      if (seen.includes(x.role)) throw new Error(`${name}: role inputs form a cycle (${[...seen, x.role].join(' → ')})`);
-      seen.push(x.role);
+    const refs = Array.isArray(r.spec.input) ? r.spec.input : [r.spec.input];
+    if (!refs.length) throw new Error(`${where}: an empty list (give one or more taps, or leave input out for the batch's x)`);
+    for (const [i, ref] of refs.entries()) {
+      const tap = parseTap(ref, roles, where);
+      if (!tap.role) {
+        if (i === 0) throw new Error(`${where}: '${ref}' must be a role's tap (<role>.<path>), not ${tap.path === LABELS ? 'the labels' : 'a batch tensor'} (labels and batch tensors may follow a role's tap)`);
+      } else {
+        if (tap.role === r.name) throw new Error(`${where}: a role cannot read its own output`);
+        checkTap(roles.get(tap.role)!, tap, where);
+        roles.get(tap.role)!.taps.add(tap.path);
+      }
+      r.inputs.push(tap);
     }
   }
+  const visit = (r: Role, path: string[]): void => {
+    for (const x of r.inputs) {
+      if (!x.role) continue;
+      if (path.includes(x.role)) throw new Error(`${name}: role inputs form a cycle (${[...path, x.role].join(' → ')})`);
+      visit(roles.get(x.role)!, [...path, x.role]);
+    }
+  };
+  for (const r of roles.values()) visit(r, [r.name]);
   const trainable = [...roles.values()].filter((r) => r.trainable);
   if (!trainable.length) throw new Error(`${name}: no trainable role (give at least one role an optimizer)`);
   const primary = o.primary ? roles.get(o.primary) : (trainable.find((r) => r.spec.classify !== false) ?? trainable[0]);
@@ -532,14 +557,17 @@ function planStep(o: StepSpec): Plan {
     for (const r of u.roles) if (!roles.get(r)?.trainable) throw new Error(`${name}: updates[${i}].roles: '${r}' is not a trainable role (${trainable.map((x) => x.name).join(', ')})`);
     for (const t of u.terms) if (!termByName.has(t)) throw new Error(`${name}: updates[${i}].terms: no term '${t}'. Closest: ${closest(t, [...termByName.keys()], 3).join(', ')}`);
     if (!u.terms.length || !u.roles.length) throw new Error(`${name}: updates[${i}] needs at least one role and one term`);
+    const every = u.every ?? 1;
+    if (!Number.isInteger(every) || every < 1) throw new Error(`${name}: updates[${i}].every must be a positive integer (run the update on every n-th step), got ${u.every}`);
     const ts = u.terms.map((t) => termByName.get(t)!);
     // the roles whose forward pass the update needs: those its terms tap, then its own
     const need = new Set(ts.flatMap((t) => [...t.s, ...t.t]).filter((x) => x.role).map((x) => roles.get(x.role)!));
     for (const r of u.roles) need.add(roles.get(r)!);
     // and the roles their inputs come from
-    for (const r of [...need]) for (let x = r.input; x; x = roles.get(x.role)!.input) need.add(roles.get(x.role)!);
-    return { roles: u.roles.map((r) => roles.get(r)!), terms: ts, need: [...need] };
+    for (const r of [...need]) for (const x of inputRoles(r, roles)) need.add(x);
+    return { roles: u.roles.map((r) => roles.get(r)!), terms: ts, need: [...need], every };
   });
+  if (!updates.some((u) => u.every === 1)) throw new Error(`${name}: at least one update must run on every step (every: 1); the others may skip steps`);
   for (const r of roles.values()) r.inner = [...new Set([...r.taps].filter((p) => p !== LOGITS).map(modulePath))];
   const probing = terms.some((t) => [...t.s, ...t.t].some((x) => x.role && x.path !== LOGITS));
   return { name, roles, terms, updates, trainable, frozen: [...roles.values()].filter((r) => !r.trainable), primary, others: trainable.filter((r) => r !== primary && r.spec.classify !== false), projections: new ModuleList(), probing };
@@ -701,7 +729,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
   for (const r of frozen) {
     const onlyLogits = [...r.taps].every((p) => p === LOGITS);
-    if (!r.spec.cache || r.input || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
+    if (!r.spec.cache || r.inputs.length || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
     const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
     fs.mkdirSync(cacheDir, { recursive: true });
     const model = r.module ?? r.external!;
@@ -980,12 +1008,12 @@ export interface StepResult {
   bad: string[];
 }
 
-/** The forward pass of one role on x: logits and the captured taps (frozen roles under no-grad). */
-function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
+/** The forward pass of one role on its inputs: logits and the captured taps (frozen roles under no-grad). */
+function forwardRole(r: Role, xs: Tensor[]): Map<string, Tensor> {
   const m = r.module!, inner = r.inner;
   const run = () => {
-    if (!inner.length) return new Map([[LOGITS, m.call(x) as Tensor]]);
-    const { result, features } = m.captureFeatures(inner, () => m.call(x) as Tensor);
+    if (!inner.length) return new Map([[LOGITS, m.call(...xs) as Tensor]]);
+    const { result, features } = m.captureFeatures(inner, () => m.call(...xs) as Tensor);
     for (const p of r.taps)
       if (p !== LOGITS && !features.has(p))
         throw new Error(`role '${r.name}' (${m.constructor.name}): module '${modulePath(p)}' gave no output '${p}' (it produced: ${[...features.keys()].filter((k) => modulePath(k) === modulePath(p)).join(', ') || 'nothing'})`);
@@ -995,7 +1023,7 @@ function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
   // in a scope of its own, as C++ scoping does: intermediate tensors that neither the taps nor autograd hold (all of a
   // frozen role's activations) are freed as soon as the forward pass ends, not at the end of the step
   // (a frozen role on a trained role's output passes its gradients back: its own parameters need none)
-  return tidy(() => (r.trainable || x.requiresGrad ? run() : noGrad(run)));
+  return tidy(() => (r.trainable || xs.some((x) => x.requiresGrad) ? run() : noGrad(run)));
 }
 
 interface StepEnv {
@@ -1026,9 +1054,14 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
   const { roles, frozen, updates, primary, others, ext, rows, classify, dist, shares, reducers } = env;
   const out: StepResult = { value: 0, n: 0, correct: 0, metrics: {}, terms: {}, others: Object.fromEntries(others.map((r) => [r.name, 0])), bad: [] };
   const k = bs.length;
+  // the updates of this step (an update with `every` runs on every n-th step of the run)
+  const global = p.epoch * p.stepsPerEpoch + p.step;
+  const runs = updates.map((u) => global % u.every === 0);
+  const first = runs.indexOf(true);
   // each role's predictions are counted in the first update that runs it (several updates may run the same role)
-  const countedIn = (r: Role) => updates.findIndex((u) => u.need.includes(r));
+  const countedIn = (r: Role) => updates.findIndex((u, i) => runs[i] && u.need.includes(r));
   for (const [ui, u] of updates.entries()) {
+    if (!runs[ui]) continue;
     for (const r of u.roles) r.opt!.zeroGrad();
     for (const [bi, b] of bs.entries()) {
       // data-parallel: a process whose share of this batch is empty (a last batch smaller than the group) adds nothing
@@ -1038,14 +1071,19 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
         // a role reading another role's tap runs after it (see RoleSpec.input)
         const tapsOf = (r: Role): Map<string, Tensor> => {
           let t = taps.get(r);
-          if (!t) taps.set(r, (t = forwardRole(r, r.input ? inputOf(r, r.input) : b.x)));
+          if (!t) taps.set(r, (t = forwardRole(r, r.inputs.length ? r.inputs.map((x) => inputOf(r, x)) : [b.x])));
           return t;
         };
         const inputOf = (r: Role, x: Tap): Tensor => {
+          if (!x.role) {
+            const t = x.path === LABELS ? b.y : b.taps?.[x.path];
+            if (!t) throw new Error(`role '${r.name}'.input: the batch has no tensor '${x.path}' (batch taps: ${Object.keys(b.taps ?? {}).join(', ') || 'none'})`);
+            return t;
+          }
           const t = tapsOf(roles.get(x.role)!).get(x.path)!;
           return r.spec.detachInput || !updating(roles.get(x.role)!) ? t.detach() : t;
         };
-        const updating = (r: Role): boolean => u.roles.includes(r) || (!r.trainable && !!r.input && updating(roles.get(r.input.role)!));
+        const updating = (r: Role): boolean => u.roles.includes(r) || (!r.trainable && r.inputs.some((x) => !!x.role && updating(roles.get(x.role)!)));
         for (const fr of frozen) {
           if (!fr.taps.size) continue;
           if (fr.cached) {
@@ -1054,7 +1092,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
           }
           const t = fr.external ? ext[bi].get(fr)! : tapsOf(fr);
           taps.set(fr, t);
-          if (fr.cacheFile && ui === 0) {
+          if (fr.cacheFile && ui === first) {
             // the first epoch fills the cache from the teacher's outputs as it goes
             const l = t.get(LOGITS)!;
             if (!fr.filling) fr.filling = keep(ops.zeros([rows, l.shape[1]], { dtype: 'float32', device: l.device }));
@@ -1129,7 +1167,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
         else out.terms[t.name] = (out.terms[t.name] ?? 0) + (v * w) / k;
       }
       // samples and accuracies: counted once per batch (from the update that ran the role)
-      if (ui === 0) out.n += r.n!;
+      if (ui === first) out.n += r.n!;
       if (r.correct && ui === countedIn(primary)) out.correct += r.correct;
       for (const [name, c] of r.others!) if (ui === countedIn(roles.get(name)!)) out.others[name] += c;
     }
@@ -1223,8 +1261,16 @@ async function probe(b0: StepBatch, plan: Plan, dataset?: unknown, rows = 0): Pr
           const taps = new Map<Role, Map<string, Tensor>>();
           const tapsOf = (r: Role): Map<string, Tensor> => {
             let t = taps.get(r);
-            if (!t) taps.set(r, (t = r.external ? ext.get(r)! : forwardRole(r, r.input ? tapsOf(roles.get(r.input.role)!).get(r.input.path)! : b0.x)));
+            if (!t) taps.set(r, (t = r.external ? ext.get(r)! : forwardRole(r, r.inputs.length ? r.inputs.map(inputOf) : [b0.x])));
             return t;
+          };
+          const inputOf = (x: Tap): Tensor => {
+            if (!x.role) {
+              const t = x.path === LABELS ? b0.y : b0.taps?.[x.path];
+              if (!t) throw new Error(`the batch has no tensor '${x.path}' (batch taps: ${Object.keys(b0.taps ?? {}).join(', ') || 'none'})`);
+              return t;
+            }
+            return tapsOf(roles.get(x.role)!).get(x.path)!;
           };
           for (const r of roles.values()) if (r.taps.size) tapsOf(r);
           const shape = (x: Tap) => (x.role ? taps.get(roles.get(x.role)!)!.get(x.path)!.shape : b0.y.shape);

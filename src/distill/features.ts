@@ -22,6 +22,7 @@ import { classWiseKl, fspPooled, peerMeanKl, virtualTeacherKl } from './scheme-l
 import { softTopkLoss } from './view-cache';
 import { registerRepDistillerLosses } from './repdistiller-register';
 import { registerLifelongLosses } from './lifelong';
+import { registerAdversarialLosses } from './adversarial';
 import { adaptiveJs, bnStats, daflActivation, daflEntropy, daflOneHot, dfadAdversarial, l2Prior, logitL1, tvPrior } from './datafree';
 
 // ------------------------------------------------------------------------------------------------ the loss registry
@@ -190,6 +191,7 @@ export function registerBuiltinLosses(): void {
   registerLoss('cs_kd', one('batch', "class-wise self-KD (CS-KD): batch [anchors; same-class partners], the anchors learn the partners' predictions", (s, t, _c, o) => classWiseKl(s, t, num(o, 'temperature') ?? 4)));
   registerRepDistillerLosses(registerLoss);
   registerLifelongLosses(registerLoss);
+  registerAdversarialLosses(registerLoss);
   registerLoss('tf_virtual', one('batch', "Tf-KD's virtual teacher: correctProb on the label, the rest spread evenly (teacher side: labels)", (s, t, _c, o) =>
     virtualTeacherKl(s, t, { correctProb: num(o, 'correctProb'), temperature: num(o, 'temperature'), multiplier: num(o, 'multiplier') })));
   // data-free distillation (datafree.ts): a generator's terms, read on the teacher's outputs on its images

@@ -29,3 +29,5 @@ export {
 export { peerMeanKl, classWiseKl, virtualTeacherKl, fspPooled } from './scheme-losses';
 export { NoiseBatches, daflOneHot, daflActivation, daflEntropy, bnStats, tvPrior, l2Prior, adaptiveJs, dfadAdversarial, logitL1, type NoiseOptions } from './datafree';
 export { dataFree, dataFreeSpec, batchNormTaps, DATA_FREE_METHODS, type DataFreeMethod, type DataFreeOptions, type DataFreeWeights } from './datafree-run';
+export { advDiscriminatorLoss, advStudentLoss, bssKl, bssAttack, BssBatches, IGNORE_LABEL, type AdversarialForm, type BssAttackOptions, type BssBatchesOptions } from './adversarial';
+export { adversarial, adversarialSpec, ADVERSARIAL_METHODS, type AdversarialMethod, type AdversarialOptions, type DiscriminatorSettings, type BssSettings } from './adversarial-run';

@@ -6,6 +6,7 @@ export { Vgg, VGG_CONFIGS } from './vgg';
 export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from './mobilenetv2';
 export { TransformerClassifier, MaskedMeanPool, type TransformerClassifierOptions } from './transformer';
 export { DaflGenerator, type DaflGeneratorOptions } from './generator';
+export { Discriminator, type DiscriminatorOptions } from './discriminator';
 export { FastText, BagMean, type FastTextOptions } from './fasttext';
 export { createModel, registerModel, registerBuiltinModels, modelNames, modelOptionNames, checkModelOptions, type ModelFactory, type ModelOptions } from './registry';
 export { type ModelOptionShape } from './options';

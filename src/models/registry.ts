@@ -17,6 +17,7 @@ import { VGG_OPTIONS } from './vgg';
 import { WRN_OPTIONS } from './wrn';
 import { type ModelOptionShape, optionProblems } from './options';
 import { DAFL_GENERATOR_OPTIONS, DaflGenerator, type DaflGeneratorOptions } from './generator';
+import { DISCRIMINATOR_OPTIONS, Discriminator, type DiscriminatorOptions } from './discriminator';
 
 export interface ModelOptions {
   numClasses?: number;
@@ -76,7 +77,7 @@ function declareBuiltinOptions(): void {
     [RESNET_DEPTHS.map((d) => `resnet${d}`).concat('resnet8x4', 'resnet32x4'), RESNET_OPTIONS],
     [WRN_SIZES.map(([d, w]) => `wrn-${d}-${w}`), WRN_OPTIONS],
     [Object.keys(VGG_CONFIGS), VGG_OPTIONS], [['mobilenetv2', 'mobilenetv2-0.5'], MOBILENETV2_OPTIONS], [['transformer'], TRANSFORMER_OPTIONS], [['fasttext'], FASTTEXT_OPTIONS],
-    [['dafl-generator'], DAFL_GENERATOR_OPTIONS],
+    [['dafl-generator'], DAFL_GENERATOR_OPTIONS], [['discriminator'], DISCRIMINATOR_OPTIONS],
   ];
   for (const [names, shape] of declared) for (const n of names) optionShapes.set(n, shape);
 }
@@ -90,6 +91,7 @@ export function registerBuiltinModels(): void {
   const nc = (o: ModelOptions) => o.numClasses ?? 10;
   registerModel('lenet5', (o) => new LeNet5(nc(o)));
   registerModel('dafl-generator', (o) => new DaflGenerator(o as DaflGeneratorOptions));
+  registerModel('discriminator', ({ numClasses, ...o }) => new Discriminator({ ...(o as Partial<DiscriminatorOptions>), inputDim: (o.inputDim as number | undefined) ?? numClasses ?? 10 }));
   registerModel('lenet5-half', (o) => new LeNet5Half(nc(o), (o.outputRelu as boolean | undefined) ?? false));
   registerModel('mlp', (o) => new Mlp({ widths: (o.widths as number[]) ?? [784, 800, 800, nc(o)], dropout: o.dropout as number, inputDropout: o.inputDropout as number }));
   registerModel('mlp-1200', (o) => new Mlp({ widths: [784, 1200, 1200, nc(o)], dropout: (o.dropout as number) ?? 0.5, inputDropout: (o.inputDropout as number) ?? 0.2 }));

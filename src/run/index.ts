@@ -23,3 +23,7 @@ export {
   isSearchConfig, validateSearchConfig, loadSearchConfig, searchStudent, searchTables, searchLines, type LoadedSearch, type CandidateRecord, type SearchState, type SearchOptions,
   type SearchResult, type FinalResult,
 } from './search';
+export {
+  adversarialConfigSchema, isAdversarialConfig, validateAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable,
+  type AdversarialConfig, type AdversarialCompareResult, type AdversarialCompareRow,
+} from './adversarial';
