@@ -67,7 +67,8 @@ export interface RoleSpec {
   /**
    * The role's input: another role's tap (`generator.logits`: a generator's images) instead of the batch's `x`. A
    * frozen role on a trained role's output passes gradients back to it in the updates that step that role (a teacher
-   * judging a generator's images); elsewhere the input is a constant.
+   * judging a generator's images); elsewhere the input is a constant. `batch.<name>`: another tensor of the batch
+   * (EngineBatch.taps), e.g. an image teacher reading `batch.image` while the student reads the audio in `x`.
    */
   input?: string;
   /** With `input`: never pass gradients back to the input's role (a student learning on a generator's images). */
@@ -345,6 +346,8 @@ interface Role {
   gradParams?: Tensor[];
   /** The tap the role reads as its input (RoleSpec.input), or null for the batch's x. */
   input: Tap | null;
+  /** The batch tensor the role reads as its input (RoleSpec.input `batch.<name>`), or null. */
+  batchInput: string | null;
 }
 
 /**
@@ -450,7 +453,7 @@ function planStep(o: StepSpec): Plan {
     if (external && spec.optimizer) throw new Error(`${name}: role '${spec.name}' is an external ${external.kind} teacher and cannot be trained (remove its optimizer)`);
     roles.set(spec.name, {
       spec, name: spec.name, module: external ? null : (spec.model as Module), external, trainable: !!spec.optimizer,
-      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null, stepAware: [], input: null,
+      taps: new Set(spec.optimizer ? [LOGITS] : []), inner: [], projections: [], opt: null, sched: null, cached: null, filling: null, cacheFile: null, stepAware: [], input: null, batchInput: null,
     });
   }
   // ---- inputs: roles reading another role's tap, checked for cycles
@@ -459,7 +462,11 @@ function planStep(o: StepSpec): Plan {
     const where = `${name}: role '${r.name}'.input`;
     if (r.external) throw new Error(`${where}: an external ${r.external.kind} teacher runs on the batch's inputs only (its outputs carry no gradient); use a Module teacher`);
     const tap = parseTap(r.spec.input, roles, where);
-    if (!tap.role) throw new Error(`${where}: '${r.spec.input}' must be a role's tap (<role>.<path>), not ${tap.path === LABELS ? 'the labels' : 'a batch tensor'}`);
+    if (!tap.role && tap.path === LABELS) throw new Error(`${where}: '${r.spec.input}' must be a role's tap (<role>.<path>) or a batch tensor (batch.<name>), not the labels`);
+    if (!tap.role) {
+      r.batchInput = tap.path;
+      continue;
+    }
     if (tap.role === r.name) throw new Error(`${where}: a role cannot read its own output`);
     checkTap(roles.get(tap.role)!, tap, where);
     roles.get(tap.role)!.taps.add(tap.path);
@@ -700,7 +707,7 @@ export async function runEngine(o: EngineOptions): Promise<TrainSummary> {
   let cacheState: TrainSummary['teacher_cache'] = frozen.length ? 'off' : undefined;
   for (const r of frozen) {
     const onlyLogits = [...r.taps].every((p) => p === LOGITS);
-    if (!r.spec.cache || r.input || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
+    if (!r.spec.cache || r.input || r.batchInput || !loader || accum > 1 || !onlyLogits || probing || loader.transforms.some((t) => t.random) || !r.taps.size) continue;
     const cacheDir = o.cacheDir ?? path.join(o.outDir, '..', '.teacher-cache');
     fs.mkdirSync(cacheDir, { recursive: true });
     const model = r.module ?? r.external!;
@@ -979,6 +986,13 @@ export interface StepResult {
   bad: string[];
 }
 
+/** The batch's tensor `name` (EngineBatch.taps): a term's `batch.<name>` tap or a role's input. */
+function batchTensor(b: StepBatch, name: string): Tensor {
+  const t = b.taps?.[name];
+  if (!t) throw new Error(`the batch has no tensor '${name}' (batch taps: ${Object.keys(b.taps ?? {}).join(', ') || 'none'})`);
+  return t;
+}
+
 /** The forward pass of one role on x: logits and the captured taps (frozen roles under no-grad). */
 function forwardRole(r: Role, x: Tensor): Map<string, Tensor> {
   const m = r.module!, inner = r.inner;
@@ -1037,7 +1051,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
         // a role reading another role's tap runs after it (see RoleSpec.input)
         const tapsOf = (r: Role): Map<string, Tensor> => {
           let t = taps.get(r);
-          if (!t) taps.set(r, (t = forwardRole(r, r.input ? inputOf(r, r.input) : b.x)));
+          if (!t) taps.set(r, (t = forwardRole(r, r.input ? inputOf(r, r.input) : r.batchInput ? batchTensor(b, r.batchInput) : b.x)));
           return t;
         };
         const inputOf = (r: Role, x: Tap): Tensor => {
@@ -1065,9 +1079,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
         const get = (tap: Tap, target: boolean): Tensor => {
           if (!tap.role) {
             if (tap.path === LABELS) return b.y;
-            const t = b.taps?.[tap.path];
-            if (!t) throw new Error(`the batch has no tensor '${tap.path}' (batch taps: ${Object.keys(b.taps ?? {}).join(', ') || 'none'})`);
-            return t;
+            return batchTensor(b, tap.path);
           }
           const r = roles.get(tap.role)!;
           const t = taps.get(r)!.get(tap.path)!;
@@ -1222,7 +1234,7 @@ async function probe(b0: StepBatch, plan: Plan, dataset?: unknown, rows = 0): Pr
           const taps = new Map<Role, Map<string, Tensor>>();
           const tapsOf = (r: Role): Map<string, Tensor> => {
             let t = taps.get(r);
-            if (!t) taps.set(r, (t = r.external ? ext.get(r)! : forwardRole(r, r.input ? tapsOf(roles.get(r.input.role)!).get(r.input.path)! : b0.x)));
+            if (!t) taps.set(r, (t = r.external ? ext.get(r)! : forwardRole(r, r.input ? tapsOf(roles.get(r.input.role)!).get(r.input.path)! : r.batchInput ? batchTensor(b0, r.batchInput) : b0.x)));
             return t;
           };
           for (const r of roles.values()) if (r.taps.size) tapsOf(r);

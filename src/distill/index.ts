@@ -29,3 +29,4 @@ export {
 export { peerMeanKl, classWiseKl, virtualTeacherKl, fspPooled } from './scheme-losses';
 export { NoiseBatches, daflOneHot, daflActivation, daflEntropy, bnStats, tvPrior, l2Prior, adaptiveJs, dfadAdversarial, logitL1, type NoiseOptions } from './datafree';
 export { dataFree, dataFreeSpec, batchNormTaps, DATA_FREE_METHODS, type DataFreeMethod, type DataFreeOptions, type DataFreeWeights } from './datafree-run';
+export { crossModalDigits, crossModalTerms, pairByClass, CrossModalBatches, registerCrossModalLosses, type CrossModalDigitsOptions, type CrossModalDigitsResult, type CrossModalBatchesOptions } from './cross-modal';

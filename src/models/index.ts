@@ -7,6 +7,7 @@ export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options }
 export { TransformerClassifier, MaskedMeanPool, type TransformerClassifierOptions } from './transformer';
 export { DaflGenerator, type DaflGeneratorOptions } from './generator';
 export { FastText, BagMean, type FastTextOptions } from './fasttext';
+export { AudioCnn, type AudioCnnOptions } from './audio';
 export { createModel, registerModel, registerBuiltinModels, modelNames, modelOptionNames, checkModelOptions, type ModelFactory, type ModelOptions } from './registry';
 export { type ModelOptionShape } from './options';
 export {
