@@ -117,19 +117,19 @@ describe('spectrograms', () => {
 
 describe('the spoken-digit corpus', () => {
   checkLeaks();
-  const small = { accents: ['en-us', 'en'], variants: ['m1', 'f1'], testVariants: ['f1'], trainRepeats: 1, testRepeats: 1 };
+  const small = { accents: ['en-us'], variants: ['m1', 'f1'], testVariants: ['f1'], trainRepeats: 1, testRepeats: 1 };
 
   it('is the same, byte for byte, when generated again from its seed; another seed gives another corpus', (t) => {
     if (!espeak) return t.skip(NO_ESPEAK);
     const bytesOf = (c: SpokenDigits) => Buffer.concat([c.train, c.test].map((d) => Buffer.from((d.tensors[0].data() as Float32Array).buffer)));
     const a = loadSpokenDigits({ ...small, seed: 5, cache: false });
     const b = loadSpokenDigits({ ...small, seed: 5, cache: false });
-    const c = loadSpokenDigits({ ...small, seed: 6, cache: false });
+    const c = loadSpokenDigits({ ...small, seed: 6, testRepeats: 0, cache: false });
     try {
-      assert.equal(a.train.length, 2 * 1 * 10);
-      assert.equal(a.test.length, 2 * 1 * 10);
-      assert.deepEqual(a.voices, { train: ['en-us+m1', 'en+m1'], test: ['en-us+f1', 'en+f1'] });
-      assert.deepEqual(a.train.tensors[0].shape, [20, 1, 40, 64]);
+      assert.equal(a.train.length, 10);
+      assert.equal(a.test.length, 10);
+      assert.deepEqual(a.voices, { train: ['en-us+m1'], test: ['en-us+f1'] });
+      assert.deepEqual(a.train.tensors[0].shape, [10, 1, 40, 64]);
       assert.deepEqual(a.trainUtterances, b.trainUtterances);
       assert.deepEqual(a.testUtterances, b.testUtterances);
       assert.ok(bytesOf(a).equals(bytesOf(b)), 'the features are the same bytes');
@@ -137,7 +137,7 @@ describe('the spoken-digit corpus', () => {
       // the settings, the WAVs and the features change with the seed
       assert.notDeepEqual(a.trainUtterances.map((u) => u.speed), c.trainUtterances.map((u) => u.speed));
       assert.notDeepEqual(a.trainUtterances.map((u) => u.wavSha256), c.trainUtterances.map((u) => u.wavSha256));
-      assert.ok(!bytesOf(a).equals(bytesOf(c)));
+      assert.ok(!Buffer.from((a.train.tensors[0].data() as Float32Array).buffer).equals(Buffer.from((c.train.tensors[0].data() as Float32Array).buffer)));
       // normalised with the training split's statistics
       const mean = tidy(() => a.train.tensors[0].mean().item());
       close(mean, 0, 1e-4, 'training features mean');
@@ -394,14 +394,14 @@ describe('end to end on spoken digits', () => {
     if (!espeak) return t.skip(NO_ESPEAK);
     const r = await crossModalDigits({
       outDir: path.join(tmp, 'e2e'), seed: 0, log: () => {}, progress: false,
-      corpus: { accents: ['en-us', 'en'], variants: ['m1', 'm3', 'f1', 'f2'], testVariants: ['f2'], trainRepeats: 3, testRepeats: 2, cacheDir: path.join(tmp, 'cache') },
+      corpus: { accents: ['en-us', 'en'], variants: ['m1', 'f1', 'm3'], testVariants: ['m3'], trainRepeats: 2, testRepeats: 1, cacheDir: path.join(tmp, 'cache') },
       teacher: { epochs: 1, limit: 4000, testLimit: 1000, optimizer: { kind: 'adam', lr: 2e-3 } }, epochs: 3, batchSize: 32, width: 8, students: ['teacher', 'labels', 'pseudo'],
     });
     assert.ok(r.teacher!.final_test_acc > 80, `teacher ${r.teacher!.final_test_acc}`);
     assert.ok(r.pairedTeacherAcc > 80, `teacher on the paired images ${r.pairedTeacherAcc}`);
-    assert.deepEqual(r.corpus.voices, { train: ['en-us+m1', 'en-us+m3', 'en-us+f1', 'en+m1', 'en+m3', 'en+f1'], test: ['en-us+f2', 'en+f2'] });
-    assert.equal(r.corpus.train, 180);
-    assert.equal(r.corpus.test, 40);
+    assert.deepEqual(r.corpus.voices, { train: ['en-us+m1', 'en-us+f1', 'en+m1', 'en+f1'], test: ['en-us+m3', 'en+m3'] });
+    assert.equal(r.corpus.train, 80);
+    assert.equal(r.corpus.test, 20);
     for (const k of ['teacher', 'labels', 'pseudo'] as const) {
       const s = r.students[k]!;
       assert.ok(s.final_test_acc >= 0 && s.final_test_acc <= 100);
