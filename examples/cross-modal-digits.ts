@@ -2,8 +2,9 @@
 // (espeak-ng, many voices) through pairs of an utterance and an MNIST image of the same digit; the audio student never
 // sees a label. Baselines: the same student trained on the true labels, on the teacher's argmax (hard pseudo-labels),
 // and chance (10 %). All students are evaluated on voices held out of training (docs/cross-modal.md).
-//   npm run build && node dist/examples/cross-modal-digits.js [--seeds 0,1,2] [--epochs 15] [--teacher-epochs 2]
-//     [--students teacher,labels,pseudo] [--train-repeats 4] [--test-repeats 4] [--threads 1] [--out runs/cross-modal-digits]
+//   npm run build && node dist/examples/cross-modal-digits.js [--seeds 0,1,2] [--epochs 10] [--teacher-epochs 1]
+//     [--students teacher,labels,pseudo] [--width 8] [--train-repeats 4] [--test-repeats 4] [--threads 1] [--out runs/cross-modal-digits]
+//     [--resume]   (finished stages are read back, not run again: seeds run by separate processes are then tabulated)
 // Prints one line per seed and student, the table (mean ± sd over seeds) and a final JSON line; writes
 // <out>/cross-modal-digits.json.
 import * as fs from 'node:fs';
@@ -31,7 +32,7 @@ const LABEL: Record<string, string> = {
 async function main(): Promise<void> {
   const seeds = arg('seeds', '0,1,2').split(',').map(Number);
   if (seeds.some((s) => !Number.isInteger(s))) throw new Error(`cross-modal-digits: --seeds must be integers, got ${arg('seeds', '')}`);
-  const epochs = int('epochs', '15'), teacherEpochs = int('teacher-epochs', '2'), out = arg('out', 'runs/cross-modal-digits');
+  const epochs = int('epochs', '10'), teacherEpochs = int('teacher-epochs', '1'), out = arg('out', 'runs/cross-modal-digits');
   const students = arg('students', 'teacher,labels,pseudo').split(',') as ('teacher' | 'labels' | 'pseudo')[];
   setNumThreads(int('threads', '1'));
   const t0 = Date.now();
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
     for (const seed of seeds) {
       const s0 = Date.now();
       const r = await crossModalDigits({
-        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, teacher: { epochs: teacherEpochs }, students, resume: process.argv.includes('--resume'),
+        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, width: int('width', '8'), teacher: { epochs: teacherEpochs }, students, resume: process.argv.includes('--resume'),
         force: !process.argv.includes('--resume'), progress: false, log: (l) => process.stdout.write(`seed ${seed}: ${l}\n`),
       });
       const accs = Object.fromEntries(Object.entries(r.students).map(([k, s]) => [k, s!.final_test_acc]));
@@ -59,7 +60,7 @@ async function main(): Promise<void> {
   };
   const rows = students.map((k) => ({ student: k, ...stat(results.map((r) => r.students[k])) }));
   const lines = [
-    `held-out voices (${corpus.voices.test.length}), ${corpus.test.length} utterances; seeds ${seeds.join(',')}; students ${epochs} epochs, Adam lr 0.001, batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
+    `held-out voices (${corpus.voices.test.length}), ${corpus.test.length} utterances; seeds ${seeds.join(',')}; students (audio-cnn width ${int('width', '8')}) ${epochs} epochs, Adam lr 0.001, batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
     '',
     '| student (audio-cnn) | test accuracy on held-out voices (%) |',
     '|---|---:|',

@@ -121,9 +121,9 @@ export interface CrossModalDigitsOptions {
   seed?: number;
   /** The spoken-digit corpus, or the options to load one (default: loadSpokenDigits()). */
   corpus?: SpokenDigits | SpokenDigitsOptions;
-  /** The image teacher: LeNet-5 trained on MNIST for `epochs` (default 2) on the first `limit` images (default all), or read from `checkpoint`. */
+  /** The image teacher: LeNet-5 trained on MNIST for `epochs` (default 1) on the first `limit` images (default all), or read from `checkpoint`. */
   teacher?: { epochs?: number; limit?: number; testLimit?: number; checkpoint?: string; optimizer?: OptimizerSpec };
-  /** The audio students: epochs (default 15), batch size (64), optimizer (Adam, lr 1e-3), audio-cnn width (16). */
+  /** The audio students: epochs (default 10), batch size (64), optimizer (Adam, lr 1e-3), audio-cnn width (8). */
   epochs?: number;
   batchSize?: number;
   optimizer?: OptimizerSpec;
@@ -170,7 +170,7 @@ export async function crossModalDigits(o: CrossModalDigitsOptions): Promise<Cros
   const made: { dispose(): void }[] = [];
   const batchSize = o.batchSize ?? 64;
   const optimizer = o.optimizer ?? { kind: 'adam', lr: 1e-3 };
-  const epochs = o.epochs ?? 15;
+  const epochs = o.epochs ?? 10;
   // the pairing: one MNIST training image of the same digit per training utterance
   const audioDigits = corpus.trainUtterances.map((u) => u.digit);
   const imageLabels = mnistTrain.labels.toArray();
@@ -198,7 +198,7 @@ export async function crossModalDigits(o: CrossModalDigitsOptions): Promise<Cros
           roles: [{ name: 'teacher', model: t, optimizer: o.teacher?.optimizer ?? { kind: 'sgd', lr: 0.01, momentum: 0.9 } }],
           terms: [{ loss: 'ce', student: 'teacher.logits', teacher: 'labels' }],
           train: new DataLoader(mnistTrain, { batchSize: 64, shuffle: true, seed, transforms: norm }),
-          test: mnistTest, testTransforms: norm, epochs: o.teacher?.epochs ?? 2, seed, log, progress: o.progress,
+          test: mnistTest, testTransforms: norm, epochs: o.teacher?.epochs ?? 1, seed, log, progress: o.progress,
         };
       },
     }]),

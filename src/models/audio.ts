@@ -7,7 +7,7 @@ import { Tensor, chain } from '../torch';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential } from '../nn';
 import { type ModelOptionShape, numClasses } from './options';
 
-/** Options of `audio-cnn`: `width` channels in the first block (doubled in each later one; default 16), `inChannels` (default 1). */
+/** Options of `audio-cnn`: `width` channels in the first block (doubled in each later one; default 8), `inChannels` (default 1). */
 export const AUDIO_CNN_OPTIONS: ModelOptionShape = { numClasses, width: z.number().int().positive(), inChannels: z.number().int().positive() };
 
 export interface AudioCnnOptions {
@@ -28,7 +28,7 @@ export class AudioCnn extends Module {
   readonly fc: Linear;
   constructor(readonly opts: AudioCnnOptions = {}) {
     super();
-    const w = opts.width ?? 16, nc = opts.numClasses ?? 10, cin = opts.inChannels ?? 1;
+    const w = opts.width ?? 8, nc = opts.numClasses ?? 10, cin = opts.inChannels ?? 1;
     for (const [k, v] of Object.entries({ width: w, numClasses: nc, inChannels: cin }))
       if (!Number.isInteger(v) || v < 1) throw new Error(`audio-cnn: ${k} must be a positive integer, got ${v}`);
     this.block1 = this.registerModule('block1', block(cin, w, true));
