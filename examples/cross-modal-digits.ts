@@ -4,6 +4,7 @@
 // and chance (10 %). All students are evaluated on voices held out of training (docs/cross-modal.md).
 //   npm run build && node dist/examples/cross-modal-digits.js [--seeds 0,1,2] [--epochs 10] [--teacher-epochs 1]
 //     [--students teacher,labels,pseudo] [--width 8] [--train-repeats 4] [--test-repeats 4] [--threads 1] [--out runs/cross-modal-digits]
+//     [--schedule constant|cosine] [--teacher-from DIR (DIR/seed-N/teacher/best.safetensors: a teacher trained before)]
 //     [--resume]   (finished stages are read back, not run again: seeds run by separate processes are then tabulated)
 // Prints one line per seed and student, the table (mean ± sd over seeds) and a final JSON line; writes
 // <out>/cross-modal-digits.json.
@@ -43,12 +44,16 @@ async function main(): Promise<void> {
     for (const seed of seeds) {
       const s0 = Date.now();
       const r = await crossModalDigits({
-        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, width: int('width', '8'), teacher: { epochs: teacherEpochs }, students, resume: process.argv.includes('--resume'),
+        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, width: int('width', '8'), schedule: { kind: arg('schedule', 'constant') as 'constant' | 'cosine' },
+        teacher: { epochs: teacherEpochs, ...(arg('teacher-from', '') ? { checkpoint: path.join(arg('teacher-from', ''), `seed-${seed}`, 'teacher', 'best.safetensors') } : {}) }, students, resume: process.argv.includes('--resume'),
         force: !process.argv.includes('--resume'), progress: false, log: (l) => process.stdout.write(`seed ${seed}: ${l}\n`),
       });
       const accs = Object.fromEntries(Object.entries(r.students).map(([k, s]) => [k, s!.final_test_acc]));
-      results.push({ seed, teacher_test_acc: r.teacher?.final_test_acc ?? null, paired_teacher_acc: r.pairedTeacherAcc, students: accs, seconds: (Date.now() - s0) / 1000 });
-      process.stdout.write(`seed ${seed}: teacher (MNIST test) ${r.teacher?.final_test_acc.toFixed(2)} %, teacher on the paired images ${r.pairedTeacherAcc.toFixed(2)} %, ${Object.entries(accs).map(([k, v]) => `${k} ${v.toFixed(2)} %`).join(', ')} (${((Date.now() - s0) / 1000).toFixed(0)} s)\n`);
+      // a teacher trained before: its run's summary
+      const earlier = arg('teacher-from', '') ? path.join(arg('teacher-from', ''), `seed-${seed}`, 'teacher', 'summary.json') : '';
+      const teacherAcc = r.teacher?.final_test_acc ?? (earlier && fs.existsSync(earlier) ? (JSON.parse(fs.readFileSync(earlier, 'utf8')) as { final_test_acc: number }).final_test_acc : null);
+      results.push({ seed, teacher_test_acc: teacherAcc, paired_teacher_acc: r.pairedTeacherAcc, students: accs, seconds: (Date.now() - s0) / 1000 });
+      process.stdout.write(`seed ${seed}: teacher (MNIST test) ${teacherAcc?.toFixed(2)} %, teacher on the paired images ${r.pairedTeacherAcc.toFixed(2)} %, ${Object.entries(accs).map(([k, v]) => `${k} ${v.toFixed(2)} %`).join(', ')} (${((Date.now() - s0) / 1000).toFixed(0)} s)\n`);
     }
   } finally {
     corpus.dispose();
@@ -60,7 +65,7 @@ async function main(): Promise<void> {
   };
   const rows = students.map((k) => ({ student: k, ...stat(results.map((r) => r.students[k])) }));
   const lines = [
-    `held-out voices (${corpus.voices.test.length}), ${corpus.test.length} utterances; seeds ${seeds.join(',')}; students (audio-cnn width ${int('width', '8')}) ${epochs} epochs, Adam lr 0.001, batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
+    `held-out voices (${corpus.voices.test.length}), ${corpus.test.length} utterances; seeds ${seeds.join(',')}; students (audio-cnn width ${int('width', '8')}) ${epochs} epochs, Adam lr 0.001 (${arg('schedule', 'constant')}), batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
     '',
     '| student (audio-cnn) | test accuracy on held-out voices (%) |',
     '|---|---:|',

@@ -17,7 +17,7 @@ import { F, loadWeights } from '../nn';
 import { DataLoader, MNIST_STATS, Rng, loadMnist, mixSeed, normalize } from '../data';
 import { type SpokenDigits, type SpokenDigitsOptions, loadSpokenDigits } from '../data/spoken-digits';
 import { AudioCnn, LeNet5 } from '../models';
-import { type BatchSource, type EngineBatch, type OptimizerSpec, type TermSpec, type TrainSummary } from './engine';
+import { type BatchSource, type EngineBatch, type LrScheduleSpec, type OptimizerSpec, type TermSpec, type TrainSummary } from './engine';
 import { registerLoss, registerBuiltinLosses } from './features';
 import { runStages, type StageSpec } from './stages';
 
@@ -127,6 +127,8 @@ export interface CrossModalDigitsOptions {
   epochs?: number;
   batchSize?: number;
   optimizer?: OptimizerSpec;
+  /** The students' learning-rate schedule (default constant). */
+  schedule?: LrScheduleSpec;
   width?: number;
   /** Soft-target temperature (default 4). */
   temperature?: number;
@@ -210,7 +212,7 @@ export async function crossModalDigits(o: CrossModalDigitsOptions): Promise<Cros
         const s = student();
         if (kind === 'labels')
           return {
-            roles: [{ name: 'student', model: s, optimizer }],
+            roles: [{ name: 'student', model: s, optimizer, schedule: o.schedule }],
             terms: [{ loss: 'ce', student: 'student.logits', teacher: 'labels' }],
             train: new DataLoader(corpus.train, { batchSize, shuffle: true, seed }),
             test: corpus.test, epochs, seed, log, progress: o.progress,
@@ -224,7 +226,7 @@ export async function crossModalDigits(o: CrossModalDigitsOptions): Promise<Cros
         return {
           roles: [
             { name: 'teacher', model: teacher, input: 'batch.image' },
-            { name: 'student', model: s, optimizer },
+            { name: 'student', model: s, optimizer, schedule: o.schedule },
           ],
           terms: crossModalTerms(kind === 'teacher' ? 'soft' : 'hard', o.temperature ?? 4),
           train: batches, test: corpus.test, epochs, seed, log, progress: o.progress,
