@@ -4,7 +4,7 @@
 // and chance (10 %). All students are evaluated on voices held out of training (docs/cross-modal.md).
 //   npm run build && node dist/examples/cross-modal-digits.js [--seeds 0,1,2] [--epochs 10] [--teacher-epochs 1]
 //     [--students teacher,labels,pseudo] [--width 8] [--train-repeats 4] [--test-repeats 4] [--threads 1] [--out runs/cross-modal-digits]
-//     [--schedule constant|cosine] [--teacher-from DIR (DIR/seed-N/teacher/best.safetensors: a teacher trained before)]
+//     [--schedule constant|cosine] [--temperature 4] [--teacher-from DIR (DIR/seed-N/teacher/best.safetensors: a teacher trained before)]
 //     [--resume]   (finished stages are read back, not run again: seeds run by separate processes are then tabulated)
 // Prints one line per seed and student, the table (mean ± sd over seeds) and a final JSON line; writes
 // <out>/cross-modal-digits.json.
@@ -25,7 +25,7 @@ const int = (name: string, def: string, min = 1) => {
 };
 
 const LABEL: Record<string, string> = {
-  teacher: 'audio student from the image teacher (soft targets, T = 4; no labels)',
+  teacher: `audio student from the image teacher (soft targets, T = ${arg('temperature', '4')}; no labels)`,
   pseudo: "audio student on the teacher's argmax (hard pseudo-labels; no labels)",
   labels: 'audio student on the true labels',
 };
@@ -39,12 +39,13 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const corpus = loadSpokenDigits({ trainRepeats: int('train-repeats', '4'), testRepeats: int('test-repeats', '4'), log: (l) => process.stdout.write(l + '\n') });
   process.stdout.write(`corpus: ${corpus.train.length} training utterances (${corpus.voices.train.length} voices), ${corpus.test.length} test utterances (${corpus.voices.test.length} held-out voices: ${corpus.voices.test.join(', ')}), log-mel ${corpus.spec.mels}×${corpus.spec.frames}, ${corpus.fromCache ? 'from the cache' : `generated in ${((Date.now() - t0) / 1000).toFixed(0)} s`}\n`);
+  const sizes = { train: corpus.train.length, test: corpus.test.length };
   const results: { seed: number; teacher_test_acc: number | null; paired_teacher_acc: number; students: Record<string, number>; seconds: number }[] = [];
   try {
     for (const seed of seeds) {
       const s0 = Date.now();
       const r = await crossModalDigits({
-        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, width: int('width', '8'), schedule: { kind: arg('schedule', 'constant') as 'constant' | 'cosine' },
+        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, width: int('width', '8'), schedule: { kind: arg('schedule', 'constant') as 'constant' | 'cosine' }, temperature: Number(arg('temperature', '4')),
         teacher: { epochs: teacherEpochs, ...(arg('teacher-from', '') ? { checkpoint: path.join(arg('teacher-from', ''), `seed-${seed}`, 'teacher', 'best.safetensors') } : {}) }, students, resume: process.argv.includes('--resume'),
         force: !process.argv.includes('--resume'), progress: false, log: (l) => process.stdout.write(`seed ${seed}: ${l}\n`),
       });
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
   };
   const rows = students.map((k) => ({ student: k, ...stat(results.map((r) => r.students[k])) }));
   const lines = [
-    `held-out voices (${corpus.voices.test.length}), ${corpus.test.length} utterances; seeds ${seeds.join(',')}; students (audio-cnn width ${int('width', '8')}) ${epochs} epochs, Adam lr 0.001 (${arg('schedule', 'constant')}), batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
+    `held-out voices (${corpus.voices.test.length}), ${sizes.test} utterances; seeds ${seeds.join(',')}; students (audio-cnn width ${int('width', '8')}) ${epochs} epochs, Adam lr 0.001 (${arg('schedule', 'constant')}), batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
     '',
     '| student (audio-cnn) | test accuracy on held-out voices (%) |',
     '|---|---:|',
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     `| (teacher's top class = the digit, on the paired training images) | ${stat(results.map((r) => r.paired_teacher_acc)).text} |`,
   ];
   fs.mkdirSync(out, { recursive: true });
-  const summary = { corpus: { train: corpus.train.length, test: corpus.test.length, voices: corpus.voices, spec: corpus.spec }, epochs, teacherEpochs, seeds, results, rows };
+  const summary = { corpus: { ...sizes, voices: corpus.voices, spec: corpus.spec }, epochs, teacherEpochs, seeds, results, rows };
   writeFileAtomic(path.join(out, 'cross-modal-digits.json'), JSON.stringify(summary, null, 2));
   process.stdout.write('\n' + lines.join('\n') + '\n' + JSON.stringify({ rows: rows.map(({ student, mean, sd }) => ({ student, mean, sd })), seeds }) + '\n');
 }
