@@ -2,9 +2,9 @@
 // (espeak-ng, many voices) through pairs of an utterance and an MNIST image of the same digit; the audio student never
 // sees a label. Baselines: the same student trained on the true labels, on the teacher's argmax (hard pseudo-labels),
 // and chance (10 %). All students are evaluated on voices held out of training (docs/cross-modal.md).
-//   npm run build && node dist/examples/cross-modal-digits.js [--seeds 0,1,2] [--epochs 10] [--teacher-epochs 1]
+//   npm run build && node dist/examples/cross-modal-digits.js [--seeds 0,1,2] [--epochs 20] [--teacher-epochs 1]
 //     [--students teacher,labels,pseudo] [--width 8] [--train-repeats 4] [--test-repeats 4] [--threads 1] [--out runs/cross-modal-digits]
-//     [--schedule constant|cosine] [--temperature 4] [--teacher-from DIR (DIR/seed-N/teacher/best.safetensors: a teacher trained before)]
+//     [--schedule cosine|constant] [--temperature 1] [--teacher-from DIR (DIR/seed-N/teacher/best.safetensors: a teacher trained before)]
 //     [--resume]   (finished stages are read back, not run again: seeds run by separate processes are then tabulated)
 // Prints one line per seed and student, the table (mean ± sd over seeds) and a final JSON line; writes
 // <out>/cross-modal-digits.json.
@@ -25,7 +25,7 @@ const int = (name: string, def: string, min = 1) => {
 };
 
 const LABEL: Record<string, string> = {
-  teacher: `audio student from the image teacher (soft targets, T = ${arg('temperature', '4')}; no labels)`,
+  teacher: `audio student from the image teacher (soft targets, T = ${arg('temperature', '1')}; no labels)`,
   pseudo: "audio student on the teacher's argmax (hard pseudo-labels; no labels)",
   labels: 'audio student on the true labels',
 };
@@ -33,7 +33,7 @@ const LABEL: Record<string, string> = {
 async function main(): Promise<void> {
   const seeds = arg('seeds', '0,1,2').split(',').map(Number);
   if (seeds.some((s) => !Number.isInteger(s))) throw new Error(`cross-modal-digits: --seeds must be integers, got ${arg('seeds', '')}`);
-  const epochs = int('epochs', '10'), teacherEpochs = int('teacher-epochs', '1'), out = arg('out', 'runs/cross-modal-digits');
+  const epochs = int('epochs', '20'), teacherEpochs = int('teacher-epochs', '1'), out = arg('out', 'runs/cross-modal-digits');
   const students = arg('students', 'teacher,labels,pseudo').split(',') as ('teacher' | 'labels' | 'pseudo')[];
   setNumThreads(int('threads', '1'));
   const t0 = Date.now();
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     for (const seed of seeds) {
       const s0 = Date.now();
       const r = await crossModalDigits({
-        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, width: int('width', '8'), schedule: { kind: arg('schedule', 'constant') as 'constant' | 'cosine' }, temperature: Number(arg('temperature', '4')),
+        outDir: path.join(out, `seed-${seed}`), seed, corpus, epochs, width: int('width', '8'), schedule: { kind: arg('schedule', 'cosine') as 'constant' | 'cosine' }, temperature: Number(arg('temperature', '1')),
         teacher: { epochs: teacherEpochs, ...(arg('teacher-from', '') ? { checkpoint: path.join(arg('teacher-from', ''), `seed-${seed}`, 'teacher', 'best.safetensors') } : {}) }, students, resume: process.argv.includes('--resume'),
         force: !process.argv.includes('--resume'), progress: false, log: (l) => process.stdout.write(`seed ${seed}: ${l}\n`),
       });
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   };
   const rows = students.map((k) => ({ student: k, ...stat(results.map((r) => r.students[k])) }));
   const lines = [
-    `held-out voices (${corpus.voices.test.length}), ${sizes.test} utterances; seeds ${seeds.join(',')}; students (audio-cnn width ${int('width', '8')}) ${epochs} epochs, Adam lr 0.001 (${arg('schedule', 'constant')}), batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
+    `held-out voices (${corpus.voices.test.length}), ${sizes.test} utterances; seeds ${seeds.join(',')}; students (audio-cnn width ${int('width', '8')}) ${epochs} epochs, Adam lr 0.001 (${arg('schedule', 'cosine')}), batch 64; teacher LeNet-5, ${teacherEpochs} MNIST epoch(s)`,
     '',
     '| student (audio-cnn) | test accuracy on held-out voices (%) |',
     '|---|---:|',
