@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtorch-dev libgloo-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3 chromium)
+APT_PACKAGES=(libtorch-dev libgloo-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3 chromium espeak-ng)
 
 setup_apt() {
   local missing=()

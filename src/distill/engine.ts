@@ -70,6 +70,8 @@ export interface RoleSpec {
    * judging a generator's images); elsewhere the input is a constant. Several taps: the module's forward receives them
    * as arguments in that order (a discriminator judging the teacher's and the student's outputs: `['teacher.logits',
    * 'student.logits']`); after the first, `labels` and `batch.<name>` may be among them (a conditional discriminator).
+   * `batch.<name>` alone: another tensor of the batch (EngineBatch.taps), e.g. an image teacher reading `batch.image`
+   * while the student reads the audio in `x`.
    */
   input?: string | string[];
   /** With `input`: never pass gradients back to the input's role (a student learning on a generator's images). */
@@ -481,7 +483,7 @@ function planStep(o: StepSpec): Plan {
     for (const [i, ref] of refs.entries()) {
       const tap = parseTap(ref, roles, where);
       if (!tap.role) {
-        if (i === 0) throw new Error(`${where}: '${ref}' must be a role's tap (<role>.<path>), not ${tap.path === LABELS ? 'the labels' : 'a batch tensor'} (labels and batch tensors may follow a role's tap)`);
+        if (i === 0 && tap.path === LABELS) throw new Error(`${where}: '${ref}' must be a role's tap (<role>.<path>) or a batch tensor (batch.<name>), not the labels (the labels may follow a first input)`);
       } else {
         if (tap.role === r.name) throw new Error(`${where}: a role cannot read its own output`);
         checkTap(roles.get(tap.role)!, tap, where);
@@ -1008,6 +1010,13 @@ export interface StepResult {
   bad: string[];
 }
 
+/** The batch's tensor `name` (EngineBatch.taps): a term's `batch.<name>` tap or a role's input. */
+function batchTensor(b: StepBatch, name: string): Tensor {
+  const t = b.taps?.[name];
+  if (!t) throw new Error(`the batch has no tensor '${name}' (batch taps: ${Object.keys(b.taps ?? {}).join(', ') || 'none'})`);
+  return t;
+}
+
 /** The forward pass of one role on its inputs: logits and the captured taps (frozen roles under no-grad). */
 function forwardRole(r: Role, xs: Tensor[]): Map<string, Tensor> {
   const m = r.module!, inner = r.inner;
@@ -1104,9 +1113,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
         const get = (tap: Tap, target: boolean): Tensor => {
           if (!tap.role) {
             if (tap.path === LABELS) return b.y;
-            const t = b.taps?.[tap.path];
-            if (!t) throw new Error(`the batch has no tensor '${tap.path}' (batch taps: ${Object.keys(b.taps ?? {}).join(', ') || 'none'})`);
-            return t;
+            return batchTensor(b, tap.path);
           }
           const r = roles.get(tap.role)!;
           const t = taps.get(r)!.get(tap.path)!;

@@ -31,3 +31,4 @@ export { NoiseBatches, daflOneHot, daflActivation, daflEntropy, bnStats, tvPrior
 export { dataFree, dataFreeSpec, batchNormTaps, DATA_FREE_METHODS, type DataFreeMethod, type DataFreeOptions, type DataFreeWeights } from './datafree-run';
 export { advDiscriminatorLoss, advStudentLoss, bssKl, bssAttack, BssBatches, IGNORE_LABEL, type AdversarialForm, type BssAttackOptions, type BssBatchesOptions } from './adversarial';
 export { adversarial, adversarialSpec, ADVERSARIAL_METHODS, type AdversarialMethod, type AdversarialOptions, type DiscriminatorSettings, type BssSettings } from './adversarial-run';
+export { crossModalDigits, crossModalTerms, pairByClass, CrossModalBatches, registerCrossModalLosses, type CrossModalDigitsOptions, type CrossModalDigitsResult, type CrossModalBatchesOptions } from './cross-modal';

@@ -8,6 +8,7 @@ export { TransformerClassifier, MaskedMeanPool, type TransformerClassifierOption
 export { DaflGenerator, type DaflGeneratorOptions } from './generator';
 export { Discriminator, type DiscriminatorOptions } from './discriminator';
 export { FastText, BagMean, type FastTextOptions } from './fasttext';
+export { AudioCnn, type AudioCnnOptions } from './audio';
 export { createModel, registerModel, registerBuiltinModels, modelNames, modelOptionNames, checkModelOptions, type ModelFactory, type ModelOptions } from './registry';
 export { type ModelOptionShape } from './options';
 export {

@@ -10,6 +10,7 @@ import { WideResNet } from './wrn';
 import { TRANSFORMER_OPTIONS, TransformerClassifier, type TransformerClassifierOptions } from './transformer';
 import { FASTTEXT_OPTIONS, FastText, type FastTextOptions } from './fasttext';
 import { LENET5_HALF_OPTIONS, LENET5_OPTIONS } from './lenet';
+import { AUDIO_CNN_OPTIONS, AudioCnn } from './audio';
 import { MLP_1200_OPTIONS, MLP_800_OPTIONS, MLP_OPTIONS } from './mlp';
 import { MOBILENETV2_OPTIONS } from './mobilenetv2';
 import { RESNET_OPTIONS } from './resnet';
@@ -77,7 +78,7 @@ function declareBuiltinOptions(): void {
     [RESNET_DEPTHS.map((d) => `resnet${d}`).concat('resnet8x4', 'resnet32x4'), RESNET_OPTIONS],
     [WRN_SIZES.map(([d, w]) => `wrn-${d}-${w}`), WRN_OPTIONS],
     [Object.keys(VGG_CONFIGS), VGG_OPTIONS], [['mobilenetv2', 'mobilenetv2-0.5'], MOBILENETV2_OPTIONS], [['transformer'], TRANSFORMER_OPTIONS], [['fasttext'], FASTTEXT_OPTIONS],
-    [['dafl-generator'], DAFL_GENERATOR_OPTIONS], [['discriminator'], DISCRIMINATOR_OPTIONS],
+    [['dafl-generator'], DAFL_GENERATOR_OPTIONS], [['discriminator'], DISCRIMINATOR_OPTIONS], [['audio-cnn'], AUDIO_CNN_OPTIONS],
   ];
   for (const [names, shape] of declared) for (const n of names) optionShapes.set(n, shape);
 }
@@ -92,6 +93,8 @@ export function registerBuiltinModels(): void {
   registerModel('lenet5', (o) => new LeNet5(nc(o)));
   registerModel('dafl-generator', (o) => new DaflGenerator(o as DaflGeneratorOptions));
   registerModel('discriminator', ({ numClasses, ...o }) => new Discriminator({ ...(o as Partial<DiscriminatorOptions>), inputDim: (o.inputDim as number | undefined) ?? numClasses ?? 10 }));
+  // spectrograms [B, 1, mels, frames] (spoken digits: docs/cross-modal.md)
+  registerModel('audio-cnn', (o) => new AudioCnn({ numClasses: nc(o), width: o.width as number, inChannels: o.inChannels as number }));
   registerModel('lenet5-half', (o) => new LeNet5Half(nc(o), (o.outputRelu as boolean | undefined) ?? false));
   registerModel('mlp', (o) => new Mlp({ widths: (o.widths as number[]) ?? [784, 800, 800, nc(o)], dropout: o.dropout as number, inputDropout: o.inputDropout as number }));
   registerModel('mlp-1200', (o) => new Mlp({ widths: [784, 1200, 1200, nc(o)], dropout: (o.dropout as number) ?? 0.5, inputDropout: (o.inputDropout as number) ?? 0.2 }));
