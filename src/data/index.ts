@@ -11,3 +11,5 @@ export * from './vocab';
 export * from './registry';
 export * from './text-encoder';
 export * from './own';
+export * from './mlm';
+export * from './wordpiece';

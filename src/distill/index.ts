@@ -29,3 +29,10 @@ export {
 export { peerMeanKl, classWiseKl, virtualTeacherKl, fspPooled } from './scheme-losses';
 export { NoiseBatches, daflOneHot, daflActivation, daflEntropy, bnStats, tvPrior, l2Prior, adaptiveJs, dfadAdversarial, logitL1, type NoiseOptions } from './datafree';
 export { dataFree, dataFreeSpec, batchNormTaps, DATA_FREE_METHODS, type DataFreeMethod, type DataFreeOptions, type DataFreeWeights } from './datafree-run';
+export {
+  bertRecipeStages, bertConfig, newBert, PackedMaskedLM, baseOf, initFromTeacher, everyOtherLayer, tinybertLayerMap, theseusBert, DISTILBERT_LAYER_MAP, BERT_RECIPES,
+  type BertRecipe, type BertRecipeOptions, type BertRecipeData, type BertSize, type BertArchitecture,
+} from './bert-recipes';
+export {
+  registerBertRecipeLosses, mlmCrossEntropy, mlmKdLoss, maskedCosineLoss, maskedHiddenMseLoss, attentionScores, tinybertAttentionMse, maskedAttentionKl, maskedSelfRelation, maskedRelationKl,
+} from './bert-recipes-losses';
