@@ -119,7 +119,8 @@ async function main() {
   console.log(`\n| recipe | final stage | parameters | SST-2 dev acc (%) | training (s) |\n|---|---|---:|---:|---:|`);
   for (const r of rows) console.log(`| ${r.recipe} | ${r.stage} | ${r.params.toLocaleString('en-US')} | ${r.acc.toFixed(2)} | ${r.seconds.toFixed(0)} |`);
   const out = { seed: SEED, teacher, student_layers: base.studentLayers, epochs, corpus_rows: corpus.length, general_rows: generalCorpus.length, corpus_tokens: tokens, train_rows: trainRows.length, runs: Object.fromEntries(rows.map((r) => [r.recipe, { acc: r.acc, params: r.params, seconds: r.seconds }])) };
-  writeFileAtomic(path.join(runDir, 'summary.json'), JSON.stringify(out, null, 2));
+  // one summary per set of recipes, so that runs of different recipes side by side do not overwrite each other's
+  writeFileAtomic(path.join(runDir, `summary-${recipes.join('+')}.json`), JSON.stringify(out, null, 2));
   console.log(JSON.stringify(out));
   test.dispose();
 }

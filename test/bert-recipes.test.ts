@@ -256,7 +256,7 @@ describe('the recipes as stages', () => {
     const test = new TensorDataset(ids, tensor(LABELS, { dtype: 'int64' }));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-bert-recipes-'));
     const o = {
-      teacher: tiny(tok.vocabSize), studentLayers: 2, numLabels: 2, seed: 0, batchSize: 4,
+      teacher: tiny(tok.vocabSize), studentLayers: 2, numLabels: 2, seed: 0, batchSize: 4, quiet: true,
       epochs: { pretrain: 1, finetune: 1, general: 1, task: 1 },
       data: { corpus: rows, train: { rows, labels: LABELS }, test, maskId: tok.specialId('[MASK]')!, specialIds: [0, 1, 2, 3, 4] },
     };

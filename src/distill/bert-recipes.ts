@@ -184,6 +184,8 @@ export interface BertRecipeOptions {
   /** Written beside each HF directory (the tokenizer's files). */
   files?: Record<string, unknown>;
   device?: string;
+  /** No progress bars or log lines (tests). */
+  quiet?: boolean;
 }
 
 export type BertRecipe = 'teacher' | 'alone' | 'init' | 'distilbert' | 'tinybert' | 'minilm' | 'minilm-v2' | 'theseus';
@@ -241,7 +243,8 @@ export function bertRecipeStages(o: BertRecipeOptions, recipes: readonly BertRec
     }
   };
   const ce = (role: string): TermSpec => ({ loss: 'ce', student: `${role}.logits`, teacher: 'labels', name: 'ce' });
-  const stage = (name: string, build: (ctx: StageContext) => EngineRun): StageSpec => ({ name, build: (ctx) => build(ctx), release });
+  const quiet = o.quiet ? { progress: false, log: () => {} } : {};
+  const stage = (name: string, build: (ctx: StageContext) => EngineRun): StageSpec => ({ name, build: (ctx) => ({ ...build(ctx), ...quiet }), release });
   const steps = (src: BatchSource, epochs: number) => src.length * epochs;
   const warm = (src: BatchSource, epochs: number) => Math.max(1, Math.round(0.06 * steps(src, epochs)));
   /** Fine-tuning a student classifier on the task (labels only). */
