@@ -6,6 +6,7 @@
 //       [--out runs/sst2-bert] [--seed 0] [--threads 1] [--hidden 128] [--layers 4] [--heads 4] [--student-layers 2]
 //       [--vocab 8000] [--max-len 64] [--corpus-limit 0] [--general-limit 0] [--train-limit 0] [--batch 32]
 //       [--pretrain-epochs 1] [--finetune-epochs 1] [--general-epochs 1] [--task-epochs 1] [--aug 2] [--aug-limit 8000]
+//       [--pretrain-lr 5e-4] [--finetune-lr 1e-4] [--general-lr 5e-4]   (AdamW, warm-up 6 % then cosine, per stage)
 //       [--resume] [--force]
 // Every stage is a run directory under --out/seed<seed>/<stage>; running again skips finished stages and resumes the
 // one that was running. The tokenizer is built once (--out/tokenizer) and reused. Prints a table and a final JSON line.
@@ -72,7 +73,8 @@ async function main() {
   const teacher = { vocabSize: tok.vocabSize, hiddenSize: num('hidden', 128), layers: num('layers', 4), heads: num('heads', 4), intermediateSize: 4 * num('hidden', 128), maxPositions: MAX_LEN };
   const runDir = path.join(OUT, `seed${SEED}`);
   const epochs = { pretrain: num('pretrain-epochs', 1), finetune: num('finetune-epochs', 1), general: num('general-epochs', 1), task: num('task-epochs', 1) };
-  const base = { teacher, studentLayers: num('student-layers', 2), numLabels: 2, seed: SEED, batchSize: num('batch', 32), epochs, device };
+  const lr = { pretrain: num('pretrain-lr', 5e-4), finetune: num('finetune-lr', 1e-4), general: num('general-lr', 5e-4) };
+  const base = { teacher, studentLayers: num('student-layers', 2), numLabels: 2, seed: SEED, batchSize: num('batch', 32), epochs, lr, device };
   const data = { corpus, generalCorpus, train: { rows: trainRows, labels: train.map((e) => e.label) }, test, maskId: tok.specialId('[MASK]')!, specialIds: special };
 
   manualSeed(SEED);
