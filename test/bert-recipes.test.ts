@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { Tensor, cat, manualSeed, noGrad, ops, randn, tensor, tidy, zeros } from '../src/torch';
+import { Tensor, cat, manualSeed, noGrad, randn, tensor, tidy, zeros } from '../src/torch';
 import { IGNORE_INDEX, MlmBatches, Rng, TensorDataset, TextBatches, buildWordPiece, maskTokens, padRows, trimPadding } from '../src/data';
 import { HfTokenizer, loadHfModel, saveHfModel, type BertForSequenceClassification } from '../src/models/hf';
 import {
@@ -292,6 +292,5 @@ describe('the recipes as stages', () => {
     back.dispose();
     test.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
-    void ops;
   });
 });
