@@ -1,8 +1,9 @@
 // The BERT-compression recipes over Hugging Face BERT classes on SST-2 (docs/bert-recipes.md): a small BERT teacher
 // pretrained here by masked LM on the text available (SST-2 and AG News sentences from ../shared/data), fine-tuned on
 // SST-2, then students of half its layers by DistilBERT, TinyBERT, MiniLM (v1, v2) and BERT-of-Theseus, beside the
-// student fine-tuned alone (random init) and from the teacher's layers without distillation.
-//   npm run build && node dist/examples/sst2-bert-recipes.js [--recipes teacher,alone,init,distilbert,tinybert,minilm,minilm-v2,theseus]
+// student fine-tuned alone (random init), from the teacher's layers without distillation, and after masked-LM
+// pretraining of its own on the same rows as the general distillations.
+//   npm run build && node dist/examples/sst2-bert-recipes.js [--recipes teacher,alone,init,mlm,distilbert,tinybert,minilm,minilm-v2,theseus]
 //       [--out runs/sst2-bert] [--seed 0] [--threads 1] [--hidden 128] [--layers 4] [--heads 4] [--student-layers 2]
 //       [--vocab 8000] [--max-len 64] [--corpus-limit 0] [--general-limit 0] [--train-limit 0] [--batch 32]
 //       [--pretrain-epochs 1] [--finetune-epochs 1] [--general-epochs 1] [--task-epochs 1] [--aug 2] [--aug-limit 8000]
@@ -102,7 +103,7 @@ async function main() {
 
   // the final weights of each recipe as Hugging Face directories, with the tokenizer
   const finals: Record<string, string> = {
-    teacher: 'teacher-finetune', alone: 'alone', init: 'init', distilbert: 'distilbert-task', tinybert: 'tinybert-task-pred',
+    teacher: 'teacher-finetune', alone: 'alone', init: 'init', mlm: 'mlm-task', distilbert: 'distilbert-task', tinybert: 'tinybert-task-pred',
     minilm: 'minilm-task', 'minilm-v2': 'minilm-v2-task', theseus: 'theseus-task',
   };
   const rows: { recipe: string; stage: string; acc: number; params: number; seconds: number }[] = [];

@@ -109,6 +109,10 @@ describe('padding-masked losses', () => {
       const packed = logits.reshape([6, 5]).indexSelect(0, rows), tpacked = tl.reshape([6, 5]).indexSelect(0, rows);
       assert.ok(Math.abs((mlmCrossEntropy(logits, labels).item() as number) - (mlmCrossEntropy(packed, labels).item() as number)) < 1e-6);
       assert.ok(Math.abs((mlmKdLoss(logits, tl, labels, 2).item() as number) - (mlmKdLoss(packed, tpacked, labels, 2).item() as number)) < 1e-6);
+      // no position chosen: 0, not NaN
+      const none = tensor([[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]], { dtype: 'int64' });
+      assert.equal(Math.abs(mlmCrossEntropy(logits, none).item() as number), 0);
+      assert.equal(Math.abs(mlmCrossEntropy(randn([0, 5]), none).item() as number), 0);
     });
   });
   it('do not change when the batch gets more padding; the unmasked losses do', () => {
@@ -265,7 +269,7 @@ describe('the recipes as stages', () => {
     const first = await runStages({ outDir: dir, stages: bertRecipeStages(o, BERT_RECIPES), log: (l) => logs.push(l) });
     const names = first.stages.map((s) => s.name);
     assert.deepEqual(names, [
-      'teacher-pretrain', 'teacher-finetune', 'alone', 'init', 'distilbert-general', 'distilbert-task', 'tinybert-general', 'tinybert-task-inter',
+      'teacher-pretrain', 'teacher-finetune', 'alone', 'init', 'mlm-general', 'mlm-task', 'distilbert-general', 'distilbert-task', 'tinybert-general', 'tinybert-task-inter',
       'tinybert-task-pred', 'minilm-general', 'minilm-task', 'minilm-v2-general', 'minilm-v2-task', 'theseus-replace', 'theseus-task',
     ]);
     assert.ok(first.stages.every((s) => s.ran));

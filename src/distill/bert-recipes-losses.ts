@@ -42,12 +42,14 @@ export function mlmCrossEntropy(logits: Tensor, labels: Tensor): Tensor {
       const flat = labels.reshape([-1]);
       const y = flat.indexSelect(0, ops.nonzero(flat.ne(-100)).reshape([-1]));
       if (y.shape[0] !== logits.shape[0]) throw new Error(`mlm_ce: ${logits.shape[0]} packed logit rows but ${y.shape[0]} labelled positions in labels ${fmt(labels)}`);
-      return F.crossEntropy(logits, y);
+      // a batch where no token was chosen (short rows) contributes 0, not 0/0
+      return y.shape[0] === 0 ? logits.sum().mul(0) : F.crossEntropy(logits, y);
     });
   }
   rank('mlm_ce', 'logits', logits, 3);
   if (labels.ndim !== 2 || labels.shape[0] !== logits.shape[0] || labels.shape[1] !== logits.shape[1])
     throw new Error(`mlm_ce: labels ${fmt(labels)} do not fit logits ${fmt(logits)} (expected [${logits.shape[0]}, ${logits.shape[1]}])`);
+  if ((tidy(() => labels.ne(-100).sum().item()) as number) === 0) return logits.sum().mul(0);
   return F.crossEntropy(logits.reshape([-1, logits.shape[2]]), labels.reshape([-1]), { ignoreIndex: -100 });
 }
 

@@ -12,6 +12,8 @@
 //   theseus       successor layers replacing groups of the fine-tuned teacher's layers with a rising probability on the
 //                 task → the successor fine-tuned alone
 //   alone, init   baselines: the student fine-tuned on the task from random weights, and from the teacher's layers
+//   mlm           baseline of the general stages: the student pretrained by masked LM alone on the same rows, then
+//                 fine-tuned
 //
 // Students keep the teacher's width (no projections): the recipes differ in what they transfer, not in shapes.
 import { Tensor, noGrad, ops } from '../torch';
@@ -188,8 +190,8 @@ export interface BertRecipeOptions {
   quiet?: boolean;
 }
 
-export type BertRecipe = 'teacher' | 'alone' | 'init' | 'distilbert' | 'tinybert' | 'minilm' | 'minilm-v2' | 'theseus';
-export const BERT_RECIPES: BertRecipe[] = ['teacher', 'alone', 'init', 'distilbert', 'tinybert', 'minilm', 'minilm-v2', 'theseus'];
+export type BertRecipe = 'teacher' | 'alone' | 'init' | 'mlm' | 'distilbert' | 'tinybert' | 'minilm' | 'minilm-v2' | 'theseus';
+export const BERT_RECIPES: BertRecipe[] = ['teacher', 'alone', 'init', 'mlm', 'distilbert', 'tinybert', 'minilm', 'minilm-v2', 'theseus'];
 
 type EngineRun = Awaited<ReturnType<StageSpec['build']>>;
 
@@ -283,6 +285,17 @@ export function bertRecipeStages(o: BertRecipeOptions, recipes: readonly BertRec
   };
   if (want.has('init')) stages.push(fineTune('init', (ctx) => teacherLayers(ctx, o.distilbert?.layerMap ?? everyOtherLayer(T.layers, L)), 12));
 
+  if (want.has('mlm')) {
+    stages.push(stage('mlm-general', () => {
+      const train = mlmData(61, general);
+      return {
+        roles: [trained('student', keep(newBert('BertForMaskedLM', scfg)), lrs.general, warm(train, o.epochs.general))],
+        terms: [{ loss: 'mlm_ce', student: 'student.logits', teacher: 'labels', name: 'mlm' }],
+        train, epochs: o.epochs.general, seed: o.seed, checkpointEverySteps: 200,
+      };
+    }));
+    stages.push(fineTune('mlm-task', (ctx) => classifierFrom(scfg, ctx.checkpoint('mlm-general', undefined, 'last'), 'BertForMaskedLM'), 62));
+  }
   if (want.has('distilbert')) {
     const db = o.distilbert ?? {};
     const map = db.layerMap ?? everyOtherLayer(T.layers, L);
