@@ -13,3 +13,5 @@ export * from './text-encoder';
 export * from './own';
 export * from './audio';
 export * from './spoken-digits';
+export * from './mlm';
+export * from './wordpiece';

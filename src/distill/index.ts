@@ -32,3 +32,10 @@ export { dataFree, dataFreeSpec, batchNormTaps, DATA_FREE_METHODS, type DataFree
 export { advDiscriminatorLoss, advStudentLoss, bssKl, bssAttack, BssBatches, IGNORE_LABEL, type AdversarialForm, type BssAttackOptions, type BssBatchesOptions } from './adversarial';
 export { adversarial, adversarialSpec, ADVERSARIAL_METHODS, type AdversarialMethod, type AdversarialOptions, type DiscriminatorSettings, type BssSettings } from './adversarial-run';
 export { crossModalDigits, crossModalTerms, pairByClass, CrossModalBatches, registerCrossModalLosses, type CrossModalDigitsOptions, type CrossModalDigitsResult, type CrossModalBatchesOptions } from './cross-modal';
+export {
+  bertRecipeStages, bertConfig, newBert, PackedMaskedLM, baseOf, initFromTeacher, everyOtherLayer, tinybertLayerMap, theseusBert, DISTILBERT_LAYER_MAP, BERT_RECIPES,
+  type BertRecipe, type BertRecipeOptions, type BertRecipeData, type BertSize, type BertArchitecture,
+} from './bert-recipes';
+export {
+  registerBertRecipeLosses, mlmCrossEntropy, mlmKdLoss, maskedCosineLoss, maskedHiddenMseLoss, attentionScores, tinybertAttentionMse, maskedAttentionKl, maskedSelfRelation, maskedRelationKl,
+} from './bert-recipes-losses';

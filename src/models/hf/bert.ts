@@ -215,6 +215,11 @@ export class BertModel extends HfPreTrainedModel {
   readonly embeddings: BertEmbeddings;
   readonly encoder: BertEncoder;
   readonly pooler: BertPooler | null;
+  /**
+   * When no `attentionMask` is given, treat the ids equal to pad_token_id as padding (the project's text batches: id 0
+   * pads). Off by default, as in transformers, where a missing mask attends to every position.
+   */
+  maskPaddingIds = false;
   constructor(config: HfConfig, opts: { pooler?: boolean } = {}) {
     super(config);
     const s = (this.settings = bertSettings(config));
@@ -226,7 +231,8 @@ export class BertModel extends HfPreTrainedModel {
   forward(ids: Tensor, inputs: EncoderInputs = {}): Tensor {
     checkIds(ids, this.settings.maxPositions, 'BertModel');
     const [B, S] = ids.shape;
-    const mask = additiveKeyMask(inputs.attentionMask, B, S, 'BertModel');
+    const given = inputs.attentionMask ?? (this.maskPaddingIds ? ids.ne(this.settings.padTokenId) : null);
+    const mask = additiveKeyMask(given, B, S, 'BertModel');
     return this.encoder.call(this.embeddings.call(ids, inputs.tokenTypeIds ?? null), mask);
   }
 }
