@@ -17,7 +17,8 @@
 //   [--n N] [--device cpu|cuda] [--threads N] [--student-width N] [--student-layers N] [--student-lr X]
 //   [--teacher-checkpoint FILE] (a trained teacher; the generated data set in --out is then reused: generate resumes)
 //   [--gkd] [--gkd-steps N] (also: students on every teacher sample for N steps — SFT, token KD to the teacher, and
-//   on-policy distillation (GKD) from the teacher in process and from the teacher served over HTTP)
+//   on-policy distillation (GKD) from the teacher in process and from the teacher served over HTTP; --gkd-only: not
+//   the three students above)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,7 +38,7 @@ const { values } = parseArgs({
     out: { type: 'string' }, quick: { type: 'boolean' }, 'teacher-steps': { type: 'string' }, 'student-steps': { type: 'string' },
     questions: { type: 'string' }, n: { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' }, 'eval-size': { type: 'string' },
     'teacher-train': { type: 'string' }, 'teacher-checkpoint': { type: 'string' }, 'student-width': { type: 'string' }, 'student-layers': { type: 'string' }, 'student-lr': { type: 'string' },
-    gkd: { type: 'boolean' }, 'gkd-steps': { type: 'string' },
+    gkd: { type: 'boolean' }, 'gkd-steps': { type: 'string' }, 'gkd-only': { type: 'boolean' },
   },
 });
 const quick = values.quick === true;
@@ -216,9 +217,12 @@ async function main() {
     log(`${name}: ${data.length} examples, exact match ${results[name].exact_match.accuracy.toFixed(1)} %`);
     s.dispose();
   };
-  await runStudent('student_all_samples', allSamples);
-  await runStudent('student_verified_samples', verified);
-  await runStudent('student_worked_solutions', genSet.map((p) => chat(p, solution(p))));
+  const gkdOnly = values.gkd === true && values['gkd-only'] === true;
+  if (!gkdOnly) {
+    await runStudent('student_all_samples', allSamples);
+    await runStudent('student_verified_samples', verified);
+    await runStudent('student_worked_solutions', genSet.map((p) => chat(p, solution(p))));
+  }
   // on-policy distillation against the off-policy students, on every teacher sample, at a shorter schedule
   if (values.gkd) {
     const gkdSteps = Number(values['gkd-steps'] ?? (quick ? 4 : 1000));
@@ -255,9 +259,11 @@ async function main() {
     console.log(`| ${name} | ${r.params.toLocaleString('en')} | ${what} | ${(r.examples ?? teacherSet.length).toLocaleString('en')} | ${r.steps} | ${r.exact_match.accuracy.toFixed(1)} % | ${r.exact_match.tokens_per_s.toFixed(0)} | ${r.train_seconds.toFixed(0)} |`);
   };
   row('teacher', 'worked solutions');
-  row('student_all_samples', 'all teacher samples');
-  row('student_verified_samples', 'verified teacher samples');
-  row('student_worked_solutions', 'worked solutions of the same questions');
+  if (!gkdOnly) {
+    row('student_all_samples', 'all teacher samples');
+    row('student_verified_samples', 'verified teacher samples');
+    row('student_worked_solutions', 'worked solutions of the same questions');
+  }
   if (values.gkd) {
     row('gkd_sft', 'all teacher samples, SFT');
     row('gkd_token_kd', 'all teacher samples, token KD (forward KL, α 0.5)');
@@ -266,7 +272,11 @@ async function main() {
   }
   console.log(`\nteacher samples: ${gen.total} (${genSet.length} questions × ${nPer}), ${gen.written} verified = ${results.generate.pass_rate.toFixed(1)} % pass rate at temperature 1; rejected: ${badStep} with a wrong column step, ${unverified.length - badStep} with right steps and a wrong final answer`);
   console.log(`wall time ${results.wall_seconds.toFixed(0)} s; results in ${path.join(out, 'results.json')}`);
-  console.log(JSON.stringify({ teacher_em: results.teacher.exact_match.accuracy, pass_rate: results.generate.pass_rate, all_samples_em: results.student_all_samples.exact_match.accuracy, verified_em: results.student_verified_samples.exact_match.accuracy, worked_em: results.student_worked_solutions.exact_match.accuracy }));
+  const em = (k: string) => results[k]?.exact_match.accuracy ?? null;
+  console.log(JSON.stringify({
+    teacher_em: em('teacher'), pass_rate: results.generate.pass_rate, all_samples_em: em('student_all_samples'), verified_em: em('student_verified_samples'), worked_em: em('student_worked_solutions'),
+    ...(values.gkd ? { gkd_sft_em: em('gkd_sft'), gkd_token_kd_em: em('gkd_token_kd'), gkd_local_jsd_em: em('gkd_local_jsd'), gkd_endpoint_fkl_em: em('gkd_endpoint_fkl') } : {}),
+  }));
   teacher.dispose();
 }
 
