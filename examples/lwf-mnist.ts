@@ -7,10 +7,11 @@
 // 5,000 (permuted) iterations per task, the defaults here.
 //   npm run build && node dist/examples/lwf-mnist.js [--experiment split|permuted] [--scenario task,domain,class]
 //     [--method lwf,finetune,joint] [--iters N] [--seeds 0,1,2] [--lr X] [--batch 128] [--class-kd all|old]
-//     [--threads 1] [--out runs/lwf-<experiment>] [--resume]
+//     [--test-limit N] [--threads 1] [--out runs/lwf-<experiment>] [--resume]
 // Each run (scenario, method, seed) is a chain of stages in <out>/<scenario>-<method>[-<class-kd>]-<seed>; --resume
 // continues interrupted chains and re-scores finished ones. Prints the mean test accuracy over the tasks after the last
-// one (%, mean ± sd over seeds) beside the paper's, and writes <out>/lwf-<experiment>.json.
+// one (%, mean ± sd over seeds; on the first N test images of each task with --test-limit) beside the paper's, and
+// writes <out>/lwf-<experiment>.json.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
@@ -54,7 +55,9 @@ async function main(): Promise<void> {
     throw new Error('lwf-mnist: --iters and --batch must be positive integers, --lr positive and --seeds integers');
   const resume = process.argv.includes('--resume');
   setNumThreads(Number(arg('threads', '1')));
-  const train = loadMnist({ split: 'train' }), test = loadMnist({ split: 'test' });
+  const testLimit = arg('test-limit', '');
+  if (testLimit && !(Number.isInteger(Number(testLimit)) && Number(testLimit) > 0)) throw new Error(`lwf-mnist: --test-limit must be a positive integer, got '${testLimit}'`);
+  const train = loadMnist({ split: 'train' }), test = loadMnist({ split: 'test', ...(testLimit ? { limit: Number(testLimit) } : {}) });
   const hidden = split ? 400 : 1000;
   const results: { method: LifelongMethod; scenario: LifelongScenario; seed: number; per_task: number[]; mean: number; train_s: number }[] = [];
   try {
@@ -95,7 +98,7 @@ async function main(): Promise<void> {
   };
   const SC: Record<LifelongScenario, string> = { task: 'Task-IL', domain: 'Domain-IL', class: 'Class-IL' };
   const lines = [
-    `${experiment} MNIST, MLP ${split ? 784 : 1024}-${hidden}-${hidden}-out, Adam lr ${lr}, batch ${batch}, ${iters} iterations per task, seeds ${seeds.join(',')}` +
+    `${experiment} MNIST, MLP ${split ? 784 : 1024}-${hidden}-${hidden}-out, Adam lr ${lr}, batch ${batch}, ${iters} iterations per task, seeds ${seeds.join(',')}, ${testLimit ? `the first ${testLimit} test images` : 'all test images'}` +
       (scenarios.includes('class') && methods.includes('lwf') ? `, Class-IL LwF softmax over ${classKd === 'all' ? 'all seen classes' : 'old classes'}` : ''),
     '',
     `| method | ${scenarios.map((s) => `${SC[s]} (%) | paper`).join(' | ')} |`,
@@ -103,7 +106,7 @@ async function main(): Promise<void> {
     ...methods.map((m) => `| ${NAMES[m]} | ${scenarios.map((s) => `${stat(results.filter((x) => x.method === m && x.scenario === s).map((x) => x.mean))} | ${ANCHOR[experiment][m][s]}`).join(' | ')} |`),
   ];
   fs.mkdirSync(out, { recursive: true });
-  writeFileAtomic(path.join(out, `lwf-${experiment}.json`), JSON.stringify({ experiment, iters, lr, batch, seeds, classKd, results }, null, 2));
+  writeFileAtomic(path.join(out, `lwf-${experiment}.json`), JSON.stringify({ experiment, iters, lr, batch, seeds, classKd, testLimit: testLimit ? Number(testLimit) : null, results }, null, 2));
   process.stdout.write('\n' + lines.join('\n') + '\n');
   process.stdout.write(JSON.stringify({ experiment, iters, results: results.map((r) => ({ scenario: r.scenario, method: r.method, seed: r.seed, mean: +r.mean.toFixed(2) })) }) + '\n');
 }
