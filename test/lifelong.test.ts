@@ -200,6 +200,37 @@ describe('lifelong learning (LwF) as stages', () => {
     }
   });
 
+  it('a chain stopped after its first task resumes to the same bytes as one run straight through', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-lwf-r-'));
+    const train = loadMnist({ split: 'train', limit: 1000 });
+    const tasks = splitMnistTasks(train, null, [[0, 1], [2, 3]]);
+    const chain = () => {
+      manualSeed(3);
+      return lifelongStages({
+        model: () => new Mlp({ widths: [784, 32, 4] }), tasks, scenario: 'class', method: 'lwf', iters: 6, batchSize: 32,
+        optimizer: { kind: 'adam', lr: 1e-3 }, seed: 3, log: () => {},
+      });
+    };
+    try {
+      const whole = chain();
+      await runStages({ outDir: path.join(dir, 'whole'), stages: whole.stages, log: () => {} });
+      whole.release();
+      const first = chain();
+      await runStages({ outDir: path.join(dir, 'parts'), stages: first.stages.slice(0, 1), log: () => {} });
+      first.release();
+      const rest = chain();
+      const r = await runStages({ outDir: path.join(dir, 'parts'), stages: rest.stages, resume: true, log: () => {} });
+      rest.release();
+      assert.deepEqual(r.stages.map((s) => s.ran), [false, true]);
+      for (const f of ['task1/last.safetensors', 'task2/last.safetensors'])
+        assert.ok(fs.readFileSync(path.join(dir, 'whole', f)).equals(fs.readFileSync(path.join(dir, 'parts', f))), `${f} differs`);
+    } finally {
+      for (const t of tasks) t.train.dispose();
+      train.dispose();
+      fs.rmSync(dir, { recursive: true });
+    }
+  });
+
   it("split MNIST, two tasks: LwF keeps the first model's outputs on the old head closer than fine-tuning", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-lwf-'));
     const train = loadMnist({ split: 'train', limit: 3000 }), test = loadMnist({ split: 'test', limit: 1000 });
