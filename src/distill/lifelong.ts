@@ -236,6 +236,7 @@ export class TaskBatches implements BatchSource {
       return { loader, lut: labelTable(task, units).keep(), name: task.name };
     });
   }
+  /** Batch i is the same whatever the epoch: a stage is one pass of `length` iterations. */
   setEpoch(): void {}
   batchAt(i: number): EngineBatch {
     if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new Error(`TaskBatches: batch ${i} out of range (${this.length} iterations)`);
@@ -299,12 +300,12 @@ export function lifelongStages(o: LifelongOptions): { stages: StageSpec[]; learn
   if (!Number.isInteger(o.iters) || o.iters < 1) throw new Error(`lifelong: iters must be a positive integer, got ${o.iters}`);
   const units = taskUnits(o.tasks, o.scenario);
   const learner = o.model();
-  const made: Module[] = [];
   const batchSize = o.batchSize ?? 128;
   // the classes a sample of one of tasks 1..k is scored over: its task's head (Task-IL) or every class seen so far
   const ceGroups = (k: number): number[][] => (o.scenario === 'task' ? units.slice(0, k) : [[...new Set(units.slice(0, k).flat())]]);
   const stages = o.tasks.map((task, k): StageSpec => {
     let source: TaskBatches | null = null;
+    let old: Module | null = null;
     return {
       name: `task${k + 1}`,
       build: (ctx) => {
@@ -315,8 +316,7 @@ export function lifelongStages(o: LifelongOptions): { stages: StageSpec[]; learn
         const terms: EngineOptions['terms'] = [{ loss: 'ce_classes', name: 'current', student: 'learner.logits', teacher: 'labels', options: { groups }, weight: lwf ? 1 / (k + 1) : 1 }];
         const roles: EngineOptions['roles'] = [{ name: 'learner', model: learner, optimizer: o.optimizer }];
         if (lwf) {
-          const old = o.model();
-          made.push(old);
+          old = o.model();
           loadWeights(old, ctx.checkpoint(`task${k}`, undefined, 'last'));
           roles.push({ name: 'previous', model: old });
           const seen = ceGroups(k)[0];
@@ -338,11 +338,12 @@ export function lifelongStages(o: LifelongOptions): { stages: StageSpec[]; learn
       },
       release: () => {
         source?.dispose();
-        source = null;
+        old?.dispose();
+        source = old = null;
       },
     };
   });
-  return { stages, learner, release: () => { for (const m of made) m.dispose(); made.length = 0; learner.dispose(); } };
+  return { stages, learner, release: () => learner.dispose() };
 }
 
 /**
