@@ -7,7 +7,7 @@
 // 5,000 (permuted) iterations per task, the defaults here.
 //   npm run build && node dist/examples/lwf-mnist.js [--experiment split|permuted] [--scenario task,domain,class]
 //     [--method lwf,finetune,joint] [--iters N] [--seeds 0,1,2] [--lr X] [--batch 128] [--class-kd all|old]
-//     [--test-limit N] [--threads 1] [--out runs/lwf-<experiment>] [--resume]
+//     [--test-limit N] [--shuffle-digits] [--threads 1] [--out runs/lwf-<experiment>] [--resume]
 // Each run (scenario, method, seed) is a chain of stages in <out>/<scenario>-<method>[-<class-kd>]-<seed>; --resume
 // continues interrupted chains and re-scores finished ones. Prints the mean test accuracy over the tasks after the last
 // one (%, mean ± sd over seeds; on the first N test images of each task with --test-limit) beside the paper's, and
@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
 import { loadWeights } from '../src/nn';
-import { loadMnist } from '../src/data';
+import { Rng, loadMnist } from '../src/data';
 import { Mlp } from '../src/models/mlp';
 import { runStages } from '../src/distill';
 import {
@@ -53,18 +53,21 @@ async function main(): Promise<void> {
   if (classKd !== 'all' && classKd !== 'old') throw new Error(`lwf-mnist: --class-kd must be all or old, got '${classKd}'`);
   if (!Number.isInteger(iters) || iters < 1 || !Number.isInteger(batch) || batch < 1 || !(lr > 0) || seeds.some((s) => !Number.isInteger(s)))
     throw new Error('lwf-mnist: --iters and --batch must be positive integers, --lr positive and --seeds integers');
-  const resume = process.argv.includes('--resume');
+  const resume = process.argv.includes('--resume'), shuffle = process.argv.includes('--shuffle-digits');
   setNumThreads(Number(arg('threads', '1')));
   const testLimit = arg('test-limit', '');
   if (testLimit && !(Number.isInteger(Number(testLimit)) && Number(testLimit) > 0)) throw new Error(`lwf-mnist: --test-limit must be a positive integer, got '${testLimit}'`);
   const train = loadMnist({ split: 'train' }), test = loadMnist({ split: 'test', ...(testLimit ? { limit: Number(testLimit) } : {}) });
   const hidden = split ? 400 : 1000;
-  const results: { method: LifelongMethod; scenario: LifelongScenario; seed: number; per_task: number[]; mean: number; train_s: number }[] = [];
+  const results: { method: LifelongMethod; scenario: LifelongScenario; seed: number; per_task: number[]; mean: number; train_s: number; tasks?: number[][] }[] = [];
   try {
     for (const scenario of scenarios)
       for (const method of methods)
         for (const seed of seeds) {
-          const tasks: LifelongTask[] = split ? splitMnistTasks(train, test) : permutedMnistTasks(train, test, { tasks: 10, seed });
+          // --shuffle-digits: the digits dealt to the 5 tasks in a seeded random order, as van de Ven & Tolias's seeds other than 0
+          const order = shuffle ? [...new Rng(seed).permutation(10)] : [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+          const pairs = [0, 2, 4, 6, 8].map((i) => order.slice(i, i + 2));
+          const tasks: LifelongTask[] = split ? splitMnistTasks(train, test, pairs) : permutedMnistTasks(train, test, { tasks: 10, seed });
           const units = outputUnits(tasks, scenario);
           manualSeed(seed);
           const run = lifelongStages({
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
             loadWeights(run.learner, path.join(dir, `task${tasks.length}`, 'last.safetensors'));
             const perTask = lifelongAccuracy(run.learner, tasks, scenario);
             const mean = perTask.reduce((a, b) => a + b) / perTask.length;
-            results.push({ method, scenario, seed, per_task: perTask, mean, train_s: trainS });
+            results.push({ method, scenario, seed, per_task: perTask, mean, train_s: trainS, ...(split ? { tasks: pairs } : {}) });
             process.stdout.write(`${scenario}-IL ${method} seed ${seed}: ${mean.toFixed(2)} % (per task ${perTask.map((a) => a.toFixed(1)).join(' / ')}; ${trainS.toFixed(0)} s)\n`);
           } finally {
             run.release();
