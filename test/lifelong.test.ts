@@ -178,7 +178,7 @@ describe('lifelong learning (LwF) as stages', () => {
               // the classes each batch holds: the current task's, or (joint) every task's so far
               const seen = new Set<number>();
               for (let i = 0; i < spec.train.length; i++) {
-                const b = spec.train.batchAt(i);
+                const b = await spec.train.batchAt(i);
                 for (const c of b.y.toArray()) seen.add(c);
                 b.dispose();
               }
