@@ -15,7 +15,7 @@ import * as ts from 'typescript';
 const LAYERS: string[][] = [
   ['cli'],
   ['run'],
-  ['distill'],
+  ['distill', 'search'],
   ['teachers', 'llm', 'export', 'report'],
   ['models'],
   ['data'],

@@ -132,7 +132,7 @@ describe('fault proxy in front of serve', () => {
     const proxy = await startFaultProxy({ target: server.url, faults: parseFaultSpec('429*1,500*1,reset*1,drop*2,stall*1,retry-after=0.5,drop-after=300,stall-ms=60000'), seed: 1 });
     try {
       assert.equal(((await (await fetch(`${proxy.url}/models`)).json()) as any).data[0].id, 'tiny');
-      assert.equal((await fetch(`${proxy.url}/completions`, { method: 'POST', body: '{}' })).status, 404);
+      assert.equal((await fetch(`${proxy.url}/embeddings`, { method: 'POST', body: '{}' })).status, 404);
       const post = (signal?: AbortSignal, stream = false) =>
         fetch(`${proxy.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 6, seed: 1, stream }), signal });
       const r429 = await post();
