@@ -257,6 +257,14 @@ export function bertRecipeStages(o: BertRecipeOptions, recipes: readonly BertRec
     });
   const teacherFile = (ctx: StageContext) => ctx.checkpoint('teacher-finetune');
   const pretrainedFile = (ctx: StageContext) => ctx.checkpoint('teacher-pretrain', undefined, 'last');
+  /** The pretrained teacher's encoder (every layer of its masked-LM checkpoint), kept for the stage. */
+  const pretrainedEncoder = (ctx: StageContext) => {
+    const teacher = keep(newBert('BertModel', tcfg));
+    const mlm = loaded(newBert('BertForMaskedLM', tcfg), pretrainedFile(ctx));
+    initFromTeacher(teacher, mlm, Array.from({ length: T.layers }, (_, i) => i));
+    mlm.dispose();
+    return teacher;
+  };
   const tLast = `encoder.layer.${T.layers - 1}`, sLast = `encoder.layer.${L - 1}`;
 
   const stages: StageSpec[] = [];
@@ -332,10 +340,7 @@ export function bertRecipeStages(o: BertRecipeOptions, recipes: readonly BertRec
     ];
     stages.push(stage('tinybert-general', (ctx) => {
       const train = corpusData(31);
-      const teacher = keep(newBert('BertModel', tcfg));
-      const mlm = loaded(newBert('BertForMaskedLM', tcfg), pretrainedFile(ctx));
-      initFromTeacher(teacher, mlm, Array.from({ length: T.layers }, (_, i) => i));
-      mlm.dispose();
+      const teacher = pretrainedEncoder(ctx);
       return {
         roles: [{ ...trained('student', keep(newBert('BertModel', scfg)), lrs.general, warm(train, o.epochs.general)) }, frozen('teacher', teacher)],
         terms: inter('student', 'teacher', '', ''), train, epochs: o.epochs.general, seed: o.seed, checkpointEverySteps: 200,
@@ -376,10 +381,7 @@ export function bertRecipeStages(o: BertRecipeOptions, recipes: readonly BertRec
       : (['query', 'key', 'value'] as const).map((p) => ({ loss: 'masked_relation_kl', student: at('student', sLast, `.${p}`), teacher: at('teacher', tLast, `.${p}`), options: { heads: rh }, name: `${p[0]}${p[0]}` }));
     stages.push(stage(`${v}-general`, (ctx) => {
       const train = corpusData(41);
-      const teacher = keep(newBert('BertModel', tcfg));
-      const mlm = loaded(newBert('BertForMaskedLM', tcfg), pretrainedFile(ctx));
-      initFromTeacher(teacher, mlm, Array.from({ length: T.layers }, (_, i) => i));
-      mlm.dispose();
+      const teacher = pretrainedEncoder(ctx);
       return {
         roles: [{ ...trained('student', keep(newBert('BertModel', scfg)), lrs.general, warm(train, o.epochs.general)) }, frozen('teacher', teacher)],
         terms, train, epochs: o.epochs.general, seed: o.seed, checkpointEverySteps: 200,
