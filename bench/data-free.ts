@@ -3,6 +3,7 @@
 // method, each for a wall-time budget; the test split only measures the students after every epoch.
 //   npm run build && node dist/bench/data-free.js [--methods dafl,dfad,deepinversion,noise] [--minutes 30,10,10,5]
 //      [--teacher FILE] [--width 32] [--batch 128] [--batches 120] [--threads 1] [--seed 0] [--out runs/data-free]
+//      [--gen-lr 0.2] [--student-lr 2e-3] [--temperature 1] [--student-steps 1] [--latent 100] [--epochs N --cosine]
 //      [--resume]   continue the listed methods' runs in <out> for their budgets again (the time axis continues too)
 // Without --teacher (or when the file is missing) the teacher is trained first (5 epochs, SGD 0.01, momentum 0.9,
 // batch 64) into <out>/teacher. Prints accuracy against wall time per method, a markdown table and a final JSON line;
@@ -22,6 +23,8 @@ const { values } = parseArgs({
     teacher: { type: 'string' }, width: { type: 'string', default: '32' }, batch: { type: 'string', default: '128' }, batches: { type: 'string', default: '120' },
     threads: { type: 'string', default: '1' }, seed: { type: 'string', default: '0' }, out: { type: 'string', default: 'runs/data-free' },
     resume: { type: 'boolean', default: false },
+    'gen-lr': { type: 'string' }, 'student-lr': { type: 'string' }, temperature: { type: 'string' }, 'student-steps': { type: 'string', default: '1' },
+    epochs: { type: 'string', default: '1000' }, cosine: { type: 'boolean', default: false }, latent: { type: 'string', default: '100' },
   },
 });
 
@@ -63,6 +66,16 @@ async function main() {
   const teacherAcc = await evaluate(teacher, test, norm);
   console.log(`teacher lenet5: ${teacherAcc.toFixed(2)} % (${teacherFile})`);
 
+  const epochs = Number(values.epochs);
+  // the methods' defaults unless a flag sets them; --cosine: both learning rates follow a cosine over the epochs, per step
+  const cosine = values.cosine ? { kind: 'cosine' as const, per: 'step' as const, warmupSteps: 0, minLr: 0 } : undefined;
+  const tuning = (method: DataFreeMethod) => ({
+    studentOptimizer: values['student-lr'] ? { kind: method === 'dfad' ? 'sgd' as const : 'adam' as const, lr: Number(values['student-lr']), ...(method === 'dfad' ? { momentum: 0.9, weightDecay: 5e-4 } : {}) } : undefined,
+    generatorOptimizer: values['gen-lr'] ? { kind: 'adam' as const, lr: Number(values['gen-lr']) } : undefined,
+    temperature: values.temperature ? Number(values.temperature) : undefined,
+    studentSteps: method === 'noise' ? undefined : Number(values['student-steps']),
+    studentSchedule: cosine, generatorSchedule: method === 'noise' ? undefined : cosine,
+  });
   const methods = values.methods!.split(',') as DataFreeMethod[];
   const minutes = values.minutes!.split(',').map(Number);
   const jsonFile = path.join(out, 'data-free.json');
@@ -73,7 +86,7 @@ async function main() {
     const before = values.resume ? earlier.find((r) => r.method === method) : undefined;
     const offset = before ? before.curve[before.curve.length - 1].min : 0;
     const student = createModel('lenet5-half', { outputRelu: false });
-    const generator = new DaflGenerator({ imageShape: [1, 28, 28], width: Number(values.width) });
+    const generator = new DaflGenerator({ imageShape: [1, 28, 28], width: Number(values.width), latentDim: Number(values.latent) });
     const ctl = new AbortController();
     const start = Date.now();
     const timer = setTimeout(() => ctl.abort(), budget * 60_000);
@@ -87,7 +100,7 @@ async function main() {
     try {
       const r = await dataFree({
         method, teacher, student, generator, imageShape: [1, 28, 28], classes: 10, feature: 'fc1', batchSize: Number(values.batch), batchesPerEpoch: Number(values.batches),
-        epochs: 1000, seed, outDir: dir, force: !before, resume: !!before, test, testTransforms: norm, log, progress: false, signal: ctl.signal,
+        ...tuning(method), epochs, seed, outDir: dir, force: !before, resume: !!before, test, testTransforms: norm, log, progress: false, signal: ctl.signal,
       });
       samples = r.samples;
     } catch (e) {
@@ -109,7 +122,9 @@ async function main() {
     student.dispose();
     generator.dispose();
   }
-  const schedule = `batch ${values.batch}, ${values.batches} steps per epoch, generator width ${values.width}, ${values.threads} thread(s), seed ${seed}`;
+  const schedule = `batch ${values.batch}, ${values.batches} steps per epoch, generator width ${values.width}, latent ${values.latent}, student steps per generator step ${values['student-steps']}` +
+    `${values['gen-lr'] ? `, generator lr ${values['gen-lr']}` : ''}${values['student-lr'] ? `, student lr ${values['student-lr']}` : ''}${values.temperature ? `, T ${values.temperature}` : ''}` +
+    `${values.cosine ? `, cosine over ${epochs} epochs` : ''}, ${values.threads} thread(s), seed ${seed}`;
   const lines = [
     `Teacher lenet5: ${teacherAcc.toFixed(2)} %. Students lenet5-half (no output ReLU); ${schedule}.`,
     '',

@@ -180,6 +180,30 @@ describe('roles on a generator\'s images (the engine)', () => {
     for (const x of [o, o2, o3]) for (const m of [x.teacher, x.student, x.generator]) m.dispose();
   });
 
+  it('studentSteps k: the generator is stepped on every k-th step, the student on every step', async () => {
+    const o = opts();
+    const { noiseShape: _n, ...spec } = dataFreeSpec({ method: 'dafl', ...o, studentSteps: 3 });
+    assert.deepEqual(spec.updates!.map((u) => [u.roles, u.every ?? 1]), [[['generator'], 3], [['student'], 1]]);
+    const b = batch();
+    const s = await EngineStep.create({ ...spec, batch: b });
+    try {
+      for (const [step, genMoves] of [[0, true], [1, false], [2, false], [3, true]] as const) {
+        const [g0, s0] = [snapshot(o.generator), snapshot(o.student)];
+        manualSeed(step);
+        const r = s.step(b, { epoch: 0, step, stepsPerEpoch: 4, epochs: 1 });
+        assert.ok(Number.isFinite(r.value));
+        assert.equal(changed(o.generator, g0), genMoves, `step ${step}: generator ${genMoves ? 'stepped' : 'left alone'}`);
+        assert.ok(changed(o.student, s0), `step ${step}: student stepped`);
+      }
+    } finally {
+      s.dispose();
+      b.dispose();
+    }
+    for (const k of [0, 1.5]) assert.throws(() => dataFreeSpec({ method: 'dafl', ...o, studentSteps: k }), /studentSteps must be a positive integer .* got /);
+    assert.equal(dataFreeSpec({ method: 'dfad', ...o, studentSteps: 5 }).updates![0].every, 5);
+    for (const m of [o.teacher, o.student, o.generator]) m.dispose();
+  });
+
   it('DFAD: the adversarial term reaches the generator through the student and through the teacher', async () => {
     for (const through of ['student', 'teacher'] as const) {
       // the other side ignores its input: the generator can learn only through `through`

@@ -62,6 +62,14 @@ export interface DataFreeOptions {
   /** Default Adam 0.2 (DAFL's); deepinversion and dfad: Adam 1e-3. */
   generatorOptimizer?: OptimizerSpec;
   studentSchedule?: EngineOptions['roles'][number]['schedule'];
+  generatorSchedule?: EngineOptions['roles'][number]['schedule'];
+  /**
+   * Student steps per generator step (default 1). DAFL with 1 is the authors' joint step; with k > 1 the generator is
+   * stepped on every k-th step and the student on every step, on fresh images of the current generator (its forward
+   * only, the costly part of a DAFL step being the generator's backward through the teacher): DFAD's 5 student
+   * iterations per generator iteration, offered to every generator method.
+   */
+  studentSteps?: number;
   weights?: DataFreeWeights;
   /** The student's KD temperature (dafl and noise: 1; deepinversion: 3). */
   temperature?: number;
@@ -115,7 +123,9 @@ export function dataFreeSpec(o: DataFreeOptions): Pick<EngineOptions, 'roles' | 
   if (!g) throw new Error(`dataFree: method '${m}' needs a generator (e.g. createModel('dafl-generator', { imageShape: [${o.imageShape.join(', ')}] }))`);
   const latent = g.latentDim;
   if (!Number.isInteger(latent) || latent! < 1) throw new Error(`dataFree: the generator (${g.constructor.name}) has no latentDim (the length of its noise vectors)`);
-  const gen: RoleSpec = { name: 'generator', model: g, classify: false, optimizer: o.generatorOptimizer ?? { kind: 'adam', lr: m === 'dafl' ? 0.2 : 1e-3 } };
+  const gen: RoleSpec = { name: 'generator', model: g, classify: false, optimizer: o.generatorOptimizer ?? { kind: 'adam', lr: m === 'dafl' ? 0.2 : 1e-3 }, schedule: o.generatorSchedule };
+  const k = o.studentSteps ?? 1;
+  if (!Number.isInteger(k) || k < 1) throw new Error(`dataFree: studentSteps must be a positive integer (student steps per generator step), got ${o.studentSteps}`);
   teacher.input = 'generator.logits';
   const student: RoleSpec = {
     name: 'student', model: o.student, input: 'generator.logits', detachInput: m === 'dafl', schedule: o.studentSchedule,
@@ -131,7 +141,12 @@ export function dataFreeSpec(o: DataFreeOptions): Pick<EngineOptions, 'roles' | 
       { loss: 'dafl_entropy', student: 'teacher.logits', teacher: 'teacher.logits', weight: w.entropy ?? 5, name: 'entropy' },
       kd(o.temperature ?? 1),
     ];
-    return { roles, terms, primary: 'student', noiseShape: [latent!] };
+    // one joint step (the authors' loop), or the generator every k-th step and the student on every step
+    const updates: UpdateSpec[] | undefined = k === 1 ? undefined : [
+      { roles: ['generator'], terms: ['onehot', 'activation', 'entropy'], every: k },
+      { roles: ['student'], terms: ['kd'] },
+    ];
+    return { roles, terms, updates, primary: 'student', noiseShape: [latent!] };
   }
   const genTerms: TermSpec[] = [];
   if (m === 'deepinversion') {
@@ -144,7 +159,7 @@ export function dataFreeSpec(o: DataFreeOptions): Pick<EngineOptions, 'roles' | 
   } else genTerms.push({ loss: 'dfad_adv', student: 'student.logits', teacher: 'teacher.logits', name: 'adversarial' });
   const studentTerm: TermSpec = m === 'dfad' ? { loss: 'logit_l1', student: 'student.logits', teacher: 'teacher.logits', name: 'l1', metric: 'soft' } : kd(o.temperature ?? 3);
   const updates: UpdateSpec[] = [
-    { roles: ['generator'], terms: genTerms.map((t) => t.name!) },
+    { roles: ['generator'], terms: genTerms.map((t) => t.name!), every: k },
     { roles: ['student'], terms: [studentTerm.name!] },
   ];
   return { roles, terms: [...genTerms, studentTerm], updates, primary: 'student', noiseShape: [latent!] };

@@ -1018,7 +1018,7 @@ function batchTensor(b: StepBatch, name: string): Tensor {
 }
 
 /** The forward pass of one role on its inputs: logits and the captured taps (frozen roles under no-grad). */
-function forwardRole(r: Role, xs: Tensor[]): Map<string, Tensor> {
+function forwardRole(r: Role, xs: Tensor[], updating = true): Map<string, Tensor> {
   const m = r.module!, inner = r.inner;
   const run = () => {
     if (!inner.length) return new Map([[LOGITS, m.call(...xs) as Tensor]]);
@@ -1031,8 +1031,9 @@ function forwardRole(r: Role, xs: Tensor[]): Map<string, Tensor> {
   };
   // in a scope of its own, as C++ scoping does: intermediate tensors that neither the taps nor autograd hold (all of a
   // frozen role's activations) are freed as soon as the forward pass ends, not at the end of the step
-  // (a frozen role on a trained role's output passes its gradients back: its own parameters need none)
-  return tidy(() => (r.trainable || xs.some((x) => x.requiresGrad) ? run() : noGrad(run)));
+  // (a frozen role on a trained role's output passes its gradients back: its own parameters need none; nor do those
+  // of a trained role that this update does not step, e.g. a generator whose images only the student learns from)
+  return tidy(() => ((r.trainable && updating) || xs.some((x) => x.requiresGrad) ? run() : noGrad(run)));
 }
 
 interface StepEnv {
@@ -1080,7 +1081,7 @@ function trainStep(bs: StepBatch[], p: RunProgress, env: StepEnv): StepResult {
         // a role reading another role's tap runs after it (see RoleSpec.input)
         const tapsOf = (r: Role): Map<string, Tensor> => {
           let t = taps.get(r);
-          if (!t) taps.set(r, (t = forwardRole(r, r.inputs.length ? r.inputs.map((x) => inputOf(r, x)) : [b.x])));
+          if (!t) taps.set(r, (t = forwardRole(r, r.inputs.length ? r.inputs.map((x) => inputOf(r, x)) : [b.x], u.roles.includes(r))));
           return t;
         };
         const inputOf = (r: Role, x: Tap): Tensor => {

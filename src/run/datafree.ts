@@ -47,6 +47,8 @@ export const dataFreeConfigSchema = configSchema
         studentOptimizer: optimizer.optional(),
         generatorOptimizer: optimizer.optional(),
         temperature: z.number().positive().optional(),
+        /** Student steps per generator step (default 1: DAFL's joint step; DFAD's paper uses 5). */
+        studentSteps: z.number().int().positive().optional(),
         weights: z.object({ onehot: w, entropy: w, activation: w, ce: w, bn: w, tv: w, l2: w, adaptive: w }).strict().default({}),
         /** Commit a resumable state every N steps inside an epoch (default: at epoch ends). */
         checkpointEverySteps: z.number().int().positive().optional(),
@@ -113,7 +115,7 @@ export async function runDataFreeConfig(cfg: DataFreeConfig, o: { resume?: boole
     const opts: DataFreeOptions = {
       method: d.method, teacher, student, generator, imageShape: info.inputShape, classes, feature: d.feature, featureRelu: d.featureRelu,
       batchSize: d.batchSize, batchesPerEpoch: d.batchesPerEpoch, epochs: cfg.training.epochs, seed: cfg.seed, outDir: cfg.output.dir,
-      studentOptimizer: d.studentOptimizer, generatorOptimizer: d.generatorOptimizer, temperature: d.temperature, weights: d.weights,
+      studentOptimizer: d.studentOptimizer, generatorOptimizer: d.generatorOptimizer, temperature: d.temperature, studentSteps: d.studentSteps, weights: d.weights,
       test, testTransforms: cfg.data.normalize ? [normalize(info.mean, info.std)] : [], checkpointEverySteps: d.checkpointEverySteps,
       resume: o.resume, force: o.force, signal: o.signal, log: o.log,
     };
