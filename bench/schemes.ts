@@ -51,12 +51,17 @@ async function main() {
         data.test.dispose();
       }
     }
-    const rows = results[0].rows.map((r, i) => ({ row: r.row, accs: results.map((x) => x.rows[i].acc) }));
+    const rows = results[0].rows.map((r) => ({ row: r.row, accs: results.map((x) => x.rows.find((q) => q.row === r.row)?.acc ?? NaN) }));
     for (const r of rows) lines.push(`| ${ex} | ${r.row} | ${pm(r.accs)} | ${seeds.length} | ${schedule} |`);
     if (results[0].ensemble_acc !== undefined) lines.push(`| ${ex} | ensemble of gen1.. | ${pm(results.map((x) => x.ensemble_acc!))} | ${seeds.length} | ${schedule} |`);
     const resultRow = results.every((x) => x.result.row === results[0].result.row) ? results[0].result.row : 'the best peer';
     lines.push(`| ${ex} | gain of ${resultRow} over ${results[0].baseline.row} (points) | ${pm(results.map((x) => x.gain))} | ${seeds.length} | ${schedule} |`);
-    json[ex] = { schedule, seeds, rows: rows.map((r) => ({ row: r.row, mean: mean(r.accs), std: std(r.accs), accs: r.accs })), gain: results.map((x) => x.gain), ensemble: results.map((x) => x.ensemble_acc) };
+    if (results.every((x) => x.kd_gain !== undefined))
+      lines.push(`| ${ex} | gain of ${resultRow} over ${results[0].kd!.row} (points) | ${pm(results.map((x) => x.kd_gain!))} | ${seeds.length} | ${schedule} |`);
+    json[ex] = {
+      schedule, seeds, rows: rows.map((r) => ({ row: r.row, mean: mean(r.accs), std: std(r.accs), accs: r.accs })), gain: results.map((x) => x.gain),
+      kd_gain: results.map((x) => x.kd_gain), ensemble: results.map((x) => x.ensemble_acc),
+    };
   }
   fs.mkdirSync(values.out!, { recursive: true });
   writeFileAtomic(path.join(values.out!, 'schemes.md'), lines.join('\n') + '\n');
