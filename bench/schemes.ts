@@ -3,12 +3,14 @@
 //   npm run build && node dist/bench/schemes.js [--examples dml-scheme-fmnist,born-again-fmnist] [--seeds 0,1,2]
 //      [--epochs N] [--limit N] [--threads 2] [--out runs/schemes] [--set key.path=value ...] (overrides, e.g.
 //      scheme.target=mean for KDCL; each example is then labelled `<example> (<overrides>)`)
-// Each run is `<out>/<example>/seed-<n>` (a finished run is measured, not trained again). Prints a markdown table
-// and a JSON line, and writes both to <out>/schemes.md and <out>/schemes.json.
+// Each run is `<out>/<example>/seed-<n>` (a finished stage is measured, not trained again; an interrupted one
+// resumes). The data set of a configuration is loaded once for every seed and example that reads the same data.
+// Prints a markdown table and a JSON line, and writes both to <out>/schemes.md and <out>/schemes.json.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setNumThreads, writeFileAtomic } from '../src/torch';
+import type { DataSplits } from '../src/data';
 import { type SchemeCompareResult, compareScheme, loadConfigData, loadSchemeConfig } from '../src/run';
 
 const { values } = parseArgs({
@@ -28,6 +30,7 @@ async function main() {
   const seeds = values.seeds!.split(',').map(Number);
   const lines: string[] = ['| scheme | row | test accuracy (%), mean ± std | seeds | schedule |', '|---|---|---|---|---|'];
   const json: Record<string, unknown> = {};
+  const loadedData = new Map<string, DataSplits>();
   for (const example of values.examples!.split(',')) {
     const ex = values.set!.length ? `${example} (${values.set!.join(', ')})` : example;
     const dirName = values.set!.length ? `${example}-${values.set!.join('-').replace(/[^A-Za-z0-9.-]+/g, '_')}` : example;
@@ -40,23 +43,28 @@ async function main() {
       const loaded = loadSchemeConfig(path.join(__dirname, '..', '..', 'examples', `${example}.yaml`), sets);
       const c = loaded.staged;
       schedule = `${c.data.dataset}, ${c.data.limit ?? 'all'} training images, ${c.training.epochs} epochs, batch ${c.data.batchSize}, ${c.training.optimizer} lr ${c.training.lr}${c.training.schedule !== 'constant' ? ` ${c.training.schedule}` : ''}`;
-      const data = loadConfigData(c);
-      try {
-        const t0 = Date.now();
-        const { result } = await compareScheme(loaded, data, { file: ex, progress: false, log: () => {} });
-        results.push(result);
-        process.stderr.write(`${ex} seed ${seed}: ${result.rows.map((r) => `${r.row} ${r.acc.toFixed(2)}`).join(', ')} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
-      } finally {
-        data.train.dispose();
-        data.test.dispose();
-      }
+      const key = JSON.stringify(c.data);
+      if (!loadedData.has(key)) loadedData.set(key, loadConfigData(c));
+      const t0 = Date.now();
+      const { result } = await compareScheme(loaded, loadedData.get(key)!, { file: ex, resume: true, progress: false, log: () => {} });
+      results.push(result);
+      process.stderr.write(`${ex} seed ${seed}: ${result.rows.map((r) => `${r.row} ${r.acc.toFixed(2)}`).join(', ')} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
     }
-    const rows = results[0].rows.map((r, i) => ({ row: r.row, accs: results.map((x) => x.rows[i].acc) }));
+    const rows = results[0].rows.map((r) => ({ row: r.row, accs: results.map((x) => x.rows.find((q) => q.row === r.row)?.acc ?? NaN) }));
     for (const r of rows) lines.push(`| ${ex} | ${r.row} | ${pm(r.accs)} | ${seeds.length} | ${schedule} |`);
     if (results[0].ensemble_acc !== undefined) lines.push(`| ${ex} | ensemble of gen1.. | ${pm(results.map((x) => x.ensemble_acc!))} | ${seeds.length} | ${schedule} |`);
     const resultRow = results.every((x) => x.result.row === results[0].result.row) ? results[0].result.row : 'the best peer';
     lines.push(`| ${ex} | gain of ${resultRow} over ${results[0].baseline.row} (points) | ${pm(results.map((x) => x.gain))} | ${seeds.length} | ${schedule} |`);
-    json[ex] = { schedule, seeds, rows: rows.map((r) => ({ row: r.row, mean: mean(r.accs), std: std(r.accs), accs: r.accs })), gain: results.map((x) => x.gain), ensemble: results.map((x) => x.ensemble_acc) };
+    if (results.every((x) => x.kd_gain !== undefined))
+      lines.push(`| ${ex} | gain of ${resultRow} over ${results[0].kd!.row} (points) | ${pm(results.map((x) => x.kd_gain!))} | ${seeds.length} | ${schedule} |`);
+    json[ex] = {
+      schedule, seeds, rows: rows.map((r) => ({ row: r.row, mean: mean(r.accs), std: std(r.accs), accs: r.accs })), gain: results.map((x) => x.gain),
+      kd_gain: results.map((x) => x.kd_gain), ensemble: results.map((x) => x.ensemble_acc),
+    };
+  }
+  for (const d of loadedData.values()) {
+    d.train.dispose();
+    d.test.dispose();
   }
   fs.mkdirSync(values.out!, { recursive: true });
   writeFileAtomic(path.join(values.out!, 'schemes.md'), lines.join('\n') + '\n');

@@ -1,6 +1,7 @@
 // Scheme configurations through the tsdistill command: `compare` on a scheme prints every peer / generation / link and
-// the baseline as a JSON line; a born-again chain killed (kill -9) in the middle of a generation resumes with --resume
-// to the same weights as an uninterrupted run; every example scheme expands to valid stages; errors name the key.
+// the baseline (and the offline-KD row) as a JSON line; a born-again chain killed (kill -9) in the middle of a
+// generation, then of its offline-KD stage, resumes with --resume to the same weights as an uninterrupted run; every
+// example scheme expands to valid stages; errors name the key.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -22,10 +23,15 @@ describe('scheme configurations (tsdistill compare / distill)', () => {
     assert.equal(r.status, 0, r.stderr);
     const j = lastJson(r.stdout);
     assert.equal(j.scheme, 'mutual');
-    assert.deepEqual(j.rows.map((x: { row: string }) => x.row), ['peer a', 'peer b', 'alone (baseline)']);
+    assert.deepEqual(j.rows.map((x: { row: string }) => x.row), ['peer a', 'peer b', 'alone (baseline)', 'offline KD']);
     for (const x of j.rows) assert.ok(x.acc > 10 && x.params === 61706 && x.latency_b1_ms > 0, JSON.stringify(x));
     assert.equal(j.baseline.row, 'alone (baseline)');
     assert.ok(Math.abs(j.gain - (j.result.acc - j.baseline.acc)) < 1e-9);
+    assert.equal(j.kd.row, 'offline KD');
+    assert.ok(Math.abs(j.kd_gain - (j.result.acc - j.kd.acc)) < 1e-9);
+    assert.match(r.stdout, /points against alone \(baseline\), [+-]\d+\.\d\d points against offline KD/);
+    const kdm = JSON.parse(fs.readFileSync(path.join(dir, 'dml', 'kd', 'metrics.jsonl'), 'utf8').trim());
+    assert.deepEqual(Object.keys(kdm.terms), ['ce', 'kd']);
     assert.match(r.stdout, /peer a\s+mutual\s+lenet5/);
     const m = fs.readFileSync(path.join(dir, 'dml', 'mutual', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     assert.deepEqual(Object.keys(m[0].terms), ['ce:a', 'kl:a<-b', 'ce:b', 'kl:b<-a']);
@@ -42,47 +48,54 @@ describe('scheme configurations (tsdistill compare / distill)', () => {
     const j = lastJson(r.stdout);
     assert.deepEqual(j.rows.map((x: { row: string }) => x.row), ['teacher', 'assistant1', 'student (TAKD)', 'student (direct KD)', 'alone (baseline)']);
     assert.equal(j.result.row, 'student (TAKD)');
+    assert.equal(j.kd.row, 'student (direct KD)', 'the direct link is the offline-KD row');
   });
 
-  it('a born-again chain killed in generation 2 resumes there and ends as the uninterrupted chain', async () => {
+  it('a born-again chain killed in generation 2 and again in its offline-KD stage resumes there and ends as the uninterrupted chain', async () => {
     const config = path.join(root, 'examples', 'born-again-fmnist.yaml');
     const args = (out: string) => ['distill', config, '--epochs', '2', '--set', 'data.limit=3000', '--threads', '1', '--out', out];
     const a = path.join(dir, 'ban-a'), b = path.join(dir, 'ban-b');
     const whole = run(args(a));
     assert.equal(whole.status, 0, whole.stderr);
-    const child = spawn(process.execPath, [cli, ...args(b)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const metrics = path.join(b, 'gen2', 'metrics.jsonl');
-    const killed = await new Promise<boolean>((resolve) => {
-      const poll = setInterval(() => {
-        if (fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').trim()) {
-          child.kill('SIGKILL');
-          clearInterval(poll);
-        }
-      }, 2);
-      child.on('exit', (_c, sig) => { clearInterval(poll); resolve(sig === 'SIGKILL'); });
-    });
-    assert.ok(killed, 'the run was killed');
+    // kill -9 once the stage has written its first epoch
+    const killIn = (stageName: string, extra: string[] = []) => {
+      const child = spawn(process.execPath, [cli, ...args(b), ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const metrics = path.join(b, stageName, 'metrics.jsonl');
+      return new Promise<boolean>((resolve) => {
+        const poll = setInterval(() => {
+          if (fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').trim()) {
+            child.kill('SIGKILL');
+            clearInterval(poll);
+          }
+        }, 2);
+        child.on('exit', (_c, sig) => { clearInterval(poll); resolve(sig === 'SIGKILL'); });
+      });
+    };
+    assert.ok(await killIn('gen2'), 'the run was killed');
     assert.ok(!fs.existsSync(path.join(b, 'gen2', 'summary.json')), 'killed before generation 2 finished');
+    assert.ok(await killIn('kd', ['--resume']), 'the resumed run was killed in the kd stage');
+    assert.ok(fs.existsSync(path.join(b, 'gen2', 'summary.json')) && !fs.existsSync(path.join(b, 'kd', 'summary.json')), 'killed in the kd stage');
     const resumed = run([...args(b), '--resume']);
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.match(resumed.stdout, /gen0\s+no \(finished earlier\)/);
-    assert.match(resumed.stdout, /gen2\s+yes/);
-    for (const f of ['gen0/last.safetensors', 'gen1/last.safetensors', 'gen2/last.safetensors', 'gen2/best.safetensors'])
+    assert.match(resumed.stdout, /gen2\s+no \(finished earlier\)/);
+    assert.match(resumed.stdout, /kd\s+yes/);
+    for (const f of ['gen0/last.safetensors', 'gen1/last.safetensors', 'gen2/last.safetensors', 'gen2/best.safetensors', 'kd/last.safetensors', 'kd/best.safetensors'])
       assert.ok(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f))), `${f}: byte for byte`);
-    // compare on the finished chain trains nothing more: every generation and their ensemble
+    // compare on the finished chain trains nothing more: every generation, their ensemble and the offline-KD row
     const c = run(['compare', config, '--epochs', '2', '--set', 'data.limit=3000', '--threads', '1', '--out', b]);
     assert.equal(c.status, 0, c.stderr);
     const j = lastJson(c.stdout);
-    assert.deepEqual(j.rows.map((x: { row: string }) => x.row), ['gen0', 'gen1', 'gen2']);
-    assert.ok(j.ensemble_acc > 10 && j.baseline.row === 'gen0', JSON.stringify(j));
-    assert.doesNotMatch(c.stdout, /stage \d\/3: gen\d\n/);
+    assert.deepEqual(j.rows.map((x: { row: string }) => x.row), ['gen0', 'gen1', 'gen2', 'offline KD']);
+    assert.ok(j.ensemble_acc > 10 && j.baseline.row === 'gen0' && j.kd.stage === 'kd', JSON.stringify(j));
+    assert.doesNotMatch(c.stdout, /stage \d\/4: [\w-]+\n/);
   });
 
   it('every example scheme expands to valid stages', () => {
     const expected: Record<string, string[]> = {
-      'dml-scheme-fmnist': ['mutual', 'alone'], 'born-again-fmnist': ['gen0', 'gen1', 'gen2'], 'ta-scheme-mnist': ['teacher', 'assistant1', 'student', 'direct', 'alone'],
-      'byot-cifar10': ['self', 'alone'], 'cskd-fmnist': ['cskd', 'alone'], 'tfkd-fmnist': ['virtual', 'alone'], 'fsp-cifar10': ['teacher', 'fsp-init', 'train', 'alone'],
-      'theseus-cifar10': ['predecessor', 'replace', 'finetune', 'alone'],
+      'dml-scheme-fmnist': ['mutual', 'alone', 'kd'], 'born-again-fmnist': ['gen0', 'gen1', 'gen2', 'kd'], 'ta-scheme-mnist': ['teacher', 'assistant1', 'student', 'direct', 'alone'],
+      'byot-cifar10': ['self', 'alone', 'kd-teacher', 'kd'], 'cskd-fmnist': ['cskd', 'alone', 'kd'], 'tfkd-fmnist': ['virtual', 'alone', 'kd'],
+      'fsp-cifar10': ['teacher', 'fsp-init', 'train', 'alone', 'kd'], 'theseus-cifar10': ['predecessor', 'replace', 'finetune', 'alone', 'kd'],
     };
     for (const [name, stages] of Object.entries(expected)) {
       const l = loadSchemeConfig(path.join(root, 'examples', `${name}.yaml`));

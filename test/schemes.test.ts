@@ -15,6 +15,7 @@ import {
   EngineStep, PairedBatches, bornAgain, fspDistill, classWiseKl, classWiseSelfKD, ensembleAccuracy, exitAccuracies, fspPooled, moduleReplacement, mutualLearning, mutualTerms, peerMeanKl,
   selfDistillation, teacherFreeKD, virtualTeacherKl,
 } from '../src/distill';
+import { validateSchemeConfig } from '../src/run';
 import { checkLeaks } from './helpers';
 
 const quiet = { progress: false, log: () => {} };
@@ -53,6 +54,31 @@ describe('schemes', () => {
     step.dispose();
     dispose([batch.x, batch.y]);
     a.dispose(); b.dispose();
+  });
+
+  it('the offline-KD baseline stage: alpha·CE + (1 − alpha)·T²·KL(teacher ‖ student), as computed by hand', async () => {
+    const kdStage = (scheme: Record<string, unknown>) =>
+      validateSchemeConfig({ data: { dataset: 'mnist' }, scheme: { baselines: ['alone', 'kd'], ...scheme } }).staged.stages.find((x) => x.name === 'kd')!;
+    const st = kdStage({ kind: 'cs-kd', model: { model: 'lenet5' }, kd: { temperature: 2, alpha: 0.4 } });
+    assert.equal(st.roles.teacher.from, 'alone');
+    assert.equal(st.roles.teacher.train, false);
+    const S = [[1, 2, 0], [0.5, 0, -1]], Tt = [[0, 3, 1], [2, -1, 0]], y = [1, 0], T = 2, alpha = 0.4;
+    const student = new Fixed(S), teacher = new Fixed(Tt);
+    const batch = { x: tensor([[0], [0]]), y: tensor(y, { dtype: 'int64' }) };
+    const step = await EngineStep.create({ roles: [{ name: 'teacher', model: teacher }, { name: 'student', model: student, optimizer: { kind: 'sgd', lr: 0 } }], terms: st.terms, batch });
+    const r = step.step(batch);
+    const expected = alpha * ce(S, y) + (1 - alpha) * klRows(Tt, S, T);
+    assert.ok(Math.abs(r.value - expected) < 1e-5, `${r.value} vs ${expected}`);
+    step.dispose();
+    dispose([batch.x, batch.y]);
+    student.dispose(); teacher.dispose();
+    // the teacher each kind distils from by default, or a kd-teacher stage of its own
+    assert.equal(kdStage({ kind: 'born-again', model: { model: 'lenet5' } }).roles.teacher.from, 'gen0');
+    assert.equal(kdStage({ kind: 'theseus', predecessor: { model: 'resnet20' }, successor: { model: 'resnet8' } }).roles.teacher.from, 'predecessor');
+    const byot = validateSchemeConfig({ data: { dataset: 'cifar10' }, scheme: { kind: 'byot', model: { model: 'resnet8' }, baselines: ['alone', 'kd'], kd: { teacher: { model: 'resnet20', epochs: 2 } } } });
+    assert.deepEqual(byot.staged.stages.map((x) => [x.name, x.epochs ?? null]), [['self', null], ['alone', null], ['kd-teacher', 2], ['kd', null]]);
+    assert.throws(() => validateSchemeConfig({ data: { dataset: 'cifar10' }, scheme: { kind: 'byot', model: { model: 'resnet8' }, baselines: ['alone', 'kd'] } }), /scheme\.kd\.teacher: scheme 'byot' trains no teacher/);
+    assert.throws(() => validateSchemeConfig({ data: { dataset: 'mnist' }, scheme: { kind: 'cs-kd', model: { model: 'lenet5' }, baselines: ['kd'] } }), /scheme\.baselines: must include 'alone'/);
   });
 
   it('three peers: DML averages the KLs to each other peer, KDCL takes the KL to their averaged soft targets', async () => {

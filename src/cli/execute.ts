@@ -109,7 +109,9 @@ export async function execute(command: string, file: string | undefined, values:
         const { result, table } = await compareScheme(scheme, data, { resume: values.resume, force: values.force, file, signal: o.signal });
         console.log('');
         for (const line of formatTable(table)) console.log(line);
-        console.log(`\n${result.result.row}: ${result.gain >= 0 ? '+' : ''}${result.gain.toFixed(2)} points against ${result.baseline.row}; ${path.join(cfg.output.dir, 'scheme.json')}`);
+        const pts = (g: number) => `${g >= 0 ? '+' : ''}${g.toFixed(2)} points`;
+        const vsKd = result.kd ? `, ${pts(result.kd_gain!)} against ${result.kd.row}` : '';
+        console.log(`\n${result.result.row}: ${pts(result.gain)} against ${result.baseline.row}${vsKd}; ${path.join(cfg.output.dir, 'scheme.json')}`);
         console.log(JSON.stringify(result));
         return 0;
       }

@@ -37,6 +37,25 @@ type ModelRef = z.infer<typeof modelRef>;
 const prob = z.number().min(0).max(1);
 const T = z.number().positive();
 
+/** The comparison rows every scheme kind accepts: `alone` (always run) and `kd`, offline KD from a frozen teacher. */
+const baselineKeys = {
+  /** alone: the scheme's model trained with cross-entropy alone; kd: the same model distilled from a frozen teacher. */
+  baselines: z.array(z.enum(['alone', 'kd'])).min(1).default(['alone']).refine((b) => b.includes('alone'), "must include 'alone' (the baseline of gain)"),
+  kd: z
+    .object({
+      /**
+       * The frozen teacher, trained in a stage `kd-teacher` for `epochs` (default training.epochs) unless it has a
+       * checkpoint. Default: the teacher the scheme already trains (see docs/schemes.md).
+       */
+      teacher: modelRef.extend({ epochs: z.number().int().positive().optional() }).strict().optional(),
+      temperature: T.default(4),
+      /** Weight of the labels' cross-entropy; the KL at T (times T²) gets 1 − alpha. */
+      alpha: prob.default(0.3),
+    })
+    .strict()
+    .default({ temperature: 4, alpha: 0.3 }),
+};
+
 const schemeSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('mutual'),
@@ -46,6 +65,7 @@ const schemeSchema = z.discriminatedUnion('kind', [
     target: z.enum(['each', 'mean']).default('each'),
     temperature: T.default(1),
     weight: z.number().min(0).default(1),
+    ...baselineKeys,
   }).strict(),
   z.object({
     kind: z.literal('born-again'),
@@ -55,6 +75,7 @@ const schemeSchema = z.discriminatedUnion('kind', [
     temperature: T.default(1),
     /** Weight of the labels' cross-entropy (BAN: 0, the teacher's distribution only); KD gets 1 − alpha. */
     alpha: prob.default(0),
+    ...baselineKeys,
   }).strict(),
   z.object({
     kind: z.literal('teacher-assistant'),
@@ -64,6 +85,7 @@ const schemeSchema = z.discriminatedUnion('kind', [
     student: modelRef,
     temperature: T.default(4),
     alpha: prob.default(0.1),
+    ...baselineKeys,
   }).strict(),
   z.object({
     kind: z.literal('byot'),
@@ -72,12 +94,14 @@ const schemeSchema = z.discriminatedUnion('kind', [
     temperature: T.default(3),
     alpha: prob.default(0.3),
     featureWeight: z.number().min(0).default(0.03),
+    ...baselineKeys,
   }).strict(),
   z.object({
     kind: z.literal('cs-kd'),
     model: modelRef,
     temperature: T.default(4),
     weight: z.number().min(0).default(1),
+    ...baselineKeys,
   }).strict(),
   z.object({
     kind: z.literal('tf-kd'),
@@ -89,6 +113,7 @@ const schemeSchema = z.discriminatedUnion('kind', [
     temperature: T.default(20),
     correctProb: z.number().gt(0).lt(1).default(0.9),
     multiplier: z.number().positive().default(1),
+    ...baselineKeys,
   }).strict(),
   z.object({
     kind: z.literal('fsp'),
@@ -99,6 +124,7 @@ const schemeSchema = z.discriminatedUnion('kind', [
     pairs: z.array(z.object({ student: z.tuple([z.string().min(1), z.string().min(1)]), teacher: z.tuple([z.string().min(1), z.string().min(1)]) }).strict()).min(1),
     /** Epochs of the FSP initialisation stage (default training.epochs). */
     initEpochs: z.number().int().positive().optional(),
+    ...baselineKeys,
   }).strict(),
   z.object({
     kind: z.literal('theseus'),
@@ -110,6 +136,7 @@ const schemeSchema = z.discriminatedUnion('kind', [
     replaceProb: z.union([prob, z.object({ from: prob, to: prob, until: z.number().gt(0).max(1).optional() }).strict()]).default({ from: 0.5, to: 1 }),
     /** Epochs of the successor fine-tuned alone (default training.epochs). */
     fineTuneEpochs: z.number().int().positive().optional(),
+    ...baselineKeys,
   }).strict(),
 ]);
 export type SchemeSpec = z.infer<typeof schemeSchema>;
@@ -132,6 +159,53 @@ const alone = (r: ModelRef) => stage('alone', { model: { model: r.model, options
 
 /** The stages a scheme expands to (roles, terms), as a staged configuration's `stages` list. */
 export function schemeStages(s: SchemeSpec, ctx: { outDir: string; baseDir: string; source: string }): Record<string, unknown>[] {
+  const out = ownStages(s, ctx);
+  if (!s.baselines.includes('kd')) return out;
+  const kd = kdSource(s);
+  if (!kd) return out; // the teacher-assistant scheme's `direct` link is offline KD already
+  const o = s.kd;
+  let teacher: RoleIn;
+  if (o.teacher) {
+    const { epochs, ...ref } = o.teacher;
+    if (ref.checkpoint) teacher = role(ref, false);
+    else {
+      out.push(stage('kd-teacher', { teacher: role(ref, true) }, ceTerms('teacher'), epochs ? { epochs } : {}));
+      teacher = frozenFrom(ref, 'kd-teacher');
+    }
+  } else if (kd.teacher) teacher = kd.teacher;
+  else throw new Error(`${ctx.source}: scheme.kd.teacher: scheme '${s.kind}' trains no teacher to distil from; name one (e.g. { model: resnet20 })`);
+  out.push(stage('kd', { teacher, student: role({ ...kd.student, checkpoint: undefined }, true) }, kdTerms('student', 'teacher', o)));
+  return out;
+}
+
+/**
+ * The offline-KD baseline's student (the scheme's model) and its default frozen teacher: the model trained alone
+ * (mutual, CS-KD, Tf-KD; born-again's gen0), FSP's teacher, module replacement's predecessor; BYOT trains none.
+ * Null for teacher assistants, whose `direct` stage is that baseline.
+ */
+function kdSource(s: SchemeSpec): { student: ModelRef; teacher?: RoleIn } | null {
+  switch (s.kind) {
+    case 'mutual': {
+      const first = s.peers[Object.keys(s.peers)[0]];
+      return { student: first, teacher: frozenFrom(first, 'alone') };
+    }
+    case 'born-again':
+      return { student: s.model, teacher: frozenFrom(s.model, 'gen0') };
+    case 'teacher-assistant':
+      return s.kd.teacher ? { student: s.student } : null;
+    case 'byot':
+      return { student: s.model };
+    case 'cs-kd':
+    case 'tf-kd':
+      return { student: s.model, teacher: frozenFrom(s.model, 'alone') };
+    case 'fsp':
+      return { student: s.student, teacher: s.teacher.checkpoint ? role(s.teacher, false) : frozenFrom(s.teacher, 'teacher') };
+    case 'theseus':
+      return { student: s.successor, teacher: s.predecessor.checkpoint ? role(s.predecessor, false) : frozenFrom(s.predecessor, 'predecessor') };
+  }
+}
+
+function ownStages(s: SchemeSpec, ctx: { outDir: string; baseDir: string; source: string }): Record<string, unknown>[] {
   const abs = (f: string) => path.resolve(ctx.baseDir, f);
   switch (s.kind) {
     case 'mutual': {
@@ -288,6 +362,10 @@ export interface SchemeCompareResult {
   result: SchemeRow;
   /** result.acc − baseline.acc (percentage points). */
   gain: number;
+  /** With `baselines: [alone, kd]`: the scheme's model distilled offline from a frozen teacher (teacher assistants: the direct link). */
+  kd?: SchemeRow;
+  /** result.acc − kd.acc (percentage points). */
+  kd_gain?: number;
   /** Born-again: the ensemble of generations 1..K. */
   ensemble_acc?: number;
 }
@@ -394,7 +472,15 @@ export async function compareScheme(loaded: LoadedScheme, data: DataSplits, flag
       break;
   }
   const baseline = s.kind === 'born-again' ? rows[0] : await measure('alone (baseline)', 'alone', 'model');
-  const out: SchemeCompareResult = { name: cfg.name, scheme: s.kind, rows, baseline, result: result!, gain: result!.acc - baseline.acc, ...(ensemble_acc !== undefined ? { ensemble_acc } : {}) };
+  let kd: SchemeRow | undefined;
+  if (s.baselines.includes('kd')) {
+    if (cfg.stages.some((x) => x.name === 'kd-teacher')) await measure('offline KD teacher', 'kd-teacher', 'teacher');
+    kd = cfg.stages.some((x) => x.name === 'kd') ? await measure('offline KD', 'kd', 'student') : rows.find((r) => r.stage === 'direct');
+  }
+  const out: SchemeCompareResult = {
+    name: cfg.name, scheme: s.kind, rows, baseline, result: result!, gain: result!.acc - baseline.acc,
+    ...(kd ? { kd, kd_gain: result!.acc - kd.acc } : {}), ...(ensemble_acc !== undefined ? { ensemble_acc } : {}),
+  };
   fs.mkdirSync(cfg.output.dir, { recursive: true });
   writeFileAtomic(path.join(cfg.output.dir, 'scheme.json'), JSON.stringify(out, null, 2));
   const table = [
