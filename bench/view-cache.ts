@@ -119,7 +119,7 @@ async function main() {
   const label = { plain: studentAug ? 'alone (CE)' : 'alone (CE), no jitter', jitter: 'alone (CE), augmented', live: studentAug ? 'KD, live teacher' : 'KD, no jitter', views: `KD, ${views} cached views` };
   for (const k of kinds) {
     const r = rows[k];
-    console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(mean(r.epochS) / plainS).toFixed(2).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
+    console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(Number.isNaN(plainS) ? '—' : (mean(r.epochS) / plainS).toFixed(2)).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
   }
   if (rounds) {
     console.log(`interleaved single epochs (${rounds} rounds), median s: plain ${median(timed.plain).toFixed(2)}, live ${median(timed.live).toFixed(2)} (× ${(median(timed.live) / median(timed.plain)).toFixed(2)}), cached views ${median(timed.views).toFixed(2)} (× ${(median(timed.views) / median(timed.plain)).toFixed(2)})`);

@@ -35,6 +35,7 @@ describe('bench/view-cache (smoke)', () => {
       assert.doesNotMatch(b.stderr, /teacher epoch 1\/1/);
       assert.equal(jb.teacher_acc, ja.teacher_acc);
       assert.deepEqual([jb.acc.plain.length, jb.acc.live.length, jb.acc.views.length], [0, 1, 1]);
+      assert.doesNotMatch(b.stdout, /NaN/); // no plain row: the ratio column reads '—'
       // 'jitter': the student alone on the teacher's augmentation while --student-aug false keeps 'plain' un-augmented
       const c = bench([...common, '--seeds', '0', '--kinds', 'plain,jitter']);
       assert.equal(c.status, 0, c.stderr);
