@@ -1,12 +1,15 @@
 // Augmented distillation on cached views against a live teacher, on CIFAR-10 with random crop (padding 4) and flip:
-// a teacher is trained first, then per seed three students on the same schedule: alone (cross-entropy), KD with the
-// teacher run on every batch (live), KD on K cached views per image (top-k stored, distill.cache 'views'). Prints a
+// a teacher is trained first, then per seed up to four students on the same schedule: alone (cross-entropy), alone on
+// the teacher's augmentation (jitter), KD with the teacher run on every batch (live), KD on K cached views per image
+// (top-k stored, distill.cache 'views'). Prints a
 // table (mean epoch time, its ratio to the plain epoch, final accuracy per seed, mean ± std) and a final JSON line.
 //   node dist/bench/view-cache.js [--n 5000] [--test 2000] [--teacher resnet56] [--student resnet20]
 //     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
 //     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05] [--timing-rounds 3]
 //     [--teacher-options '{"dropout":0}'] [--teacher-file t.safetensors] [--student-aug true] [--wd 5e-4] [--batch 64] [--kinds plain,live,views]
-// --kinds plain,live,views: the students trained per seed (e.g. plain alone while a teacher trains elsewhere).
+// --kinds plain,live,views: the students trained per seed (e.g. plain alone while a teacher trains elsewhere); 'jitter'
+// adds the student alone on augmented images whatever --student-aug says, to separate the effect of augmentation from
+// that of the teacher when the other students are un-augmented.
 // --teacher-file: weights read from the file when it exists (no teacher training), else the trained teacher is saved
 // there. --student-aug false: the student alone and the live-KD student train on un-augmented images (Hinton's
 // recipe: only the teacher is jittered); the cached-view student always trains on the stored views.
@@ -38,8 +41,9 @@ const flip = arg('flip', dataName === 'cifar10' ? 'true' : 'false') === 'true';
 const T = Number(arg('T', '4')), alpha = Number(arg('alpha', '0.1')), lr = Number(arg('lr', '0.05'));
 const teacherFile = arg('teacher-file', ''), studentAug = arg('student-aug', 'true') === 'true';
 const wd = Number(arg('wd', '5e-4')), batch = Number(arg('batch', '64'));
-const kinds = arg('kinds', 'plain,live,views').split(',').filter((x) => x !== '') as ('plain' | 'live' | 'views')[];
-for (const k of kinds) if (!['plain', 'live', 'views'].includes(k)) throw new Error(`--kinds: unknown student '${k}' (expected plain, live or views)`);
+type Kind = 'plain' | 'jitter' | 'live' | 'views';
+const kinds = arg('kinds', 'plain,live,views').split(',').filter((x) => x !== '') as Kind[];
+for (const k of kinds) if (!['plain', 'jitter', 'live', 'views'].includes(k)) throw new Error(`--kinds: unknown student '${k}' (expected plain, jitter, live or views)`);
 setNumThreads(Number(arg('threads', '2')));
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -78,17 +82,17 @@ async function main() {
   teacher.requiresGrad_(false);
   const teacherAcc = await evaluate(teacher, test, norm);
 
-  const rows: Record<'plain' | 'live' | 'views', { acc: number[]; epochS: number[] }> = { plain: { acc: [], epochS: [] }, live: { acc: [], epochS: [] }, views: { acc: [], epochS: [] } };
+  const rows: Record<Kind, { acc: number[]; epochS: number[] }> = { plain: { acc: [], epochS: [] }, jitter: { acc: [], epochS: [] }, live: { acc: [], epochS: [] }, views: { acc: [], epochS: [] } };
   let buildS = 0;
   for (const seed of seeds) {
     for (const kind of kinds) {
       manualSeed(seed);
       const student = createModel(studentName, { numClasses: 10 });
       const tb = Date.now();
-      const s = await run(`${kind}-${seed}`, student, seed, epochs, kind === 'plain' ? {} : {
+      const s = await run(`${kind}-${seed}`, student, seed, epochs, kind === 'plain' || kind === 'jitter' ? {} : {
         // un-augmented students: the teacher's logits per image are cached (computed in the first epoch)
         teacher, kd: { ...kd, cache: kind === 'views' ? 'views' : !studentAug, views, topk, viewSeed: 0 },
-      }, kind === 'views' || studentAug);
+      }, kind === 'views' || kind === 'jitter' || studentAug);
       // the view cache is built once (views seeded by 0, shared by the seeds): its time is everything outside the epochs
       if (kind === 'views' && s.teacher_cache === 'built') buildS = (Date.now() - tb) / 1000 - s.mean_epoch_s * epochs;
       rows[kind].acc.push(s.final_test_acc);
@@ -112,10 +116,10 @@ async function main() {
   console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}${studentAug ? '' : ' (teacher and cached views only)'}, SGD ${lr} (weight decay ${wd}, 1 warm-up epoch, cosine), batch ${batch}, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
   console.log('student                | epoch s | × plain | accuracy per seed        | mean ± std');
   console.log('-----------------------|---------|---------|--------------------------|-------------');
-  const label = { plain: studentAug ? 'alone (CE)' : 'alone (CE), no jitter', live: studentAug ? 'KD, live teacher' : 'KD, no jitter', views: `KD, ${views} cached views` };
+  const label = { plain: studentAug ? 'alone (CE)' : 'alone (CE), no jitter', jitter: 'alone (CE), augmented', live: studentAug ? 'KD, live teacher' : 'KD, no jitter', views: `KD, ${views} cached views` };
   for (const k of kinds) {
     const r = rows[k];
-    console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(mean(r.epochS) / plainS).toFixed(2).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
+    console.log(`${label[k].padEnd(23)}| ${mean(r.epochS).toFixed(2).padStart(7)} | ${(Number.isNaN(plainS) ? '—' : (mean(r.epochS) / plainS).toFixed(2)).padStart(7)} | ${r.acc.map((a) => a.toFixed(2)).join(', ').padEnd(24)} | ${mean(r.acc).toFixed(2)} ± ${std(r.acc).toFixed(2)}`);
   }
   if (rounds) {
     console.log(`interleaved single epochs (${rounds} rounds), median s: plain ${median(timed.plain).toFixed(2)}, live ${median(timed.live).toFixed(2)} (× ${(median(timed.live) / median(timed.plain)).toFixed(2)}), cached views ${median(timed.views).toFixed(2)} (× ${(median(timed.views) / median(timed.plain)).toFixed(2)})`);
@@ -126,7 +130,8 @@ async function main() {
     plain_epoch_s: plainS, live_epoch_s: mean(rows.live.epochS), views_epoch_s: mean(rows.views.epochS),
     views_over_plain: +(mean(rows.views.epochS) / plainS).toFixed(3), live_over_plain: +(mean(rows.live.epochS) / plainS).toFixed(3), view_cache_build_s: +buildS.toFixed(1),
     timed_epoch_s: timed, timed_views_over_plain: +(median(timed.views) / median(timed.plain)).toFixed(3), timed_live_over_plain: +(median(timed.live) / median(timed.plain)).toFixed(3),
-    acc: { plain: rows.plain.acc, live: rows.live.acc, views: rows.views.acc }, views_minus_live: +(mean(rows.views.acc) - mean(rows.live.acc)).toFixed(2),
+    acc: { plain: rows.plain.acc, jitter: rows.jitter.acc, live: rows.live.acc, views: rows.views.acc },
+    test_errors: Object.fromEntries(kinds.map((k) => [k, rows[k].acc.map((a) => Math.round(((100 - a) * test.length) / 100))])), views_minus_live: +(mean(rows.views.acc) - mean(rows.live.acc)).toFixed(2),
   }));
   teacher.dispose();
   train.dispose();

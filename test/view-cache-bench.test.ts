@@ -1,5 +1,6 @@
 // A smoke run of bench/view-cache on a small MNIST subset: a teacher saved by --teacher-file is read back by the next
-// run (same weights, same accuracy, no training), --kinds picks the students and --student-aug false is recorded.
+// run (same weights, same accuracy, no training), --kinds picks the students (the jittered student alone among them)
+// and --student-aug false is recorded.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -34,6 +35,17 @@ describe('bench/view-cache (smoke)', () => {
       assert.doesNotMatch(b.stderr, /teacher epoch 1\/1/);
       assert.equal(jb.teacher_acc, ja.teacher_acc);
       assert.deepEqual([jb.acc.plain.length, jb.acc.live.length, jb.acc.views.length], [0, 1, 1]);
+      assert.doesNotMatch(b.stdout, /NaN/); // no plain row: the ratio column reads '—'
+      // 'jitter': the student alone on the teacher's augmentation while --student-aug false keeps 'plain' un-augmented
+      const c = bench([...common, '--seeds', '0', '--kinds', 'plain,jitter']);
+      assert.equal(c.status, 0, c.stderr);
+      const jc = JSON.parse(c.stdout.trim().split('\n').pop()!);
+      assert.deepEqual([jc.acc.plain.length, jc.acc.jitter.length, jc.acc.live.length, jc.acc.views.length], [1, 1, 0, 0]);
+      assert.equal(jc.acc.plain[0], ja.acc.plain[0]);
+      assert.match(c.stdout, /alone \(CE\), no jitter/);
+      assert.match(c.stdout, /alone \(CE\), augmented/);
+      assert.deepEqual(Object.keys(jc.test_errors), ['plain', 'jitter']);
+      assert.equal(jc.test_errors.jitter[0], Math.round(100 - jc.acc.jitter[0]));
       const bad = bench([...common, '--seeds', '0', '--kinds', 'plain,cached']);
       assert.notEqual(bad.status, 0);
       assert.match(bad.stderr, /--kinds: unknown student 'cached'/);
