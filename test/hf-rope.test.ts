@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Tensor, noGrad, tensor, tidy } from '../src/torch';
 import { ropeFrequencies, ropeTables, type RopeScaling } from '../src/nn';
-import { HfCausalLM, HfConfig, LlamaForCausalLM, hfRope, loadHfModel } from '../src/models/hf';
+import { HfCausalLM, HfConfig, LlamaForCausalLM, hfRope, llamaSettings, loadHfModel } from '../src/models/hf';
 import { generateTokens } from '../src/llm/decode';
 import { DecodeBatcher } from '../src/llm/batcher';
 import type { GPT } from '../src/models/gpt';
@@ -119,6 +119,22 @@ describe('rotary settings of config.json', () => {
     assert.throws(() => read({ rope_scaling: { type: 'dynamic', factor: 'big' } }), /config\.json: 'rope_scaling\.factor' must be a number >= 1, got "big"/);
     assert.throws(() => read({ rope_scaling: 'linear' }), /config\.json: 'rope_scaling' must be an object/);
     assert.throws(() => read({ partial_rotary_factor: 0.5 }), /config\.json: 'partial_rotary_factor' = 0\.5 is not supported/);
+  });
+});
+
+describe('sliding-window settings of config.json (Qwen2)', () => {
+  const qwen = (extra: Record<string, unknown>) =>
+    llamaSettings(new HfConfig({ model_type: 'qwen2', hidden_size: 8, num_attention_heads: 2, num_hidden_layers: 3, ...extra }), 'qwen2');
+  it('layers from max_window_layers on, or as layer_types says; none without use_sliding_window or with a null window', () => {
+    assert.deepEqual(qwen({ use_sliding_window: true, sliding_window: 5, max_window_layers: 1 }).slidingLayers, [false, true, true]);
+    assert.equal(qwen({ use_sliding_window: true, sliding_window: 5 }).slidingWindow, 5);
+    const given = qwen({ use_sliding_window: true, layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'] });
+    assert.deepEqual(given.slidingLayers, [true, false, true]);
+    assert.equal(given.slidingWindow, 4096);
+    assert.equal(qwen({ use_sliding_window: false, sliding_window: 5, max_window_layers: 0 }).slidingWindow, null);
+    assert.equal(qwen({ use_sliding_window: true, sliding_window: null }).slidingWindow, null);
+    assert.throws(() => qwen({ use_sliding_window: true, layer_types: ['full_attention'] }), /config\.json: 'layer_types' must list "full_attention" or "sliding_attention" for each of the 3 layers/);
+    assert.throws(() => qwen({ layer_types: ['sliding_attention', 'full_attention', 'full_attention'] }), /config\.json: 'layer_types' has sliding_attention layers, but use_sliding_window is not true/);
   });
 });
 

@@ -62,7 +62,8 @@ export function llamaSettings(c: HfConfig, family: 'llama' | 'qwen2'): LlamaSett
   const numLayers = c.int('num_hidden_layers', 32);
   const maxPositions = c.int('max_position_embeddings', 2048);
   const rope = hfRope(c, family === 'qwen2' ? 1e6 : 10000, maxPositions);
-  const sliding = family === 'qwen2' && c.bool('use_sliding_window', false);
+  // as transformers' Qwen2Config: no window unless use_sliding_window, and none when sliding_window is null
+  const sliding = family === 'qwen2' && c.bool('use_sliding_window', false) && c.raw.sliding_window !== null;
   const slidingWindow = sliding ? c.int('sliding_window', 4096) : null;
   const slidingLayers = layerTypes(c, numLayers, sliding);
   const s: LlamaSettings = {
