@@ -253,8 +253,8 @@ describe('Hugging Face checkpoints: errors name the file and the key', () => {
       assert.throws(() => loadHfModel(dir), /config\.json: architecture 'LlamaForTokenClassification' is not supported/);
       editConfig(dir, (c) => ((c.architectures = ['BertForMaskedLM'])));
       assert.throws(() => loadHfModel(dir), /architecture 'BertForMaskedLM' is a bert model, but model_type is 'llama'/);
-      editConfig(dir, (c) => ((c.architectures = ['LlamaForCausalLM']), (c.rope_scaling = { rope_type: 'llama3', factor: 8 })));
-      assert.throws(() => loadHfModel(dir), /config\.json: 'rope_scaling' = .*llama3.* is not supported/);
+      editConfig(dir, (c) => ((c.architectures = ['LlamaForCausalLM']), (c.rope_scaling = { rope_type: 'longrope', factor: 8 })));
+      assert.throws(() => loadHfModel(dir), /config\.json: 'rope_scaling\.rope_type' = "longrope" is not supported/);
       editConfig(dir, (c) => ((c.rope_scaling = null), delete c.vocab_size, (c.num_key_value_heads = 3)));
       assert.throws(() => loadHfModel(dir), /config\.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3/);
       editConfig(dir, (c) => ((c.num_key_value_heads = 2), (c.hidden_size = 24)));

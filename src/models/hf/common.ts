@@ -53,6 +53,50 @@ export function additiveKeyMask(mask: Tensor | null | undefined, B: number, S: n
   return ops.rsub_Scalar(mask.to('float32'), 1).mul(FLOAT32_MIN).view(B, 1, 1, S);
 }
 
+/** Options of a decoder's forward beside the ids and the cache. */
+export interface DecoderCallOptions {
+  /**
+   * [B, past + T] (the cached positions and the new ones): 1 for tokens, 0 for padding, as transformers' attention_mask.
+   * Prompts of different lengths go in one batch left-padded; every row's positions count its tokens only
+   * (cumsum − 1, as transformers' `generate`), so its logits are those of the prompt alone. Not with a batched step.
+   */
+  attentionMask?: Tensor | null;
+}
+
+/** What a padding mask gives a decoder's forward: each row's positions and the additive key mask. */
+export interface DecoderPadding {
+  /** [B][T]: the positions of the new tokens (cumsum(mask) − 1; 1 at padding, as transformers). */
+  positions: number[][];
+  /** The most positions any row has seen: max(positions) + 1. */
+  seqLen: number;
+  /** [B, 1, 1, past + T] float: 0 at tokens, the most negative float32 at padding. */
+  keyMask: Tensor;
+}
+
+/** Positions and key mask of a padding mask [B, past + T] for T new tokens (see `DecoderCallOptions`). */
+export function decoderPadding(mask: Tensor, B: number, past: number, T: number, where: string, device = mask.device): DecoderPadding {
+  const S = past + T;
+  if (mask.ndim !== 2 || mask.shape[0] !== B || mask.shape[1] !== S)
+    throw new Error(`${where}: attentionMask must be [${B}, ${S}] (batch, cached + new positions), got [${mask.shape.join(', ')}]`);
+  const m = mask.toArray();
+  const positions: number[][] = [];
+  let seqLen = 1;
+  for (let b = 0; b < B; b++) {
+    const row: number[] = [];
+    let n = 0;
+    for (let j = 0; j < S; j++) {
+      const v = m[b * S + j];
+      if (v !== 0 && v !== 1) throw new Error(`${where}: attentionMask holds ${v} at [${b}, ${j}]; it must be 0 (padding) or 1 (token)`);
+      n += v;
+      if (j >= past) row.push(v === 0 ? 1 : n - 1);
+    }
+    seqLen = Math.max(seqLen, ...row.map((p) => p + 1));
+    positions.push(row);
+  }
+  const keyMask = additiveKeyMask(mask, B, S, where)!;
+  return { positions, seqLen, keyMask: keyMask.device === device ? keyMask : keyMask.to({ device }) };
+}
+
 /** Checks token ids [B, T] (int64) against the longest length (ids outside the vocabulary fail in the embedding). */
 export function checkIds(ids: Tensor, maxLength: number, where: string): void {
   if (ids.ndim !== 2) throw new Error(`${where}: expected token ids [batch, time], got shape [${ids.shape.join(', ')}]`);
@@ -109,8 +153,11 @@ export abstract class HfCausalLM extends HfPreTrainedModel {
   /** max_position_embeddings (n_positions for GPT-2). */
   abstract readonly contextLength: number;
   abstract readonly numLayers: number;
-  /** ids [B, T] -> logits [B, T, V]; with a cache, ids are the positions after the cached ones (a BatchStep: T = 1). */
-  abstract override forward(ids: Tensor, cache?: KVCache | BatchStep | null): Tensor;
+  /**
+   * ids [B, T] -> logits [B, T, V]; with a cache, ids are the positions after the cached ones (a BatchStep: T = 1);
+   * `attentionMask` marks left padding (DecoderCallOptions).
+   */
+  abstract override forward(ids: Tensor, cache?: KVCache | BatchStep | null, o?: DecoderCallOptions): Tensor;
   /** The device of the parameters. */
   get device(): string {
     return this.parameters()[0].device;

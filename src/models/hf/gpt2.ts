@@ -8,11 +8,12 @@
 // Conv1D weights are [in, out], the transpose of nn.Linear's; they are kept as stored (y = x · W + b), so the state
 // dict moves to and from transformers unchanged. The activation is `activation_function` (gelu_new by default, the
 // tanh approximation). Old checkpoints' `attn.bias` / `attn.masked_bias` (causal-mask buffers) are ignored.
-// This is a different model from the project's own `GPT` (src/models/gpt.ts, nn.Linear layout).
-import { Tensor, arange, ops } from '../../torch';
+// This is a different model from the project's own `GPT` (src/models/gpt.ts, nn.Linear layout). A padding mask
+// (`attentionMask`, left padding) gives every row its own positions (cumsum − 1) and hides the padded keys.
+import { Tensor, arange, ops, tensor } from '../../torch';
 import { Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, scaledDotProductAttention, type BatchStep } from '../../nn';
 import type { HfConfig } from './config';
-import { Conv1D, HfCausalLM, cacheKinds, checkIds } from './common';
+import { Conv1D, HfCausalLM, cacheKinds, checkIds, decoderPadding, type DecoderCallOptions } from './common';
 import { activation, dropoutOf } from './bert';
 
 export interface Gpt2Settings {
@@ -69,7 +70,7 @@ export class GPT2Attention extends Module {
    * x [B, T, C]; with a cache, x holds the positions after the cached ones, whose keys and values join it as layer
    * `layer`; with a batched step, x is [B, 1, C], each row at its own position.
    */
-  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): [Tensor, Tensor | null] {
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0, keyMask: Tensor | null = null): [Tensor, Tensor | null] {
     const [B, T, C] = x.shape;
     const H = this.s.nHead;
     const heads = (t: Tensor) => t.view(B, T, H, C / H).transpose(1, 2);
@@ -81,7 +82,7 @@ export class GPT2Attention extends Module {
     else if (kv !== null) [k, v] = kv.append(layer, k, v);
     const [y, probs] = scaledDotProductAttention(heads(q0), k, v, {
       causal: step === null,
-      mask: step?.mask,
+      mask: [step?.mask ?? null, keyMask],
       dropout: this.training ? this.attn_dropout.p : 0,
       needWeights: this.hasForwardHooks(),
     });
@@ -116,8 +117,8 @@ export class GPT2Block extends Module {
     this.ln_2 = this.registerModule('ln_2', new LayerNorm(s.nEmbd, { eps: s.eps }));
     this.mlp = this.registerModule('mlp', new GPT2MLP(s));
   }
-  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
-    const a = x.add(this.attn.call(this.ln_1.call(x), cache, layer)[0]);
+  forward(x: Tensor, cache: KVCache | BatchStep | null = null, layer = 0, keyMask: Tensor | null = null): Tensor {
+    const a = x.add(this.attn.call(this.ln_1.call(x), cache, layer, keyMask)[0]);
     return a.add(this.mlp.call(this.ln_2.call(a)));
   }
 }
@@ -136,23 +137,33 @@ export class GPT2Model extends Module {
     this.h = this.registerModule('h', new ModuleList(Array.from({ length: s.nLayer }, () => new GPT2Block(s))));
     this.ln_f = this.registerModule('ln_f', new LayerNorm(s.nEmbd, { eps: s.eps }));
   }
-  /** ids [B, T] at positions past..past+T-1 (a batched step: [B, 1], each row at its own) -> the last hidden state [B, T, C]. */
-  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
+  /**
+   * ids [B, T] at positions past..past+T-1 (a batched step: [B, 1], each row at its own; with `attentionMask`, each
+   * row's own, see DecoderCallOptions) -> the last hidden state [B, T, C].
+   */
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null, o: DecoderCallOptions = {}): Tensor {
     const { kv, step } = cacheKinds(cache);
     const past = kv === null ? 0 : kv.length;
     const [B, T] = ids.shape;
-    const pos = step !== null ? step.pos.view(B, 1) : arange(past, past + T, 1, { dtype: 'int64', device: ids.device }).view(1, T);
+    let pos: Tensor;
+    let keyMask: Tensor | null = null;
+    if (o.attentionMask != null) {
+      if (step !== null) throw new Error('GPT2Model: attentionMask is not taken with a batched step (its rows are at their own positions already)');
+      const pad = decoderPadding(o.attentionMask, B, past, T, 'GPT2Model', ids.device);
+      pos = tensor(pad.positions, { dtype: 'int64' }).to({ device: ids.device });
+      keyMask = pad.keyMask;
+    } else pos = step !== null ? step.pos.view(B, 1) : arange(past, past + T, 1, { dtype: 'int64', device: ids.device }).view(1, T);
     let x = this.wte.call(ids).add(this.wpe.call(pos));
     x = this.drop.call(x);
     (this.h.children() as GPT2Block[]).forEach((b, i) => {
-      x = b.call(x, cache, i);
+      x = b.call(x, cache, i, keyMask);
     });
     if (kv !== null) kv.length = past + T;
     return this.ln_f.call(x);
   }
 }
 
-/** `call(ids [B, T], cache?)` gives logits [B, T, V]; the head is the token embedding (tied). */
+/** `call(ids [B, T], cache?, { attentionMask }?)` gives logits [B, T, V]; the head is the token embedding (tied). */
 export class GPT2LMHeadModel extends HfCausalLM {
   readonly architecture = 'GPT2LMHeadModel';
   readonly basePrefix = 'transformer';
@@ -174,8 +185,8 @@ export class GPT2LMHeadModel extends HfCausalLM {
   get numLayers(): number {
     return this.settings.nLayer;
   }
-  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null, o: DecoderCallOptions = {}): Tensor {
     checkIds(ids, this.settings.nPositions - (cache instanceof KVCache ? cache.length : 0), 'GPT2LMHeadModel');
-    return ops.linear(this.transformer.call(ids, cache), this.transformer.wte.weight, null);
+    return ops.linear(this.transformer.call(ids, cache, o), this.transformer.wte.weight, null);
   }
 }

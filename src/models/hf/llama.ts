@@ -6,14 +6,27 @@
 //   model.layers.{i}.mlp.{gate_proj, up_proj, down_proj}      down(silu(gate(x)) · up(x))  (SwiGLU)
 //
 // Grouped-query attention: num_key_value_heads (KV) key/value heads, each shared by H / KV query heads; the cache
-// holds the KV heads. Rotary embeddings in the half-split layout (rotate_half) with base `rope_theta` (or
-// `rope_parameters.rope_theta`), head size `head_dim` (default hidden_size / num_attention_heads); only the default
-// rope type is implemented (a `rope_scaling` is refused by name). Llama's projections have biases when
-// `attention_bias` (and the MLP's when `mlp_bias`); Qwen2's q/k/v always have biases and o_proj none.
-import { Tensor, ops } from '../../torch';
-import { Dropout, Embedding, KVCache, Linear, Module, ModuleList, applyRotary, ropeTables, scaledDotProductAttention, type BatchStep, type RopeTables } from '../../nn';
+// holds the KV heads. Rotary embeddings in the half-split layout (rotate_half) with base `rope_theta`, head size
+// `head_dim` (default hidden_size / num_attention_heads) and the scaling of `rope_scaling` / `rope_parameters`
+// (default, linear, dynamic, llama3, yarn; rope-config.ts). Llama's projections have biases when `attention_bias`
+// (and the MLP's when `mlp_bias`); Qwen2's q/k/v always have biases and o_proj none.
+//
+// Qwen2's sliding window (`use_sliding_window`): the layers of `layer_types` "sliding_attention" (by default those
+// from `max_window_layers` on) attend to the `sliding_window` last positions only, the query's own included (key
+// index j > i − sliding_window, as transformers' masks).
+//
+// A padding mask (`attentionMask`, left padding) gives every row its own positions (cumsum − 1) and hides the
+// padded keys; with dynamic scaling, the frequencies follow the longest position seen as transformers'
+// `dynamic_rope_update` does: they grow with it, and return to the default ones when a forward stays within
+// max_position_embeddings.
+import { Tensor, arange, ops } from '../../torch';
+import {
+  Dropout, Embedding, KVCache, Linear, Module, ModuleList, applyRotary, ropeFrequencies, ropeTables, scaledDotProductAttention, type BatchStep,
+  type RopeTables,
+} from '../../nn';
 import type { HfConfig } from './config';
-import { HfCausalLM, RMSNorm, cacheKinds, checkIds } from './common';
+import { HfCausalLM, RMSNorm, cacheKinds, checkIds, decoderPadding, type DecoderCallOptions } from './common';
+import { hfRope, ropeContextLength, type HfRope } from './rope-config';
 import { dropoutOf } from './bert';
 
 export interface LlamaSettings {
@@ -25,8 +38,15 @@ export interface LlamaSettings {
   numKvHeads: number;
   headDim: number;
   maxPositions: number;
+  /** The longest sequence taken: max_position_embeddings (factor × it with dynamic rotary scaling). */
+  contextLength: number;
   eps: number;
   ropeTheta: number;
+  rope: HfRope;
+  /** Qwen2's sliding_window when use_sliding_window, else null. */
+  slidingWindow: number | null;
+  /** Per layer: true where attention is limited to the sliding window. */
+  slidingLayers: boolean[];
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
@@ -34,38 +54,33 @@ export interface LlamaSettings {
   attentionDropout: number;
 }
 
-function ropeTheta(c: HfConfig, fallback: number): number {
-  const p = c.raw.rope_parameters as Record<string, unknown> | undefined | null;
-  if (p != null) {
-    if (typeof p !== 'object') throw new Error(`${c.source}: 'rope_parameters' must be an object`);
-    const type = p.rope_type ?? 'default';
-    if (type !== 'default') throw new Error(`${c.source}: 'rope_parameters.rope_type' = ${JSON.stringify(type)} is not supported (only the default rotary embedding)`);
-    if (p.rope_theta !== undefined) {
-      if (typeof p.rope_theta !== 'number' || !(p.rope_theta > 1)) throw new Error(`${c.source}: 'rope_parameters.rope_theta' must be a number > 1`);
-      return p.rope_theta;
-    }
-  }
-  return c.num('rope_theta', fallback);
-}
-
 export function llamaSettings(c: HfConfig, family: 'llama' | 'qwen2'): LlamaSettings {
-  c.refuse('rope_scaling', [null], 'only the default rotary embedding is implemented');
   c.refuse('hidden_act', ['silu'], 'the MLP is SwiGLU with silu');
   c.refuse('pretraining_tp', [1], 'tensor-parallel slicing is not implemented; 1 gives the same model');
-  if (family === 'qwen2') c.refuse('use_sliding_window', [false], 'sliding-window attention is not implemented');
   const hiddenSize = c.int('hidden_size', 4096);
   const numHeads = c.int('num_attention_heads', 32);
+  const numLayers = c.int('num_hidden_layers', 32);
+  const maxPositions = c.int('max_position_embeddings', 2048);
+  const rope = hfRope(c, family === 'qwen2' ? 1e6 : 10000, maxPositions);
+  // as transformers' Qwen2Config: no window unless use_sliding_window, and none when sliding_window is null
+  const sliding = family === 'qwen2' && c.bool('use_sliding_window', false) && c.raw.sliding_window !== null;
+  const slidingWindow = sliding ? c.int('sliding_window', 4096) : null;
+  const slidingLayers = layerTypes(c, numLayers, sliding);
   const s: LlamaSettings = {
     vocabSize: c.int('vocab_size', 32000),
     hiddenSize,
     intermediateSize: c.int('intermediate_size', 11008),
-    numLayers: c.int('num_hidden_layers', 32),
+    numLayers,
     numHeads,
     numKvHeads: c.int('num_key_value_heads', numHeads),
     headDim: c.has('head_dim') ? c.int('head_dim') : hiddenSize / numHeads,
-    maxPositions: c.int('max_position_embeddings', 2048),
+    maxPositions,
+    contextLength: ropeContextLength(rope, maxPositions),
     eps: c.num('rms_norm_eps', 1e-6),
-    ropeTheta: ropeTheta(c, family === 'qwen2' ? 1e6 : 10000),
+    ropeTheta: rope.theta,
+    rope,
+    slidingWindow,
+    slidingLayers,
     qkvBias: family === 'qwen2' ? true : c.bool('attention_bias', false),
     oBias: family === 'qwen2' ? false : c.bool('attention_bias', false),
     mlpBias: family === 'qwen2' ? false : c.bool('mlp_bias', false),
@@ -77,6 +92,30 @@ export function llamaSettings(c: HfConfig, family: 'llama' | 'qwen2'): LlamaSett
   if (s.numHeads % s.numKvHeads !== 0)
     throw new Error(`${c.source}: num_attention_heads ${s.numHeads} is not a multiple of num_key_value_heads ${s.numKvHeads}`);
   return s;
+}
+
+/** Which layers use the sliding window: `layer_types` when given, else the layers from `max_window_layers` on. */
+function layerTypes(c: HfConfig, numLayers: number, sliding: boolean): boolean[] {
+  const given = c.raw.layer_types;
+  if (given != null) {
+    if (!Array.isArray(given) || given.length !== numLayers || !given.every((t) => t === 'full_attention' || t === 'sliding_attention'))
+      throw new Error(`${c.source}: 'layer_types' must list "full_attention" or "sliding_attention" for each of the ${numLayers} layers, got ${JSON.stringify(given)}`);
+    if (!sliding && given.includes('sliding_attention'))
+      throw new Error(`${c.source}: 'layer_types' has sliding_attention layers, but use_sliding_window is not true`);
+    return given.map((t) => t === 'sliding_attention');
+  }
+  if (!sliding) return Array(numLayers).fill(false);
+  const from = c.int('max_window_layers', 28, 0);
+  return Array.from({ length: numLayers }, (_, i) => i >= from);
+}
+
+/** What every layer of one forward shares: the rotary tables and the masks of full and sliding-window attention. */
+export interface LlamaContext {
+  rope: RopeTables;
+  /** Added to (float) or masking (bool) the scores of every layer: a batched step's mask, the padding mask. */
+  masks: Tensor[];
+  /** The sliding window's mask (true = outside the window), for the layers that use it. */
+  window: Tensor | null;
 }
 
 export class LlamaAttention extends Module {
@@ -99,8 +138,9 @@ export class LlamaAttention extends Module {
    * ones, and its keys and values (KV heads, rotated) join the cache as layer `layer`; with a batched step, x is
    * [B, 1, C], each row at its own position.
    */
-  forward(x: Tensor, rope: RopeTables, cache: KVCache | BatchStep | null = null, layer = 0): [Tensor, Tensor | null] {
+  forward(x: Tensor, ctx: LlamaContext, cache: KVCache | BatchStep | null = null, layer = 0): [Tensor, Tensor | null] {
     const [B, T] = x.shape;
+    const rope = ctx.rope;
     const { numHeads: H, numKvHeads: KV, headDim: d } = this.s;
     const q = applyRotary(this.q_proj.call(x).view(B, T, H, d).transpose(1, 2), rope);
     let k = applyRotary(this.k_proj.call(x).view(B, T, KV, d).transpose(1, 2), rope);
@@ -117,7 +157,7 @@ export class LlamaAttention extends Module {
     }
     const [y, probs] = scaledDotProductAttention(q, k, v, {
       causal: step === null,
-      mask: step?.mask,
+      mask: this.s.slidingLayers[layer] && ctx.window !== null ? [...ctx.masks, ctx.window] : ctx.masks,
       dropout: this.training ? this.attention_dropout.p : 0,
       needWeights: this.hasForwardHooks(),
     });
@@ -152,8 +192,8 @@ export class LlamaDecoderLayer extends Module {
     this.input_layernorm = this.registerModule('input_layernorm', new RMSNorm(s.hiddenSize, s.eps));
     this.post_attention_layernorm = this.registerModule('post_attention_layernorm', new RMSNorm(s.hiddenSize, s.eps));
   }
-  forward(x: Tensor, rope: RopeTables, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
-    const a = x.add(this.self_attn.call(this.input_layernorm.call(x), rope, cache, layer)[0]);
+  forward(x: Tensor, ctx: LlamaContext, cache: KVCache | BatchStep | null = null, layer = 0): Tensor {
+    const a = x.add(this.self_attn.call(this.input_layernorm.call(x), ctx, cache, layer)[0]);
     return a.add(this.mlp.call(this.post_attention_layernorm.call(a)));
   }
 }
@@ -167,26 +207,68 @@ export class LlamaModel extends Module {
     this.embed_tokens = this.registerModule('embed_tokens', new Embedding(s.vocabSize, s.hiddenSize));
     this.layers = this.registerModule('layers', new ModuleList(Array.from({ length: s.numLayers }, () => new LlamaDecoderLayer(s))));
     this.norm = this.registerModule('norm', new RMSNorm(s.hiddenSize, s.eps));
+    this.dynamicLength = s.maxPositions;
   }
+  /** Dynamic scaling: the length the frequencies serve (transformers' `max_seq_len_cached`). */
+  private dynamicLength: number;
   /**
-   * ids [B, T] at positions past..past+T-1 (a batched step: [B, 1], each row at its own) -> the last hidden state
-   * [B, T, C]; the rotary tables are built once for all layers.
+   * ids [B, T] at positions past..past+T-1 (a batched step: [B, 1], each row at its own; with `attentionMask`, each
+   * row's own, see DecoderCallOptions) -> the last hidden state [B, T, C]; the rotary tables and masks are built once
+   * for all layers.
    */
-  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null, o: DecoderCallOptions = {}): Tensor {
     const { kv, step } = cacheKinds(cache);
     const past = kv === null ? 0 : kv.length;
+    const [B, T] = ids.shape;
     let x = this.embed_tokens.call(ids);
-    const start = step !== null ? step.positions : past;
-    const rope = ropeTables(this.s.headDim, start, ids.shape[1], { base: this.s.ropeTheta, dtype: x.dtype, device: x.device });
+    const masks: Tensor[] = [];
+    let positions: number | number[] | number[][] = past;
+    let seqLen = past + T;
+    if (o.attentionMask != null) {
+      if (step !== null) throw new Error('LlamaModel: attentionMask is not taken with a batched step (its rows are at their own positions already)');
+      const pad = decoderPadding(o.attentionMask, B, past, T, 'LlamaModel', x.device);
+      positions = pad.positions;
+      seqLen = pad.seqLen;
+      masks.push(pad.keyMask);
+    } else if (step !== null) {
+      positions = step.positions;
+      seqLen = step.span;
+      masks.push(step.mask);
+    }
+    const f = this.frequencies(seqLen);
+    const ctx: LlamaContext = {
+      rope: ropeTables(this.s.headDim, positions, T, { invFreq: f.invFreq, scale: f.attentionScaling, dtype: x.dtype, device: x.device }),
+      masks,
+      window: this.s.slidingWindow === null ? null : windowMask(this.s.slidingWindow, step, past, T, x.device),
+    };
     (this.layers.children() as LlamaDecoderLayer[]).forEach((l, i) => {
-      x = l.call(x, rope, cache, i);
+      x = l.call(x, ctx, cache, i);
     });
-    if (kv !== null) kv.length = past + ids.shape[1];
+    if (kv !== null) kv.length = past + T;
     return this.norm.call(x);
+  }
+  /** The rotary frequencies of a forward whose positions reach `seqLen` − 1. */
+  private frequencies(seqLen: number) {
+    const { rope, headDim, maxPositions } = this.s;
+    if (rope.scaling.type !== 'dynamic') return ropeFrequencies(headDim, rope.theta, rope.scaling);
+    // transformers' dynamic_rope_update: grow with the longest length, back to the default within max_position_embeddings
+    if (seqLen > this.dynamicLength) this.dynamicLength = seqLen;
+    if (seqLen < maxPositions && this.dynamicLength > maxPositions) this.dynamicLength = maxPositions;
+    return ropeFrequencies(headDim, rope.theta, rope.scaling, this.dynamicLength);
   }
 }
 
-/** `call(ids [B, T], cache?)` gives logits [B, T, V]. */
+/**
+ * The sliding window's mask, true where a key lies `window` or more positions before its query (key index j <= i −
+ * window): [T, past + T] for T queries after `past` cached positions, [B, 1, 1, span] for a batched step.
+ */
+function windowMask(window: number, step: BatchStep | null, past: number, T: number, device: string): Tensor {
+  if (step !== null) return arange(0, step.span, 1, { dtype: 'int64', device }).view(1, step.span).le(step.pos.view(-1, 1).sub(window)).view(-1, 1, 1, step.span);
+  const S = past + T;
+  return arange(0, S, 1, { dtype: 'int64', device }).view(1, S).le(arange(past - window, S - window, 1, { dtype: 'int64', device }).view(T, 1));
+}
+
+/** `call(ids [B, T], cache?, { attentionMask }?)` gives logits [B, T, V]. */
 export class LlamaForCausalLM extends HfCausalLM {
   readonly architecture: string = 'LlamaForCausalLM';
   readonly basePrefix = 'model';
@@ -206,14 +288,14 @@ export class LlamaForCausalLM extends HfCausalLM {
     return this.settings.vocabSize;
   }
   get contextLength(): number {
-    return this.settings.maxPositions;
+    return this.settings.contextLength;
   }
   get numLayers(): number {
     return this.settings.numLayers;
   }
-  forward(ids: Tensor, cache: KVCache | BatchStep | null = null): Tensor {
-    checkIds(ids, this.settings.maxPositions - (cache instanceof KVCache ? cache.length : 0), this.architecture);
-    const h = this.model.call(ids, cache);
+  forward(ids: Tensor, cache: KVCache | BatchStep | null = null, o: DecoderCallOptions = {}): Tensor {
+    checkIds(ids, this.settings.contextLength - (cache instanceof KVCache ? cache.length : 0), this.architecture);
+    const h = this.model.call(ids, cache, o);
     return ops.linear(h, (this.lm_head ?? this.model.embed_tokens).weight, null);
   }
 }
