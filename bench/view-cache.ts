@@ -7,6 +7,10 @@
 //     [--teacher-epochs 15] [--epochs 8] [--seeds 0,1,2] [--views 8] [--topk 10] [--threads 2] [--data cifar10]
 //     [--pad 4] [--flip true] [--T 4] [--alpha 0.1] [--lr 0.05] [--timing-rounds 3]
 //     [--teacher-options '{"dropout":0}'] [--teacher-file t.safetensors] [--student-aug true] [--wd 5e-4] [--batch 64] [--kinds plain,live,views]
+//     [--teacher-n 10000]
+// --teacher-n: the teacher trains on the first N of the same fixed random order of the training split (so on the
+// students' n images and more), a teacher that knows more than a student can learn from n images alone; the students
+// (and the view cache) still see only the n images.
 // --kinds plain,live,views: the students trained per seed (e.g. plain alone while a teacher trains elsewhere); 'jitter'
 // adds the student alone on augmented images whatever --student-aug says, to separate the effect of augmentation from
 // that of the teacher when the other students are un-augmented.
@@ -29,6 +33,7 @@ function arg(name: string, def: string): string {
   return i >= 0 ? process.argv[i + 1] : def;
 }
 const n = Number(arg('n', '5000')), nTest = Number(arg('test', '2000'));
+const teacherN = Number(arg('teacher-n', String(n)));
 const teacherName = arg('teacher', 'resnet56'), studentName = arg('student', 'resnet20');
 const teacherEpochs = Number(arg('teacher-epochs', '15')), epochs = Number(arg('epochs', '8'));
 const seeds = arg('seeds', '0,1,2').split(',').filter((x) => x !== '').map(Number);
@@ -54,6 +59,8 @@ async function main() {
   registerBuiltinModels();
   const info = getDataset(dataName) as ImageDatasetInfo;
   const train = info.load('train', n) as ImageDataset, test = info.load('test', nTest) as ImageDataset;
+  if (!Number.isInteger(teacherN) || teacherN < n) throw new Error(`--teacher-n: ${arg('teacher-n', '')} must be an integer ≥ --n (${n}): the teacher's images include the students'`);
+  const teacherTrain = teacherN === n ? train : (info.load('train', teacherN) as ImageDataset);
   const norm = [normalize(info.mean, info.std)];
   const [, h, w] = info.inputShape;
   const aug = () => [randomCrop(h === w ? h : [h, w], pad), ...(flip ? [randomHorizontalFlip()] : []), ...norm];
@@ -61,9 +68,9 @@ async function main() {
   const sgd = { kind: 'sgd' as const, lr, momentum: 0.9, weightDecay: wd };
   const kd = { temperature: T, alpha, softLoss: 'kl' as const };
   const log = (l: string) => process.stderr.write(`${l}\n`);
-  const run = async (name: string, model: Module, seed: number, e: number, extra: Partial<Parameters<typeof trainModel>[0]> = {}, augmented = true): Promise<TrainSummary> =>
+  const run = async (name: string, model: Module, seed: number, e: number, extra: Partial<Parameters<typeof trainModel>[0]> = {}, augmented = true, data = train): Promise<TrainSummary> =>
     trainModel({
-      name, model, train: new DataLoader(train, { batchSize: batch, shuffle: true, seed, transforms: augmented ? aug() : norm }), test, testTransforms: norm, epochs: e, seed,
+      name, model, train: new DataLoader(data, { batchSize: batch, shuffle: true, seed, transforms: augmented ? aug() : norm }), test, testTransforms: norm, epochs: e, seed,
       optimizer: sgd, schedule: 'cosine', warmupEpochs: 1, outDir: path.join(dir, name), progress: false, log, cacheDir: path.join(dir, 'cache'), ...extra,
     });
 
@@ -74,10 +81,11 @@ async function main() {
   // (--teacher-epochs 0: an untrained teacher, for timing only)
   const fromFile = teacherFile !== '' && fs.existsSync(teacherFile);
   if (fromFile) loadWeights(teacher, teacherFile);
-  const ts = !fromFile && teacherEpochs > 0 ? await run('teacher', teacher, 100, teacherEpochs) : null;
+  const ts = !fromFile && teacherEpochs > 0 ? await run('teacher', teacher, 100, teacherEpochs, {}, true, teacherTrain) : null;
   const teacherS = (Date.now() - t0) / 1000;
+  if (teacherTrain !== train) teacherTrain.dispose();
   if (teacherFile !== '' && !fromFile) saveWeights(teacher, teacherFile);
-  log(`teacher: ${fromFile ? `read from ${teacherFile}` : `trained ${teacherEpochs} epochs in ${teacherS.toFixed(0)} s`}`);
+  log(`teacher: ${fromFile ? `read from ${teacherFile}` : `trained ${teacherEpochs} epochs on ${teacherN} images in ${teacherS.toFixed(0)} s`}`);
   teacher.eval();
   teacher.requiresGrad_(false);
   const teacherAcc = await evaluate(teacher, test, norm);
@@ -113,7 +121,7 @@ async function main() {
     }
   const median = (xs: number[]) => { const v = [...xs].sort((a, b) => a - b); return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : NaN; };
   const plainS = seeds.length ? mean(rows.plain.epochS) : NaN;
-  console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}${studentAug ? '' : ' (teacher and cached views only)'}, SGD ${lr} (weight decay ${wd}, 1 warm-up epoch, cosine), batch ${batch}, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
+  console.log(`${dataName} ${n} train / ${nTest} test images, ${teacherName} (${teacherN === n ? '' : `${teacherN} images, `}${teacherEpochs} epochs, ${teacherAcc.toFixed(2)} %) -> ${studentName}, ${epochs} epochs, crop pad ${pad}${flip ? ' + flip' : ''}${studentAug ? '' : ' (teacher and cached views only)'}, SGD ${lr} (weight decay ${wd}, 1 warm-up epoch, cosine), batch ${batch}, T ${T}, alpha ${alpha}, K ${views}, top-${topk}`);
   console.log('student                | epoch s | × plain | accuracy per seed        | mean ± std');
   console.log('-----------------------|---------|---------|--------------------------|-------------');
   const label = { plain: studentAug ? 'alone (CE)' : 'alone (CE), no jitter', jitter: 'alone (CE), augmented', live: studentAug ? 'KD, live teacher' : 'KD, no jitter', views: `KD, ${views} cached views` };
@@ -126,7 +134,7 @@ async function main() {
   }
   console.log(`view cache build (${views} teacher passes over ${n} images): ${buildS.toFixed(1)} s; teacher training ${teacherS.toFixed(0)} s`);
   console.log(JSON.stringify({
-    data: dataName, n, test: nTest, student_aug: studentAug, weight_decay: wd, batch, teacher_file: teacherFile || null, teacher_from_file: fromFile, teacher: teacherName, teacher_options: teacherOptions, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
+    data: dataName, n, teacher_n: teacherN, test: nTest, student_aug: studentAug, weight_decay: wd, batch, teacher_file: teacherFile || null, teacher_from_file: fromFile, teacher: teacherName, teacher_options: teacherOptions, student: studentName, pad, flip, T, alpha, lr, teacher_epochs: teacherEpochs, epochs, seeds, views, topk, teacher_acc: teacherAcc, teacher_best: ts?.best_test_acc ?? null,
     plain_epoch_s: plainS, live_epoch_s: mean(rows.live.epochS), views_epoch_s: mean(rows.views.epochS),
     views_over_plain: +(mean(rows.views.epochS) / plainS).toFixed(3), live_over_plain: +(mean(rows.live.epochS) / plainS).toFixed(3), view_cache_build_s: +buildS.toFixed(1),
     timed_epoch_s: timed, timed_views_over_plain: +(median(timed.views) / median(timed.plain)).toFixed(3), timed_live_over_plain: +(median(timed.live) / median(timed.plain)).toFixed(3),

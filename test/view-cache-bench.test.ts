@@ -49,6 +49,17 @@ describe('bench/view-cache (smoke)', () => {
       const bad = bench([...common, '--seeds', '0', '--kinds', 'plain,cached']);
       assert.notEqual(bad.status, 0);
       assert.match(bad.stderr, /--kinds: unknown student 'cached'/);
+      // --teacher-n: the teacher trains on more images than the students see
+      const i = common.indexOf('--teacher-file');
+      const d = bench([...common.slice(0, i), ...common.slice(i + 2), '--teacher-n', '400', '--seeds', '0', '--kinds', 'plain']);
+      assert.equal(d.status, 0, d.stderr);
+      const jd = JSON.parse(d.stdout.trim().split('\n').pop()!);
+      assert.deepEqual([jd.n, jd.teacher_n, jd.teacher_from_file], [200, 400, false]);
+      assert.match(d.stderr, /teacher: trained 1 epochs on 400 images/);
+      assert.match(d.stdout, /mlp \(400 images, 1 epochs/);
+      const fewer = bench([...common, '--seeds', '0', '--kinds', 'plain', '--teacher-n', '100']);
+      assert.notEqual(fewer.status, 0);
+      assert.match(fewer.stderr, /--teacher-n: 100 must be an integer ≥ --n \(200\)/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
