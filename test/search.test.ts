@@ -183,6 +183,14 @@ describe('search configuration', () => {
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`${file.replace(/[.\\/]/g, '\\$&')}: invalid configuration:\\n  search\\.budget\\.maxParam: unknown key; did you mean 'search\\.budget\\.maxParams'\\?`));
   });
+  it('other commands point a search configuration to tsdistill search', () => {
+    const file = path.join(__dirname, '..', '..', 'examples', 'search-fmnist.yaml');
+    for (const command of ['distill', 'compare']) {
+      const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'src', 'cli', 'main.js'), command, file], { encoding: 'utf8' });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`search-fmnist\\.yaml: a configuration with a 'search' section runs with tsdistill search \\(not tsdistill ${command}\\)`));
+    }
+  });
 });
 
 describe('searchStudent', () => {

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { isWriterProcess, setNumThreads } from '../torch';
 import { writeReport } from '../report';
 import {
-  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, isAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, isAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, isSearchConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   joinProcessGroupFromEnv, loadConfigData, runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -64,6 +64,8 @@ export async function execute(command: string, file: string | undefined, values:
   if (values.out) sets.push(`output.dir=${values.out}`);
   if (values.plugin?.length) loadPlugins(values.plugin);
   const raw = readConfigMapping(file);
+  // a student-search configuration has a command of its own
+  if (isSearchConfig(raw)) throw new Error(`${file}: a configuration with a 'search' section runs with tsdistill search (not tsdistill ${command})`);
   if (isDataFreeConfig(raw)) {
     // data-free distillation: a generator, the frozen teacher and the student; only the test split is read
     if (command !== 'distill') throw new Error(`${file}: a data-free configuration runs with tsdistill distill`);
