@@ -309,6 +309,13 @@ describe('data-free configurations (tsdistill distill)', () => {
     assert.deepEqual([png.width, png.height], [8 * 56 + 9 * 2, 8 * 56 + 9 * 2]);
     const m = fs.readFileSync(path.join(dir, 'dafl', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     assert.deepEqual(Object.keys(m[0].terms).sort(), ['activation', 'entropy', 'onehot']);
+    // output.checkpointEvery (1 by default in configurations) keeps epoch-N weights; 0 keeps only last and best
+    assert.ok(['epoch-1.safetensors', 'epoch-2.safetensors'].every((f) => fs.existsSync(path.join(dir, 'dafl', f))));
+    const none = run(['distill', config('dafl-no-epochs'), '--threads', '1', '--set', 'output.checkpointEvery=0']);
+    assert.equal(none.status, 0, none.stderr);
+    const kept = fs.readdirSync(path.join(dir, 'dafl-no-epochs'));
+    assert.ok(kept.includes('best.safetensors') && kept.includes('last.safetensors'));
+    assert.deepEqual(kept.filter((f) => f.startsWith('epoch-')), []);
   });
 
   it('killed (kill -9) in the middle, it resumes and ends byte-identical to the uninterrupted run', async () => {

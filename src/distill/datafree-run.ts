@@ -79,6 +79,8 @@ export interface DataFreeOptions {
   resume?: boolean;
   force?: boolean;
   checkpointEverySteps?: number;
+  /** Keep `epoch-N` weights every N epochs (default 0: only `last` and `best`, as trainModel). */
+  checkpointEvery?: number;
   logEverySteps?: number;
   report?: (p: Progress) => Record<string, number>;
   log?: (line: string) => void;
@@ -175,7 +177,7 @@ export async function dataFree(o: DataFreeOptions): Promise<TrainSummary & { sam
   const train = new NoiseBatches({ batches: o.batchesPerEpoch, batchSize: o.batchSize, shape: noiseShape, classes: o.classes, seed: o.seed });
   const summary = await runEngine({
     name: `datafree-${o.method}`, ...spec, train, epochs: o.epochs, seed: o.seed, outDir: o.outDir, resume: o.resume, force: o.force,
-    test: o.test, testTransforms: o.testTransforms, checkpointEverySteps: o.checkpointEverySteps, logEverySteps: o.logEverySteps,
+    test: o.test, testTransforms: o.testTransforms, checkpointEverySteps: o.checkpointEverySteps, checkpointEvery: o.checkpointEvery ?? 0, logEverySteps: o.logEverySteps,
     report: o.report, log: o.log, progress: o.progress, signal: o.signal,
   });
   return { ...summary, samples: writeSamples(o, noiseShape) };

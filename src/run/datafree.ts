@@ -116,7 +116,7 @@ export async function runDataFreeConfig(cfg: DataFreeConfig, o: { resume?: boole
       method: d.method, teacher, student, generator, imageShape: info.inputShape, classes, feature: d.feature, featureRelu: d.featureRelu,
       batchSize: d.batchSize, batchesPerEpoch: d.batchesPerEpoch, epochs: cfg.training.epochs, seed: cfg.seed, outDir: cfg.output.dir,
       studentOptimizer: d.studentOptimizer, generatorOptimizer: d.generatorOptimizer, temperature: d.temperature, studentSteps: d.studentSteps, weights: d.weights,
-      test, testTransforms: cfg.data.normalize ? [normalize(info.mean, info.std)] : [], checkpointEverySteps: d.checkpointEverySteps,
+      test, testTransforms: cfg.data.normalize ? [normalize(info.mean, info.std)] : [], checkpointEverySteps: d.checkpointEverySteps, checkpointEvery: cfg.output.checkpointEvery,
       resume: o.resume, force: o.force, signal: o.signal, log: o.log,
     };
     return await dataFree(opts);
