@@ -3,6 +3,12 @@
 //   npm run build && node dist/bench/adversarial.js [--methods alone,kd,discriminator,bss] [--seeds 0,1,2]
 //      [--teacher FILE] [--limit 10000] [--epochs 5] [--batch 64] [--lr 0.01] [--threads 1] [--out runs/adversarial]
 //      [--disc-weight 0.1] [--disc-form bce|lsgan] [--conditional] [--disc-steps 1] [--bss-weight W]
+//      [--data fashion-mnist|cifar10] [--teacher-model lenet5] [--student-model lenet5-half] [--test-limit N] [--aug]
+//      [--wd 0] [--cosine]
+// --data cifar10 --teacher-model resnet56 --student-model resnet20 --teacher FILE: a CIFAR-10 setting (the teacher
+// must be given: e.g. the one bench/view-cache.js --teacher-file saves); --aug adds random crop (padding 4) and flip
+// to the students' training images; --test-limit measures on a fixed random subset of the test split; --cosine: a
+// cosine learning rate over the run (per step, one warm-up epoch).
 // Without --teacher (or when the file is missing) the teacher is trained first (the zoo's lenet5, 5 epochs on the whole
 // training split, SGD 0.01, momentum 0.9, batch 64) into <out>/teacher. Each student run is <out>/<method>-s<seed>; a
 // finished run (its result.json) is not run again. Prints a markdown table (mean ± std over the seeds of the best and
@@ -13,7 +19,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { manualSeed, setNumThreads, writeFileAtomic } from '../src/torch';
 import { loadWeights } from '../src/nn';
-import { DataLoader, type ImageDatasetInfo, getDataset, normalize, registerBuiltinDatasets } from '../src/data';
+import { DataLoader, type ImageDatasetInfo, getDataset, normalize, randomCrop, randomHorizontalFlip, registerBuiltinDatasets } from '../src/data';
 import { createModel, registerBuiltinModels } from '../src/models';
 import { ADVERSARIAL_METHODS, type AdversarialMethod, adversarial, evaluate, runEngine } from '../src/distill';
 
@@ -25,6 +31,8 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'runs/adversarial' }, 'disc-weight': { type: 'string', default: '0.1' },
     'disc-form': { type: 'string', default: 'bce' }, conditional: { type: 'boolean', default: false }, 'disc-steps': { type: 'string', default: '1' },
     'bss-weight': { type: 'string' },
+    data: { type: 'string', default: 'fashion-mnist' }, 'teacher-model': { type: 'string', default: 'lenet5' }, 'student-model': { type: 'string', default: 'lenet5-half' },
+    'test-limit': { type: 'string' }, aug: { type: 'boolean', default: false }, wd: { type: 'string', default: '0' }, cosine: { type: 'boolean', default: false },
   },
 });
 
@@ -47,10 +55,15 @@ async function main() {
   setNumThreads(Number(values.threads));
   registerBuiltinDatasets();
   registerBuiltinModels();
-  const info = getDataset('fashion-mnist') as ImageDatasetInfo;
+  const info = getDataset(values.data!) as ImageDatasetInfo;
   const norm = [normalize(info.mean, info.std)];
-  const range: [number, number] = [(0 - info.mean[0]) / info.std[0], (1 - info.mean[0]) / info.std[0]];
-  const test = info.load('test');
+  // the valid input range per channel: normalised pixels 0 and 1
+  const range: [number[], number[]] = [info.mean.map((m, c) => (0 - m) / info.std[c]), info.mean.map((m, c) => (1 - m) / info.std[c])];
+  const test = info.load('test', values['test-limit'] ? Number(values['test-limit']) : undefined);
+  const [, h, w] = info.inputShape;
+  const trainTransforms = values.aug ? [randomCrop(h === w ? h : [h, w], 4), randomHorizontalFlip(), ...norm] : norm;
+  const teacherModel = values['teacher-model']!, studentModel = values['student-model']!;
+  const wd = Number(values.wd);
   const out = values.out!;
   const methods = values.methods!.split(',').map((m) => m.trim()) as AdversarialMethod[];
   for (const m of methods) if (!(ADVERSARIAL_METHODS as readonly string[]).includes(m)) throw new Error(`--methods: unknown method '${m}' (${ADVERSARIAL_METHODS.join(', ')})`);
@@ -58,9 +71,10 @@ async function main() {
   const epochs = Number(values.epochs), limit = Number(values.limit), batch = Number(values.batch), lr = Number(values.lr);
 
   // ---- the teacher
-  const teacher = createModel('lenet5', {});
+  const teacher = createModel(teacherModel, {});
   let teacherFile = values.teacher;
   if (!teacherFile || !fs.existsSync(teacherFile)) {
+    if (values.data !== 'fashion-mnist' || teacherModel !== 'lenet5') throw new Error(`--teacher: a ${teacherModel} teacher for ${values.data} must be given as a weights file (${teacherFile ?? 'none given'}); only the Fashion-MNIST lenet5 teacher is trained here`);
     const full = info.load('train');
     const dir = path.join(out, 'teacher');
     manualSeed(0);
@@ -91,11 +105,12 @@ async function main() {
         continue;
       }
       manualSeed(seed);
-      const student = createModel('lenet5-half', {});
+      const student = createModel(studentModel, {});
       const s = await adversarial({
         method, teacher, student, classes: 10, epochs, seed, outDir: dir, test, testTransforms: norm, force: true, progress: false,
-        train: new DataLoader(train, { batchSize: batch, shuffle: true, seed, transforms: norm }),
-        studentOptimizer: { kind: 'sgd', lr, momentum: 0.9 }, alpha: 0.1, temperature: 4,
+        train: new DataLoader(train, { batchSize: batch, shuffle: true, seed, transforms: trainTransforms }),
+        studentOptimizer: { kind: 'sgd', lr, momentum: 0.9, weightDecay: wd }, alpha: 0.1, temperature: 4,
+        ...(values.cosine ? { studentSchedule: { kind: 'cosine' as const, per: 'step' as const, warmupSteps: Math.ceil(limit / batch), minLr: 0 } } : {}),
         discriminator: { weight: Number(values['disc-weight']), form: values['disc-form'] as 'bce' | 'lsgan', conditional: values.conditional, steps: Number(values['disc-steps']) },
         bss: { range, ...(values['bss-weight'] ? { weight: Number(values['bss-weight']) } : {}) },
       });
@@ -112,14 +127,14 @@ async function main() {
   const f = (s: { mean: number; std: number }) => `${s.mean.toFixed(2)} ± ${s.std.toFixed(2)}`;
   const settings = `discriminator: weight ${values['disc-weight']}, ${values['disc-form']}, ${values.conditional ? 'conditional' : 'unconditional'}, ${values['disc-steps']} step(s); bss: weight ${values['bss-weight'] ?? '0.45'} → 0 at 3/4 of the run`;
   const md = [
-    `Fashion-MNIST, teacher lenet5 ${teacherAcc.toFixed(2)} %, student lenet5-half; ${limit} training images, ${epochs} epochs, batch ${batch}, SGD ${lr} momentum 0.9, α 0.1, T 4; seeds ${seeds.join(', ')}; ${settings}`,
+    `${info.name}, teacher ${teacherModel} ${teacherAcc.toFixed(2)} % (${test.length} test images), student ${studentModel}; ${limit} training images${values.aug ? ' (random crop 4 + flip)' : ''}, ${epochs} epochs, batch ${batch}, SGD ${lr} momentum 0.9${wd ? `, weight decay ${wd}` : ''}${values.cosine ? ', 1 warm-up epoch then cosine' : ''}, α 0.1, T 4; seeds ${seeds.join(', ')}; ${settings}`,
     '',
     '| method | best test acc (%) | final test acc (%) | per seed (best) | s / epoch |',
     '|---|---:|---:|---|---:|',
     ...rows.map((r) => `| ${r.method} | ${f(r.best)} | ${f(r.final)} | ${r.per_seed.map((v) => v.toFixed(2)).join(', ')} | ${r.epoch_s.mean.toFixed(1)} |`),
   ].join('\n');
   console.log('\n' + md + '\n');
-  const json = { teacher: teacherAcc, limit, epochs, batch, lr, seeds, settings, rows: rows.map((r) => ({ method: r.method, best_mean: r.best.mean, best_std: r.best.std, final_mean: r.final.mean, final_std: r.final.std, per_seed: r.per_seed, epoch_s: r.epoch_s.mean })) };
+  const json = { data: info.name, teacher_model: teacherModel, student_model: studentModel, test_images: test.length, aug: values.aug, weight_decay: wd, cosine: values.cosine, teacher: teacherAcc, limit, epochs, batch, lr, seeds, settings, rows: rows.map((r) => ({ method: r.method, best_mean: r.best.mean, best_std: r.best.std, final_mean: r.final.mean, final_std: r.final.std, per_seed: r.per_seed, epoch_s: r.epoch_s.mean })) };
   fs.mkdirSync(out, { recursive: true });
   writeFileAtomic(path.join(out, 'adversarial.md'), md + '\n');
   writeFileAtomic(path.join(out, 'adversarial.json'), JSON.stringify(json) + '\n');
