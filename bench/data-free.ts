@@ -5,6 +5,10 @@
 //      [--teacher FILE] [--width 32] [--batch 128] [--batches 120] [--threads 1] [--seed 0] [--out runs/data-free]
 //      [--gen-lr 0.2] [--student-lr 2e-3] [--temperature 1] [--student-steps 1] [--latent 100] [--epochs N --cosine]
 //      [--resume]   continue the listed methods' runs in <out> for their budgets again (the time axis continues too)
+//      [--data mnist|cifar10] [--teacher-model lenet5] [--student-model lenet5-half] [--feature fc1] [--test-limit N]
+// --data cifar10 --teacher-model resnet56 --student-model resnet20 --feature pool --teacher FILE: a CIFAR-10 setting
+// (the teacher must be given, e.g. the one bench/view-cache.js --teacher-file saves; DeepInversion then has the
+// teacher's BatchNorm statistics to match); --test-limit measures on a fixed random subset of the test split.
 // Without --teacher (or when the file is missing) the teacher is trained first (5 epochs, SGD 0.01, momentum 0.9,
 // batch 64) into <out>/teacher. Prints accuracy against wall time per method, a markdown table and a final JSON line;
 // writes both to <out>/data-free.md and <out>/data-free.json.
@@ -25,6 +29,8 @@ const { values } = parseArgs({
     resume: { type: 'boolean', default: false },
     'gen-lr': { type: 'string' }, 'student-lr': { type: 'string' }, temperature: { type: 'string' }, 'student-steps': { type: 'string', default: '1' },
     epochs: { type: 'string', default: '1000' }, cosine: { type: 'boolean', default: false }, latent: { type: 'string', default: '100' },
+    data: { type: 'string', default: 'mnist' }, 'teacher-model': { type: 'string', default: 'lenet5' }, 'student-model': { type: 'string', default: 'lenet5-half' },
+    feature: { type: 'string', default: 'fc1' }, 'test-limit': { type: 'string' },
   },
 });
 
@@ -44,15 +50,20 @@ async function main() {
   setNumThreads(Number(values.threads));
   registerBuiltinDatasets();
   registerBuiltinModels();
-  const info = getDataset('mnist') as ImageDatasetInfo;
+  const info = getDataset(values.data!) as ImageDatasetInfo;
   const norm = [normalize(info.mean, info.std)];
-  const test = info.load('test');
+  const test = info.load('test', values['test-limit'] ? Number(values['test-limit']) : undefined);
+  const shape = info.inputShape as [number, number, number];
+  const teacherModel = values['teacher-model']!, studentModel = values['student-model']!, feature = values.feature!;
+  // the zoo's lenet5-half ends in a ReLU by default (the seed recipe's); DAFL's student has none
+  const studentOptions = studentModel === 'lenet5-half' ? { outputRelu: false } : {};
   const out = values.out!;
   const seed = Number(values.seed);
   // ---- the teacher (the one place the training split is read)
-  const teacher = createModel('lenet5', {});
+  const teacher = createModel(teacherModel, {});
   let teacherFile = values.teacher ?? path.join(out, 'teacher', 'best.safetensors');
   if (!fs.existsSync(teacherFile)) {
+    if (values.data !== 'mnist' || teacherModel !== 'lenet5') throw new Error(`--teacher: a ${teacherModel} teacher for ${values.data} must be given as a weights file (${teacherFile} does not exist); only the MNIST lenet5 teacher is trained here`);
     const train = info.load('train');
     await runEngine({
       name: 'teacher', roles: [{ name: 'teacher', model: teacher, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9 } }],
@@ -64,7 +75,7 @@ async function main() {
   }
   loadWeights(teacher, teacherFile);
   const teacherAcc = await evaluate(teacher, test, norm);
-  console.log(`teacher lenet5: ${teacherAcc.toFixed(2)} % (${teacherFile})`);
+  console.log(`teacher ${teacherModel}: ${teacherAcc.toFixed(2)} % on ${test.length} test images (${teacherFile})`);
 
   const epochs = Number(values.epochs);
   // the methods' defaults unless a flag sets them; --cosine: both learning rates follow a cosine over the epochs, per step
@@ -85,8 +96,8 @@ async function main() {
     const budget = minutes[Math.min(i, minutes.length - 1)];
     const before = values.resume ? earlier.find((r) => r.method === method) : undefined;
     const offset = before ? before.curve[before.curve.length - 1].min : 0;
-    const student = createModel('lenet5-half', { outputRelu: false });
-    const generator = new DaflGenerator({ imageShape: [1, 28, 28], width: Number(values.width), latentDim: Number(values.latent) });
+    const student = createModel(studentModel, studentOptions);
+    const generator = new DaflGenerator({ imageShape: shape, width: Number(values.width), latentDim: Number(values.latent) });
     const ctl = new AbortController();
     const start = Date.now();
     const timer = setTimeout(() => ctl.abort(), budget * 60_000);
@@ -99,14 +110,14 @@ async function main() {
     let samples = '';
     try {
       const r = await dataFree({
-        method, teacher, student, generator, imageShape: [1, 28, 28], classes: 10, feature: 'fc1', batchSize: Number(values.batch), batchesPerEpoch: Number(values.batches),
+        method, teacher, student, generator, imageShape: shape, classes: 10, feature, batchSize: Number(values.batch), batchesPerEpoch: Number(values.batches),
         ...tuning(method), epochs, seed, outDir: dir, force: !before, resume: !!before, test, testTransforms: norm, log, progress: false, signal: ctl.signal,
       });
       samples = r.samples;
     } catch (e) {
       if (!(e instanceof TrainingInterrupted)) throw e;
       const { writeSamples, dataFreeSpec } = await import('../src/distill/datafree-run');
-      samples = writeSamples({ generator, method, outDir: dir, seed }, dataFreeSpec({ method, teacher, student, generator, imageShape: [1, 28, 28], classes: 10, feature: 'fc1', batchSize: 1, batchesPerEpoch: 1, epochs: 1, seed, outDir: dir }).noiseShape);
+      samples = writeSamples({ generator, method, outDir: dir, seed }, dataFreeSpec({ method, teacher, student, generator, imageShape: shape, classes: 10, feature, batchSize: 1, batchesPerEpoch: 1, epochs: 1, seed, outDir: dir }).noiseShape);
     } finally {
       clearTimeout(timer);
     }
@@ -126,7 +137,7 @@ async function main() {
     `${values['gen-lr'] ? `, generator lr ${values['gen-lr']}` : ''}${values['student-lr'] ? `, student lr ${values['student-lr']}` : ''}${values.temperature ? `, T ${values.temperature}` : ''}` +
     `${values.cosine ? `, cosine over ${epochs} epochs` : ''}, ${values.threads} thread(s), seed ${seed}`;
   const lines = [
-    `Teacher lenet5: ${teacherAcc.toFixed(2)} %. Students lenet5-half (no output ReLU); ${schedule}.`,
+    `${info.name}: teacher ${teacherModel} ${teacherAcc.toFixed(2)} % on ${test.length} test images. Students ${studentModel}${studentModel === 'lenet5-half' ? ' (no output ReLU)' : ''}; ${schedule}.`,
     '',
     '| method | budget (min) | epochs × steps | best test acc (%) | final (%) | minutes to 97 % |',
     '|---|---|---|---|---|---|',
@@ -136,7 +147,7 @@ async function main() {
     ...rows.map((r) => `- ${r.method}: ${r.curve.filter((_, k) => k % Math.max(1, Math.ceil(r.curve.length / 12)) === 0 || k === r.curve.length - 1).map((c) => `${c.min.toFixed(1)}: ${c.acc.toFixed(2)}`).join(', ')}`),
   ];
   for (const l of lines) console.log(l);
-  const json = { teacher: teacherAcc, schedule, rows };
+  const json = { data: info.name, teacher_model: teacherModel, student_model: studentModel, test_images: test.length, teacher: teacherAcc, schedule, rows };
   writeFileAtomic(path.join(out, 'data-free.md'), lines.join('\n') + '\n');
   writeFileAtomic(jsonFile, JSON.stringify(json, null, 2));
   console.log(JSON.stringify(json));
