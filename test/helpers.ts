@@ -88,6 +88,15 @@ export function maxAbsDiff(t: Tensor, expected: ArrayLike<number>): number {
   return m;
 }
 
+/** Max absolute difference between a tensor and a fixture's {shape, values} (in float64; the shape checked first). */
+export function maxAbsDiffShaped(t: Tensor, ref: { shape: number[]; values: number[] }): number {
+  assert.deepEqual(t.shape, ref.shape);
+  const v = t.to('float64').data() as Float64Array;
+  let m = 0;
+  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i] - ref.values[i]));
+  return m;
+}
+
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tensor as makeTensor } from '../src/torch';

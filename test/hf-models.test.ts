@@ -17,7 +17,7 @@ import {
 import { generateTokens } from '../src/llm/decode';
 import { DecodeBatcher } from '../src/llm/batcher';
 import type { GPT } from '../src/models/gpt';
-import { checkLeaks } from './helpers';
+import { checkLeaks, maxAbsDiffShaped as maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'hf');
 const expected = JSON.parse(fs.readFileSync(path.join(FIX, 'expected.json'), 'utf8'));
@@ -40,14 +40,6 @@ function logitsOf(name: string, model: HfPreTrainedModel): Tensor {
     if (name.startsWith('distilbert')) return (model as BertForSequenceClassification).call(ids(inputs.bert_ids), { attentionMask: ids(inputs.bert_mask) });
     return (model as HfCausalLM).call(ids(inputs.decoder_ids));
   });
-}
-
-function maxAbsDiff(t: Tensor, ref: { shape: number[]; values: number[] }): number {
-  assert.deepEqual(t.shape, ref.shape);
-  const v = t.to('float64').data() as Float64Array;
-  let m = 0;
-  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i] - ref.values[i]));
-  return m;
 }
 
 function tmpDir(): string {

@@ -14,7 +14,7 @@ import { HfCausalLM, HfConfig, LlamaForCausalLM, hfRope, llamaSettings, loadHfMo
 import { generateTokens } from '../src/llm/decode';
 import { DecodeBatcher } from '../src/llm/batcher';
 import type { GPT } from '../src/models/gpt';
-import { checkLeaks } from './helpers';
+import { checkLeaks, maxAbsDiffShaped as maxAbsDiff } from './helpers';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures');
 const expected = JSON.parse(fs.readFileSync(path.join(FIX, 'hf-rope', 'expected.json'), 'utf8'));
@@ -26,15 +26,6 @@ const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: st
   assert.equal(a.length, b.length, what);
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(b[i])), `${what}[${i}]: ${a[i]} vs ${b[i]}`);
 };
-
-/** Largest |difference| between t and the reference values (shape checked). */
-function maxAbsDiff(t: Tensor, ref: { shape: number[]; values: number[] }): number {
-  assert.deepEqual(t.shape, ref.shape);
-  const v = t.to('float64').data() as Float64Array;
-  let m = 0;
-  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i] - ref.values[i]));
-  return m;
-}
 
 function load(name: string): HfCausalLM {
   const { model, unexpected, missing } = loadHfModel(path.join(FIX, name.includes('/') ? name : `hf-rope/${name}`));
