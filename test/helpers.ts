@@ -168,3 +168,23 @@ export async function startServeProcess(cli: string, args: string[], ready: RegE
     },
   };
 }
+
+/**
+ * Runs `node ...args` and kills it (SIGKILL) as soon as `file` exists with content (e.g. a stage's first metrics line);
+ * resolves true when the process died by that kill (false: it ended first).
+ */
+export function spawnKilledOnFile(args: string[], file: string): Promise<boolean> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise<boolean>((resolve) => {
+    const poll = setInterval(() => {
+      if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').trim()) {
+        child.kill('SIGKILL');
+        clearInterval(poll);
+      }
+    }, 2);
+    child.on('exit', (_c, sig) => {
+      clearInterval(poll);
+      resolve(sig === 'SIGKILL');
+    });
+  });
+}

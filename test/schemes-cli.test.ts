@@ -3,12 +3,13 @@
 // generation, then of its offline-KD stage, resumes with --resume to the same weights as an uninterrupted run; every
 // example scheme expands to valid stages; errors name the key.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadSchemeConfig } from '../src/run';
+import { spawnKilledOnFile } from './helpers';
 
 const root = path.join(__dirname, '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
@@ -58,19 +59,7 @@ describe('scheme configurations (tsdistill compare / distill)', () => {
     const whole = run(args(a));
     assert.equal(whole.status, 0, whole.stderr);
     // kill -9 once the stage has written its first epoch
-    const killIn = (stageName: string, extra: string[] = []) => {
-      const child = spawn(process.execPath, [cli, ...args(b), ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
-      const metrics = path.join(b, stageName, 'metrics.jsonl');
-      return new Promise<boolean>((resolve) => {
-        const poll = setInterval(() => {
-          if (fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').trim()) {
-            child.kill('SIGKILL');
-            clearInterval(poll);
-          }
-        }, 2);
-        child.on('exit', (_c, sig) => { clearInterval(poll); resolve(sig === 'SIGKILL'); });
-      });
-    };
+    const killIn = (stageName: string, extra: string[] = []) => spawnKilledOnFile([cli, ...args(b), ...extra], path.join(b, stageName, 'metrics.jsonl'));
     assert.ok(await killIn('gen2'), 'the run was killed');
     assert.ok(!fs.existsSync(path.join(b, 'gen2', 'summary.json')), 'killed before generation 2 finished');
     assert.ok(await killIn('kd', ['--resume']), 'the resumed run was killed in the kd stage');

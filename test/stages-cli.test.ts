@@ -2,11 +2,12 @@
 // teacher → assistant → student chain killed (kill -9) in the middle of its second stage, then resumed with --resume
 // to the same weights as an uninterrupted run; refusals of configurations that cannot run.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
+import { spawnKilledOnFile } from './helpers';
 
 const root = path.join(__dirname, '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
@@ -43,17 +44,7 @@ describe('staged configurations (tsdistill distill)', () => {
     assert.equal(whole.status, 0, whole.stderr);
     assert.match(whole.stdout, /teacher\s+yes/);
     // kill -9 as soon as the assistant stage has committed its first epoch (of two)
-    const child = spawn(process.execPath, [cli, ...args(b)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const metrics = path.join(b, 'assistant', 'metrics.jsonl');
-    const killed = await new Promise<boolean>((resolve) => {
-      const poll = setInterval(() => {
-        if (fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').trim()) {
-          child.kill('SIGKILL');
-          clearInterval(poll);
-        }
-      }, 2);
-      child.on('exit', (_c, sig) => { clearInterval(poll); resolve(sig === 'SIGKILL'); });
-    });
+    const killed = await spawnKilledOnFile([cli, ...args(b)], path.join(b, 'assistant', 'metrics.jsonl'));
     assert.ok(killed, 'the run was killed');
     assert.ok(!fs.existsSync(path.join(b, 'student')), 'killed before the student stage');
     const refused = run(args(b));
