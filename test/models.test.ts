@@ -25,12 +25,19 @@ describe('model zoo', () => {
     });
   }
   it('MLPs and LeNets by name', () => {
-    for (const [name, params] of [['mlp-1200', 784 * 1200 + 1200 + 1200 * 1200 + 1200 + 1200 * 10 + 10], ['mlp-800', 784 * 800 + 800 + 800 * 800 + 800 + 8010], ['lenet5-half', 4408], ['lenet5', 61706]] as const) {
+    for (const [name, params] of [['mlp-1200', 784 * 1200 + 1200 + 1200 * 1200 + 1200 + 1200 * 10 + 10], ['mlp-800', 784 * 800 + 800 + 800 * 800 + 800 + 8010], ['lenet5-half', 4408], ['lenet5', 61706], ['lenet5-half-dafl', 3 * 25 + 3 + 8 * 3 * 25 + 8 + 200 * 60 + 60 + 60 * 42 + 42 + 42 * 10 + 10]] as const) {
       const m = createModel(name);
       assert.equal(m.numParameters(), params, name);
       tidy(() => assert.deepEqual(m.call(randn([3, 1, 28, 28])).shape, [3, 10]));
       m.dispose();
     }
+    // DAFL's student is lenet5 at half width, layer for layer
+    const [full, half] = [createModel('lenet5'), createModel('lenet5-half-dafl')];
+    assert.deepEqual(Object.keys(half.stateDict()), Object.keys(full.stateDict()));
+    for (const [k, t] of Object.entries(half.stateDict()))
+      if (!k.startsWith('fc3') && !k.startsWith('conv1.weight')) assert.ok(t.shape.every((d, i) => d * 2 >= full.stateDict()[k].shape[i]), k);
+    full.dispose();
+    half.dispose();
     const small = createModel('mlp', { widths: [784, 32, 10] });
     assert.deepEqual(Object.keys(small.stateDict()), ['layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.1.bias']);
     small.dispose();

@@ -1,4 +1,4 @@
-export { LeNet5, LeNet5Half } from './lenet';
+export { LeNet5, LeNet5Half, LeNet5HalfDafl } from './lenet';
 export { Mlp, type MlpOptions } from './mlp';
 export { ResNetCifar, BasicBlock } from './resnet';
 export { WideResNet } from './wrn';

@@ -54,3 +54,34 @@ export class LeNet5Half extends Module {
     return chain(x, this.layers);
   }
 }
+
+/** Options of `lenet5-half-dafl`. */
+export const LENET5_HALF_DAFL_OPTIONS: ModelOptionShape = { numClasses };
+
+/**
+ * LeNet-5 at half width, the student of DAFL (Chen et al. 2019) and of the data-free papers after it: every layer of
+ * `lenet5` with half its channels or units, conv(1→3, k5, pad 2) → pool → conv(3→8, k5) → pool → 200→60→42→classes
+ * (15,738 parameters for 10 classes; the authors' conv(8→60, k5) on 5×5 maps is the linear 200→60 here). No ReLU on
+ * the logits.
+ */
+export class LeNet5HalfDafl extends Module {
+  conv1 = this.registerModule('conv1', new Conv2d(1, 3, 5, { padding: 2 }));
+  conv2 = this.registerModule('conv2', new Conv2d(3, 8, 5));
+  fc1 = this.registerModule('fc1', new Linear(200, 60));
+  fc2 = this.registerModule('fc2', new Linear(60, 42));
+  fc3: Linear;
+  private readonly layers = [
+    (x: Tensor) => this.conv1.call(x), relu, pool,
+    (x: Tensor) => this.conv2.call(x), relu, pool, flatten,
+    (x: Tensor) => this.fc1.call(x), relu,
+    (x: Tensor) => this.fc2.call(x), relu,
+    (x: Tensor) => this.fc3.call(x),
+  ];
+  constructor(numClasses = 10) {
+    super();
+    this.fc3 = this.registerModule('fc3', new Linear(42, numClasses));
+  }
+  forward(x: Tensor): Tensor {
+    return chain(x, this.layers);
+  }
+}

@@ -1,7 +1,7 @@
 // Models by name: `createModel('resnet20', { numClasses: 10 })`. Unknown names list the known ones.
 import { Module, closest } from '../nn';
 import { schemeModels } from './scheme-models';
-import { LeNet5, LeNet5Half } from './lenet';
+import { LeNet5, LeNet5Half, LeNet5HalfDafl } from './lenet';
 import { Mlp } from './mlp';
 import { MobileNetV2 } from './mobilenetv2';
 import { ResNetCifar } from './resnet';
@@ -9,7 +9,7 @@ import { VGG_CONFIGS, Vgg } from './vgg';
 import { WideResNet } from './wrn';
 import { TRANSFORMER_OPTIONS, TransformerClassifier, type TransformerClassifierOptions } from './transformer';
 import { FASTTEXT_OPTIONS, FastText, type FastTextOptions } from './fasttext';
-import { LENET5_HALF_OPTIONS, LENET5_OPTIONS } from './lenet';
+import { LENET5_HALF_DAFL_OPTIONS, LENET5_HALF_OPTIONS, LENET5_OPTIONS } from './lenet';
 import { AUDIO_CNN_OPTIONS, AudioCnn } from './audio';
 import { MLP_1200_OPTIONS, MLP_800_OPTIONS, MLP_OPTIONS } from './mlp';
 import { MOBILENETV2_OPTIONS } from './mobilenetv2';
@@ -73,7 +73,7 @@ const WRN_SIZES = [[16, 2], [40, 1], [40, 2], [16, 1], [28, 10]];
 /** The options each built-in model declares (in the model's file). */
 function declareBuiltinOptions(): void {
   const declared: [string[], ModelOptionShape][] = [
-    [['lenet5'], LENET5_OPTIONS], [['lenet5-half'], LENET5_HALF_OPTIONS],
+    [['lenet5'], LENET5_OPTIONS], [['lenet5-half'], LENET5_HALF_OPTIONS], [['lenet5-half-dafl'], LENET5_HALF_DAFL_OPTIONS],
     [['mlp'], MLP_OPTIONS], [['mlp-1200'], MLP_1200_OPTIONS], [['mlp-800'], MLP_800_OPTIONS],
     [RESNET_DEPTHS.map((d) => `resnet${d}`).concat('resnet8x4', 'resnet32x4'), RESNET_OPTIONS],
     [WRN_SIZES.map(([d, w]) => `wrn-${d}-${w}`), WRN_OPTIONS],
@@ -96,6 +96,7 @@ export function registerBuiltinModels(): void {
   // spectrograms [B, 1, mels, frames] (spoken digits: docs/cross-modal.md)
   registerModel('audio-cnn', (o) => new AudioCnn({ numClasses: nc(o), width: o.width as number, inChannels: o.inChannels as number }));
   registerModel('lenet5-half', (o) => new LeNet5Half(nc(o), (o.outputRelu as boolean | undefined) ?? false));
+  registerModel('lenet5-half-dafl', (o) => new LeNet5HalfDafl(nc(o)));
   registerModel('mlp', (o) => new Mlp({ widths: (o.widths as number[]) ?? [784, 800, 800, nc(o)], dropout: o.dropout as number, inputDropout: o.inputDropout as number }));
   registerModel('mlp-1200', (o) => new Mlp({ widths: [784, 1200, 1200, nc(o)], dropout: (o.dropout as number) ?? 0.5, inputDropout: (o.inputDropout as number) ?? 0.2 }));
   registerModel('mlp-800', (o) => new Mlp({ widths: [784, 800, 800, nc(o)] }));
