@@ -108,6 +108,7 @@ const ZOO: ZooCase[] = [
   { name: 'lenet5', data: 'mnist' },
   { name: 'lenet5-half', data: 'mnist' },
   { name: 'lenet5-half', options: { outputRelu: true }, data: 'mnist' },
+  { name: 'lenet5-half-dafl', data: 'mnist' },
   { name: 'resnet8', data: 'cifar' },
   { name: 'resnet8x4', data: 'cifar' },
   { name: 'wrn-16-1', options: { dropout: 0.3 }, data: 'cifar' },
