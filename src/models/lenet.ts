@@ -15,22 +15,29 @@ const flatten = (x: Tensor) => x.flatten(1);
 
 /** LeNet-5 for 28×28 inputs: conv(1→6, k5, pad 2) → pool → conv(6→16, k5) → pool → 400→120→84→classes. */
 export class LeNet5 extends Module {
-  conv1 = this.registerModule('conv1', new Conv2d(1, 6, 5, { padding: 2 }));
-  conv2 = this.registerModule('conv2', new Conv2d(6, 16, 5));
-  fc1 = this.registerModule('fc1', new Linear(400, 120));
-  fc2 = this.registerModule('fc2', new Linear(120, 84));
+  conv1: Conv2d;
+  conv2: Conv2d;
+  fc1: Linear;
+  fc2: Linear;
   fc3: Linear;
   // layer by layer, each intermediate released once the next exists (see chain)
-  private readonly layers = [
-    (x: Tensor) => this.conv1.call(x), relu, pool,
-    (x: Tensor) => this.conv2.call(x), relu, pool, flatten,
-    (x: Tensor) => this.fc1.call(x), relu,
-    (x: Tensor) => this.fc2.call(x), relu,
-    (x: Tensor) => this.fc3.call(x),
-  ];
-  constructor(numClasses = 10) {
+  private readonly layers: ((x: Tensor) => Tensor)[];
+  /** `widths`: the two convolutions' channels and the two hidden layers' units (default LeNet-5's 6, 16, 120, 84). */
+  constructor(numClasses = 10, widths: readonly [number, number, number, number] = [6, 16, 120, 84]) {
     super();
-    this.fc3 = this.registerModule('fc3', new Linear(84, numClasses));
+    const [c1, c2, h1, h2] = widths;
+    this.conv1 = this.registerModule('conv1', new Conv2d(1, c1, 5, { padding: 2 }));
+    this.conv2 = this.registerModule('conv2', new Conv2d(c1, c2, 5));
+    this.fc1 = this.registerModule('fc1', new Linear(c2 * 25, h1));
+    this.fc2 = this.registerModule('fc2', new Linear(h1, h2));
+    this.fc3 = this.registerModule('fc3', new Linear(h2, numClasses));
+    this.layers = [
+      (x) => this.conv1.call(x), relu, pool,
+      (x) => this.conv2.call(x), relu, pool, flatten,
+      (x) => this.fc1.call(x), relu,
+      (x) => this.fc2.call(x), relu,
+      (x) => this.fc3.call(x),
+    ];
   }
   forward(x: Tensor): Tensor {
     return chain(x, this.layers);
@@ -64,24 +71,8 @@ export const LENET5_HALF_DAFL_OPTIONS: ModelOptionShape = { numClasses };
  * (15,738 parameters for 10 classes; the authors' conv(8→60, k5) on 5×5 maps is the linear 200→60 here). No ReLU on
  * the logits.
  */
-export class LeNet5HalfDafl extends Module {
-  conv1 = this.registerModule('conv1', new Conv2d(1, 3, 5, { padding: 2 }));
-  conv2 = this.registerModule('conv2', new Conv2d(3, 8, 5));
-  fc1 = this.registerModule('fc1', new Linear(200, 60));
-  fc2 = this.registerModule('fc2', new Linear(60, 42));
-  fc3: Linear;
-  private readonly layers = [
-    (x: Tensor) => this.conv1.call(x), relu, pool,
-    (x: Tensor) => this.conv2.call(x), relu, pool, flatten,
-    (x: Tensor) => this.fc1.call(x), relu,
-    (x: Tensor) => this.fc2.call(x), relu,
-    (x: Tensor) => this.fc3.call(x),
-  ];
+export class LeNet5HalfDafl extends LeNet5 {
   constructor(numClasses = 10) {
-    super();
-    this.fc3 = this.registerModule('fc3', new Linear(42, numClasses));
-  }
-  forward(x: Tensor): Tensor {
-    return chain(x, this.layers);
+    super(numClasses, [3, 8, 60, 42]);
   }
 }
