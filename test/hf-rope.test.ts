@@ -208,46 +208,41 @@ describe('padding masks of the decoders', () => {
   checkLeaks();
   const prompts = inputs.padded.map((row: number[], r: number) => row.filter((_, j) => inputs.mask[r][j] === 1)) as number[][];
   const width = inputs.padded[0].length;
+  /** The model on the left-padded batch with its mask; `at(r)` is row r's logits at its prompt's tokens. */
+  const onPadded = (name: string, check: (m: HfCausalLM, at: (r: number) => Tensor) => void) => {
+    const m = load(name);
+    try {
+      tidy(() =>
+        noGrad(() => {
+          const out = m.call(ids(inputs.padded), null, { attentionMask: ids(inputs.mask) });
+          check(m, (r) => out.select(0, r).narrow(0, width - prompts[r].length, prompts[r].length));
+        }),
+      );
+    } finally {
+      m.dispose();
+    }
+  };
   for (const name of CASES)
-    it(`${name}: a left-padded batch gives each prompt's reference logits at its tokens`, () => {
-      const m = load(name);
-      try {
-        tidy(() =>
-          noGrad(() => {
-            const out = m.call(ids(inputs.padded), null, { attentionMask: ids(inputs.mask) });
-            prompts.forEach((p, r) => {
-              const d = maxAbsDiff(out.select(0, r).narrow(0, width - p.length, p.length), expected[name].alone_logits[r]);
-              assert.ok(d < 1e-5, `row ${r}: max |Δ| = ${d}`);
-            });
-          }),
-        );
-      } finally {
-        m.dispose();
-      }
-    });
+    it(`${name}: a left-padded batch gives each prompt's reference logits at its tokens`, () =>
+      onPadded(name, (_m, at) =>
+        prompts.forEach((_p, r) => {
+          const d = maxAbsDiff(at(r), expected[name].alone_logits[r]);
+          assert.ok(d < 1e-5, `row ${r}: max |Δ| = ${d}`);
+        }),
+      ));
 
   for (const name of ['hf/gpt2', 'hf/llama', 'hf/qwen2'])
-    it(`${name}: a left-padded batch gives the logits of each prompt alone`, () => {
-      const m = load(name);
-      try {
-        tidy(() =>
-          noGrad(() => {
-            const out = m.call(ids(inputs.padded), null, { attentionMask: ids(inputs.mask) });
-            prompts.forEach((p, r) => {
-              const alone = m.call(ids([p]));
-              const d = out.select(0, r).narrow(0, width - p.length, p.length).sub(alone.select(0, 0)).abs().max().item();
-              assert.ok(d < 1e-5, `row ${r}: max |Δ| = ${d}`);
-            });
-            // without the mask the padding does change the logits (the test can fail)
-            const unmasked = m.call(ids(inputs.padded));
-            const p = prompts[1];
-            assert.ok(unmasked.select(0, 1).narrow(0, width - p.length, p.length).sub(m.call(ids([p])).select(0, 0)).abs().max().item() > 1e-3);
-          }),
-        );
-      } finally {
-        m.dispose();
-      }
-    });
+    it(`${name}: a left-padded batch gives the logits of each prompt alone`, () =>
+      onPadded(name, (m, at) => {
+        prompts.forEach((p, r) => {
+          const d = at(r).sub(m.call(ids([p])).select(0, 0)).abs().max().item();
+          assert.ok(d < 1e-5, `row ${r}: max |Δ| = ${d}`);
+        });
+        // without the mask the padding does change the logits (the test can fail)
+        const unmasked = m.call(ids(inputs.padded));
+        const p = prompts[1];
+        assert.ok(unmasked.select(0, 1).narrow(0, width - p.length, p.length).sub(m.call(ids([p])).select(0, 0)).abs().max().item() > 1e-3);
+      }));
 
   for (const name of ['llama-yarn', 'qwen2-sliding', 'hf/gpt2'])
     it(`${name}: a padded prefill and cached steps continue each prompt as alone`, () => {
