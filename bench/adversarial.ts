@@ -110,7 +110,7 @@ async function main() {
         method, teacher, student, classes: 10, epochs, seed, outDir: dir, test, testTransforms: norm, force: true, progress: false,
         train: new DataLoader(train, { batchSize: batch, shuffle: true, seed, transforms: trainTransforms }),
         studentOptimizer: { kind: 'sgd', lr, momentum: 0.9, weightDecay: wd }, alpha: 0.1, temperature: 4,
-        ...(values.cosine ? { studentSchedule: { kind: 'cosine' as const, per: 'step' as const, warmupSteps: Math.ceil(limit / batch), minLr: 0 } } : {}),
+        ...(values.cosine ? { studentSchedule: { kind: 'cosine' as const, per: 'step' as const, warmupSteps: Math.ceil(train.length / batch), minLr: 0 } } : {}),
         discriminator: { weight: Number(values['disc-weight']), form: values['disc-form'] as 'bce' | 'lsgan', conditional: values.conditional, steps: Number(values['disc-steps']) },
         bss: { range, ...(values['bss-weight'] ? { weight: Number(values['bss-weight']) } : {}) },
       });
