@@ -81,7 +81,7 @@ async function main() {
   manualSeed(SEED);
   // the teacher's stages first: TinyBERT's augmentation needs the pretrained teacher
   const teacherStages = bertRecipeStages({ ...base, data }, ['teacher']);
-  await runStages({ outDir: runDir, stages: teacherStages, resume: flag('resume'), force: flag('force') });
+  await runStages({ outDir: runDir, stages: teacherStages, resume: flag('resume'), force: flag('force'), seed: SEED });
   let augmented: { rows: number[][]; labels: number[] } | undefined;
   if (recipes.includes('tinybert')) {
     const augFile = path.join(runDir, `augmented-${num('aug', 2)}-${num('aug-limit', 8000)}.json`);
@@ -99,7 +99,7 @@ async function main() {
     }
   }
   const stages = bertRecipeStages({ ...base, data: { ...data, augmented } }, recipes);
-  const result = await runStages({ outDir: runDir, stages, resume: flag('resume'), force: false });
+  const result = await runStages({ outDir: runDir, stages, resume: flag('resume'), force: false, seed: SEED });
 
   // the final weights of each recipe as Hugging Face directories, with the tokenizer
   const finals: Record<string, string> = {

@@ -260,4 +260,35 @@ describe('engine', () => {
     test.dispose();
     fs.rmSync(dir, { recursive: true });
   });
+
+  it('stages with a seed: a stage builds the same initial weights whichever stages were built before it in the process', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-stage-seed-'));
+    const train = loadMnist({ split: 'train', limit: 64 });
+    const made: LeNet5Half[] = [];
+    const initial: Record<string, number[]> = {};
+    const stage = (name: string): StageSpec => ({
+      name,
+      build: () => {
+        const m = new LeNet5Half();
+        made.push(m);
+        initial[name] = tidy(() => m.parameters()[0].flatten().tolist() as number[]);
+        return { epochs: 1, seed: 3, ...quiet, train: new DataLoader(train, { batchSize: 64, seed: 3, transforms: norm }), roles: [{ name: 's', model: m, optimizer: sgd }], terms: [{ loss: 'ce', student: 's.logits', teacher: 'labels' }] };
+      },
+    });
+    const firstOf = async (sub: string, names: string[], seed?: number) => {
+      manualSeed(0);
+      await runStages({ outDir: path.join(dir, sub), stages: names.map(stage), log: () => {}, ...(seed === undefined ? {} : { seed }) });
+      return initial.b;
+    };
+    const alone = await firstOf('alone', ['b'], 7);
+    const after = await firstOf('after', ['a', 'b'], 7);
+    assert.deepEqual(after, alone, "stage 'b' built after stage 'a' draws the weights it draws alone");
+    assert.notDeepEqual(initial.a, initial.b, 'two stages draw different weights');
+    assert.notDeepEqual(await firstOf('other-seed', ['b'], 8), alone, 'another seed, other weights');
+    // without a seed the generator is left as it is: the stage's weights follow what was built before it
+    assert.notDeepEqual(await firstOf('unseeded-after', ['a', 'b']), await firstOf('unseeded-alone', ['b']));
+    for (const m of made) m.dispose();
+    train.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
 });

@@ -4,7 +4,8 @@
 // running and then the ones after it. `stages.json` reports every stage.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isWriterProcess, writeFileAtomic } from '../torch';
+import { isWriterProcess, manualSeed, writeFileAtomic } from '../torch';
+import { nameSeed } from '../data/rng';
 import { type EngineOptions, type TrainSummary, runEngine } from './engine';
 
 export interface StageContext {
@@ -34,7 +35,22 @@ export interface StagesResult {
   stages: { name: string; summary: TrainSummary; ran: boolean }[];
 }
 
-export async function runStages(o: { outDir: string; stages: StageSpec[]; resume?: boolean; force?: boolean; log?: (line: string) => void }): Promise<StagesResult> {
+export interface RunStagesOptions {
+  outDir: string;
+  stages: StageSpec[];
+  resume?: boolean;
+  force?: boolean;
+  log?: (line: string) => void;
+  /**
+   * When set, the global generator is seeded from (seed, stage name) before each stage's `build`, so the weights a
+   * stage draws when it builds its models do not depend on which stages were built before it in the process (a run
+   * split over processes, a resumed run, a different list of stages all build a stage the same way). Unset: the
+   * generator is left as it is.
+   */
+  seed?: number;
+}
+
+export async function runStages(o: RunStagesOptions): Promise<StagesResult> {
   // data-parallel runs: rank 0 logs and writes the summaries; every rank runs every stage
   const writer = isWriterProcess();
   const log = !writer ? () => {} : (o.log ?? ((l: string) => process.stdout.write(l + '\n')));
@@ -63,6 +79,7 @@ export async function runStages(o: { outDir: string; stages: StageSpec[]; resume
   for (const [i, stage] of o.stages.entries()) {
     const dir = path.join(o.outDir, stage.name);
     const summaryFile = path.join(dir, 'summary.json');
+    if (o.seed !== undefined) manualSeed(nameSeed(o.seed, stage.name));
     const spec = await stage.build(ctxFor(dir, i));
     try {
       let summary: TrainSummary | null = null;
