@@ -234,6 +234,23 @@ describe('schemes', () => {
     tm.dispose();
   });
 
+  it('a born-again chain whose earlier generations finished in another run builds its next generation as the uninterrupted chain', async () => {
+    manualSeed(0);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-ban-seed-'));
+    const x = randn([64, 3, 16, 16]), y = randint(0, 3, [64]);
+    const train = new TensorDataset(x, y);
+    const base = { train: new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), test: train, epochs: 1, seed: 5, optimizer: { kind: 'sgd' as const, lr: 0.05, momentum: 0.9 }, ...quiet };
+    const resnet = () => new ResNetCifar(8, [4, 4, 8, 8], 3);
+    await bornAgain({ ...base, outDir: path.join(dir, 'whole'), make: resnet, generations: 2 });
+    await bornAgain({ ...base, outDir: path.join(dir, 'parts'), make: resnet, generations: 1 });
+    manualSeed(123); // another process: the generator holds anything
+    const rest = await bornAgain({ ...base, outDir: path.join(dir, 'parts'), make: resnet, generations: 2, resume: true });
+    assert.deepEqual(rest.stages.map((s) => [s.name, s.ran]), [['gen0', false], ['gen1', false], ['gen2', true]]);
+    for (const f of ['gen2/last.safetensors', 'gen2/best.safetensors'])
+      assert.ok(fs.readFileSync(path.join(dir, 'whole', f)).equals(fs.readFileSync(path.join(dir, 'parts', f))), `${f}: byte for byte`);
+    train.dispose();
+    fs.rmSync(dir, { recursive: true });
+  });
   it('the schemes through the engine on tiny data: DML, born-again, BYOT, CS-KD, Tf-KD, module replacement', async () => {
     manualSeed(0);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsd-schemes-'));

@@ -49,12 +49,6 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
-/** A 32-bit seed from a seed and a name (FNV-1a over the name's UTF-16 code units, then mixed with the seed). */
-export function nameSeed(seed: number, name: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
-  return mixSeed(seed >>> 0, h);
-}
 /** Mixes a seed and a counter (epoch, batch number) into one 32-bit seed. */
 export function mixSeed(seed: number, epoch: number): number {
   let h = (seed ^ Math.imul(epoch + 1, 0x9e3779b1)) >>> 0;

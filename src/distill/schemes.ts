@@ -235,7 +235,9 @@ export async function runPlans(o: SchemeRunOptions, plans: StagePlan[]): Promise
       },
     };
   });
-  return runStages({ outDir: o.outDir, stages, resume: o.resume, force: o.force, log: o.log });
+  // each stage builds its models from the generator seeded with the run's seed: a chain resumed between stages, or
+  // one whose earlier stages finished in another process, builds a stage as the uninterrupted chain does
+  return runStages({ outDir: o.outDir, stages, resume: o.resume, force: o.force, log: o.log, seed: o.seed ?? 0 });
 }
 
 /** A trained role (the run's optimizer unless `optimizer` is given) and a frozen one. */

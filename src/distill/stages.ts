@@ -5,7 +5,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isWriterProcess, manualSeed, writeFileAtomic } from '../torch';
-import { nameSeed } from '../data/rng';
 import { type EngineOptions, type TrainSummary, runEngine } from './engine';
 
 export interface StageContext {
@@ -42,10 +41,11 @@ export interface RunStagesOptions {
   force?: boolean;
   log?: (line: string) => void;
   /**
-   * When set, the global generator is seeded from (seed, stage name) before each stage's `build`, so the weights a
-   * stage draws when it builds its models do not depend on which stages were built before it in the process (a run
-   * split over processes, a resumed run, a different list of stages all build a stage the same way). Unset: the
-   * generator is left as it is.
+   * When set, the global generator is seeded with it before each stage's `build`, so the weights a stage draws when
+   * it builds its models do not depend on which stages were built before it in the process (a run split over
+   * processes, a resumed run, a different list of stages all build a stage the same way), and models of one
+   * architecture built first in their stages start from the same weights (as the configurations' stages do). Unset:
+   * the generator is left as it is.
    */
   seed?: number;
 }
@@ -79,7 +79,7 @@ export async function runStages(o: RunStagesOptions): Promise<StagesResult> {
   for (const [i, stage] of o.stages.entries()) {
     const dir = path.join(o.outDir, stage.name);
     const summaryFile = path.join(dir, 'summary.json');
-    if (o.seed !== undefined) manualSeed(nameSeed(o.seed, stage.name));
+    if (o.seed !== undefined) manualSeed(o.seed);
     const spec = await stage.build(ctxFor(dir, i));
     try {
       let summary: TrainSummary | null = null;
