@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { isWriterProcess, setNumThreads } from '../torch';
 import { writeReport } from '../report';
 import {
-  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, isAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, isSearchConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, isAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, isSearchConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, isBertConfig, loadBertConfig, runBertConfig, bertTable, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   joinProcessGroupFromEnv, loadConfigData, runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -90,6 +90,18 @@ export async function execute(command: string, file: string | undefined, values:
     const r = await runAdversarialConfig(cfg, flags);
     console.log(`${r.name}: best test accuracy ${r.best_test_acc.toFixed(2)} % (epoch ${r.best_epoch}), weights in ${path.join(r.out_dir, 'best.safetensors')}`);
     if (values.json) console.log(JSON.stringify(r));
+    return 0;
+  }
+  if (isBertConfig(raw)) {
+    // the BERT-compression recipes: the teacher's stages, then each recipe's; compare prints the same table
+    if (command !== 'distill' && command !== 'compare') throw new Error(`${file}: a configuration with a 'bert' section runs with tsdistill distill or tsdistill compare`);
+    if (values.epochs) throw new Error(`${file}: --epochs: a bert configuration has epochs per stage kind; use --set bert.epochs.task=N (pretrain, finetune, general, task)`);
+    const cfg = loadBertConfig(file, sets);
+    const r = await runBertConfig(cfg, { resume: values.resume, force: values.force });
+    console.log('');
+    for (const line of formatTable(bertTable(r))) console.log(line);
+    console.log(`Hugging Face directories: ${path.join(cfg.output.dir, `seed${cfg.seed}`, '<stage>', 'hf')}`);
+    console.log(JSON.stringify(r));
     return 0;
   }
   if (isStagedConfig(raw) || isSchemeConfig(raw)) {
