@@ -18,7 +18,9 @@
 //   [--teacher-checkpoint FILE] (a trained teacher; the generated data set in --out is then reused: generate resumes)
 //   [--gkd] [--gkd-steps N] (also: students on every teacher sample for N steps — SFT, token KD to the teacher, and
 //   on-policy distillation (GKD) from the teacher in process and from the teacher served over HTTP; --gkd-only: not
-//   the three students above)
+//   the three students above) [--gkd-variants sft,token_kd,local_jsd,endpoint_fkl] (which of the four; default all)
+//   [--student-seed S] (default 1: every student's initialisation from S, its data order and on-policy draws from
+//   S − 1; another S writes <name>-seed<S> run folders and results-seed<S>.json, so seeds share the teacher's data)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,7 +40,7 @@ const { values } = parseArgs({
     out: { type: 'string' }, quick: { type: 'boolean' }, 'teacher-steps': { type: 'string' }, 'student-steps': { type: 'string' },
     questions: { type: 'string' }, n: { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' }, 'eval-size': { type: 'string' },
     'teacher-train': { type: 'string' }, 'teacher-checkpoint': { type: 'string' }, 'student-width': { type: 'string' }, 'student-layers': { type: 'string' }, 'student-lr': { type: 'string' },
-    gkd: { type: 'boolean' }, 'gkd-steps': { type: 'string' }, 'gkd-only': { type: 'boolean' },
+    gkd: { type: 'boolean' }, 'gkd-steps': { type: 'string' }, 'gkd-only': { type: 'boolean' }, 'gkd-variants': { type: 'string' }, 'student-seed': { type: 'string' },
   },
 });
 const quick = values.quick === true;
@@ -50,6 +52,14 @@ const nPer = Number(values.n ?? 2); // samples per question
 const nEval = Number(values['eval-size'] ?? (quick ? 32 : 500));
 const nTeacherTrain = Number(values['teacher-train'] ?? (quick ? 200 : 20000));
 const device = checkDevice(values.device ?? 'cpu', '--device');
+const studentSeed = Number(values['student-seed'] ?? 1);
+if (!Number.isInteger(studentSeed) || studentSeed < 1) throw new Error(`--student-seed: expected an integer ≥ 1, got '${values['student-seed']}'`);
+/** Run folders and the results file of a seed other than the default carry it in their names. */
+const seedSuffix = studentSeed === 1 ? '' : `-seed${studentSeed}`;
+const resultsFile = () => path.join(out, `results${seedSuffix}.json`);
+const GKD_VARIANTS = ['sft', 'token_kd', 'local_jsd', 'endpoint_fkl'];
+const gkdVariants = (values['gkd-variants'] ?? GKD_VARIANTS.join(',')).split(',').filter(Boolean);
+for (const v of gkdVariants) if (!GKD_VARIANTS.includes(v)) throw new Error(`--gkd-variants: unknown variant '${v}' (known: ${GKD_VARIANTS.join(', ')})`);
 setNumThreads(Number(values.threads ?? 2));
 fs.mkdirSync(out, { recursive: true });
 
@@ -207,11 +217,11 @@ async function main() {
       results[name] = { params: 0, steps: 0, examples: 0, train_seconds: 0, exact_match: { accuracy: NaN, tokens_per_s: NaN } };
       return;
     }
-    manualSeed(1);
+    manualSeed(studentSeed);
     const s = new GPT(studentArch);
     if (device !== 'cpu') s.to(device);
     const t1 = Date.now();
-    const r = await sft({ ...common, lr: Number(values['student-lr'] ?? common.lr), model: s, data, outDir: path.join(out, name), steps: studentSteps, force: true, logEvery: Math.max(1, Math.floor(studentSteps / 5)) });
+    const r = await sft({ ...common, seed: studentSeed - 1, lr: Number(values['student-lr'] ?? common.lr), model: s, data, outDir: path.join(out, name + seedSuffix), steps: studentSteps, force: true, logEvery: Math.max(1, Math.floor(studentSteps / 5)) });
     results[name] = { params: s.numParameters(), steps: studentSteps, examples: data.length, train_seconds: (Date.now() - t1) / 1000, train_tokens_per_s: r.tokensPerSecond, final_loss: r.finalLoss };
     results[name].exact_match = await exactMatch(s, evalSet);
     log(`${name}: ${data.length} examples, exact match ${results[name].exact_match.accuracy.toFixed(1)} %`);
@@ -236,26 +246,29 @@ async function main() {
         ['gkd_endpoint_fkl', { source: 'logprobs', endpoint: { baseUrl: server.url, model: 'arith-teacher', tokenIds: true }, alpha: 1, onPolicy: 0.5, topk: 20, maxNewTokens: 48 }],
       ];
       for (const [name, kd] of variants) {
-        manualSeed(1);
+        if (!gkdVariants.includes(name.replace(/^gkd_/, ''))) continue;
+        manualSeed(studentSeed);
         const s = new GPT(studentArch);
         const t1 = Date.now();
-        const r = await sft({ ...common, lr, model: s, data: allSamples, outDir: path.join(out, name), steps: gkdSteps, force: true, logEvery: Math.max(1, Math.floor(gkdSteps / 5)), ...(kd ? { kd: kd as any } : {}) });
+        const r = await sft({ ...common, seed: studentSeed - 1, lr, model: s, data: allSamples, outDir: path.join(out, name + seedSuffix), steps: gkdSteps, force: true, logEvery: Math.max(1, Math.floor(gkdSteps / 5)), ...(kd ? { kd: kd as any } : {}) });
         results[name] = { params: s.numParameters(), steps: gkdSteps, examples: allSamples.length, train_seconds: (Date.now() - t1) / 1000, final_loss: r.finalLoss, on_policy: r.onPolicy ?? null };
         results[name].exact_match = await exactMatch(s, evalSet);
         log(`${name}: ${gkdSteps} steps, exact match ${results[name].exact_match.accuracy.toFixed(1)} %${r.onPolicy ? `, ${r.onPolicy.batches} on-policy micro-batches` : ''}`);
         s.dispose();
-        fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(results, null, 2));
+        fs.writeFileSync(resultsFile(), JSON.stringify(results, null, 2));
       }
     } finally {
       await server.close();
     }
   }
   results.wall_seconds = (Date.now() - t00) / 1000;
-  fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(results, null, 2));
+  results.student_seed = studentSeed;
+  fs.writeFileSync(resultsFile(), JSON.stringify(results, null, 2));
 
   console.log('\n| model | parameters | training data | examples | steps | exact match (greedy) | generation tok/s | training s |\n|---|---:|---|---:|---:|---:|---:|---:|');
   const row = (name: string, what: string) => {
     const r = results[name];
+    if (!r) return;
     console.log(`| ${name} | ${r.params.toLocaleString('en')} | ${what} | ${(r.examples ?? teacherSet.length).toLocaleString('en')} | ${r.steps} | ${r.exact_match.accuracy.toFixed(1)} % | ${r.exact_match.tokens_per_s.toFixed(0)} | ${r.train_seconds.toFixed(0)} |`);
   };
   row('teacher', 'worked solutions');
@@ -271,10 +284,10 @@ async function main() {
     row('gkd_endpoint_fkl', 'GKD: forward KL to the served top-20, λ 0.5');
   }
   console.log(`\nteacher samples: ${gen.total} (${genSet.length} questions × ${nPer}), ${gen.written} verified = ${results.generate.pass_rate.toFixed(1)} % pass rate at temperature 1; rejected: ${badStep} with a wrong column step, ${unverified.length - badStep} with right steps and a wrong final answer`);
-  console.log(`wall time ${results.wall_seconds.toFixed(0)} s; results in ${path.join(out, 'results.json')}`);
+  console.log(`wall time ${results.wall_seconds.toFixed(0)} s; results in ${resultsFile()}`);
   const em = (k: string) => results[k]?.exact_match.accuracy ?? null;
   console.log(JSON.stringify({
-    teacher_em: em('teacher'), pass_rate: results.generate.pass_rate, all_samples_em: em('student_all_samples'), verified_em: em('student_verified_samples'), worked_em: em('student_worked_solutions'),
+    student_seed: studentSeed, teacher_em: em('teacher'), pass_rate: results.generate.pass_rate, all_samples_em: em('student_all_samples'), verified_em: em('student_verified_samples'), worked_em: em('student_worked_solutions'),
     ...(values.gkd ? { gkd_sft_em: em('gkd_sft'), gkd_token_kd_em: em('gkd_token_kd'), gkd_local_jsd_em: em('gkd_local_jsd'), gkd_endpoint_fkl_em: em('gkd_endpoint_fkl') } : {}),
   }));
   teacher.dispose();
