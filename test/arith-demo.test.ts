@@ -19,7 +19,7 @@ describe('arithmetic demo', () => {
     const r = spawnSync(process.execPath, [path.join(root, 'dist', 'examples', 'arith-llm.js'), '--quick', '--out', out, '--threads', '1'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr + r.stdout);
     const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
-    assert.deepEqual(Object.keys(last).sort(), ['all_samples_em', 'pass_rate', 'teacher_em', 'verified_em', 'worked_em']);
+    assert.deepEqual(Object.keys(last).sort(), ['all_samples_em', 'pass_rate', 'student_seed', 'teacher_em', 'verified_em', 'worked_em']);
     const res = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
     const g = res.generate;
     assert.equal(g.requests, 16 * 2);
