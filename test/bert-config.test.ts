@@ -1,6 +1,7 @@
 // The BERT recipes as a configuration through the tsdistill command: a tiny BERT on a small text task of our own
 // (.tsv files) and a .txt corpus; every recipe's row, its Hugging Face directory classifying the test texts with the
-// accuracy the run reported; a second run trains nothing; errors name the key or file.
+// accuracy the run reported; a second run trains nothing; compare --seeds gives mean ± std per recipe; errors name the
+// key or file.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -95,6 +96,24 @@ describe('bert configurations (tsdistill distill)', () => {
     assert.match(again.stdout, /theseus-task finished earlier/);
     assert.doesNotMatch(again.stdout, /stage \d+\/\d+: [\w-]+\n/);
     assert.deepEqual(lastJson(again.stdout).runs, r.runs);
+    // over seeds: seed 0 is the finished run (nothing trains), seed 1 trains; mean ± std per recipe
+    const c = run(['compare', file, '--seeds', '0,1']);
+    assert.equal(c.status, 0, c.stderr);
+    const s = lastJson(c.stdout);
+    assert.deepEqual(s.seeds, [0, 1]);
+    assert.deepEqual(s.recipes.map((x: { recipe: string }) => x.recipe), config.bert.recipes);
+    const one = JSON.parse(fs.readFileSync(path.join(dir, 'out', 'seed1', 'summary-teacher+alone+init+tinybert+theseus.json'), 'utf8'));
+    for (const x of s.recipes as { recipe: string; accs: number[]; mean: number; std: number; vs_alone?: number }[]) {
+      assert.deepEqual(x.accs, [r.runs[x.recipe].acc, one.runs[x.recipe].acc], x.recipe);
+      assert.ok(Math.abs(x.mean - (x.accs[0] + x.accs[1]) / 2) < 1e-12);
+      assert.ok(Math.abs(x.std - Math.abs(x.accs[0] - x.accs[1]) / Math.SQRT2) < 1e-12);
+    }
+    const alone = s.recipes.find((x: { recipe: string }) => x.recipe === 'alone').mean;
+    const tiny = s.recipes.find((x: { recipe: string }) => x.recipe === 'tinybert');
+    assert.ok(Math.abs(tiny.vs_alone - (tiny.mean - alone)) < 1e-12);
+    assert.ok(fs.existsSync(path.join(dir, 'out', 'seeds.json')));
+    assert.match(c.stdout, /tinybert\s+\S+ \/ \S+\s+\d+\.\d\d ± \d+\.\d\d/);
+    assert.match(run(['compare', file, '--seeds', '0,x']).stderr, /--seeds: expected a count or a comma-separated list/);
   });
 
   it('refuses what cannot run, naming the key or the file', () => {

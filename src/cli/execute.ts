@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { isWriterProcess, setNumThreads } from '../torch';
 import { writeReport } from '../report';
 import {
-  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, isAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, isSearchConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, isBertConfig, loadBertConfig, runBertConfig, bertTable, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
+  RunKind, isDataFreeConfig, loadDataFreeConfig, runDataFreeConfig, isAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable, claimOutputDir, compareFromConfig, compareScheme, isSchemeConfig, loadSchemeConfig, isSearchConfig, compareSeeds, setupLine, evaluateFromConfig, formatTable, isStagedConfig, isBertConfig, loadBertConfig, runBertConfig, bertTable, runBertSeeds, bertSeedsTable, loadPlugins, loadStagedConfig, prepareConfig, readConfigMapping, runExport,
   joinProcessGroupFromEnv, loadConfigData, runFromConfig, runStagedConfig, stagesTable,
 } from '../run';
 import { runGenerate } from './generate';
@@ -97,6 +97,14 @@ export async function execute(command: string, file: string | undefined, values:
     if (command !== 'distill' && command !== 'compare') throw new Error(`${file}: a configuration with a 'bert' section runs with tsdistill distill or tsdistill compare`);
     if (values.epochs) throw new Error(`${file}: --epochs: a bert configuration has epochs per stage kind; use --set bert.epochs.task=N (pretrain, finetune, general, task)`);
     const cfg = loadBertConfig(file, sets);
+    if (command === 'compare' && values.seeds) {
+      const r = await runBertSeeds(cfg, parseSeeds(values.seeds), { resume: values.resume, force: values.force });
+      console.log('');
+      for (const line of formatTable(bertSeedsTable(r))) console.log(line);
+      console.log(`all seeds: ${path.join(cfg.output.dir, 'seeds.json')}`);
+      console.log(JSON.stringify(r));
+      return 0;
+    }
     const r = await runBertConfig(cfg, { resume: values.resume, force: values.force });
     console.log('');
     for (const line of formatTable(bertTable(r))) console.log(line);
@@ -154,7 +162,7 @@ export async function execute(command: string, file: string | undefined, values:
   try {
     const flags = { resume: values.resume, force: values.force, file, signal: o.signal };
     if (command === 'compare' && values.seeds) {
-      const seeds = /^\d+$/.test(values.seeds.trim()) ? Array.from({ length: Number(values.seeds) }, (_, i) => i) : values.seeds.split(',').map((x) => Number(x.trim()));
+      const seeds = parseSeeds(values.seeds);
       const { result, table, rowsTable } = await compareSeeds(cfg, seeds, data, flags);
       for (const s of seeds) writeReport(path.join(cfg.output.dir, `seed-${s}`), { title: `${cfg.name} (seed ${s})` });
       console.log('');
@@ -195,4 +203,11 @@ export async function execute(command: string, file: string | undefined, values:
     data.train.dispose();
     data.test.dispose();
   }
+}
+
+/** `--seeds N` (seeds 0..N-1) or `--seeds 0,3,7`. */
+function parseSeeds(text: string): number[] {
+  const seeds = /^\d+$/.test(text.trim()) ? Array.from({ length: Number(text) }, (_, i) => i) : text.split(',').map((x) => Number(x.trim()));
+  if (!seeds.length || seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`--seeds: expected a count or a comma-separated list of non-negative integers, got '${text}'`);
+  return seeds;
 }

@@ -2,6 +2,7 @@
 // tokenizer, the teacher's size, the students' layers and the recipes; `tsdistill distill` (or `compare`) runs their
 // stages (src/distill/bert-recipes.ts: a teacher pretrained by masked LM and fine-tuned, then every recipe's student)
 // and prints one row per recipe; each final model is written as a Hugging Face directory with the tokenizer.
+// `tsdistill compare --seeds 0,1,2` runs it per seed and prints mean ± std per recipe.
 //
 //   name: sst2-bert
 //   seed: 0
@@ -30,6 +31,7 @@ import { HfTokenizer, saveHfModel } from '../models/hf';
 import { BERT_RECIPES, type BertRecipe, bertConfig, bertRecipeStages, newBert, runStages } from '../distill';
 import { augmentTask } from '../distill/bert-recipes-augment';
 import { applyOverrides, describe, readConfigMapping } from './config';
+import { mean, std } from './stats';
 
 const SHARED = ['sst2', 'ag-news'] as const;
 const posInt = z.number().int().positive();
@@ -326,5 +328,40 @@ export function bertTable(r: BertRunResult): string[][] {
   return [
     ['recipe', 'final stage', 'parameters', `${r.task} test acc (%)`, 'training (s)'],
     ...r.rows.map((x) => [x.recipe, x.stage, x.params.toLocaleString('en-US'), x.acc.toFixed(2), x.seconds.toFixed(0)]),
+  ];
+}
+
+export interface BertSeedsResult {
+  name: string;
+  task: string;
+  seeds: number[];
+  /** Per recipe: its accuracy per seed (in the order of `seeds`), their mean and sample standard deviation, and the mean's difference to the student alone's. */
+  recipes: { recipe: BertRecipe; accs: number[]; mean: number; std: number; vs_alone?: number }[];
+}
+
+/** The configured recipes once per seed (each seed in <output.dir>/seed<seed>; finished seeds train nothing), then mean ± std per recipe, written to <output.dir>/seeds.json. */
+export async function runBertSeeds(cfg: BertRunConfig, seeds: number[], flags: { resume?: boolean; force?: boolean; log?: (l: string) => void } = {}): Promise<BertSeedsResult> {
+  if (!seeds.length || seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`--seeds: expected non-negative integers, got ${seeds.join(', ')}`);
+  const runs: BertRunResult[] = [];
+  for (const seed of seeds) runs.push(await runBertConfig({ ...cfg, seed }, flags));
+  const alone = cfg.bert.recipes.includes('alone') ? mean(runs.map((r) => r.runs.alone!.acc)) : undefined;
+  const out: BertSeedsResult = {
+    name: cfg.name, task: runs[0].task, seeds,
+    recipes: cfg.bert.recipes.map((recipe) => {
+      const accs = runs.map((r) => r.runs[recipe]!.acc);
+      const m = mean(accs);
+      return { recipe, accs, mean: m, std: std(accs), ...(alone !== undefined && recipe !== 'alone' && recipe !== 'teacher' ? { vs_alone: m - alone } : {}) };
+    }),
+  };
+  writeFileAtomic(path.join(cfg.output.dir, 'seeds.json'), JSON.stringify(out, null, 2));
+  return out;
+}
+
+/** The table of `tsdistill compare --seeds` on a bert configuration: a row per recipe. */
+export function bertSeedsTable(r: BertSeedsResult): string[][] {
+  const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+  return [
+    ['recipe', `seed ${r.seeds.join(' / ')}`, `${r.task} test acc, mean ± std (%)`, 'against alone'],
+    ...r.recipes.map((x) => [x.recipe, x.accs.map((a) => a.toFixed(2)).join(' / '), `${x.mean.toFixed(2)} ± ${x.std.toFixed(2)}`, x.vs_alone === undefined ? '' : signed(x.vs_alone)]),
   ];
 }

@@ -27,4 +27,4 @@ export {
   adversarialConfigSchema, isAdversarialConfig, validateAdversarialConfig, loadAdversarialConfig, runAdversarialConfig, compareAdversarial, adversarialTable,
   type AdversarialConfig, type AdversarialCompareResult, type AdversarialCompareRow,
 } from './adversarial';
-export { bertConfigSchema, isBertConfig, validateBertConfig, loadBertConfig, runBertConfig, bertTable, type BertRunConfig, type BertRunResult, type BertRecipeRow } from './bert';
+export { bertConfigSchema, isBertConfig, validateBertConfig, loadBertConfig, runBertConfig, bertTable, runBertSeeds, bertSeedsTable, type BertSeedsResult, type BertRunConfig, type BertRunResult, type BertRecipeRow } from './bert';
