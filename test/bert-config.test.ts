@@ -113,7 +113,7 @@ describe('bert configurations (tsdistill distill)', () => {
     assert.ok(Math.abs(tiny.vs_alone - (tiny.mean - alone)) < 1e-12);
     assert.ok(fs.existsSync(path.join(dir, 'out', 'seeds.json')));
     assert.match(c.stdout, /tinybert\s+\S+ \/ \S+\s+\d+\.\d\d ± \d+\.\d\d/);
-    assert.match(run(['compare', file, '--seeds', '0,x']).stderr, /--seeds: expected a count or a comma-separated list/);
+    assert.match(run(['compare', file, '--seeds', '0,x']).stderr, /--seeds: expected a count \(--seeds 3: seeds 0, 1, 2\) or a comma-separated list/);
   });
 
   it('refuses what cannot run, naming the key or the file', () => {

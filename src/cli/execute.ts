@@ -208,6 +208,7 @@ export async function execute(command: string, file: string | undefined, values:
 /** `--seeds N` (seeds 0..N-1) or `--seeds 0,3,7`. */
 function parseSeeds(text: string): number[] {
   const seeds = /^\d+$/.test(text.trim()) ? Array.from({ length: Number(text) }, (_, i) => i) : text.split(',').map((x) => Number(x.trim()));
-  if (!seeds.length || seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`--seeds: expected a count or a comma-separated list of non-negative integers, got '${text}'`);
+  if (!seeds.length || seeds.some((s) => !Number.isInteger(s) || s < 0))
+    throw new Error(`--seeds: expected a count (--seeds 3: seeds 0, 1, 2) or a comma-separated list of non-negative integers (--seeds 4,7), got '${text}'`);
   return seeds;
 }
