@@ -146,7 +146,7 @@ describe('sft with kd.endpoint (GKD from a server)', () => {
     student.dispose();
   });
 
-  it('λ = 0.5 with the data\'s batches in between; a stopped and resumed run ends with the same weights', async () => {
+  it('λ = 0.5 with the data\'s batches in between, scored by the server too; a stopped and resumed run ends with the same weights', async () => {
     const opts = (outDir: string, model: GPT) => ({
       model, tokenizer: tok, data: examples, outDir, steps: 6, seqLen: 24, batchSize: 2, lr: 3e-3, checkpointEvery: 100, logEvery: 1, kd: kd({ onPolicy: 0.5, alpha: 0.5 }), log: quiet,
     });
@@ -154,6 +154,11 @@ describe('sft with kd.endpoint (GKD from a server)', () => {
     const a = new GPT(arch(16, 1));
     const s = await sft(opts(path.join(tmp, 'straight'), a));
     assert.ok(s.onPolicy!.batches > 0 && s.onPolicy!.batches < 6, `${s.onPolicy!.batches} of 6 on-policy`);
+    // the data's micro-batches carry no stored log-probabilities: the server scores them too, so every step has a KD term
+    const steps = fs.readFileSync(path.join(tmp, 'straight', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(steps.length, 6);
+    assert.ok(steps.every((m) => m.kd > 0), JSON.stringify(steps.map((m) => m.kd)));
+    assert.ok(steps.filter((m) => m.ce > 0).length === 6 - s.onPolicy!.batches, 'the cross-entropy trains on the data\'s micro-batches only');
     manualSeed(5);
     const b = new GPT(arch(16, 1));
     const ac = new AbortController();

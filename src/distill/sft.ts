@@ -36,7 +36,8 @@
 // the student at its current weights (sampling at `kd.generationTemperature`, up to `kd.maxNewTokens` tokens, seeded
 // from (seed, micro-batch, row)); the teacher then scores every generated token and `token_kd` (JSD(β), β = 0
 // forward KL, β = 1 reverse KL as in MiniLLM) is taken on those tokens only. The cross-entropy term never trains on
-// the student's own tokens (its weights are zero there); GKD proper is α = 1 (KD only).
+// the student's own tokens (its weights are zero there); GKD proper is α = 1 (KD only). A remote teacher
+// (`kd.endpoint`) scores the student's answers, and the data's micro-batches too when the data stores no logprobs.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tensor, dispose, nextTick, noGrad, ops, tensor, tidy } from '../torch';
@@ -577,7 +578,19 @@ class OnPolicyBatches implements BatchSource {
     if (rng.random() >= o.lambda) {
       const b = this.off.batchAt(g);
       const ce = tidy(() => b.taps!.weights.clone());
-      return { ...b, taps: { ...b.taps, ce_weights: ce }, dispose: () => (b.dispose(), ce.dispose()) };
+      const stored = b.taps!.topk_weights !== undefined && tidy(() => b.taps!.topk_weights.sum().item() as number) > 0;
+      if (!o.endpoint || stored) return { ...b, taps: { ...b.taps, ce_weights: ce }, dispose: () => (b.dispose(), ce.dispose()) };
+      // the data's windows carry no stored log-probabilities: the remote teacher scores their answer tokens, as a local
+      // teacher would run on them
+      const T = o.seqLen;
+      const xs = b.x.tolist() as number[][], ys = b.y.tolist() as number[], ws = b.taps!.weights.tolist() as number[];
+      const seqs = xs.map((row, r) => ({ seq: [...row, ys[r * T + T - 1]], rowWeights: ws.slice(r * T, (r + 1) * T) }));
+      const tk = await this.score(seqs.map((q) => q.seq), (r, j) => seqs[r].rowWeights[j] > 0);
+      const device = deviceOf(this.model);
+      const extra = this.topkTaps(tk, device);
+      for (const k of ['topk_ids', 'topk_logprobs', 'topk_valid', 'topk_weights']) b.taps![k]?.dispose();
+      const taps = { ...b.taps!, ...extra, ce_weights: ce };
+      return { x: b.x, y: b.y, taps, dispose: () => dispose([b.x, b.y, ...Object.values(taps)]) };
     }
     this.counts.onPolicy++;
     const T = o.seqLen;
@@ -607,47 +620,67 @@ class OnPolicyBatches implements BatchSource {
     const device = deviceOf(this.model);
     const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
     // a remote teacher scores the answers: its top-k at each generated position are the KD targets
-    let tk: { ids: Int32Array; lps: Float32Array; valid: Float32Array; tw: Float32Array; K: number } | null = null;
-    if (o.endpoint) {
-      const K = o.topk!;
-      const scored = await scoreTokens(o.endpoint, seqs.map((s) => s.seq), K, o.signal);
-      const byText = (this.idOf ??= singleTokenIds(o.tokenizer!));
-      const V = this.model.vocabSize;
-      const idOf = (t: string) => {
-        const id = tokenIdOf(t);
-        return id === null ? byText(t) : id < V ? id : null;
-      };
-      tk = { ids: new Int32Array(o.B * T * K), lps: new Float32Array(o.B * T * K).fill(-1e9), valid: new Float32Array(o.B * T * K), tw: new Float32Array(o.B * T), K };
-      seqs.forEach(({ seq, from }, r) => {
-        for (let j = Math.max(0, from - 1); j + 1 < seq.length; j++) {
-          const top = scoredTop(scored[r][j + 1], idOf);
-          if (!top.length) continue;
-          const row = r * T + j;
-          tk!.tw[row] = 1;
-          top.slice(0, K).forEach(([id, lp], q) => {
-            tk!.ids[row * K + q] = id;
-            tk!.lps[row * K + q] = lp;
-            tk!.valid[row * K + q] = 1;
-          });
-        }
-      });
-    }
+    const tk = o.endpoint ? await this.score(seqs.map((s) => s.seq), (r, j) => j + 1 >= seqs[r].from) : null;
     const b = tidy(() => ({
       x: on(tensor(x, { shape: [o.B, T], dtype: 'int64' })),
       y: on(tensor(y, { shape: [o.B * T], dtype: 'int64' })),
       w: on(tensor(w, { shape: [o.B * T] })),
       ce: on(ops.zeros([o.B * T])),
-      ...(tk ? {
-        topk_ids: on(tensor(tk.ids, { shape: [o.B * T, tk.K], dtype: 'int64' })),
-        topk_logprobs: on(tensor(tk.lps, { shape: [o.B * T, tk.K] })),
-        topk_valid: on(tensor(tk.valid, { shape: [o.B * T, tk.K] })),
-        topk_weights: on(tensor(tk.tw, { shape: [o.B * T] })),
-      } : {}),
     }));
-    const { x: bx, y: by, w: bw, ce: bce, ...extra } = b;
-    const taps: Record<string, Tensor> = { weights: bw, ce_weights: bce, ...extra };
+    const { x: bx, y: by, w: bw, ce: bce } = b;
+    const taps: Record<string, Tensor> = { weights: bw, ce_weights: bce, ...(tk ? this.topkTaps(tk, device) : {}) };
     return { x: bx, y: by, taps, dispose: () => dispose([bx, by, ...Object.values(taps)]) };
   }
+
+  /**
+   * The remote teacher's top-k at the positions `want(row, j)` picks (position j predicts token j + 1 of the row's
+   * sequence), as KD targets of the student's vocabulary: rows of [B·T, K].
+   */
+  private async score(seqs: number[][], want: (row: number, j: number) => boolean): Promise<TopkTargets> {
+    const o = this.o, T = o.seqLen, K = o.topk!;
+    const scored = await scoreTokens(o.endpoint!, seqs, K, o.signal);
+    const byText = (this.idOf ??= singleTokenIds(o.tokenizer!));
+    const V = this.model.vocabSize;
+    const idOf = (t: string) => {
+      const id = tokenIdOf(t);
+      return id === null ? byText(t) : id < V ? id : null;
+    };
+    const tk: TopkTargets = { ids: new Int32Array(o.B * T * K), lps: new Float32Array(o.B * T * K).fill(-1e9), valid: new Float32Array(o.B * T * K), tw: new Float32Array(o.B * T), K };
+    seqs.forEach((seq, r) => {
+      for (let j = 0; j + 1 < seq.length && j < T; j++) {
+        if (!want(r, j)) continue;
+        const top = scoredTop(scored[r][j + 1], idOf);
+        if (!top.length) continue;
+        const row = r * T + j;
+        tk.tw[row] = 1;
+        top.slice(0, K).forEach(([id, lp], q) => {
+          tk.ids[row * K + q] = id;
+          tk.lps[row * K + q] = lp;
+          tk.valid[row * K + q] = 1;
+        });
+      }
+    });
+    return tk;
+  }
+
+  private topkTaps(tk: TopkTargets, device: string): Record<string, Tensor> {
+    const n = this.o.B * this.o.seqLen;
+    const on = (t: Tensor) => (device === 'cpu' ? t : t.to({ device }));
+    return tidy(() => ({
+      topk_ids: on(tensor(tk.ids, { shape: [n, tk.K], dtype: 'int64' })),
+      topk_logprobs: on(tensor(tk.lps, { shape: [n, tk.K] })),
+      topk_valid: on(tensor(tk.valid, { shape: [n, tk.K] })),
+      topk_weights: on(tensor(tk.tw, { shape: [n] })),
+    }));
+  }
+}
+
+interface TopkTargets {
+  ids: Int32Array;
+  lps: Float32Array;
+  valid: Float32Array;
+  tw: Float32Array;
+  K: number;
 }
 
 /** A token's text as the one id of `tok` that spells it, or null when it takes several ids (memoised). */
