@@ -177,6 +177,16 @@ describe('sft with kd.endpoint (GKD from a server)', () => {
     c.dispose();
   });
 
+  it('windows as long as the teacher\'s context are scored within it', async () => {
+    manualSeed(6);
+    const m = new GPT(arch(16, 1));
+    // seqLen = the served teacher's context (32): a data window of 32 tokens and its next token would be 33
+    const s = await sft({ model: m, tokenizer: tok, data: examples, outDir: path.join(tmp, 'full-window'), steps: 4, seqLen: 32, batchSize: 2, logEvery: 1, kd: kd({ onPolicy: 0.5, alpha: 0.5 }), log: quiet });
+    const steps = fs.readFileSync(path.join(tmp, 'full-window', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(s.onPolicy!.batches < 4 && steps.every((x) => x.kd > 0), JSON.stringify(steps));
+    m.dispose();
+  });
+
   it('refuses settings it cannot honour, naming them', async () => {
     const student = new GPT(arch(16, 1));
     const run = (k: object) => sft({ model: student, tokenizer: tok, data: examples, outDir: path.join(tmp, 'bad'), steps: 1, seqLen: 24, log: quiet, kd: k });

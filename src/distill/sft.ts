@@ -583,9 +583,10 @@ class OnPolicyBatches implements BatchSource {
       // the data's windows carry no stored log-probabilities: the remote teacher scores their answer tokens, as a local
       // teacher would run on them
       const T = o.seqLen;
-      const xs = b.x.tolist() as number[][], ys = b.y.tolist() as number[], ws = b.taps!.weights.tolist() as number[];
-      const seqs = xs.map((row, r) => ({ seq: [...row, ys[r * T + T - 1]], rowWeights: ws.slice(r * T, (r + 1) * T) }));
-      const tk = await this.score(seqs.map((q) => q.seq), (r, j) => seqs[r].rowWeights[j] > 0);
+      // each window's T tokens (the teacher's context is T): position j < T − 1 gets the teacher's targets for token
+      // j + 1; the window's last position, whose next token lies past it, has none
+      const xs = b.x.tolist() as number[][], ws = b.taps!.weights.tolist() as number[];
+      const tk = await this.score(xs, (r, j) => ws[r * T + j] > 0);
       const device = deviceOf(this.model);
       const extra = this.topkTaps(tk, device);
       for (const k of ['topk_ids', 'topk_logprobs', 'topk_valid', 'topk_weights']) b.taps![k]?.dispose();
@@ -638,6 +639,8 @@ class OnPolicyBatches implements BatchSource {
    */
   private async score(seqs: number[][], want: (row: number, j: number) => boolean): Promise<TopkTargets> {
     const o = this.o, T = o.seqLen, K = o.topk!;
+    // at most T tokens a sequence (an answer that filled the window loses its last target): the teacher's context
+    seqs = seqs.map((q) => q.slice(0, T));
     const scored = await scoreTokens(o.endpoint!, seqs, K, o.signal);
     const byText = (this.idOf ??= singleTokenIds(o.tokenizer!));
     const V = this.model.vocabSize;
